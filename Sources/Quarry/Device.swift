@@ -1,0 +1,99 @@
+// The Device protocol: what every backend (CPU SIMD, OpenCL) offers the engine and the scheduler.
+// A device compiles a graph once (passes, weights uploaded and kept, kernels built) and then runs
+// micro-batches of any size through it; a scheduler holds one compiled graph per device and feeds
+// each from a shared queue, so everything here must be usable from the scheduler's threads.
+
+import Foundation
+
+public enum DeviceKind: String, Sendable, Codable {
+    case cpu, opencl
+}
+
+public struct DeviceInfo: Sendable, Codable, Hashable {
+    /// How a user selects it: "cpu", "opencl:0"…
+    public var spec: String
+    public var kind: DeviceKind
+    public var name: String
+    public var vendor: String
+    public var driverVersion: String
+    public var computeUnits: Int
+    public var globalMemoryBytes: Int
+    public var localMemoryBytes: Int
+    public var maxAllocationBytes: Int
+    public var supportsFP16: Bool
+    public var supportsFP64: Bool
+
+    public init(
+        spec: String, kind: DeviceKind, name: String, vendor: String, driverVersion: String,
+        computeUnits: Int, globalMemoryBytes: Int, localMemoryBytes: Int, maxAllocationBytes: Int,
+        supportsFP16: Bool, supportsFP64: Bool
+    ) {
+        self.spec = spec; self.kind = kind; self.name = name; self.vendor = vendor
+        self.driverVersion = driverVersion; self.computeUnits = computeUnits
+        self.globalMemoryBytes = globalMemoryBytes; self.localMemoryBytes = localMemoryBytes
+        self.maxAllocationBytes = maxAllocationBytes; self.supportsFP16 = supportsFP16
+        self.supportsFP64 = supportsFP64
+    }
+}
+
+/// Memory owned by a device.
+public protocol DeviceBuffer: AnyObject {
+    var byteCount: Int { get }
+}
+
+/// Completion of an asynchronous copy or launch.
+public protocol DeviceEvent {
+    func wait() throws
+}
+
+/// An event that has already completed (synchronous devices return it).
+public struct CompletedEvent: DeviceEvent {
+    public init() {}
+    public func wait() throws {}
+}
+
+/// Per-node timings of one run, for `quarry bench`'s per-layer profile.
+public final class Profiler: @unchecked Sendable {
+    public struct Record: Sendable {
+        public var node: String
+        public var op: String
+        public var seconds: Double
+    }
+    public private(set) var records: [Record] = []
+    private let lock = NSLock()
+    public init() {}
+    public func record(node: String, op: String, seconds: Double) {
+        lock.lock(); records.append(Record(node: node, op: op, seconds: seconds)); lock.unlock()
+    }
+}
+
+public protocol Device: AnyObject {
+    var info: DeviceInfo { get }
+    /// Whether this device runs `op` itself. A graph with ops it does not support still compiles:
+    /// those nodes run on the CPU, and the compiled graph says which and why.
+    func supports(_ op: Op) -> Bool
+    func allocate(byteCount: Int) throws -> DeviceBuffer
+    func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent
+    func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent
+    /// Optimises `graph` for producing `outputs` (every node they do not need is dropped) and
+    /// prepares it to run. Parameters must have values (load or materialise them first).
+    func compile(_ graph: Graph, outputs: [String]) throws -> CompiledGraph
+}
+
+public protocol CompiledGraph: AnyObject {
+    var device: Device { get }
+    /// The optimised graph that runs (after passes).
+    var graph: Graph { get }
+    var outputs: [String] { get }
+    /// Runs one micro-batch. Inputs are named by graph input; dimensions declared symbolic may
+    /// differ from run to run. Returns every requested output by name.
+    func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor]
+    /// Peak bytes of intermediate activations for these input shapes, from the memory plan.
+    func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int
+}
+
+extension CompiledGraph {
+    public func run(_ inputs: [String: Tensor]) throws -> [String: Tensor] {
+        try run(inputs, profiler: nil)
+    }
+}

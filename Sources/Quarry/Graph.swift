@@ -1,0 +1,127 @@
+import Foundation
+
+// The graph IR: named values flow between nodes. A value is a graph input, a parameter, or an
+// output of a node; every value has a unique name, and that name is what a caller asks for as a
+// feature tap. Nodes are kept in topological order (the builder appends in order; importers sort).
+
+/// A dimension of a graph input: fixed, or named and resolved from the inputs of each run.
+public enum Dim: Hashable, Sendable, CustomStringConvertible, ExpressibleByIntegerLiteral {
+    case fixed(Int)
+    case symbol(String)
+    public init(integerLiteral value: Int) { self = .fixed(value) }
+    public var description: String {
+        switch self {
+        case .fixed(let n): return "\(n)"
+        case .symbol(let s): return s
+        }
+    }
+}
+
+public struct GraphInput: Hashable, Sendable {
+    public var name: String
+    public var shape: [Dim]
+    public init(name: String, shape: [Dim]) { self.name = name; self.shape = shape }
+}
+
+/// How a parameter is filled when no checkpoint provides it.
+public enum ParameterInit: Sendable {
+    /// Kaiming normal with gain sqrt(2): std = sqrt(2 / fanIn).
+    case he(fanIn: Int)
+    /// Xavier uniform: U(±sqrt(6 / (fanIn + fanOut))).
+    case xavier(fanIn: Int, fanOut: Int)
+    /// Normal with the given standard deviation (GPT-2 / BERT use 0.02).
+    case normal(std: Float)
+    case constant(Float)
+}
+
+public struct Parameter: Sendable {
+    public var shape: [Int]
+    public var initializer: ParameterInit
+    /// nil until loaded from a checkpoint or materialised from `initializer`. Large configurations
+    /// (GPT-3 175B) keep it nil: their graphs are built and counted, never allocated.
+    public var value: Tensor?
+    public init(shape: [Int], initializer: ParameterInit, value: Tensor? = nil) {
+        self.shape = shape; self.initializer = initializer; self.value = value
+    }
+    public var count: Int { shape.reduce(1, *) }
+}
+
+public struct Node: Sendable {
+    public var name: String
+    public var op: Op
+    /// Value names consumed, in the order the op defines. An empty string is an absent optional
+    /// operand (as ONNX writes it).
+    public var inputs: [String]
+    /// Value names produced. Most ops produce one, named like the node.
+    public var outputs: [String]
+    public init(name: String, op: Op, inputs: [String], outputs: [String]) {
+        self.name = name; self.op = op; self.inputs = inputs; self.outputs = outputs
+    }
+}
+
+public struct Graph: Sendable {
+    public var inputs: [GraphInput]
+    public var nodes: [Node]
+    public var parameters: [String: Parameter]
+    /// The values returned by default when the caller names none.
+    public var outputs: [String]
+    /// Set when parameters were filled from `ParameterInit` rather than a checkpoint, so that
+    /// everything written from this graph can say its features are untrained.
+    public var untrained: Bool = false
+
+    public init(inputs: [GraphInput], nodes: [Node], parameters: [String: Parameter], outputs: [String]) {
+        self.inputs = inputs; self.nodes = nodes; self.parameters = parameters; self.outputs = outputs
+    }
+
+    public var parameterCount: Int { parameters.values.reduce(0) { $0 + $1.count } }
+
+    /// Every value name: inputs, parameters and node outputs.
+    public var valueNames: Set<String> {
+        var s = Set(inputs.map(\.name)).union(parameters.keys)
+        for n in nodes { s.formUnion(n.outputs) }
+        return s
+    }
+
+    /// The node that produces `value`, if any.
+    public func producer(of value: String) -> Node? {
+        nodes.first { $0.outputs.contains(value) }
+    }
+
+    /// Fills every parameter that has no value from its initializer, deterministically from `seed`,
+    /// and marks the graph untrained if any was filled.
+    public mutating func materializeParameters(seed: UInt64 = 0) {
+        var rng = SeededGenerator(seed: seed)
+        for name in parameters.keys.sorted() where parameters[name]!.value == nil {
+            var p = parameters[name]!
+            p.value = Graph.fill(p, using: &rng)
+            parameters[name] = p
+            untrained = true
+        }
+    }
+
+    static func fill(_ p: Parameter, using rng: inout SeededGenerator) -> Tensor {
+        let t = Tensor(uninitializedShape: p.shape)
+        let ptr = t.pointer
+        switch p.initializer {
+        case .constant(let v):
+            ptr.initialize(repeating: v, count: t.count)
+        case .he(let fanIn):
+            let std = (2 / Float(max(fanIn, 1))).squareRoot()
+            for i in 0..<t.count { ptr[i] = std * Graph.gaussian(&rng) }
+        case .normal(let std):
+            for i in 0..<t.count { ptr[i] = std * Graph.gaussian(&rng) }
+        case .xavier(let fanIn, let fanOut):
+            let a = (6 / Float(max(fanIn + fanOut, 1))).squareRoot()
+            for i in 0..<t.count { ptr[i] = Float.random(in: -a..<a, using: &rng) }
+        }
+        return t
+    }
+
+    static func gaussian(_ rng: inout SeededGenerator) -> Float {
+        // Box–Muller; u1 is kept away from 0 so log stays finite.
+        let u1 = Float.random(in: Float.ulpOfOne..<1, using: &rng)
+        let u2 = Float.random(in: 0..<1, using: &rng)
+        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Float.pi * u2)
+    }
+}
+

@@ -1,0 +1,259 @@
+// The op set, declared once. Each case carries its attributes; the operands are the node's inputs
+// in the order given in each case's comment. Layouts follow PyTorch where a choice exists (NCHW,
+// conv weight [out, in/groups, kh, kw], linear weight [out, in]) so checkpoints load as they are.
+
+public enum Activation: Hashable, Sendable, Codable {
+    case relu
+    /// clip(x, min, max); relu6 is clip(0, 6).
+    case clip(min: Float, max: Float)
+    case leakyRelu(alpha: Float)
+    case sigmoid
+    /// max(0, min(1, alpha * x + beta)); ONNX defaults alpha 0.2, beta 0.5; PyTorch uses 1/6, 0.5.
+    case hardSigmoid(alpha: Float, beta: Float)
+    case tanh
+    case silu
+    case mish
+    /// gelu(x) = x * Φ(x) with the exact erf form, or the tanh approximation.
+    case gelu(approximate: Bool)
+    case hardSwish
+    /// Elementwise unary maths that have no parameters.
+    case sqrt, exp, log, neg, abs, erf, reciprocal
+
+    public static let relu6 = Activation.clip(min: 0, max: 6)
+}
+
+public enum BinaryOp: String, Hashable, Sendable, Codable {
+    case add, sub, mul, div, pow, max, min
+}
+
+public enum ReduceOp: String, Hashable, Sendable, Codable {
+    case mean, sum, max
+}
+
+/// Padding of a 2-D window op: top, left, bottom, right (asymmetric allowed, as ONNX pads).
+public struct Padding2D: Hashable, Sendable, Codable {
+    public var top, left, bottom, right: Int
+    public init(top: Int, left: Int, bottom: Int, right: Int) {
+        self.top = top; self.left = left; self.bottom = bottom; self.right = right
+    }
+    public init(_ p: Int) { self.init(top: p, left: p, bottom: p, right: p) }
+    public init(_ ph: Int, _ pw: Int) { self.init(top: ph, left: pw, bottom: ph, right: pw) }
+    public static let zero = Padding2D(0)
+}
+
+public struct Conv2DAttributes: Hashable, Sendable, Codable {
+    public var kernel: (Int, Int) { (kernelH, kernelW) }
+    public var kernelH, kernelW: Int
+    public var strideH, strideW: Int
+    public var dilationH, dilationW: Int
+    public var padding: Padding2D
+    public var groups: Int
+    /// Applied to the output in the kernel's epilogue (set by the activation-fusion pass).
+    public var activation: Activation?
+
+    public init(
+        kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: Padding2D = .zero,
+        dilation: (Int, Int) = (1, 1), groups: Int = 1, activation: Activation? = nil
+    ) {
+        kernelH = kernel.0; kernelW = kernel.1
+        strideH = stride.0; strideW = stride.1
+        dilationH = dilation.0; dilationW = dilation.1
+        self.padding = padding; self.groups = groups; self.activation = activation
+    }
+    public static func == (a: Self, b: Self) -> Bool {
+        a.kernelH == b.kernelH && a.kernelW == b.kernelW && a.strideH == b.strideH
+            && a.strideW == b.strideW && a.dilationH == b.dilationH && a.dilationW == b.dilationW
+            && a.padding == b.padding && a.groups == b.groups && a.activation == b.activation
+    }
+    public func hash(into h: inout Hasher) {
+        h.combine(kernelH); h.combine(kernelW); h.combine(strideH); h.combine(strideW)
+        h.combine(dilationH); h.combine(dilationW); h.combine(padding); h.combine(groups)
+        h.combine(activation)
+    }
+}
+
+public struct ConvTranspose2DAttributes: Hashable, Sendable, Codable {
+    public var kernelH, kernelW, strideH, strideW, dilationH, dilationW: Int
+    /// Padding removed from the full output (PyTorch `padding`, ONNX `pads`).
+    public var padding: Padding2D
+    /// Extra rows / columns added at the bottom / right (PyTorch `output_padding`).
+    public var outputPaddingH, outputPaddingW: Int
+    public var groups: Int
+    public var activation: Activation?
+
+    public init(
+        kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: Padding2D = .zero,
+        outputPadding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1,
+        activation: Activation? = nil
+    ) {
+        kernelH = kernel.0; kernelW = kernel.1; strideH = stride.0; strideW = stride.1
+        dilationH = dilation.0; dilationW = dilation.1; self.padding = padding
+        outputPaddingH = outputPadding.0; outputPaddingW = outputPadding.1
+        self.groups = groups; self.activation = activation
+    }
+}
+
+public struct Pool2DAttributes: Hashable, Sendable, Codable {
+    public var kernelH, kernelW, strideH, strideW, dilationH, dilationW: Int
+    public var padding: Padding2D
+    /// Output size rounds up (PyTorch / ONNX ceil_mode); a window that starts in the padding is dropped.
+    public var ceilMode: Bool
+    /// Average pooling only: whether padded positions count in the divisor.
+    public var countIncludePad: Bool
+
+    public init(
+        kernel: (Int, Int), stride: (Int, Int)? = nil, padding: Padding2D = .zero,
+        dilation: (Int, Int) = (1, 1), ceilMode: Bool = false, countIncludePad: Bool = true
+    ) {
+        kernelH = kernel.0; kernelW = kernel.1
+        strideH = stride?.0 ?? kernel.0; strideW = stride?.1 ?? kernel.1
+        dilationH = dilation.0; dilationW = dilation.1
+        self.padding = padding; self.ceilMode = ceilMode; self.countIncludePad = countIncludePad
+    }
+}
+
+public enum RecurrentDirection: String, Hashable, Sendable, Codable {
+    case forward, reverse, bidirectional
+    public var count: Int { self == .bidirectional ? 2 : 1 }
+}
+
+public struct RecurrentAttributes: Hashable, Sendable, Codable {
+    public var hiddenSize: Int
+    public var direction: RecurrentDirection
+    /// GRU only: apply the reset gate after the recurrent matmul (PyTorch's form, ONNX
+    /// linear_before_reset = 1) rather than before it.
+    public var linearBeforeReset: Bool
+    public init(hiddenSize: Int, direction: RecurrentDirection = .forward, linearBeforeReset: Bool = true) {
+        self.hiddenSize = hiddenSize; self.direction = direction; self.linearBeforeReset = linearBeforeReset
+    }
+}
+
+public enum UpsampleMode: String, Hashable, Sendable, Codable {
+    /// PyTorch nearest: source index = floor(dst * in / out).
+    case nearest
+    case bilinear
+    case bilinearAlignCorners
+}
+
+public enum PadMode: String, Hashable, Sendable, Codable {
+    case constant, reflect, edge
+}
+
+public enum Op: Hashable, Sendable {
+    /// A graph input, shapes given by the graph's input declaration.
+    case input
+    /// A named parameter or constant (the graph's initializers hold the value).
+    case constant
+
+    /// (x[N,C,H,W], w[O,C/groups,kh,kw], bias[O]?) -> [N,O,H',W']
+    case conv2d(Conv2DAttributes)
+    /// (x[N,C,H,W], w[C,O/groups,kh,kw], bias[O]?) -> [N,O,H',W'] (PyTorch weight layout)
+    case convTranspose2d(ConvTranspose2DAttributes)
+    /// (x[..., K], w[N, K], bias[N]?) -> [..., N]: PyTorch Linear. Activation fused in the epilogue.
+    case dense(activation: Activation?)
+    /// (a[..., M, K], b[..., K, N]) -> [..., M, N] with broadcasting over leading dims (numpy matmul).
+    case matmul(transposeA: Bool, transposeB: Bool)
+
+    case maxPool2d(Pool2DAttributes)
+    case avgPool2d(Pool2DAttributes)
+    /// [N,C,H,W] -> [N,C,1,1]
+    case globalAvgPool
+    case globalMaxPool
+
+    /// (x[N,C,...], scale[C], bias[C], mean[C], var[C]) inference-mode batch norm.
+    case batchNorm(epsilon: Float)
+    /// (x, gamma[D], beta[D]) normalised over the trailing `normalizedDims` dimensions.
+    case layerNorm(epsilon: Float, normalizedDims: Int)
+    /// (x[N,C,...], gamma[C], beta[C]) instance norm over the spatial dimensions.
+    case instanceNorm(epsilon: Float)
+    case softmax(axis: Int)
+    case logSoftmax(axis: Int)
+
+    /// (q[B,Sq,H*D], k[B,Sk,H*D], v[B,Sk,H*D], keyPaddingMask[B,Sk]?) -> [B,Sq,H*D].
+    /// Scaled dot-product attention with `heads` heads; the mask holds 1 for tokens to attend
+    /// and 0 for padding; `causal` masks keys after the query position.
+    case attention(heads: Int, causal: Bool)
+
+    /// (x[B,S,I], w[D,4H,I], r[D,4H,H], bias[D,8H]?, h0[D,B,H]?, c0[D,B,H]?) -> y[B,S,D*H].
+    /// Gate order in w, r and bias is i, f, g, o (PyTorch's); ONNX's i, o, f, c is permuted at
+    /// import. bias is [input biases (4H), recurrent biases (4H)] per direction as in ONNX.
+    /// Outputs: y, then h_n[D,B,H], c_n[D,B,H].
+    case lstm(RecurrentAttributes)
+    /// (x[B,S,I], w[D,3H,I], r[D,3H,H], bias[D,6H]?, h0[D,B,H]?) -> y[B,S,D*H], h_n[D,B,H].
+    /// Gate order r, z, n (PyTorch's); ONNX's z, r, h is permuted at import.
+    case gru(RecurrentAttributes)
+    /// (ids[...] holding integer values as floats, table[V, D]) -> [..., D]
+    case embedding
+
+    case activation(Activation)
+    /// (a, b) with numpy broadcasting; activation fused after (e.g. a residual add then relu).
+    case binary(BinaryOp, activation: Activation?)
+    /// Reduces over `axes` (negative counts from the end).
+    case reduce(ReduceOp, axes: [Int], keepDims: Bool)
+
+    /// (x0, x1, ...) concatenated on `axis`.
+    case concat(axis: Int)
+    /// x -> one output per entry of `sizes` along `axis`.
+    case split(axis: Int, sizes: [Int])
+    /// ONNX Slice semantics with constant starts / ends / axes / steps (ends clamp; negative wrap).
+    case slice(starts: [Int], ends: [Int], axes: [Int], steps: [Int])
+    /// pads = [begin_0, ..., begin_{r-1}, end_0, ..., end_{r-1}] as in ONNX.
+    case pad(pads: [Int], mode: PadMode, value: Float)
+    /// [N,C,H,W] -> [N,C,outH,outW], output size = floor(H * scaleH) unless `size` is given.
+    case upsample(mode: UpsampleMode, scaleH: Float, scaleW: Float, size: [Int]?)
+    /// Target shape with ONNX conventions: 0 copies the input dimension, -1 is inferred.
+    case reshape(shape: [Int])
+    case transpose(perm: [Int])
+    /// [d0, ..., d_{axis-1}, rest] -> [prod(d0..d_{axis-1}), prod(rest)] (ONNX Flatten).
+    case flatten(axis: Int)
+    /// Removes nothing, copies its input; kept so taps can name a value (`nn.Identity`).
+    case identity
+}
+
+extension Op {
+    /// A short, stable name for logs, errors and profiles.
+    public var name: String {
+        switch self {
+        case .input: return "input"
+        case .constant: return "constant"
+        case .conv2d(let a): return a.groups > 1 ? "conv2d(groups \(a.groups))" : "conv2d"
+        case .convTranspose2d: return "conv_transpose2d"
+        case .dense: return "dense"
+        case .matmul: return "matmul"
+        case .maxPool2d: return "max_pool2d"
+        case .avgPool2d: return "avg_pool2d"
+        case .globalAvgPool: return "global_avg_pool"
+        case .globalMaxPool: return "global_max_pool"
+        case .batchNorm: return "batch_norm"
+        case .layerNorm: return "layer_norm"
+        case .instanceNorm: return "instance_norm"
+        case .softmax: return "softmax"
+        case .logSoftmax: return "log_softmax"
+        case .attention: return "attention"
+        case .lstm: return "lstm"
+        case .gru: return "gru"
+        case .embedding: return "embedding"
+        case .activation(let a): return "\(a)"
+        case .binary(let b, _): return b.rawValue
+        case .reduce(let r, _, _): return "reduce_\(r.rawValue)"
+        case .concat: return "concat"
+        case .split: return "split"
+        case .slice: return "slice"
+        case .pad: return "pad"
+        case .upsample: return "upsample"
+        case .reshape: return "reshape"
+        case .transpose: return "transpose"
+        case .flatten: return "flatten"
+        case .identity: return "identity"
+        }
+    }
+
+    /// Ops whose output is a view of the input's bytes in the same order, so the executor can
+    /// alias their buffers instead of copying.
+    public var isLayoutOnly: Bool {
+        switch self {
+        case .reshape, .flatten, .identity: return true
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,112 @@
+// Tensor: a dense, row-major float32 array with a shape. Images are NCHW, sequences
+// [batch, sequence, features]. Storage is 64-byte aligned so SIMD loads never straddle cache lines.
+
+/// Owned, aligned float storage. A class so that tensors share it cheaply; copy-on-write is not
+/// implemented because kernels write into buffers the executor owns, never into a user's tensor.
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    public init(count: Int) {
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+}
+
+public enum DType: String, Sendable, Codable {
+    case float32
+}
+
+public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+    public let shape: [Int]
+    public let storage: TensorStorage
+    public var dtype: DType { .float32 }
+
+    /// A tensor with uninitialised contents (the caller writes every element).
+    public init(uninitializedShape shape: [Int]) {
+        self.shape = shape
+        storage = TensorStorage(count: shape.reduce(1, *))
+    }
+
+    public init(shape: [Int], repeating value: Float = 0) {
+        self.init(uninitializedShape: shape)
+        storage.pointer.initialize(repeating: value, count: storage.count)
+    }
+
+    /// Fails when the element count does not match the shape.
+    public init(shape: [Int], scalars: [Float]) throws {
+        let n = shape.reduce(1, *)
+        guard n == scalars.count else {
+            throw QuarryError.invalidArgument(
+                "tensor of shape \(shape) needs \(n) values, got \(scalars.count)")
+        }
+        self.init(uninitializedShape: shape)
+        scalars.withUnsafeBufferPointer { src in
+            if n > 0 { storage.pointer.update(from: src.baseAddress!, count: n) }
+        }
+    }
+
+    /// Shares storage with a new shape of the same element count.
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        guard newShape.reduce(1, *) == count else {
+            throw QuarryError.invalidArgument("cannot reshape \(shape) to \(newShape)")
+        }
+        return Tensor(shape: newShape, storage: storage)
+    }
+
+    init(shape: [Int], storage: TensorStorage) {
+        self.shape = shape
+        self.storage = storage
+    }
+
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: count)) }
+    public var pointer: UnsafeMutablePointer<Float> { storage.pointer }
+
+    public subscript(flat index: Int) -> Float {
+        get { storage.pointer[index] }
+        nonmutating set { storage.pointer[index] = newValue }
+    }
+
+    /// A deep copy: new storage with the same values.
+    public func copy() -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        t.storage.pointer.update(from: storage.pointer, count: count)
+        return t
+    }
+
+    public var description: String {
+        let head = scalars.prefix(8).map { "\($0)" }.joined(separator: ", ")
+        return "Tensor(\(shape): [\(head)\(count > 8 ? ", …" : "")])"
+    }
+}
+
+/// A deterministic generator (SplitMix64) for seeded initialisation and test data, so that runs
+/// and tests are reproducible on every platform.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    public mutating func next() -> UInt64 {
+        state = state &+ 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Tensor {
+    /// Uniform values in [low, high), reproducible from the generator's seed.
+    public static func random<G: RandomNumberGenerator>(
+        shape: [Int], in range: ClosedRange<Float> = -1...1, using rng: inout G
+    ) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        for i in 0..<t.count { t.storage.pointer[i] = Float.random(in: range, using: &rng) }
+        return t
+    }
+}

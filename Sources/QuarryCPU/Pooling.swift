@@ -1,0 +1,7 @@
+import Quarry
+
+extension CPUKernels {
+    static func makePool(_ ctx: KernelContext) throws -> CPUKernel {
+        throw QuarryError.unsupported("node '\(ctx.node.name)': \(ctx.node.op.name) is not implemented on the CPU yet")
+    }
+}

@@ -1,0 +1,10 @@
+import Quarry
+
+extension CPUKernels {
+    static func makeLSTM(_ ctx: KernelContext) throws -> CPUKernel {
+        throw QuarryError.unsupported("node '\(ctx.node.name)': \(ctx.node.op.name) is not implemented on the CPU yet")
+    }
+    static func makeGRU(_ ctx: KernelContext) throws -> CPUKernel {
+        throw QuarryError.unsupported("node '\(ctx.node.name)': \(ctx.node.op.name) is not implemented on the CPU yet")
+    }
+}
