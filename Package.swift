@@ -6,25 +6,41 @@ import PackageDescription
 let package = Package(
     name: "Quarry",
     products: [
-        .library(name: "Quarry", targets: ["Quarry", "QuarryCPU"]),
+        .library(name: "Quarry", targets: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
         .executable(name: "quarry", targets: ["quarry"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         // Tensors, the graph IR, shape inference, passes, the memory plan and the Device protocol.
         .target(name: "Quarry"),
         // The CPU SIMD backend: packed GEMM, convolutions and every other op, multithreaded.
         .target(name: "QuarryCPU", dependencies: ["Quarry"]),
+        // OpenCL 1.2 headers and the ICD loader (Debian: ocl-icd-opencl-dev, opencl-headers).
+        .systemLibrary(
+            name: "COpenCL", pkgConfig: "OpenCL",
+            providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
+        // The OpenCL backend: devices, program cache, one lowering per op family (Kernels/*.cl).
+        .target(name: "QuarryOpenCL", dependencies: ["Quarry", "QuarryCPU", "COpenCL"]),
+        // The model zoo: one builder a family, parameter names equal to checkpoint keys.
+        .target(name: "QuarryModels", dependencies: ["Quarry"]),
+        // ONNX import, safetensors, .npy / .npz.
+        .target(
+            name: "QuarryFormats",
+            dependencies: ["Quarry", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(
             name: "quarry",
             dependencies: [
-                "Quarry", "QuarryCPU",
+                "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "QuarryTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU"]),
+        .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
+        .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels"]),
+        .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels"]),
     ],
     swiftLanguageModes: [.v5]
 )

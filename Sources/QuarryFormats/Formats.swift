@@ -1,0 +1,1 @@
+// Model and data formats: ONNX, safetensors, .npy/.npz.

@@ -1,0 +1,2 @@
+// The OpenCL backend (see issue: OpenCL backend).
+import COpenCL

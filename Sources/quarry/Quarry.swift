@@ -1,0 +1,12 @@
+// The quarry command-line tool. One file a subcommand; shared options live in Options.swift.
+
+import ArgumentParser
+
+@main
+struct QuarryTool: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quarry",
+        abstract: "Fast deep-learning feature extraction on CPUs and OpenCL devices.",
+        subcommands: [ExtractCommand.self, RunCommand.self, BenchCommand.self, DevicesCommand.self, ModelsCommand.self]
+    )
+}
