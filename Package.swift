@@ -40,6 +40,8 @@ let package = Package(
                 "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Compute benchmarks of the CPU backend alone (bench/gemm_vs_openblas.sh).
+        .executableTarget(name: "quarry-bench", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
