@@ -26,10 +26,14 @@ let package = Package(
         .target(name: "QuarryOpenCL", dependencies: ["Quarry", "QuarryCPU", "COpenCL"]),
         // The model zoo: one builder a family, parameter names equal to checkpoint keys.
         .target(name: "QuarryModels", dependencies: ["Quarry"]),
-        // ONNX import, safetensors, .npy / .npz.
+        // JPEG and PNG decoding (libjpeg-turbo, libpng), in C for their longjmp error handling.
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        // ONNX import, safetensors, .npy / .npz, image decoding and preprocessing.
         .target(
             name: "QuarryFormats",
-            dependencies: ["Quarry", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Quarry", "CImageCodecs", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(
             name: "quarry",
             dependencies: [
