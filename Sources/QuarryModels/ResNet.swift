@@ -14,9 +14,13 @@ public struct ResNetConfig: Sendable {
     public var layers: [Int]
     public var numClasses: Int
     public var imageSize: Int
+    /// Channels of the stem and of layer1's 3x3 convs (64 in the paper); each stage doubles them.
+    /// Smaller values give cheap variants of the same structure for tests.
+    public var baseWidth: Int
 
-    public init(block: Block, layers: [Int], numClasses: Int = 1000, imageSize: Int = 224) {
+    public init(block: Block, layers: [Int], numClasses: Int = 1000, imageSize: Int = 224, baseWidth: Int = 64) {
         self.block = block; self.layers = layers; self.numClasses = numClasses; self.imageSize = imageSize
+        self.baseWidth = baseWidth
     }
 
     public static func depth(_ depth: Int) throws -> ResNetConfig {
@@ -38,15 +42,16 @@ public enum ResNet {
         }
         let b = GraphBuilder()
         var x = imageInput(b, height: config.imageSize, width: config.imageSize)
-        x = b.conv2d("conv1", x, in: 3, out: 64, kernel: 7, stride: 2, padding: 3)
-        x = b.batchNorm("bn1", x, channels: 64)
+        let base = config.baseWidth
+        x = b.conv2d("conv1", x, in: 3, out: base, kernel: 7, stride: 2, padding: 3)
+        x = b.batchNorm("bn1", x, channels: base)
         x = b.activation("relu", .relu, x)
         x = b.maxPool("maxpool", x, kernel: 3, stride: 2, padding: 1)
 
         let expansion = config.block == .bottleneck ? 4 : 1
-        var inC = 64
+        var inC = base
         for (stage, blocks) in config.layers.enumerated() {
-            let width = 64 << stage
+            let width = base << stage
             try b.scope("layer\(stage + 1)") {
                 for i in 0..<blocks {
                     let stride = (i == 0 && stage > 0) ? 2 : 1

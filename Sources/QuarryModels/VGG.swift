@@ -12,9 +12,12 @@ public struct VGGConfig: Sendable {
     public var layers: [Int]
     public var numClasses: Int
     public var imageSize: Int
+    /// Width of the two hidden classifier layers (4096 in the paper).
+    public var classifierWidth: Int
 
-    public init(layers: [Int], numClasses: Int = 1000, imageSize: Int = 224) {
+    public init(layers: [Int], numClasses: Int = 1000, imageSize: Int = 224, classifierWidth: Int = 4096) {
         self.layers = layers; self.numClasses = numClasses; self.imageSize = imageSize
+        self.classifierWidth = classifierWidth
     }
 
     public static let vgg16 = VGGConfig(layers: [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0])
@@ -44,13 +47,14 @@ public enum VGG {
         x = b.add("flatten", .flatten(axis: 1), x)
         b.scope("classifier") {
             let w: ParameterInit = .normal(std: 0.01)
-            x = b.linear("0", x, in: inC * 49, out: 4096, initializer: w)
+            let hidden = config.classifierWidth
+            x = b.linear("0", x, in: inC * 49, out: hidden, initializer: w)
             x = b.activation("1", .relu, x)
             x = b.identity("2", x)
-            x = b.linear("3", x, in: 4096, out: 4096, initializer: w)
+            x = b.linear("3", x, in: hidden, out: hidden, initializer: w)
             x = b.activation("4", .relu, x)
             x = b.identity("5", x)
-            x = b.linear("6", x, in: 4096, out: config.numClasses, initializer: w)
+            x = b.linear("6", x, in: hidden, out: config.numClasses, initializer: w)
         }
         return b.build(outputs: [x])
     }
