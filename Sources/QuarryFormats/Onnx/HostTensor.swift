@@ -15,7 +15,7 @@ struct HostTensor {
     var ints: [Int64]
 
     /// Folded constants larger than this are refused: a hostile file could ask for terabytes.
-    static let maxFoldedElements = 1 << 28
+    static let maxFoldedElements = 1 << 24
 
     init(floats: [Float], shape: [Int]) {
         self.shape = shape; kind = .float; self.floats = floats; ints = []
@@ -30,6 +30,8 @@ struct HostTensor {
 
     func double(_ i: Int) -> Double { kind == .float ? Double(floats[i]) : Double(ints[i]) }
     var doubles: [Double] { (0..<count).map(double) }
+    /// Integer values clamped for use as sizes, indices and axes (see `clampInt`).
+    var sizes: [Int] { int64s.map(clampInt) }
     var int64s: [Int64] { kind == .float ? floats.map { Int64(exactly: $0.rounded(.towardZero)) ?? 0 } : ints }
 
     /// A tensor of `kind` from doubles (used by the folding arithmetic).

@@ -30,6 +30,12 @@ struct OnnxImporter {
 
     init(model: OnnxModel) { self.model = model }
 
+    /// Values larger than this are refused at import: only a corrupt or hostile file asks for them.
+    static let maxRuntimeElements = 1 << 34
+    /// Integer attributes and shape constants are clamped to this magnitude so that no size
+    /// arithmetic can overflow; ONNX's "to the end" (INT64_MAX) still means the end.
+    static let maxAttributeMagnitude = 1 << 31
+
     mutating func importGraph(inputShapes: [String: [Int]]) throws -> Graph {
         var graphInputs: [GraphInput] = []
         for input in model.inputs {
@@ -65,7 +71,8 @@ struct OnnxImporter {
         var unsupported: [String] = []
         var poisoned = Set<String>()
         for (index, proto) in model.nodes.enumerated() {
-            let nodeName = uniqueNodeName(proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name)
+            // Registered as a node name only when a handler emits it (emit makes names unique).
+            let nodeName = proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name
             let opLabel = proto.domain.isEmpty || proto.domain == "ai.onnx" ? proto.opType : "\(proto.domain).\(proto.opType)"
             guard proto.domain.isEmpty || proto.domain == "ai.onnx", OnnxImporter.handlers[proto.opType] != nil else {
                 unsupported.append("\(nodeName) (\(opLabel)): operator not supported")
@@ -158,6 +165,11 @@ struct OnnxImporter {
         }
         let mini = Graph(inputs: decl, nodes: [node], parameters: [:], outputs: outputs)
         let inferred = try mini.inferShapes(inputShapes: shapes)
+        for o in outputs {
+            guard let s = inferred[o], let n = checkedCount(s), n <= OnnxImporter.maxRuntimeElements else {
+                throw QuarryError.shapeMismatch(node: node.name, message: "output '\(o)' of shape \(inferred[o] ?? []) is too large")
+            }
+        }
         nodes.append(node)
         for o in outputs { usedNames.insert(o); runtimeShapes[o] = inferred[o] }
         return outputs.map { inferred[$0]! }
@@ -171,6 +183,11 @@ struct OnnxImporter {
         if case .runtime(_, let s, _)? = values[quarryName] { return s }
         return nil
     }
+}
+
+func clampInt(_ v: Int64) -> Int {
+    let m = Int64(OnnxImporter.maxAttributeMagnitude)
+    return Int(min(max(v, -m), m))
 }
 
 /// What a handler sees: the node's inputs as values, its attributes (each read is recorded, so
@@ -214,11 +231,11 @@ struct NodeContext {
     mutating func int(_ a: String, _ def: Int) -> Int {
         attributesRead.insert(a)
         guard let v = attributes[a] else { return def }
-        return Int(v.i)
+        return clampInt(v.i)
     }
     mutating func ints(_ a: String) -> [Int]? {
         attributesRead.insert(a)
-        return attributes[a].map { $0.ints.map { Int($0) } }
+        return attributes[a].map { $0.ints.map(clampInt) }
     }
     mutating func float(_ a: String, _ def: Float) -> Float {
         attributesRead.insert(a)

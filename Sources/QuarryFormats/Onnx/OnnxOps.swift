@@ -17,7 +17,7 @@ extension NodeContext {
     /// Axes from the attribute (older opsets) or from input `i` (newer ones).
     mutating func axes(input i: Int) throws -> [Int]? {
         if let a = ints("axes") { return a }
-        if hasInput(i) { return try requireConstant(i, "axes").int64s.map { Int($0) } }
+        if hasInput(i) { return try requireConstant(i, "axes").sizes }
         return nil
     }
 
@@ -229,6 +229,7 @@ extension OnnxImporter {
             let alpha = c.float("alpha", 1), beta = c.float("beta", 1)
             let ta = c.int("transA", 0) != 0, tb = c.int("transB", 0) != 0
             c.ignore("broadcast")
+            guard try c.shape(0).count == 2, try c.shape(1).count == 2 else { throw QuarryError.invalidArgument("Gemm operands must be matrices, got \(try c.shape(0)) and \(try c.shape(1))") }
             var a = try c.value(0)
             if ta { a = try c.emitInternal(.transpose(perm: [1, 0]), [a], "transA").name }
             var bias: String? = nil
@@ -272,7 +273,7 @@ extension OnnxImporter {
             _ = c.ints("kernel_shape")
             if x.count == 3 {
                 // 1-D convolution runs as 2-D with a height of one.
-                guard let wc = try c.constant(1) else { throw c.unsupported("1-D Conv needs a constant weight") }
+                guard let wc = try c.constant(1), w.count == 3 else { throw c.unsupported("1-D Conv needs a constant [O, C, k] weight") }
                 let strides = c.ints("strides") ?? [1], dil = c.ints("dilations") ?? [1]
                 let autoPad = c.string("auto_pad", "NOTSET")
                 guard autoPad == "NOTSET" || autoPad == "VALID" else { throw c.unsupported("1-D Conv with auto_pad \(autoPad)") }
@@ -303,6 +304,7 @@ extension OnnxImporter {
             let k = [w[2], w[3]]
             if let outShape = c.ints("output_shape") {
                 let os = Array(outShape.suffix(2))
+                guard os.count == 2 else { throw QuarryError.invalidArgument("output_shape \(outShape) needs two spatial sizes") }
                 for d in 0..<2 {
                     let total = strides[d] * (x[2 + d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - os[d]
                     guard total >= 0 else { throw c.unsupported("output_shape larger than the full output") }
@@ -386,7 +388,7 @@ extension OnnxImporter {
             let noop = c.int("noop_with_empty_axes", 0) != 0
             let x = try c.shape(0)
             let axesFromInput = c.opset >= axesInputFrom
-            let raw: [Int]? = axesFromInput ? (c.hasInput(1) ? try c.requireConstant(1, "axes").int64s.map { Int($0) } : nil) : c.ints("axes")
+            let raw: [Int]? = axesFromInput ? (c.hasInput(1) ? try c.requireConstant(1, "axes").sizes : nil) : c.ints("axes")
             if !axesFromInput { c.ignore("axes") }
             var axes = try (raw ?? []).map { try c.normAxis($0, rank: x.count) }
             if axes.isEmpty {
@@ -418,7 +420,10 @@ extension OnnxImporter {
         // MARK: layout
         h["Reshape"] = { c in
             let x = try c.shape(0)
-            let target = try c.requireConstant(1, "shape").int64s.map { Int($0) }
+            let target = try c.requireConstant(1, "shape").sizes
+            guard checkedCount(target.map { $0 <= 0 ? 1 : $0 }) != nil, target.allSatisfy({ $0 >= -1 }) else {
+                throw QuarryError.invalidArgument("reshape target \(target) is not valid")
+            }
             let allowZero = c.int("allowzero", 0) != 0
             let resolved: [Int]
             if allowZero && target.contains(0) {
@@ -468,6 +473,9 @@ extension OnnxImporter {
             let axis = try c.normAxis(c.int("axis", 0), rank: first.count)
             if c.allInputsConstant {
                 let parts = try (0..<c.inputCount).compactMap { try c.constant($0) }
+                for p in parts where p.shape.count != first.count || (0..<first.count).contains(where: { $0 != axis && p.shape[$0] != first[$0] }) {
+                    throw QuarryError.invalidArgument("concat of \(first) and \(p.shape) on axis \(axis)")
+                }
                 try c.setConstant(0, HostTensor.concat(parts, axis: axis))
                 return
             }
@@ -484,13 +492,13 @@ extension OnnxImporter {
             let axis = try c.normAxis(c.int("axis", 0), rank: x.count)
             let n = c.proto.output.count
             var sizes: [Int]
-            if let s = c.ints("split") { sizes = s } else if c.hasInput(1) { sizes = try c.requireConstant(1, "split").int64s.map { Int($0) } } else {
+            if let s = c.ints("split") { sizes = s } else if c.hasInput(1) { sizes = try c.requireConstant(1, "split").sizes } else {
                 let parts = c.int("num_outputs", n)
                 guard parts > 0 else { throw QuarryError.invalidArgument("num_outputs \(parts)") }
                 let chunk = (x[axis] + parts - 1) / parts
                 sizes = (0..<parts).map { Swift.min(chunk, Swift.max(0, x[axis] - $0 * chunk)) }
             }
-            guard sizes.count == n, sizes.reduce(0, +) == x[axis] else { throw QuarryError.invalidArgument("split sizes \(sizes) do not fit dimension \(x[axis]) into \(n) outputs") }
+            guard sizes.count == n, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == x[axis] else { throw QuarryError.invalidArgument("split sizes \(sizes) do not fit dimension \(x[axis]) into \(n) outputs") }
             if let t = try c.constant(0) {
                 var start = 0
                 for (i, s) in sizes.enumerated() { try c.setConstant(i, t.taking(Array(start..<(start + s)), axis: axis)); start += s }
@@ -504,10 +512,10 @@ extension OnnxImporter {
             if c.opset < 10 {
                 starts = c.ints("starts") ?? []; ends = c.ints("ends") ?? []; axes = c.ints("axes"); steps = nil
             } else {
-                starts = try c.requireConstant(1, "starts").int64s.map { Int($0) }
-                ends = try c.requireConstant(2, "ends").int64s.map { Int($0) }
-                axes = c.hasInput(3) ? try c.requireConstant(3, "axes").int64s.map { Int($0) } : nil
-                steps = c.hasInput(4) ? try c.requireConstant(4, "steps").int64s.map { Int($0) } : nil
+                starts = try c.requireConstant(1, "starts").sizes
+                ends = try c.requireConstant(2, "ends").sizes
+                axes = c.hasInput(3) ? try c.requireConstant(3, "axes").sizes : nil
+                steps = c.hasInput(4) ? try c.requireConstant(4, "steps").sizes : nil
             }
             let ax = try (axes ?? Array(0..<starts.count)).map { try c.normAxis($0, rank: x.count) }
             let st = steps ?? [Int](repeating: 1, count: starts.count)
@@ -553,7 +561,7 @@ extension OnnxImporter {
             let ids = try c.shape(1)
             let rest = Array(data.dropFirst())
             let width = rest.reduce(1, *)
-            var table = try c.value(1 - 1)
+            var table = try c.value(0)
             if data.count != 2 {
                 if let t = try c.constant(0) { table = c.parameter(t.reshaped([data[0], width]), key: c.inputName(0) + ":2d") } else {
                     table = try c.emitInternal(.reshape(shape: [data[0], width]), [table], "table").name
@@ -609,7 +617,7 @@ extension OnnxImporter {
             }
         }
         h["ConstantOfShape"] = { c in
-            let shape = try c.requireConstant(0, "shape").int64s.map { Int($0) }
+            let shape = try c.requireConstant(0, "shape").sizes
             guard let n = checkedCount(shape), n <= HostTensor.maxFoldedElements else { throw QuarryError.invalidArgument("ConstantOfShape of \(shape) is too large") }
             var fill = HostTensor(floats: [0], shape: [1])
             if c.has("value") { fill = try OnnxModel.hostTensor(c.attributes["value"]!.t, baseDirectory: nil, modelPath: c.importer.model.path) }
@@ -620,13 +628,15 @@ extension OnnxImporter {
             let s = try c.requireConstant(0, "start"), l = try c.requireConstant(1, "limit"), d = try c.requireConstant(2, "delta")
             let start = s.double(0), limit = l.double(0), delta = d.double(0)
             guard delta != 0 else { throw QuarryError.invalidArgument("Range delta 0") }
-            let n = Swift.max(0, Int(((limit - start) / delta).rounded(.up)))
+            let steps = ((limit - start) / delta).rounded(.up)
+            guard steps.isFinite, steps <= Double(HostTensor.maxFoldedElements) else { throw QuarryError.invalidArgument("Range of \(steps) elements is too large") }
+            let n = Swift.max(0, Int(steps))
             guard n <= HostTensor.maxFoldedElements else { throw QuarryError.invalidArgument("Range of \(n) elements is too large") }
             try c.setConstant(0, HostTensor(doubles: (0..<n).map { start + Double($0) * delta }, shape: [n], kind: s.kind))
         }
         h["Expand"] = { c in
             let x = try c.shape(0)
-            let target = try c.requireConstant(1, "shape").int64s.map { Int($0) }
+            let target = try c.requireConstant(1, "shape").sizes
             guard let out = broadcastShapes(x, target) else { throw QuarryError.invalidArgument("cannot expand \(x) to \(target)") }
             guard let n = checkedCount(out), n <= HostTensor.maxFoldedElements else { throw QuarryError.invalidArgument("Expand to \(out) is too large") }
             if let t = try c.constant(0) {
@@ -647,7 +657,7 @@ extension OnnxImporter {
                 pads = c.ints("pads") ?? []
                 value = c.float("value", 0)
             } else {
-                pads = try c.requireConstant(1, "pads").int64s.map { Int($0) }
+                pads = try c.requireConstant(1, "pads").sizes
                 if c.hasInput(2) { guard let v = try c.constant(2), v.count == 1 else { throw c.unsupported("constant_value must be a constant") }; value = Float(v.double(0)) }
             }
             if c.hasInput(3) {
@@ -703,7 +713,7 @@ extension OnnxImporter {
             let scalesInput = c.opset >= 11 ? 2 : 1
             if c.opset >= 11, c.hasInput(1), try c.constant(1) == nil { throw c.unsupported("run-time roi") }
             if c.hasInput(scalesInput), let s = try c.constant(scalesInput), s.count > 0 { scales = s.doubles } else if c.hasInput(scalesInput), try c.constant(scalesInput) == nil { throw c.unsupported("run-time scales") }
-            if c.opset >= 11, c.hasInput(3) { sizes = try c.requireConstant(3, "sizes").int64s.map { Int($0) } }
+            if c.opset >= 11, c.hasInput(3) { sizes = try c.requireConstant(3, "sizes").sizes }
         }
         var out = x
         var scale = [Double](repeating: 1, count: 4)
@@ -714,6 +724,9 @@ extension OnnxImporter {
             guard scales.count == axes.count else { throw QuarryError.invalidArgument("scales \(scales) do not fit axes \(axes)") }
             for (k, a) in axes.enumerated() {
                 scale[a] = scales[k]
+                guard scales[k].isFinite, scales[k] > 0, Double(x[a]) * scales[k] < Double(OnnxImporter.maxAttributeMagnitude) else {
+                    throw QuarryError.invalidArgument("scale \(scales[k]) is not valid")
+                }
                 out[a] = Int((Double(x[a]) * scales[k]).rounded(.down))
                 // Quarry maps output to input positions with in/out; ONNX uses 1/scale. They agree
                 // only when the scale gives a whole output size.
@@ -777,6 +790,13 @@ extension OnnxImporter {
         // ONNX gate order → Quarry's: LSTM i,o,f,c → i,f,g(c),o; GRU z,r,h → r,z,n(h).
         let perm = lstm ? [0, 2, 3, 1] : [1, 0, 2]
         guard let w = try c.constant(1), let r = try c.constant(2) else { throw c.unsupported("run-time W or R") }
+        let gates = lstm ? 4 : 3, dirs = direction.count
+        guard w.shape == [dirs, gates * hidden, x[2]], r.shape == [dirs, gates * hidden, hidden] else {
+            throw QuarryError.invalidArgument("W \(w.shape) / R \(r.shape) do not fit \(dirs) direction(s), hidden \(hidden), input \(x[2])")
+        }
+        if c.hasInput(3), try c.shape(3) != [dirs, 2 * gates * hidden] {
+            throw QuarryError.invalidArgument("B \(try c.shape(3)) must be \([dirs, 2 * gates * hidden])")
+        }
         let wp = c.parameter(NodeContext.permuteGates(w, gates: perm, hidden: hidden), key: c.inputName(1) + ":gates")
         let rp = c.parameter(NodeContext.permuteGates(r, gates: perm, hidden: hidden), key: c.inputName(2) + ":gates")
         var bp = ""
