@@ -187,8 +187,8 @@ static int decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, qic_
             rows[wanted] = pixels + (cinfo.output_scanline + (size_t)wanted) * stride;
         jpeg_read_scanlines(&cinfo, rows, (JDIMENSION)wanted);
     }
-    // Every scanline is in; a missing EOI marker after complete data is tolerated (as by Pillow),
-    // so the decoder is released without jpeg_finish_decompress reading on to the end.
+    // Reads on to the end-of-image marker: like Pillow, a file cut after the last scan is an error.
+    jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
 
     if (cmyk) cmyk_to_rgb_in_place(pixels, width * height);
