@@ -74,6 +74,11 @@ public final class Scheduler: @unchecked Sendable {
     /// Called with a line to log (device set aside, retries).
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(("quarry: " + $0 + "\n").utf8)) }
     private let cancelFlag = ManagedAtomicFlag()
+    /// Measured items per second of each device (smoothed), kept across runs so that micro-batch
+    /// sizes stay tuned from one batch to the next.
+    private var speed: [Double]
+    /// Devices not set aside after a failure.
+    private var alive: [Bool]
 
     /// Compiles `graph` for `outputs` on every device. A device that cannot compile it is skipped
     /// with a logged reason; none compiling is an error.
@@ -93,6 +98,8 @@ public final class Scheduler: @unchecked Sendable {
     public init(workers: [CompiledGraph], options: SchedulerOptions = .init()) {
         self.workers = workers
         self.options = options
+        speed = Array(repeating: 0, count: workers.count)
+        alive = Array(repeating: true, count: workers.count)
     }
 
     /// Asks a running `run` to stop after the micro-batches in flight; it then throws `.cancelled`.
@@ -107,8 +114,6 @@ public final class Scheduler: @unchecked Sendable {
         consume: (_ index: Int, _ outputs: [String: Tensor]) throws -> Void
     ) throws -> [DeviceShare] {
         var shares = workers.map { DeviceShare(device: $0.device.info.spec, items: 0, microBatches: 0, busySeconds: 0, failure: nil) }
-        var alive = Array(repeating: true, count: workers.count)
-        var speed = Array(repeating: 0.0, count: workers.count)  // items per second, smoothed
         var index = 0
         while let batch = batches.next() {
             if cancelFlag.isSet { throw SchedulerError.cancelled }
@@ -122,8 +127,6 @@ public final class Scheduler: @unchecked Sendable {
     /// Runs one batch across the devices and returns its outputs in row order.
     public func runBatch(_ batch: [String: Tensor]) throws -> [String: Tensor] {
         var shares = workers.map { DeviceShare(device: $0.device.info.spec, items: 0, microBatches: 0, busySeconds: 0, failure: nil) }
-        var alive = Array(repeating: true, count: workers.count)
-        var speed = Array(repeating: 0.0, count: workers.count)
         return try runBatch(batch, shares: &shares, alive: &alive, speed: &speed)
     }
 
