@@ -148,6 +148,21 @@ final class ImageDecodingTests: XCTestCase {
         XCTAssertNoThrow(try decodeImage(at: imageFixture("rgb_37x53.jpg"), maxPixels: 37 * 53))
     }
 
+    /// A few kilobytes declaring 20000 x 20000 pixels are refused from the header, before libjpeg
+    /// allocates anything for them.
+    func testDeclaredSizeIsCheckedBeforeDecoding() throws {
+        for name in ["rgb_37x53.jpg", "progressive_45x38.jpg"] {
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: imageFixture(name))))
+            let sof = try XCTUnwrap((0..<(bytes.count - 1)).first {
+                bytes[$0] == 0xFF && (bytes[$0 + 1] == 0xC0 || bytes[$0 + 1] == 0xC2)
+            })
+            for i in 5...8 { bytes[sof + i] = i % 2 == 1 ? 0x4E : 0x20 }  // 0x4E20 = 20000
+            XCTAssertThrowsError(try decodeImage(bytes, name: "bomb.jpg")) { error in
+                XCTAssertTrue("\(error)".contains("20000 x 20000 pixels exceeds the limit"), "\(error)")
+            }
+        }
+    }
+
     func testDecodedImageChecksItsSampleCount() {
         XCTAssertThrowsError(try DecodedImage(width: 2, height: 2, pixels: .uint8([0, 1, 2])))
         XCTAssertNoThrow(try DecodedImage(width: 1, height: 1, pixels: .float([0, 0.5, 1])))

@@ -68,12 +68,24 @@ final class ImageInputListingTests: XCTestCase {
         ])
     }
 
+    func testListFileWithWindowsLineEnds() throws {
+        try "image_without_extension\r\n# c\r\n\r\nfeatures.npy\r\n".write(
+            toFile: root + "/lists/crlf.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try listInputs([root + "/lists/crlf.txt"]), [
+            .image(root + "/lists/image_without_extension"), .array(root + "/lists/features.npy"),
+        ])
+    }
+
     func testMistakesOnTheCommandLineThrow() {
         XCTAssertThrowsError(try listInputs([root + "/nothing-here"])) { error in
             XCTAssertTrue("\(error)".contains("nothing-here"), "\(error)")
         }
         XCTAssertThrowsError(try listInputs([root + "/empty"])) { error in
             XCTAssertTrue("\(error)".contains("no .jpg"), "\(error)")
+        }
+        XCTAssertNoThrow(try "# nothing\n\n".write(toFile: root + "/lists/none.txt", atomically: true, encoding: .utf8))
+        XCTAssertThrowsError(try listInputs([root + "/lists/none.txt"])) { error in
+            XCTAssertTrue("\(error)".contains("none.txt"), "\(error)")
         }
     }
 
