@@ -164,12 +164,19 @@ static int decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, qic_
         cinfo.out_color_space = JCS_RGB;
         break;
     }
+    // Checked before jpeg_start_decompress, which for progressive files allocates the whole
+    // coefficient buffer: a small file declaring 60000 x 60000 pixels must not get that far.
+    const size_t components = cinfo.out_color_space == JCS_GRAYSCALE ? 1 : (cmyk ? 4 : 3);
+    if (checked_size(cinfo.image_width, cinfo.image_height, components, max_pixels, error) == 0) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
     jpeg_start_decompress(&cinfo);
 
     const size_t width = cinfo.output_width, height = cinfo.output_height;
-    const size_t components = (size_t)cinfo.output_components;
     const size_t bytes = checked_size(width, height, components, max_pixels, error);
-    if (bytes == 0) {
+    if (bytes == 0 || (size_t)cinfo.output_components != components) {
+        if (bytes != 0) snprintf(error, QIC_ERROR_CAPACITY, "unexpected JPEG component count");
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
@@ -187,8 +194,8 @@ static int decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, qic_
             rows[wanted] = pixels + (cinfo.output_scanline + (size_t)wanted) * stride;
         jpeg_read_scanlines(&cinfo, rows, (JDIMENSION)wanted);
     }
-    // Every scanline is in; a missing EOI marker after complete data is tolerated (as by Pillow),
-    // so the decoder is released without jpeg_finish_decompress reading on to the end.
+    // Reads on to the end-of-image marker: like Pillow, a file cut after the last scan is an error.
+    jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
 
     if (cmyk) cmyk_to_rgb_in_place(pixels, width * height);

@@ -12,8 +12,8 @@
 // - A list of paths: one per line; blank lines and lines starting with "#" are ignored; relative
 //   paths are relative to the list file's folder. An entry may be a folder, an image or an array;
 //   lists do not nest. A missing entry is kept as an image so that it becomes a failed row.
-// A path given explicitly that does not exist, or a folder with no images in it, throws: those are
-// mistakes on the command line rather than bad data.
+// A path given explicitly that does not exist, a folder with no images in it, or a list naming
+// nothing throws: those are mistakes on the command line rather than bad data.
 
 import CImageCodecs
 import Quarry
@@ -191,7 +191,9 @@ private func listFromTextFile(_ listPath: String) throws -> [InputItem] {
     }()
 
     var items: [InputItem] = []
-    for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    // isNewline also splits "\r\n", which Swift sees as one Character, not as "\r" then "\n".
+    let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0.isNewline })
+    for (number, rawLine) in lines.enumerated() {
         let line = rawLine.trimmingWhitespace()
         if line.isEmpty || line.hasPrefix("#") { continue }
         let path = line.hasPrefix("/") ? String(line) : joinPath(folder, String(line))
@@ -209,6 +211,7 @@ private func listFromTextFile(_ listPath: String) throws -> [InputItem] {
             items.append(lowercasedExtension(path) == "npy" ? .array(path) : .image(path))
         }
     }
+    if items.isEmpty { throw QuarryError.file(path: listPath, message: "list of paths names no inputs") }
     return items
 }
 
