@@ -1,0 +1,140 @@
+import Quarry
+import QuarryCPU
+import XCTest
+
+final class GraphTests: XCTestCase {
+    /// conv(3->8) -> bn -> relu -> conv(8->4) -> relu, with parameters materialised.
+    func smallConvNet(batchNorm: Bool = true) -> Graph {
+        let b = GraphBuilder()
+        let x = b.input("x", shape: [.symbol("batch"), 3, .symbol("h"), .symbol("w")])
+        var y = b.scope("conv1") {
+            b.add("", .conv2d(Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1))), x,
+                  b.parameter("weight", shape: [8, 3, 3, 3], initializer: .he(fanIn: 27)), nil)
+        }
+        if batchNorm {
+            y = b.scope("bn1") {
+                b.add("", .batchNorm(epsilon: 1e-5), y,
+                      b.parameter("weight", shape: [8], initializer: .normal(std: 1)),
+                      b.parameter("bias", shape: [8], initializer: .normal(std: 1)),
+                      b.parameter("running_mean", shape: [8], initializer: .normal(std: 1)),
+                      b.parameter("running_var", shape: [8], initializer: .constant(2)))
+            }
+        }
+        y = b.add("relu1", .activation(.relu), y)
+        y = b.scope("conv2") {
+            b.add("", .conv2d(Conv2DAttributes(kernel: (1, 1))), y,
+                  b.parameter("weight", shape: [4, 8, 1, 1], initializer: .he(fanIn: 8)),
+                  b.parameter("bias", shape: [4], initializer: .normal(std: 0.1)))
+        }
+        y = b.add("relu2", .activation(.relu), y)
+        var g = b.build(outputs: [y])
+        g.materializeParameters(seed: 7)
+        return g
+    }
+
+    func testShapeInferenceResolvesSymbolicDimensions() throws {
+        let g = smallConvNet()
+        let shapes = try g.inferShapes(inputShapes: ["x": [2, 3, 9, 7]])
+        XCTAssertEqual(shapes["conv1"], [2, 8, 9, 7])
+        XCTAssertEqual(shapes["relu2"], [2, 4, 9, 7])
+        let other = try g.inferShapes(inputShapes: ["x": [1, 3, 5, 5]])
+        XCTAssertEqual(other["relu2"], [1, 4, 5, 5])
+    }
+
+    func testShapeErrorNamesNodeAndMismatch() {
+        let b = GraphBuilder()
+        let x = b.input("x", shape: [1, 64, 8, 8])
+        let w = b.parameter("layer1.0.conv1.weight", shape: [64, 3, 3, 3], initializer: .he(fanIn: 27))
+        _ = b.add("layer1.0.conv1", .conv2d(Conv2DAttributes(kernel: (3, 3))), x, w, nil)
+        let g = b.build(outputs: [])
+        XCTAssertThrowsError(try g.inferShapes(inputShapes: ["x": [1, 64, 8, 8]])) { error in
+            XCTAssertEqual("\(error)", "node 'layer1.0.conv1': conv 'layer1.0.conv1': input has 64 channels, weight expects 3")
+        }
+        XCTAssertThrowsError(try g.inferShapes(inputShapes: ["x": [1, 64, 8]])) { error in
+            XCTAssertTrue("\(error)".contains("input 'x' must have rank 4"), "\(error)")
+        }
+        XCTAssertThrowsError(try g.inferShapes(inputShapes: ["x": [2, 64, 8, 8]])) { error in
+            XCTAssertTrue("\(error)".contains("dimension 0 must be 1"), "\(error)")
+        }
+    }
+
+    func testPruningDropsEverythingPastTheTap() throws {
+        let g = smallConvNet()
+        let p = try g.pruned(to: ["relu1"])
+        XCTAssertEqual(p.nodes.map(\.name), ["conv1", "bn1", "relu1"])
+        XCTAssertNil(p.parameters["conv2.weight"])
+        XCTAssertThrowsError(try g.pruned(to: ["nope"])) { error in
+            XCTAssertTrue("\(error)".contains("nope"), "\(error)")
+        }
+    }
+
+    func testBatchNormFoldsAndActivationFuses() throws {
+        let g = smallConvNet()
+        let o = try g.optimized(for: ["relu2"])
+        XCTAssertEqual(o.nodes.map(\.name), ["conv1", "conv2"])
+        guard case .conv2d(let a1) = o.nodes[0].op, case .conv2d(let a2) = o.nodes[1].op else {
+            return XCTFail("expected two convs, got \(o.nodes.map(\.op.name))")
+        }
+        XCTAssertEqual(a1.activation, .relu)
+        XCTAssertEqual(a2.activation, .relu)
+        XCTAssertEqual(o.nodes[0].outputs, ["relu1"])
+        // A tap on a value keeps it: folding hands bn1's name to the conv, and relu1 stays a node
+        // because fusing it would remove the tapped value.
+        let t = try g.optimized(for: ["bn1", "relu2"])
+        XCTAssertEqual(t.nodes.map(\.name), ["conv1", "relu1", "conv2"])
+        XCTAssertEqual(t.nodes[0].outputs, ["bn1"])
+        // A tap on the conv's own output keeps the batch norm unfolded.
+        let u = try g.optimized(for: ["conv1", "relu2"])
+        XCTAssertEqual(u.nodes.map(\.name), ["conv1", "bn1", "relu1", "conv2"])
+    }
+
+    func testMemoryPlanNeverOverlapsLiveValues() throws {
+        var rng = SeededGenerator(seed: 11)
+        for _ in 0..<50 {
+            // A random DAG of elementwise nodes over values of random sizes.
+            let b = GraphBuilder()
+            var values = [b.input("x", shape: [.symbol("n")])]
+            let count = Int.random(in: 2...30, using: &rng)
+            for i in 0..<count {
+                let a = values.randomElement(using: &rng)!, c = values.randomElement(using: &rng)!
+                let v = Bool.random(using: &rng)
+                    ? b.add("n\(i)", .binary(.add, activation: nil), a, c)
+                    : b.add("n\(i)", Bool.random(using: &rng) ? .reshape(shape: [-1]) : .activation(.relu), a)
+                values.append(v)
+            }
+            let g = b.build(outputs: [values.last!])
+            let keep: Set<String> = [values.last!.name, values.randomElement(using: &rng)!.name]
+            let shapes = try g.inferShapes(inputShapes: ["x": [Int.random(in: 1...100, using: &rng)]])
+            let plan = MemoryPlan(graph: g, shapes: shapes, keep: keep)
+            // Live range of each value (by root storage): from its definition to its last use.
+            var first: [String: Int] = [:], last: [String: Int] = [:]
+            for (i, n) in g.nodes.enumerated() {
+                for o in n.outputs { first[o] = i; last[o] = max(last[o] ?? i, i) }
+                for v in n.inputs where first[v] != nil { last[v] = max(last[v]!, i) }
+            }
+            for k in keep where first[k] != nil { last[k] = g.nodes.count }
+            let arenaValues = first.keys.compactMap { v -> (String, Int, Int)? in
+                if case .arena(let off)? = plan.locations[v] { return (v, off, shapes[v]!.reduce(1, *)) }
+                return nil
+            }
+            for (v1, o1, n1) in arenaValues {
+                for (v2, o2, n2) in arenaValues where v1 < v2 && o1 != o2 {
+                    let liveTogether = first[v1]! <= last[v2]! && first[v2]! <= last[v1]!
+                    let overlap = o1 < o2 + n2 && o2 < o1 + n1
+                    XCTAssertFalse(liveTogether && overlap, "\(v1) and \(v2) share bytes while both live")
+                }
+            }
+            XCTAssertLessThanOrEqual(plan.peakBytes, plan.unsharedBytes)
+        }
+    }
+
+    func testMissingParameterValueIsAnError() {
+        let b = GraphBuilder()
+        let x = b.input("x", shape: [1, 4])
+        let y = b.add("fc", .dense(activation: nil), x, b.parameter("fc.weight", shape: [2, 4], initializer: .he(fanIn: 4)), nil)
+        let g = b.build(outputs: [y])
+        XCTAssertThrowsError(try CPUDevice().compile(g, outputs: ["fc"])) { error in
+            XCTAssertTrue("\(error)".contains("fc.weight"), "\(error)")
+        }
+    }
+}
