@@ -472,38 +472,45 @@ func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<F
         pa += 12; pb += 128
     }
 
-    let colBias0 = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(as: SIMD16<Float>.self) } ?? z
-    let colBias1 = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) } ?? z
-    let lo = SIMD16<Float>(repeating: e.clamp?.lo ?? -.infinity)
-    let hi = SIMD16<Float>(repeating: e.clamp?.hi ?? .infinity)
-    @inline(__always)
-    func finish(_ va: inout SIMD16<Float>, _ vb: inout SIMD16<Float>, _ r: Int) {
-        let p = UnsafeMutableRawPointer(c + r * ldc)
-        if e.loadC {
-            va += p.loadUnaligned(as: SIMD16<Float>.self)
-            vb += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-        }
-        if let rb = e.rowBias { let s = SIMD16<Float>(repeating: rb[r]); va += s; vb += s }
-        if e.colBias != nil { va += colBias0; vb += colBias1 }
-        if e.clamp != nil {
-            // Not pointwiseMin / pointwiseMax: those compile to a scalar loop with IEEE
-            // minimum semantics (3x slower GEMM with relu); compare-and-replace gives vmaxps / vminps.
-            va = va.replacing(with: lo, where: va .< lo); va = va.replacing(with: hi, where: va .> hi)
-            vb = vb.replacing(with: lo, where: vb .< lo); vb = vb.replacing(with: hi, where: vb .> hi)
-        }
-        p.storeBytes(of: va, as: SIMD16<Float>.self)
-        p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)
+    let colBias = e.colBias.map { p in
+        (UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self),
+         UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
     }
-    if rows > 0 { finish(&c0a, &c0b, 0) }
-    if rows > 1 { finish(&c1a, &c1b, 1) }
-    if rows > 2 { finish(&c2a, &c2b, 2) }
-    if rows > 3 { finish(&c3a, &c3b, 3) }
-    if rows > 4 { finish(&c4a, &c4b, 4) }
-    if rows > 5 { finish(&c5a, &c5b, 5) }
-    if rows > 6 { finish(&c6a, &c6b, 6) }
-    if rows > 7 { finish(&c7a, &c7b, 7) }
-    if rows > 8 { finish(&c8a, &c8b, 8) }
-    if rows > 9 { finish(&c9a, &c9b, 9) }
-    if rows > 10 { finish(&c10a, &c10b, 10) }
-    if rows > 11 { finish(&c11a, &c11b, 11) }
+    let bounds = e.clamp.map { (SIMD16<Float>(repeating: $0.lo), SIMD16<Float>(repeating: $0.hi)) }
+    if rows > 0 { storeTileRow(c0a, c0b, c + 0 * ldc, e, rowBias: e.rowBias?[0], colBias, bounds) }
+    if rows > 1 { storeTileRow(c1a, c1b, c + 1 * ldc, e, rowBias: e.rowBias?[1], colBias, bounds) }
+    if rows > 2 { storeTileRow(c2a, c2b, c + 2 * ldc, e, rowBias: e.rowBias?[2], colBias, bounds) }
+    if rows > 3 { storeTileRow(c3a, c3b, c + 3 * ldc, e, rowBias: e.rowBias?[3], colBias, bounds) }
+    if rows > 4 { storeTileRow(c4a, c4b, c + 4 * ldc, e, rowBias: e.rowBias?[4], colBias, bounds) }
+    if rows > 5 { storeTileRow(c5a, c5b, c + 5 * ldc, e, rowBias: e.rowBias?[5], colBias, bounds) }
+    if rows > 6 { storeTileRow(c6a, c6b, c + 6 * ldc, e, rowBias: e.rowBias?[6], colBias, bounds) }
+    if rows > 7 { storeTileRow(c7a, c7b, c + 7 * ldc, e, rowBias: e.rowBias?[7], colBias, bounds) }
+    if rows > 8 { storeTileRow(c8a, c8b, c + 8 * ldc, e, rowBias: e.rowBias?[8], colBias, bounds) }
+    if rows > 9 { storeTileRow(c9a, c9b, c + 9 * ldc, e, rowBias: e.rowBias?[9], colBias, bounds) }
+    if rows > 10 { storeTileRow(c10a, c10b, c + 10 * ldc, e, rowBias: e.rowBias?[10], colBias, bounds) }
+    if rows > 11 { storeTileRow(c11a, c11b, c + 11 * ldc, e, rowBias: e.rowBias?[11], colBias, bounds) }
+}
+
+/// One row of a finished tile: add C, the bias, clamp, store. A free function rather than a
+/// closure in the kernel: the optimiser outlined the closure (a call per row, its vectors spilled).
+@inline(__always)
+func storeTileRow(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ row: UnsafeMutablePointer<Float>, _ e: TileEpilogue,
+                  rowBias: Float?, _ colBias: (SIMD16<Float>, SIMD16<Float>)?,
+                  _ bounds: (SIMD16<Float>, SIMD16<Float>)?) {
+    var va = a, vb = b
+    let p = UnsafeMutableRawPointer(row)
+    if e.loadC {
+        va += p.loadUnaligned(as: SIMD16<Float>.self)
+        vb += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+    }
+    if let rowBias { let s = SIMD16<Float>(repeating: rowBias); va += s; vb += s }
+    if let colBias { va += colBias.0; vb += colBias.1 }
+    if let (lo, hi) = bounds {
+        // Not pointwiseMin / pointwiseMax: those compile to a scalar loop with IEEE minimum
+        // semantics (3x slower GEMM with relu); compare-and-replace gives vmaxps / vminps.
+        va = va.replacing(with: lo, where: va .< lo); va = va.replacing(with: hi, where: va .> hi)
+        vb = vb.replacing(with: lo, where: vb .< lo); vb = vb.replacing(with: hi, where: vb .> hi)
+    }
+    p.storeBytes(of: va, as: SIMD16<Float>.self)
+    p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)
 }
