@@ -3,7 +3,7 @@
 //   swift build -c release --product quarry-bench -Xswiftc -Ounchecked -Xswiftc -target-cpu -Xswiftc native
 // Usage: quarry-bench peak THREADS
 //        quarry-bench gemm M N K THREADS [REPEATS]
-//        quarry-bench conv N C H W O KH KW STRIDE PAD GROUPS THREADS [REPEATS]
+//        quarry-bench conv N C H W O KERNEL STRIDE PAD GROUPS THREADS [REPEATS]
 
 import Foundation
 import Quarry
@@ -33,15 +33,31 @@ case "gemm-packed-a":
     let a = Tensor.random(shape: [m, k], using: &rng), b = Tensor.random(shape: [k, n], using: &rng)
     let c = Tensor(shape: [m, n]), ws = GEMMWorkspace()
     let pa = PackedMatrix(a: a.pointer, m: m, k: k, lda: k)
+    let bias = Tensor.random(shape: [m], using: &rng)
+    let env = ProcessInfo.processInfo.environment
+    let epilogue = GEMMEpilogue(bias: env["QBIAS"] != nil ? UnsafePointer(bias.pointer) : nil, biasAxis: .rows,
+                                activation: env["QRELU"] != nil ? .relu : nil)
     var times: [Double] = []
     for _ in 0..<6 {
         let t0 = Date()
-        sgemm(m: m, n: n, k: k, a: .packed(pa), b: .matrix(b.pointer, ld: n, transposed: false), c: c.pointer, ldc: n, threads: pool, workspace: ws)
+        sgemm(m: m, n: n, k: k, a: .packed(pa), b: .matrix(b.pointer, ld: n, transposed: false), c: c.pointer, ldc: n, epilogue: epilogue, threads: pool, workspace: ws)
         times.append(Date().timeIntervalSince(t0))
     }
     times.sort()
     print(String(format: "gemm-packed-a median_ms=%.3f gflops=%.1f", times[3] * 1e3, 2 * Double(m * n * k) / times[3] * 1e-9))
+case "conv":
+    do {
+        let r = try benchmarkConv2D(batch: int(1), channels: int(2), height: int(3), width: int(4), outChannels: int(5),
+                                    kernel: int(6), stride: int(7), padding: int(8), groups: int(9), threads: int(10),
+                                    repeats: args.count > 11 ? int(11) : 20)
+        print(String(format: "conv n=%d c=%d hw=%dx%d o=%d k=%d s=%d p=%d g=%d -> %dx%d threads=%d median_ms=%.3f gflops=%.1f",
+                     r.batch, r.channels, r.height, r.width, r.outChannels, r.kernel, r.stride, r.padding, r.groups,
+                     r.outHeight, r.outWidth, r.threads, r.seconds * 1e3, r.gflops))
+    } catch {
+        FileHandle.standardError.write("\(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
 default:
-    FileHandle.standardError.write("usage: quarry-bench peak THREADS | gemm M N K THREADS [REPEATS]\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: quarry-bench peak THREADS | gemm M N K THREADS [REPEATS] | conv N C H W O KERNEL STRIDE PAD GROUPS THREADS [REPEATS]\n".data(using: .utf8)!)
     exit(2)
 }

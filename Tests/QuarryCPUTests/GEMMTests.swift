@@ -70,7 +70,7 @@ final class GEMMTests: XCTestCase {
 
     func testTinyAndTileStraddlingShapes() {
         var rng = makeTestRNG()
-        let sizes = [1, 2, 11, 12, 13, 31, 32, 33, 47]
+        let sizes = [1, 2, 4, 8, 11, 12, 13, 16, 31, 32, 33, 40, 47]
         for m in sizes {
             for n in sizes {
                 run(Case(m: m, n: n, k: [1, 3, 17, 64][(m + n) % 4]), &rng)
