@@ -27,8 +27,12 @@ extension CPUKernels {
         return { inputs, outputs in
             let qp = inputs[0]!, kp = inputs[1]!, vp = inputs[2]!, mask = inputs.count > 3 ? inputs[3] : nil
             let out = outputs[0]
-            threads.parallelFor(tasks) { task in
-                geometry.run(task: task, qp, kp, vp, geometry.hasMask ? mask : nil, out)
+            // Contiguous task ranges, one scratch buffer each (heap: probing the stack for a
+            // temporary allocation this size costs more than malloc).
+            threads.parallelRanges(tasks) { r in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: geometry.scratchCount)
+                defer { scratch.deallocate() }
+                for task in r { geometry.run(task: task, qp, kp, vp, geometry.hasMask ? mask : nil, out, scratch: scratch) }
             }
         }
     }
@@ -39,19 +43,19 @@ struct AttentionGeometry {
     let batch, sq, sk, heads, dq, dv: Int
     let causal, hasMask: Bool
     var queryBlocks: Int { (sq + Self.queryBlock - 1) / Self.queryBlock }
+    var scratchCount: Int { Self.queryBlock * dq + dq * Self.keyBlock + Self.queryBlock * Self.keyBlock + Self.queryBlock * dv + 2 * Self.queryBlock }
 
     func run(
         task: Int, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-        _ mask: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>
+        _ mask: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
         let bq = Self.queryBlock, bk = Self.keyBlock
         let qb = task % queryBlocks, h = (task / queryBlocks) % heads, b = task / (queryBlocks * heads)
         let q0 = qb * bq, nq = min(bq, sq - q0)
         let qStride = heads * dq, vStride = heads * dv
         let scale = 1 / Float(dq).squareRoot()
-        let capacity = bq * dq + dq * bk + bq * bk + bq * dv + 2 * bq
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { buf in
-            let qs = buf.baseAddress!, kt = qs + bq * dq, s = kt + dq * bk, acc = s + bq * bk
+        do {
+            let qs = scratch, kt = qs + bq * dq, s = kt + dq * bk, acc = s + bq * bk
             let m = acc + bq * dv, l = m + bq
             for i in 0..<bq {
                 // Rows past nq duplicate row 0 so the 4-row tiles never read garbage.
