@@ -188,12 +188,10 @@ func verfcPositive(_ x: V16) -> V16 {
     return t * vexp(p - x * x)
 }
 
+/// erf by its Taylor series, accurate for |x| < 0.5:
+/// 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320).
 @inline(__always)
-func verf(_ x: V16) -> V16 {
-    let ax = x.replacing(with: -x, where: x .< 0)
-    let tail = 1 - verfcPositive(ax)
-    let big = tail.replacing(with: -tail, where: x .< 0)
-    // Taylor series: 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320).
+func verfSeries(_ x: V16) -> V16 {
     let z = x * x
     var s = V16(repeating: -1 / 1320 as Float)
     s = s * z + (1 / 216 as Float)
@@ -201,8 +199,15 @@ func verf(_ x: V16) -> V16 {
     s = s * z + (1 / 10 as Float)
     s = s * z - (1 / 3 as Float)
     s = s * z + 1
-    let small = s * x * 1.1283791670955126
-    return big.replacing(with: small, where: ax .< 0.5)
+    return s * x * 1.1283791670955126
+}
+
+@inline(__always)
+func verf(_ x: V16) -> V16 {
+    let ax = x.replacing(with: -x, where: x .< 0)
+    let tail = 1 - verfcPositive(ax)
+    let big = tail.replacing(with: -tail, where: x .< 0)
+    return big.replacing(with: verfSeries(x), where: ax .< 0.5)
 }
 
 /// x * Φ(x) = x/2 * erfc(-x/√2), with erfc taken directly on each side so neither tail cancels.
@@ -211,9 +216,8 @@ func vgelu(_ x: V16) -> V16 {
     let z = x * 0.7071067811865476
     let az = z.replacing(with: -z, where: z .< 0)
     let e = verfcPositive(az)
-    let small = verf(z) + 1  // accurate near 0, where erfc's 2 - e is fine too but erf is exact-er
     var phi2 = (2 - e).replacing(with: e, where: z .< 0)
-    phi2 = phi2.replacing(with: small, where: az .< 0.5)
+    phi2 = phi2.replacing(with: verfSeries(z) + 1, where: az .< 0.5)
     return 0.5 * x * phi2
 }
 

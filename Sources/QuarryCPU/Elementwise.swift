@@ -78,7 +78,8 @@ extension CPUKernels {
                 var pos = r.lowerBound
                 while pos < r.upperBound {
                     let run = pos / inner, col = pos % inner
-                    let n = min(inner - col, r.upperBound - pos)
+                    // Pieces of at most 4096 so a fused activation finds them in L1.
+                    let n = min(inner - col, r.upperBound - pos, 4096)
                     let (oa, ob) = plan.offsets(ofRun: run)
                     let pa = a + oa + col * sa, pb = b + ob + col * sb
                     binaryRun(op, powKind, pa, sa, pb, sb, dst + pos, n)

@@ -159,19 +159,31 @@ struct StridedCopy {
     }
 }
 
-/// dst[b, c, r] = src[b, r, c], in 16x16 tiles so both sides are read and written a cache line
-/// at a time.
+/// dst[b, c, r] = src[b, r, c], in 16x16 tiles: sixteen 16-wide row loads go through a tile in L1
+/// and leave as sixteen 16-wide stores, so both sides move whole cache lines.
 func transposeBatched(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, rows: Int, cols: Int, _ threads: CPUThreads
 ) {
     let t = 16
     let rowTiles = (rows + t - 1) / t
     threads.parallelRanges(batch * rowTiles, minimumPerThread: max(1, 16384 / max(cols * t, 1))) { r in
+        let tile = UnsafeMutablePointer<Float>.allocate(capacity: t * t)
+        defer { tile.deallocate() }
         for task in r {
             let b = task / rowTiles, r0 = (task % rowTiles) * t
             let s = src + b * rows * cols, d = dst + b * rows * cols
             let r1 = min(r0 + t, rows)
             var c0 = 0
+            if r1 - r0 == t {
+                while c0 + t <= cols {
+                    for rr in 0..<t {
+                        let v = load16(s + (r0 + rr) * cols + c0)
+                        for j in 0..<t { tile[j * t + rr] = v[j] }
+                    }
+                    for j in 0..<t { store16(load16(tile + j * t), d + (c0 + j) * rows + r0) }
+                    c0 += t
+                }
+            }
             while c0 < cols {
                 let c1 = min(c0 + t, cols)
                 for c in c0..<c1 {
@@ -274,34 +286,49 @@ extension CPUKernels {
             }
             return (i0, i1, f)
         }
-        let ty = taps(inH, outH, scaleH), tx = taps(inW, outW, scaleW)
+        let tables = UpsampleTables(y: taps(inH, outH, scaleH), x: taps(inW, outW, scaleW))
         let nearest = mode == .nearest
         return { inputs, outputs in
             let src = inputs[0]!, dst = outputs[0]
             threads.parallelRanges(planes * outH, minimumPerThread: max(1, 16384 / max(outW, 1))) { r in
-                tx.i0.withUnsafeBufferPointer { x0 in
-                    tx.i1.withUnsafeBufferPointer { x1 in
-                        tx.frac.withUnsafeBufferPointer { fx in
-                            for task in r {
-                                let p = task / outH, oy = task % outH
-                                let d = dst + p * outH * outW + oy * outW
-                                let r0 = src + p * inH * inW + ty.i0[oy] * inW
-                                if nearest {
-                                    for ox in 0..<outW { d[ox] = r0[x0[ox]] }
-                                    continue
-                                }
-                                let r1 = src + p * inH * inW + ty.i1[oy] * inW
-                                let wy = ty.frac[oy]
-                                for ox in 0..<outW {
-                                    let a = r0[x0[ox]] + (r0[x1[ox]] - r0[x0[ox]]) * fx[ox]
-                                    let b = r1[x0[ox]] + (r1[x1[ox]] - r1[x0[ox]]) * fx[ox]
-                                    d[ox] = a + (b - a) * wy
-                                }
-                            }
-                        }
+                let x0 = tables.x0, x1 = tables.x1, fx = tables.fx
+                for task in r {
+                    let p = task / outH, oy = task % outH
+                    let d = dst + p * outH * outW + oy * outW
+                    let r0 = src + p * inH * inW + tables.y0[oy] * inW
+                    if nearest {
+                        for ox in 0..<outW { d[ox] = r0[x0[ox]] }
+                        continue
+                    }
+                    let r1 = src + p * inH * inW + tables.y1[oy] * inW
+                    let wy = tables.fy[oy]
+                    for ox in 0..<outW {
+                        let a = r0[x0[ox]] + (r0[x1[ox]] - r0[x0[ox]]) * fx[ox]
+                        let b = r1[x0[ox]] + (r1[x1[ox]] - r1[x0[ox]]) * fx[ox]
+                        d[ox] = a + (b - a) * wy
                     }
                 }
             }
         }
+    }
+}
+
+/// Source rows / columns and weights per output row / column, kept for the kernel's life.
+final class UpsampleTables: @unchecked Sendable {
+    let y0, y1, x0, x1: UnsafeMutablePointer<Int>
+    let fy, fx: UnsafeMutablePointer<Float>
+
+    init(y: (i0: [Int], i1: [Int], frac: [Float]), x: (i0: [Int], i1: [Int], frac: [Float])) {
+        func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: max(a.count, 1))
+            p.initialize(from: a, count: a.count)
+            return p
+        }
+        y0 = copy(y.i0); y1 = copy(y.i1); fy = copy(y.frac)
+        x0 = copy(x.i0); x1 = copy(x.i1); fx = copy(x.frac)
+    }
+
+    deinit {
+        y0.deallocate(); y1.deallocate(); fy.deallocate(); x0.deallocate(); x1.deallocate(); fx.deallocate()
     }
 }

@@ -35,11 +35,9 @@ extension CPUKernels {
             return { inputs, outputs in
                 let src = inputs[0]!, dst = outputs[0]
                 threads.parallelRanges(planes, minimumPerThread: max(1, 4096 / max(outPlane, 1))) { r in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: geometry.inW + 16) { row in
-                        for p in r {
-                            geometry.pool(src + p * inPlane, dst + p * outPlane, row.baseAddress!, isMax: isMax)
-                        }
-                    }
+                    let row = UnsafeMutablePointer<Float>.allocate(capacity: geometry.inW + 16)
+                    defer { row.deallocate() }
+                    for p in r { geometry.pool(src + p * inPlane, dst + p * outPlane, row, isMax: isMax) }
                 }
             }
         default: preconditionFailure()
