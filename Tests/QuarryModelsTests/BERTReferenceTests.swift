@@ -26,7 +26,8 @@ final class BERTReferenceTests: XCTestCase {
             let w = p("\(name).weight"), b = p("\(name).bias")
             let mean = x.reduce(0, +) / Double(x.count)
             let v = x.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(x.count)
-            return x.indices.map { (x[$0] - mean) / (v + 1e-12).squareRoot() * w[$0] + b[$0] }
+            let inv: Double = 1 / (v + 1e-12).squareRoot()
+            return x.indices.map { i -> Double in (x[i] - mean) * inv * w[i] + b[i] }
         }
         func linear(_ x: [Double], _ name: String, _ inF: Int, _ outF: Int) -> [Double] {
             let w = p("\(name).weight"), b = p("\(name).bias")
