@@ -31,7 +31,9 @@ final class BERTReferenceTests: XCTestCase {
         }
         func linear(_ x: [Double], _ name: String, _ inF: Int, _ outF: Int) -> [Double] {
             let w = p("\(name).weight"), b = p("\(name).bias")
-            return (0..<outF).map { o in b[o] + (0..<inF).reduce(0.0) { $0 + x[$1] * w[o * inF + $1] } }
+            var y = b
+            for o in 0..<outF { for i in 0..<inF { y[o] += x[i] * w[o * inF + i] } }
+            return y
         }
         func gelu(_ v: Double) -> Double { 0.5 * v * (1 + erf(v / 2.0.squareRoot())) }
 
@@ -54,11 +56,17 @@ final class BERTReferenceTests: XCTestCase {
                     var ctx = [Double](repeating: 0, count: d)
                     for h in 0..<heads {
                         let keys = (0..<s).filter { keep[$0] }
-                        let scores = keys.map { u in (0..<hd).reduce(0.0) { $0 + q[t][h * hd + $1] * k[u][h * hd + $1] } / Double(hd).squareRoot() }
+                        let scores = keys.map { u -> Double in
+                            var dot = 0.0
+                            for j in 0..<hd { dot += q[t][h * hd + j] * k[u][h * hd + j] }
+                            return dot / Double(hd).squareRoot()
+                        }
                         let m = scores.max()!
                         let e = scores.map { Foundation.exp($0 - m) }
                         let z = e.reduce(0, +)
-                        for j in 0..<hd { ctx[h * hd + j] = keys.indices.reduce(0.0) { $0 + e[$1] / z * v[keys[$1]][h * hd + j] } }
+                        for j in 0..<hd {
+                            for (r, u) in keys.enumerated() { ctx[h * hd + j] += e[r] / z * v[u][h * hd + j] }
+                        }
                     }
                     let a = layerNorm(zip(linear(ctx, "\(pre).attention.output.dense", d, d), x[t]).map(+), "\(pre).attention.output.LayerNorm")
                     let f = linear(a, "\(pre).intermediate.dense", d, inner).map(gelu)
