@@ -94,7 +94,7 @@ public enum ModelZoo {
         })
 
         entries.append(image("vgg16", .vgg, "Simonyan & Zisserman, ICLR 2015 (arXiv:1409.1556); torchvision vgg16",
-                             size: 224, preprocessing: .imageNet(), taps: VGG.taps(.vgg16), tap: "classifier.4") { o in
+                             size: 224, preprocessing: .imageNet(), taps: VGG.taps(.vgg16), tap: "classifier.4", pooling: .none) { o in
             var c = VGGConfig.vgg16; c.imageSize = o.imageSize ?? 224; return try VGG.build(c)
         })
 
@@ -180,7 +180,7 @@ public enum ModelZoo {
         let ae = ConvAutoencoderConfig()
         entries.append(image("conv_autoencoder", .autoencoder, "Masci et al., ICANN 2011 (stacked convolutional auto-encoders)",
                              size: ae.imageSize, preprocessing: .unitRange(ae.imageSize), taps: ConvAutoencoder.taps,
-                             tap: "encoder") { o in
+                             tap: "encoder", pooling: .none) { o in
             var c = ae; c.imageSize = o.imageSize ?? c.imageSize; return try ConvAutoencoder.build(c)
         })
         return entries
@@ -188,12 +188,13 @@ public enum ModelZoo {
 
     static func image(
         _ name: String, _ family: ModelFamily, _ reference: String, size: Int, preprocessing: ImagePreprocessing,
-        taps: [String], tap: String, build: @escaping @Sendable (BuildOptions) throws -> Graph
+        taps: [String], tap: String, pooling: FeaturePooling = .globalAverage,
+        build: @escaping @Sendable (BuildOptions) throws -> Graph
     ) -> ModelEntry {
         ModelEntry(
             name: name, family: family, reference: reference,
             inputs: [GraphInput(name: "input", shape: [batchDim, 3, .fixed(size), .fixed(size)])],
             preprocessing: preprocessing, taps: taps, defaultTap: tap,
-            defaultPooling: tap == "flatten" ? .none : .globalAverage, builder: build)
+            defaultPooling: tap == "flatten" ? .none : pooling, builder: build)
     }
 }

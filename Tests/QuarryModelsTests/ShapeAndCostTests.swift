@@ -46,6 +46,13 @@ final class ShapeAndCostTests: XCTestCase {
                 XCTAssertEqual(shapes[tap]?.first, 2, "\(entry.name): tap '\(tap)' is not batch-first")
             }
             XCTAssertTrue(entry.taps.contains(entry.defaultTap), entry.name)
+            // The default pooling fits the default tap: a pooled vector per item.
+            let rank = shapes[entry.defaultTap]?.count ?? 0
+            switch entry.defaultPooling {
+            case .none: break
+            case .globalAverage: XCTAssertGreaterThanOrEqual(rank, 3, entry.name)
+            case .clsToken, .maskedMean, .lastToken: XCTAssertEqual(rank, 3, entry.name)
+            }
             XCTAssertEqual(g.inputs.map(\.shape), entry.inputs.map(\.shape), entry.name)
         }
     }
