@@ -10,7 +10,7 @@ public enum ModelFamily: String, Sendable, CaseIterable, Codable {
 
 /// How images are prepared for a model, as its reference evaluates it: resize the shorter side to
 /// `resize`, centre-crop to `crop`, scale to [0, 1], subtract `mean` and divide by `std` per channel.
-public struct ImagePreprocessing: Sendable, Equatable, Codable {
+public struct ModelPreprocessing: Sendable, Equatable, Codable {
     public var resize: Int
     public var crop: Int
     public var mean: [Float]
@@ -21,12 +21,12 @@ public struct ImagePreprocessing: Sendable, Equatable, Codable {
     static let imageNetMean: [Float] = [0.485, 0.456, 0.406]
     static let imageNetStd: [Float] = [0.229, 0.224, 0.225]
     /// torchvision's ImageNet evaluation transform (resize 256, crop 224) at another crop size.
-    public static func imageNet(crop: Int = 224, resize: Int? = nil) -> ImagePreprocessing {
-        ImagePreprocessing(resize: resize ?? crop * 256 / 224, crop: crop, mean: imageNetMean, std: imageNetStd)
+    public static func imageNet(crop: Int = 224, resize: Int? = nil) -> ModelPreprocessing {
+        ModelPreprocessing(resize: resize ?? crop * 256 / 224, crop: crop, mean: imageNetMean, std: imageNetStd)
     }
     /// Scale to [0, 1] only (darknet, U-Net, the autoencoder, the plain CNN).
-    public static func unitRange(_ size: Int) -> ImagePreprocessing {
-        ImagePreprocessing(resize: size, crop: size, mean: [0, 0, 0], std: [1, 1, 1])
+    public static func unitRange(_ size: Int) -> ModelPreprocessing {
+        ModelPreprocessing(resize: size, crop: size, mean: [0, 0, 0], std: [1, 1, 1])
     }
 }
 
@@ -46,7 +46,7 @@ public struct ModelEntry: Sendable {
     public let reference: String
     /// The graph inputs at the default size; the batch dimension is the symbol N.
     public let inputs: [GraphInput]
-    public let preprocessing: ImagePreprocessing?
+    public let preprocessing: ModelPreprocessing?
     /// Value names a caller can ask for, in graph order; the last is the model's usual feature.
     public let taps: [String]
     /// The pooling that turns `defaultTap` into one vector per item.
@@ -110,7 +110,7 @@ public enum ModelZoo {
         let inception = InceptionV3Config()
         entries.append(image("inception_v3", .inception, "Szegedy et al., CVPR 2016 (arXiv:1512.00567); torchvision inception_v3",
                              size: 299,
-                             preprocessing: ImagePreprocessing(resize: 342, crop: 299, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]),
+                             preprocessing: ModelPreprocessing(resize: 342, crop: 299, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]),
                              taps: InceptionV3.taps(inception), tap: "flatten") { o in
             var c = inception; c.imageSize = o.imageSize ?? 299
             c.auxLogits = c.imageSize >= 299
@@ -187,7 +187,7 @@ public enum ModelZoo {
     }
 
     static func image(
-        _ name: String, _ family: ModelFamily, _ reference: String, size: Int, preprocessing: ImagePreprocessing,
+        _ name: String, _ family: ModelFamily, _ reference: String, size: Int, preprocessing: ModelPreprocessing,
         taps: [String], tap: String, pooling: FeaturePooling = .globalAverage,
         build: @escaping @Sendable (BuildOptions) throws -> Graph
     ) -> ModelEntry {

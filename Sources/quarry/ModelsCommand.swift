@@ -39,7 +39,7 @@ struct ModelsCommand: ParsableCommand {
         let taps: [String]
         let default_tap: String
         let default_pooling: String
-        let preprocessing: ImagePreprocessing?
+        let preprocessing: ModelPreprocessing?
     }
 
     static func dims(_ shape: [Dim]) -> [Row.DimValue] {

@@ -81,7 +81,7 @@ final class GEMMTests: XCTestCase {
     func testDeepAndBlockStraddlingShapes() {
         var rng = makeTestRNG()
         // K across the KC block boundary, M across MC, N across NC, with two threads.
-        for (m, n, k) in [(5, 7, 257), (241, 33, 19), (13, 515, 9), (25, 65, 513), (250, 530, 270)] {
+        for (m, n, k) in [(5, 7, 257), (241, 33, 19), (13, 2083, 9), (25, 65, 513), (250, 130, 270), (3, 4100, 2)] {
             run(Case(m: m, n: n, k: k, threads: 2), &rng)
         }
     }
