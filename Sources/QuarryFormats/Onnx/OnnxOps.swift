@@ -236,7 +236,11 @@ extension OnnxImporter {
             var addC: String? = nil
             if c.hasInput(2) && beta != 0 {
                 if let cv = try c.constant(2), cv.count == (tb ? try c.shape(1)[0] : try c.shape(1)[1]), cv.shape.count <= 1 || cv.shape.first == 1 {
-                    bias = c.parameter(HostTensor(floats: cv.doubles.map { Float($0 * Double(beta)) }, shape: [cv.count]), key: c.inputName(2) + "*beta\(beta)")
+                    if beta == 1 && cv.shape.count == 1 {
+                        bias = try c.value(2)
+                    } else {
+                        bias = c.parameter(HostTensor(floats: cv.doubles.map { Float($0 * Double(beta)) }, shape: [cv.count]), key: c.inputName(2) + "*beta\(beta)")
+                    }
                 } else {
                     addC = try c.value(2)
                 }
