@@ -23,19 +23,32 @@ let package = Package(
             name: "COpenCL", pkgConfig: "OpenCL",
             providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
         // The OpenCL backend: devices, program cache, one lowering per op family (Kernels/*.cl).
-        .target(name: "QuarryOpenCL", dependencies: ["Quarry", "QuarryCPU", "COpenCL"]),
+        .target(
+            name: "QuarryOpenCL", dependencies: ["Quarry", "QuarryCPU", "COpenCL"],
+            plugins: ["EmbedKernels"]),
+        // Build-time embedding of Kernels/*.cl into QuarryOpenCL (a generated Swift source).
+        .executableTarget(name: "EmbedKernelsTool", path: "Plugins/EmbedKernelsTool"),
+        .plugin(
+            name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"],
+            path: "Plugins/EmbedKernels"),
         // The model zoo: one builder a family, parameter names equal to checkpoint keys.
         .target(name: "QuarryModels", dependencies: ["Quarry"]),
-        // ONNX import, safetensors, .npy / .npz.
+        // JPEG and PNG decoding (libjpeg-turbo, libpng), in C for their longjmp error handling.
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        // ONNX import, safetensors, .npy / .npz, image decoding and preprocessing.
         .target(
             name: "QuarryFormats",
-            dependencies: ["Quarry", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Quarry", "CImageCodecs", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(
             name: "quarry",
             dependencies: [
                 "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Compute benchmarks of the CPU backend alone (bench/gemm_vs_openblas.sh).
+        .executableTarget(name: "quarry-bench", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
