@@ -27,14 +27,14 @@ extension Lowering {
         if pointwise {
             // 1x1: the operand is the input itself, regrouped channel-major; no im2col.
             try launch("conv2d", "channels_first", options: schedule.panelOptions, args: [
-                .buffer(try input(0)), .int(c), .int(p), .int(n), .buffer(bRef), .int(ldp),
+                .buffer(try input(0)), .int(c), .int(p), .int(n), .buffer(bRef), .int(ldp), .int(kk),
             ], global: [ldp, c])
         } else {
             try launch("conv2d", "im2col", options: schedule.panelOptions, args: [
                 .buffer(try input(0)), .int(c), .int(h), .int(wd), .int(oh), .int(ow),
                 .int(a.kernelH), .int(a.kernelW), .int(a.strideH), .int(a.strideW),
                 .int(a.padding.top), .int(a.padding.left), .int(a.dilationH), .int(a.dilationW), .int(n),
-                .buffer(bRef), .int(ldp),
+                .buffer(bRef), .int(ldp), .int(kk),
             ], global: [ldp, rows])
         }
         try gemm(GEMMCall(
