@@ -150,3 +150,15 @@ struct GraphBuilderShim {
               outputs: [output])
     }
 }
+
+final class ProbeTests: XCTestCase {
+    func testProbeGivesPositiveFigures() throws {
+        let device = try testDevice()
+        let gflops = try device.measurePeakGFLOPS(repeats: 1)
+        let gbps = try device.measureBandwidthGBps(repeats: 1)
+        print("probe \(device.info.name): \(gflops) GFLOP/s, \(gbps) GB/s")
+        XCTAssertGreaterThan(gflops, 0.1)
+        XCTAssertGreaterThan(gbps, 0.1)
+        XCTAssertTrue(gflops.isFinite && gbps.isFinite)
+    }
+}
