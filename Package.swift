@@ -33,21 +33,29 @@ let package = Package(
             path: "Plugins/EmbedKernels"),
         // The model zoo: one builder a family, parameter names equal to checkpoint keys.
         .target(name: "QuarryModels", dependencies: ["Quarry"]),
-        // ONNX import, safetensors, .npy / .npz.
+        // JPEG and PNG decoding (libjpeg-turbo, libpng), in C for their longjmp error handling.
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        // ONNX import, safetensors, .npy / .npz, image decoding and preprocessing.
         .target(
             name: "QuarryFormats",
-            dependencies: ["Quarry", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Quarry", "CImageCodecs", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(
             name: "quarry",
             dependencies: [
                 "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Compute benchmarks of the CPU backend alone (bench/gemm_vs_openblas.sh).
+        .executableTarget(name: "quarry-bench", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
         .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels"]),
-        .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels"]),
+        // Runs the built `quarry` tool as a user would (exit statuses, files written, resume).
+        .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats"]),
+        .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

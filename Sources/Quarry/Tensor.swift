@@ -110,3 +110,31 @@ extension Tensor {
         return t
     }
 }
+
+extension Tensor {
+    /// Rows `range` of the leading (batch) dimension, copied.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        let rowCount = shape.isEmpty ? 1 : count / max(shape[0], 1)
+        var s = shape
+        s[0] = range.count
+        let t = Tensor(uninitializedShape: s)
+        t.pointer.update(from: pointer + range.lowerBound * rowCount, count: range.count * rowCount)
+        return t
+    }
+
+    /// Concatenation along the leading dimension of tensors whose other dimensions agree.
+    public static func stacking(rowsOf parts: [Tensor]) throws -> Tensor {
+        guard let first = parts.first else { throw QuarryError.invalidArgument("nothing to concatenate") }
+        let tail = Array(first.shape.dropFirst())
+        for p in parts where Array(p.shape.dropFirst()) != tail {
+            throw QuarryError.invalidArgument("cannot stack rows of \(p.shape) onto \(first.shape)")
+        }
+        let t = Tensor(uninitializedShape: [parts.reduce(0) { $0 + $1.shape[0] }] + tail)
+        var offset = 0
+        for p in parts {
+            (t.pointer + offset).update(from: p.pointer, count: p.count)
+            offset += p.count
+        }
+        return t
+    }
+}

@@ -1,8 +1,23 @@
 // Activations, applied in place. Conv / dense / add epilogues call `applyActivation` on the tile
 // they have just written, while it is still in cache.
+//
+// The transcendental functions are SIMD16 approximations rather than libm calls, because a libm
+// call per element costs more than the conv that produced the element. Each is accurate to about
+// 1e-6 relative (the tests compare them with Foundation's double-precision functions):
+// - exp: Cody–Waite reduction by ln 2, a degree-6 polynomial on [-ln2/2, ln2/2], 2^n built in
+//   the exponent bits (as two factors, so n = 128 near the top still fits). Below -87.3 it returns 0, above 88.72 +inf (as float exp does).
+// - tanh: an odd polynomial for |x| < 0.625 (where 1 - 2/(e^2x + 1) would cancel), else the
+//   exp form.
+// - erfc (x >= 0): the Chebyshev-fitted form t·exp(-x² + P(t)), t = 1/(1 + x/2), whose fractional
+//   error is below 1.2e-7 everywhere (Press et al., Numerical Recipes §6.2); erf takes its Taylor
+//   series below 0.5 and 1 - erfc above, and exact gelu uses erfc on the negative side so that
+//   1 + erf(x) does not cancel.
+// `log` stays a scalar libm call: it is rare as an activation and log-softmax needs one per row.
 
 import Foundation
 import Quarry
+
+typealias V16 = SIMD16<Float>
 
 extension CPUKernels {
     static func makeActivation(_ ctx: KernelContext) throws -> CPUKernel {
@@ -12,8 +27,14 @@ extension CPUKernels {
         return { inputs, outputs in
             let src = inputs[0]!, dst = outputs[0]
             threads.parallelRanges(n, minimumPerThread: 16384) { r in
-                (dst + r.lowerBound).update(from: src + r.lowerBound, count: r.count)
-                applyActivation(act, dst + r.lowerBound, count: r.count)
+                // Work in L1-sized pieces so the copy and the activation share the cache.
+                var lo = r.lowerBound
+                while lo < r.upperBound {
+                    let c = min(4096, r.upperBound - lo)
+                    (dst + lo).update(from: src + lo, count: c)
+                    applyActivation(act, dst + lo, count: c)
+                    lo += c
+                }
             }
         }
     }
@@ -22,33 +43,184 @@ extension CPUKernels {
 /// Applies `act` in place to `count` floats.
 public func applyActivation(_ act: Activation, _ p: UnsafeMutablePointer<Float>, count: Int) {
     switch act {
-    case .relu: for i in 0..<count { p[i] = max(p[i], 0) }
-    case .clip(let lo, let hi): for i in 0..<count { p[i] = min(max(p[i], lo), hi) }
-    case .leakyRelu(let a): for i in 0..<count { p[i] = p[i] >= 0 ? p[i] : a * p[i] }
-    case .sigmoid: for i in 0..<count { p[i] = 1 / (1 + Foundation.exp(-p[i])) }
-    case .hardSigmoid(let a, let b): for i in 0..<count { p[i] = min(max(a * p[i] + b, 0), 1) }
-    case .tanh: for i in 0..<count { p[i] = Foundation.tanh(p[i]) }
-    case .silu: for i in 0..<count { p[i] = p[i] / (1 + Foundation.exp(-p[i])) }
-    case .mish:
-        for i in 0..<count {
-            let x = p[i]
-            let sp = x > 20 ? x : Foundation.log1p(Foundation.exp(x))
-            p[i] = x * Foundation.tanh(sp)
+    case .relu: mapInPlace(p, count) { $0.replacing(with: 0, where: $0 .< 0) }
+    case .clip(let lo, let hi):
+        let l = V16(repeating: lo), h = V16(repeating: hi)
+        mapInPlace(p, count) { $0.replacing(with: l, where: $0 .< l).replacing(with: h, where: $0 .> h) }
+    case .leakyRelu(let a): mapInPlace(p, count) { $0.replacing(with: $0 * a, where: $0 .< 0) }
+    case .sigmoid: mapInPlace(p, count) { vsigmoid($0) }
+    case .hardSigmoid(let a, let b):
+        mapInPlace(p, count) { x in
+            let y = x * a + b
+            return y.replacing(with: 0, where: y .< 0).replacing(with: 1, where: y .> 1)
         }
+    case .tanh: mapInPlace(p, count) { vtanh($0) }
+    case .silu: mapInPlace(p, count) { $0 * vsigmoid($0) }
+    case .mish: mapInPlace(p, count) { vmish($0) }
     case .gelu(let approximate):
         if approximate {
             let c: Float = 0.7978845608028654  // sqrt(2/pi)
-            for i in 0..<count { let x = p[i]; p[i] = 0.5 * x * (1 + Foundation.tanh(c * (x + 0.044715 * x * x * x))) }
+            mapInPlace(p, count) { x in 0.5 * x * (1 + vtanh(c * (x + 0.044715 * x * x * x))) }
         } else {
-            for i in 0..<count { let x = p[i]; p[i] = 0.5 * x * (1 + Foundation.erf(x * 0.7071067811865476)) }
+            mapInPlace(p, count) { vgelu($0) }
         }
-    case .hardSwish: for i in 0..<count { let x = p[i]; p[i] = x * min(max(x + 3, 0), 6) / 6 }
-    case .sqrt: for i in 0..<count { p[i] = p[i].squareRoot() }
-    case .exp: for i in 0..<count { p[i] = Foundation.exp(p[i]) }
+    case .hardSwish:
+        mapInPlace(p, count) { x in
+            let t = x + 3
+            return x * t.replacing(with: 0, where: t .< 0).replacing(with: 6, where: t .> 6) * (1 / 6 as Float)
+        }
+    case .sqrt: mapInPlace(p, count) { $0.squareRoot() }
+    case .exp: mapInPlace(p, count) { vexp($0) }
     case .log: for i in 0..<count { p[i] = Foundation.log(p[i]) }
-    case .neg: for i in 0..<count { p[i] = -p[i] }
-    case .abs: for i in 0..<count { p[i] = Swift.abs(p[i]) }
-    case .erf: for i in 0..<count { p[i] = Foundation.erf(p[i]) }
-    case .reciprocal: for i in 0..<count { p[i] = 1 / p[i] }
+    case .neg: mapInPlace(p, count) { -$0 }
+    case .abs: mapInPlace(p, count) { $0.replacing(with: -$0, where: $0 .< 0) }
+    case .erf: mapInPlace(p, count) { verf($0) }
+    case .reciprocal: mapInPlace(p, count) { 1 / $0 }
     }
+}
+
+/// Applies `f` to `count` floats in 16-wide pieces; the tail goes through a zero-padded vector.
+@inline(__always)
+func mapInPlace(_ p: UnsafeMutablePointer<Float>, _ count: Int, _ f: (V16) -> V16) {
+    let raw = UnsafeMutableRawPointer(p)
+    var i = 0
+    while i + 32 <= count {
+        let a = raw.loadUnaligned(fromByteOffset: i * 4, as: V16.self)
+        let b = raw.loadUnaligned(fromByteOffset: i * 4 + 64, as: V16.self)
+        raw.storeBytes(of: f(a), toByteOffset: i * 4, as: V16.self)
+        raw.storeBytes(of: f(b), toByteOffset: i * 4 + 64, as: V16.self)
+        i += 32
+    }
+    while i + 16 <= count {
+        raw.storeBytes(of: f(raw.loadUnaligned(fromByteOffset: i * 4, as: V16.self)), toByteOffset: i * 4, as: V16.self)
+        i += 16
+    }
+    if i < count {
+        let m = count - i
+        var v = V16(repeating: 0)
+        for j in 0..<m { v[j] = p[i + j] }
+        let r = f(v)
+        for j in 0..<m { p[i + j] = r[j] }
+    }
+}
+
+@inline(__always) func load16(_ p: UnsafePointer<Float>) -> V16 {
+    UnsafeRawPointer(p).loadUnaligned(as: V16.self)
+}
+
+@inline(__always) func load16(_ p: UnsafeMutablePointer<Float>) -> V16 {
+    UnsafeRawPointer(p).loadUnaligned(as: V16.self)
+}
+
+@inline(__always) func store16(_ v: V16, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: V16.self)
+}
+
+/// Loads `n` < 16 floats, padding with `fill`.
+@inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ n: Int, fill: Float = 0) -> V16 {
+    var v = V16(repeating: fill)
+    for j in 0..<n { v[j] = p[j] }
+    return v
+}
+
+@inline(__always) func storePartial(_ v: V16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    for j in 0..<n { p[j] = v[j] }
+}
+
+@inline(__always)
+func vexp(_ x: V16) -> V16 {
+    let magic = V16(repeating: 12582912)  // 1.5 * 2^23: adding it rounds to an integer
+    let xc = x.replacing(with: -87.33654, where: x .< -87.33654).replacing(with: 88.72283, where: x .> 88.72283)
+    let t = xc * 1.442695041 + magic
+    let n = t - magic
+    // ln 2 split so that n * ln2Hi is exact.
+    let r = xc - n * 0.693359375 + n * 2.12194440e-4
+    var p = V16(repeating: 1.9875691500e-4)
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    p = p * (r * r) + r + 1
+    // 2^n as 2^(n/2) * 2^(n - n/2): n reaches 128 near the overflow threshold, past the exponent range.
+    let ni = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000
+    let n1 = ni &>> 1, n2 = ni &- n1
+    let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: V16.self)
+    let s2 = unsafeBitCast((n2 &+ 127) &<< 23, to: V16.self)
+    var y = p * s1 * s2
+    y = y.replacing(with: 0, where: x .< -87.33654)
+    y = y.replacing(with: .infinity, where: x .> 88.72283)
+    return y.replacing(with: x, where: x .!= x)
+}
+
+@inline(__always) func vsigmoid(_ x: V16) -> V16 { 1 / (1 + vexp(-x)) }
+
+@inline(__always)
+func vtanh(_ x: V16) -> V16 {
+    let z = x * x
+    var s = V16(repeating: -5.70498872745e-3)
+    s = s * z + 2.06390887954e-2
+    s = s * z - 5.37397155531e-2
+    s = s * z + 1.33314422036e-1
+    s = s * z - 3.33332819422e-1
+    let small = s * z * x + x
+    let ax = x.replacing(with: -x, where: x .< 0)
+    // e^{2|x|} overflows to inf for large |x|, which gives exactly 1.
+    let big = 1 - 2 / (vexp(2 * ax) + 1)
+    let signed = big.replacing(with: -big, where: x .< 0)
+    return signed.replacing(with: small, where: ax .< 0.625)
+}
+
+/// erfc for x >= 0.
+@inline(__always)
+func verfcPositive(_ x: V16) -> V16 {
+    let t = 1 / (1 + 0.5 * x)
+    var p = V16(repeating: 0.17087277)
+    p = p * t - 0.82215223
+    p = p * t + 1.48851587
+    p = p * t - 1.13520398
+    p = p * t + 0.27886807
+    p = p * t - 0.18628806
+    p = p * t + 0.09678418
+    p = p * t + 0.37409196
+    p = p * t + 1.00002368
+    p = p * t - 1.26551223
+    return t * vexp(p - x * x)
+}
+
+@inline(__always)
+func verf(_ x: V16) -> V16 {
+    let ax = x.replacing(with: -x, where: x .< 0)
+    let tail = 1 - verfcPositive(ax)
+    let big = tail.replacing(with: -tail, where: x .< 0)
+    // Taylor series: 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320).
+    let z = x * x
+    var s = V16(repeating: -1 / 1320 as Float)
+    s = s * z + (1 / 216 as Float)
+    s = s * z - (1 / 42 as Float)
+    s = s * z + (1 / 10 as Float)
+    s = s * z - (1 / 3 as Float)
+    s = s * z + 1
+    let small = s * x * 1.1283791670955126
+    return big.replacing(with: small, where: ax .< 0.5)
+}
+
+/// x * Φ(x) = x/2 * erfc(-x/√2), with erfc taken directly on each side so neither tail cancels.
+@inline(__always)
+func vgelu(_ x: V16) -> V16 {
+    let z = x * 0.7071067811865476
+    let az = z.replacing(with: -z, where: z .< 0)
+    let e = verfcPositive(az)
+    let small = verf(z) + 1  // accurate near 0, where erfc's 2 - e is fine too but erf is exact-er
+    var phi2 = (2 - e).replacing(with: e, where: z .< 0)
+    phi2 = phi2.replacing(with: small, where: az .< 0.5)
+    return 0.5 * x * phi2
+}
+
+@inline(__always)
+func vmish(_ x: V16) -> V16 {
+    // tanh(log1p(e^x)) = n / (n + 2) with n = e^x (e^x + 2); past 20 it is 1 to float precision.
+    let e = vexp(x.replacing(with: 20, where: x .> 20))
+    let n = e * (e + 2)
+    return (x * n / (n + 2)).replacing(with: x, where: x .> 20)
 }

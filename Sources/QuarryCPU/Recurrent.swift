@@ -1,10 +1,288 @@
+// LSTM and GRU sequence layers.
+//
+// Gate order (PyTorch's; the ONNX importer permutes ONNX's to it):
+//   LSTM  w[D,4H,I], r[D,4H,H] rows are i, f, g, o;  bias[D,8H] = [Wb_i Wb_f Wb_g Wb_o, Rb_i Rb_f Rb_g Rb_o]
+//     i = σ(Wi x + Ri h + b_i)   f = σ(Wf x + Rf h + b_f)   g = tanh(Wg x + Rg h + b_g)
+//     o = σ(Wo x + Ro h + b_o)   c' = f ⊙ c + i ⊙ g         h' = o ⊙ tanh(c')
+//   GRU   w[D,3H,I], r[D,3H,H] rows are r, z, n;  bias[D,6H] = [Wb_r Wb_z Wb_n, Rb_r Rb_z Rb_n]
+//     r = σ(Wr x + Rr h + b_r)   z = σ(Wz x + Rz h + b_z)
+//     n = tanh(Wn x + Wb_n + r ⊙ (Rn h + Rb_n))     (linearBeforeReset, PyTorch / ONNX lbr=1)
+//     n = tanh(Wn x + Wb_n + Rn (r ⊙ h) + Rb_n)     (otherwise, ONNX's default lbr=0)
+//     h' = (1 - z) ⊙ n + z ⊙ h
+// Directions: forward runs t = 0..<S, reverse t = S-1...0; bidirectional writes forward to
+// y[..., 0..<H] and reverse to y[..., H..<2H]; h_n / c_n are indexed by direction.
+//
+// The input projection for every time step is one matrix product ([B·S, I] x [I, G·H]) before the
+// recurrence. Weights are packed transposed with the gates interleaved per block of 16 hidden
+// units ([i16 f16 g16 o16] per block), so one unit block's gates are 64 adjacent columns: the
+// recurrent product for a block is followed at once by its gate nonlinearities and cell update
+// while the gates are in L1, and threads can split a step by unit blocks.
+
+import Foundation
 import Quarry
+
+/// Packed weights of one recurrent layer: per direction Wᵀ [I, C], Rᵀ [H, C], the input-side bias
+/// [C] (with the recurrent bias folded in wherever it is a plain sum) and the recurrent-side bias
+/// [C] (GRU with linearBeforeReset: Rb_n, applied inside r ⊙ (…)); C = gates · H rounded up to 16.
+final class RecurrentWeights {
+    let gates, hidden, input, paddedHidden, columns, perDirection, directions: Int
+    let base: UnsafeMutablePointer<Float>
+
+    init(gates: Int, hidden: Int, input: Int, directions: Int) {
+        self.gates = gates; self.hidden = hidden; self.input = input; self.directions = directions
+        paddedHidden = (hidden + 15) & ~15
+        columns = gates * paddedHidden
+        perDirection = (input + hidden + 2) * columns
+        base = .allocate(capacity: max(perDirection * directions, 1))
+        base.initialize(repeating: 0, count: max(perDirection * directions, 1))
+    }
+    deinit { base.deallocate() }
+
+    func wt(_ d: Int) -> UnsafeMutablePointer<Float> { base + d * perDirection }
+    func rt(_ d: Int) -> UnsafeMutablePointer<Float> { wt(d) + input * columns }
+    func biasIn(_ d: Int) -> UnsafeMutablePointer<Float> { rt(d) + hidden * columns }
+    func biasRec(_ d: Int) -> UnsafeMutablePointer<Float> { biasIn(d) + columns }
+
+    /// Packed column of gate `g`, hidden unit `u`.
+    @inline(__always) func column(_ g: Int, _ u: Int) -> Int { (u >> 4) * gates * 16 + g * 16 + (u & 15) }
+
+    func pack(w: UnsafePointer<Float>, r: UnsafePointer<Float>, bias: UnsafePointer<Float>?, splitRecurrentN: Bool) {
+        let h = hidden, gh = gates * h
+        for d in 0..<directions {
+            let wt = wt(d), rt = rt(d), bi = biasIn(d), br = biasRec(d)
+            for g in 0..<gates {
+                for u in 0..<h {
+                    let col = column(g, u), row = g * h + u
+                    let wr = w + (d * gh + row) * input
+                    for i in 0..<input { wt[i * columns + col] = wr[i] }
+                    let rr = r + (d * gh + row) * h
+                    for k in 0..<h { rt[k * columns + col] = rr[k] }
+                    guard let bias else { continue }
+                    let bw = bias[d * 2 * gh + row], bRec = bias[d * 2 * gh + gh + row]
+                    if splitRecurrentN && g == 2 { bi[col] = bw; br[col] = bRec } else { bi[col] = bw + bRec }
+                }
+            }
+        }
+    }
+}
+
+/// out[r, c] = initial[r, c] + Σ_k a[r, k] · b[k, c] for c in `cols` (bounds multiples of 16).
+/// `ldi` 0 broadcasts one initial row (a bias) to every row.
+@inline(__always)
+func multiplyAccumulate(
+    _ a: UnsafePointer<Float>, lda: Int, rows: Int, k: Int,
+    _ b: UnsafePointer<Float>, ldb: Int, cols: Range<Int>,
+    initial: UnsafePointer<Float>, ldi: Int, _ out: UnsafeMutablePointer<Float>, ldo: Int
+) {
+    var r = 0
+    while r < rows {
+        let n = min(4, rows - r)
+        // Rows past the end alias row r; they are computed and dropped.
+        let a0 = a + r * lda, a1 = n > 1 ? a0 + lda : a0, a2 = n > 2 ? a0 + 2 * lda : a0, a3 = n > 3 ? a0 + 3 * lda : a0
+        let i0 = initial + r * ldi, i1 = n > 1 ? i0 + ldi : i0, i2 = n > 2 ? i0 + 2 * ldi : i0, i3 = n > 3 ? i0 + 3 * ldi : i0
+        var c = cols.lowerBound
+        while c + 32 <= cols.upperBound {
+            var x0 = load16(i0 + c), y0 = load16(i0 + c + 16), x1 = load16(i1 + c), y1 = load16(i1 + c + 16)
+            var x2 = load16(i2 + c), y2 = load16(i2 + c + 16), x3 = load16(i3 + c), y3 = load16(i3 + c + 16)
+            for kk in 0..<k {
+                let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
+                x0 = x0.addingProduct(a0[kk], bv); y0 = y0.addingProduct(a0[kk], bw)
+                x1 = x1.addingProduct(a1[kk], bv); y1 = y1.addingProduct(a1[kk], bw)
+                x2 = x2.addingProduct(a2[kk], bv); y2 = y2.addingProduct(a2[kk], bw)
+                x3 = x3.addingProduct(a3[kk], bv); y3 = y3.addingProduct(a3[kk], bw)
+            }
+            let o = out + r * ldo + c
+            store16(x0, o); store16(y0, o + 16)
+            if n > 1 { store16(x1, o + ldo); store16(y1, o + ldo + 16) }
+            if n > 2 { store16(x2, o + 2 * ldo); store16(y2, o + 2 * ldo + 16) }
+            if n > 3 { store16(x3, o + 3 * ldo); store16(y3, o + 3 * ldo + 16) }
+            c += 32
+        }
+        if c < cols.upperBound {
+            var x0 = load16(i0 + c), x1 = load16(i1 + c), x2 = load16(i2 + c), x3 = load16(i3 + c)
+            for kk in 0..<k {
+                let bv = load16(b + kk * ldb + c)
+                x0 = x0.addingProduct(a0[kk], bv); x1 = x1.addingProduct(a1[kk], bv)
+                x2 = x2.addingProduct(a2[kk], bv); x3 = x3.addingProduct(a3[kk], bv)
+            }
+            let o = out + r * ldo + c
+            store16(x0, o)
+            if n > 1 { store16(x1, o + ldo) }
+            if n > 2 { store16(x2, o + 2 * ldo) }
+            if n > 3 { store16(x3, o + 3 * ldo) }
+        }
+        r += 4
+    }
+}
 
 extension CPUKernels {
     static func makeLSTM(_ ctx: KernelContext) throws -> CPUKernel {
-        throw QuarryError.unsupported("node '\(ctx.node.name)': \(ctx.node.op.name) is not implemented on the CPU yet")
+        try makeRecurrent(ctx, isLSTM: true)
     }
+
     static func makeGRU(_ ctx: KernelContext) throws -> CPUKernel {
-        throw QuarryError.unsupported("node '\(ctx.node.name)': \(ctx.node.op.name) is not implemented on the CPU yet")
+        try makeRecurrent(ctx, isLSTM: false)
+    }
+
+    static func makeRecurrent(_ ctx: KernelContext, isLSTM: Bool) throws -> CPUKernel {
+        let attrs: RecurrentAttributes
+        switch ctx.node.op {
+        case .lstm(let a), .gru(let a): attrs = a
+        default: preconditionFailure()
+        }
+        let x = ctx.shape(0)
+        let layer = RecurrentLayer(
+            isLSTM: isLSTM, linearBeforeReset: attrs.linearBeforeReset, batch: x[0], steps: x[1],
+            input: x[2], hidden: attrs.hiddenSize, directions: attrs.direction.count,
+            reverseOnly: attrs.direction == .reverse,
+            hasBias: ctx.hasInput(3), hasH0: ctx.hasInput(4), hasC0: isLSTM && ctx.hasInput(5))
+        let threads = ctx.threads
+        // Pack once when the weights are parameters; otherwise on every run.
+        var packed: RecurrentWeights? = nil
+        if let w = ctx.constants[1], let r = ctx.constants[2], !layer.hasBias || ctx.constants[3] != nil {
+            packed = ctx.packCache.value(ctx.node.name) { () -> RecurrentWeights in
+                let p = layer.makeWeights()
+                p.pack(w: w.pointer, r: r.pointer, bias: ctx.constants[3]?.pointer, splitRecurrentN: layer.splitsRecurrentN)
+                return p
+            }
+        }
+        return { inputs, outputs in
+            let weights: RecurrentWeights
+            if let packed { weights = packed } else {
+                weights = layer.makeWeights()
+                weights.pack(w: inputs[1]!, r: inputs[2]!, bias: layer.hasBias ? inputs[3] : nil, splitRecurrentN: layer.splitsRecurrentN)
+            }
+            layer.run(weights, inputs, outputs, threads)
+        }
+    }
+}
+
+struct RecurrentLayer {
+    let isLSTM, linearBeforeReset: Bool
+    let batch, steps, input, hidden, directions: Int
+    let reverseOnly, hasBias, hasH0, hasC0: Bool
+
+    var gates: Int { isLSTM ? 4 : 3 }
+    /// GRU with linearBeforeReset keeps Rb_n apart: it is multiplied by r.
+    var splitsRecurrentN: Bool { !isLSTM && linearBeforeReset }
+
+    func makeWeights() -> RecurrentWeights {
+        RecurrentWeights(gates: gates, hidden: hidden, input: input, directions: directions)
+    }
+
+    func run(_ wts: RecurrentWeights, _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads) {
+        let c = wts.columns, rows = batch * steps
+        let proj = UnsafeMutablePointer<Float>.allocate(capacity: max(directions * rows * c, 1))
+        defer { proj.deallocate() }
+        let x = inputs[0]!
+        // Input projection for every step and direction: parallel over (direction, 4-row blocks).
+        let rowBlocks = (rows + 3) / 4
+        threads.parallelRanges(directions * rowBlocks, minimumPerThread: max(1, 2048 / max(c, 1))) { range in
+            for task in range {
+                let d = task / rowBlocks, r0 = (task % rowBlocks) * 4, n = min(4, rows - r0)
+                multiplyAccumulate(
+                    x + r0 * input, lda: input, rows: n, k: input, wts.wt(d), ldb: c, cols: 0..<c,
+                    initial: wts.biasIn(d), ldi: 0, proj + (d * rows + r0) * c, ldo: c)
+            }
+        }
+        if directions == 2 && threads.count > 1 {
+            threads.parallelFor(2) { d in recur(d, wts, proj + d * rows * c, inputs, outputs, CPUThreads(count: 1)) }
+        } else {
+            for d in 0..<directions { recur(d, wts, proj + d * rows * c, inputs, outputs, threads) }
+        }
+    }
+
+    /// The recurrence of direction `d` over all steps.
+    func recur(
+        _ d: Int, _ wts: RecurrentWeights, _ proj: UnsafeMutablePointer<Float>,
+        _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads
+    ) {
+        let hp = wts.paddedHidden, c = wts.columns, h = hidden, g = gates
+        let blocks = hp / 16
+        // State: h (two buffers), c or r ⊙ h, and the gates of one step.
+        let state = UnsafeMutablePointer<Float>.allocate(capacity: 3 * batch * hp + batch * c)
+        defer { state.deallocate() }
+        state.initialize(repeating: 0, count: 3 * batch * hp + batch * c)
+        var hPrev = state, hNext = state + batch * hp
+        let cell = state + 2 * batch * hp, gatesBuf = state + 3 * batch * hp
+        for b in 0..<batch {
+            if hasH0 { (hPrev + b * hp).update(from: inputs[4]! + (d * batch + b) * h, count: h) }
+            if hasC0 { (cell + b * hp).update(from: inputs[5]! + (d * batch + b) * h, count: h) }
+        }
+        let reverse = d == 1 || reverseOnly
+        let y = outputs[0], yStride = directions * h
+        let rt = UnsafePointer(wts.rt(d)), biasRec = UnsafePointer(wts.biasRec(d))
+        // Splitting a step across threads pays only when the step is big enough to beat the
+        // dispatch per step.
+        let split = threads.count > 1 && blocks > 1 && batch * h * c >= 1 << 17
+        let stepThreads = split ? threads : CPUThreads(count: 1)
+        for s in 0..<steps {
+            let t = reverse ? steps - 1 - s : s
+            let hIn = UnsafePointer(hPrev), hOut = hNext
+            let projT = UnsafePointer(proj + t * c)  // row (b * steps + t): stride steps * c over b
+            if isLSTM || linearBeforeReset {
+                stepThreads.parallelFor(blocks) { blk in
+                    let cols = (blk * g * 16)..<((blk + 1) * g * 16)
+                    if isLSTM {
+                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt, ldb: c, cols: cols,
+                                           initial: projT, ldi: steps * c, gatesBuf, ldo: c)
+                    } else {
+                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt, ldb: c, cols: cols,
+                                           initial: biasRec, ldi: 0, gatesBuf, ldo: c)
+                    }
+                    for b in 0..<batch {
+                        let gp = gatesBuf + b * c + cols.lowerBound
+                        let u = blk * 16
+                        let hv: V16
+                        if isLSTM {
+                            let i = vsigmoid(load16(gp)), f = vsigmoid(load16(gp + 16))
+                            let gg = vtanh(load16(gp + 32)), o = vsigmoid(load16(gp + 48))
+                            let cv = f * load16(cell + b * hp + u) + i * gg
+                            store16(cv, cell + b * hp + u)
+                            hv = o * vtanh(cv)
+                        } else {
+                            let xp = projT + b * steps * c + cols.lowerBound
+                            let r = vsigmoid(load16(xp) + load16(gp)), z = vsigmoid(load16(xp + 16) + load16(gp + 16))
+                            let n = vtanh(load16(xp + 32) + r * load16(gp + 32))
+                            hv = (1 - z) * n + z * load16(hIn + b * hp + u)
+                        }
+                        store16(hv, hOut + b * hp + u)
+                        let valid = min(16, h - u)
+                        storePartial(hv, y + (b * steps + t) * yStride + d * h + u, valid)
+                    }
+                }
+            } else {
+                // GRU, reset before the product: r and z for every unit first, then n from r ⊙ h.
+                let rh = cell
+                stepThreads.parallelFor(blocks) { blk in
+                    let c0 = blk * 48
+                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt, ldb: c, cols: c0..<(c0 + 32),
+                                       initial: projT, ldi: steps * c, gatesBuf, ldo: c)
+                    for b in 0..<batch {
+                        let gp = gatesBuf + b * c + c0, u = blk * 16
+                        let r = vsigmoid(load16(gp))
+                        store16(vsigmoid(load16(gp + 16)), gp + 16)
+                        store16(r * load16(hIn + b * hp + u), rh + b * hp + u)
+                    }
+                }
+                stepThreads.parallelFor(blocks) { blk in
+                    let c0 = blk * 48
+                    multiplyAccumulate(UnsafePointer(rh), lda: hp, rows: batch, k: h, rt, ldb: c, cols: (c0 + 32)..<(c0 + 48),
+                                       initial: projT, ldi: steps * c, gatesBuf, ldo: c)
+                    for b in 0..<batch {
+                        let gp = gatesBuf + b * c + c0, u = blk * 16
+                        let z = load16(gp + 16), n = vtanh(load16(gp + 32))
+                        let hv = (1 - z) * n + z * load16(hIn + b * hp + u)
+                        store16(hv, hOut + b * hp + u)
+                        storePartial(hv, y + (b * steps + t) * yStride + d * h + u, min(16, h - u))
+                    }
+                }
+            }
+            swap(&hPrev, &hNext)
+        }
+        for b in 0..<batch {
+            (outputs[1] + (d * batch + b) * h).update(from: hPrev + b * hp, count: h)
+            if isLSTM { (outputs[2] + (d * batch + b) * h).update(from: cell + b * hp, count: h) }
+        }
     }
 }

@@ -1,0 +1,300 @@
+// The multi-device scheduler. Each device holds its own compiled copy of the graph (its own
+// weights) and a thread that pulls the next micro-batch from a shared queue when it is free, so a
+// faster device simply takes more of the work. Each device's micro-batch grows or shrinks so that
+// one pull takes about `targetSeconds` (its measured speed), capped by its memory; a micro-batch
+// that fails is put back for another device and the failing device is set aside. Outputs come back
+// in input order, batch by batch, so data sets larger than memory stream through.
+
+import Foundation
+
+/// A run that has been handed to a device and may still be computing (OpenCL enqueues uploads and
+/// kernels on an in-order queue and returns at once; the CPU computes before returning).
+public protocol PendingRun {
+    func wait() throws -> [String: Tensor]
+}
+
+struct FinishedRun: PendingRun {
+    let result: Result<[String: Tensor], Error>
+    func wait() throws -> [String: Tensor] { try result.get() }
+}
+
+/// Graphs that can start a run without waiting for it; the scheduler submits the next micro-batch
+/// before waiting for the current one, so uploads overlap compute.
+public protocol AsynchronousCompiledGraph: CompiledGraph {
+    func submit(_ inputs: [String: Tensor]) throws -> PendingRun
+}
+
+extension CompiledGraph {
+    func start(_ inputs: [String: Tensor]) -> PendingRun {
+        if let a = self as? AsynchronousCompiledGraph {
+            do { return try a.submit(inputs) } catch { return FinishedRun(result: .failure(error)) }
+        }
+        return FinishedRun(result: Result { try run(inputs) })
+    }
+}
+
+public struct SchedulerOptions: Sendable {
+    /// Fixed micro-batch size for every device (overrides the adaptive choice).
+    public var microBatch: Int?
+    /// An adaptive micro-batch aims at about this much compute per pull.
+    public var targetSeconds: Double = 0.25
+    /// Largest adaptive micro-batch.
+    public var maxMicroBatch: Int = 64
+    /// Fraction of a device's memory its activations may take.
+    public var memoryFraction: Double = 0.5
+    public init(microBatch: Int? = nil) { self.microBatch = microBatch }
+}
+
+/// What one device did in a run.
+public struct DeviceShare: Sendable, Codable {
+    public var device: String
+    public var items: Int
+    public var microBatches: Int
+    public var busySeconds: Double
+    /// Set when the device was set aside after a failure.
+    public var failure: String?
+}
+
+public enum SchedulerError: Error, CustomStringConvertible {
+    case allDevicesFailed([String])
+    case cancelled
+    case badInput(String)
+    public var description: String {
+        switch self {
+        case .allDevicesFailed(let reasons): return "every device failed: " + reasons.joined(separator: "; ")
+        case .cancelled: return "cancelled"
+        case .badInput(let m): return m
+        }
+    }
+}
+
+public final class Scheduler: @unchecked Sendable {
+    public let workers: [CompiledGraph]
+    public let options: SchedulerOptions
+    /// Called with a line to log (device set aside, retries).
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(("quarry: " + $0 + "\n").utf8)) }
+    private let cancelFlag = ManagedAtomicFlag()
+    /// Measured items per second of each device (smoothed), kept across runs so that micro-batch
+    /// sizes stay tuned from one batch to the next.
+    private var speed: [Double]
+    /// Devices not set aside after a failure.
+    private var alive: [Bool]
+
+    /// Compiles `graph` for `outputs` on every device. A device that cannot compile it is skipped
+    /// with a logged reason; none compiling is an error.
+    public convenience init(graph: Graph, outputs: [String], devices: [Device], options: SchedulerOptions = .init()) throws {
+        var compiled: [CompiledGraph] = []
+        var reasons: [String] = []
+        for d in devices {
+            do { compiled.append(try d.compile(graph, outputs: outputs)) } catch {
+                reasons.append("\(d.info.spec): \(error)")
+            }
+        }
+        guard !compiled.isEmpty else { throw SchedulerError.allDevicesFailed(reasons) }
+        self.init(workers: compiled, options: options)
+        for r in reasons { log("device set aside at compile time: \(r)") }
+    }
+
+    public init(workers: [CompiledGraph], options: SchedulerOptions = .init()) {
+        self.workers = workers
+        self.options = options
+        speed = Array(repeating: 0, count: workers.count)
+        alive = Array(repeating: true, count: workers.count)
+    }
+
+    /// Asks a running `run` to stop after the micro-batches in flight; it then throws `.cancelled`.
+    public func cancel() { cancelFlag.set() }
+
+    /// Runs every batch from `batches` (each a dictionary of inputs sharing a leading batch
+    /// dimension) across the devices, and hands `consume` each batch's outputs, in input order,
+    /// before the next batch is read. Returns what each device did.
+    @discardableResult
+    public func run(
+        batches: AnyIterator<[String: Tensor]>,
+        consume: (_ index: Int, _ outputs: [String: Tensor]) throws -> Void
+    ) throws -> [DeviceShare] {
+        var shares = workers.map { DeviceShare(device: $0.device.info.spec, items: 0, microBatches: 0, busySeconds: 0, failure: nil) }
+        var index = 0
+        while let batch = batches.next() {
+            if cancelFlag.isSet { throw SchedulerError.cancelled }
+            let out = try runBatch(batch, shares: &shares, alive: &alive, speed: &speed)
+            try consume(index, out)
+            index += 1
+        }
+        return shares
+    }
+
+    /// Runs one batch across the devices and returns its outputs in row order.
+    public func runBatch(_ batch: [String: Tensor]) throws -> [String: Tensor] {
+        var shares = workers.map { DeviceShare(device: $0.device.info.spec, items: 0, microBatches: 0, busySeconds: 0, failure: nil) }
+        return try runBatch(batch, shares: &shares, alive: &alive, speed: &speed)
+    }
+
+    private func runBatch(
+        _ batch: [String: Tensor], shares: inout [DeviceShare], alive: inout [Bool], speed: inout [Double]
+    ) throws -> [String: Tensor] {
+        guard let rows = batch.values.first?.shape.first else { throw SchedulerError.badInput("empty input batch") }
+        for (name, t) in batch where t.shape.first != rows {
+            throw SchedulerError.badInput("input '\(name)' has \(t.shape.first ?? 0) rows, others have \(rows)")
+        }
+        let state = BatchState(rows: rows)
+        let lock = NSCondition()
+        var sharesLocal = shares, aliveLocal = alive, speedLocal = speed
+        var failures: [String] = []
+        let memoryCaps = workers.map { memoryCap($0, batch: batch) }
+
+        func worker(_ w: Int) {
+            let graph = workers[w]
+            var inFlight: (range: Range<Int>, pending: PendingRun, start: Double)? = nil
+            while true {
+                // Take the next range unless this device is set aside or the run is cancelled.
+                lock.lock()
+                var next: Range<Int>? = nil
+                if aliveLocal[w] && !cancelFlag.isSet {
+                    next = state.take(max: microBatch(for: w, speed: speedLocal[w], cap: memoryCaps[w]))
+                }
+                lock.unlock()
+                var started: (Range<Int>, PendingRun, Double)? = nil
+                if let r = next {
+                    let inputs = batch.mapValues { $0.rows(r) }
+                    started = (r, graph.start(inputs), now())
+                }
+                if let f = inFlight {
+                    let result = Result { try f.pending.wait() }
+                    let elapsed = now() - f.start
+                    lock.lock()
+                    switch result {
+                    case .success(let out):
+                        state.complete(f.range, out)
+                        sharesLocal[w].items += f.range.count
+                        sharesLocal[w].microBatches += 1
+                        sharesLocal[w].busySeconds += elapsed
+                        let s = Double(f.range.count) / max(elapsed, 1e-6)
+                        speedLocal[w] = speedLocal[w] == 0 ? s : 0.7 * speedLocal[w] + 0.3 * s
+                    case .failure(let error):
+                        let reason = "\(graph.device.info.spec): \(error)"
+                        state.giveBack(f.range)
+                        aliveLocal[w] = false
+                        sharesLocal[w].failure = "\(error)"
+                        failures.append(reason)
+                        log("micro-batch rows \(f.range.lowerBound)..<\(f.range.upperBound) failed on \(reason); device set aside, rows retried elsewhere")
+                    }
+                    lock.broadcast()
+                    lock.unlock()
+                }
+                if let s = started {
+                    inFlight = (s.0, s.1, s.2)
+                    // A device that failed gives back what it had started too.
+                    lock.lock()
+                    let stillAlive = aliveLocal[w]
+                    lock.unlock()
+                    if !stillAlive, let f = inFlight {
+                        _ = try? f.pending.wait()
+                        lock.lock(); state.giveBack(f.range); lock.broadcast(); lock.unlock()
+                        inFlight = nil
+                    }
+                    continue
+                }
+                inFlight = nil
+                // Nothing to take: finish when every row is done, or wait for given-back rows.
+                lock.lock()
+                defer { lock.unlock() }
+                while true {
+                    if state.isDone || !aliveLocal[w] || cancelFlag.isSet || !aliveLocal.contains(true) { return }
+                    if state.hasPending { break }
+                    lock.wait()
+                }
+            }
+        }
+
+        let group = DispatchGroup()
+        for w in workers.indices where alive[w] {
+            group.enter()
+            Thread.detachNewThread {
+                worker(w)
+                lock.lock(); lock.broadcast(); lock.unlock()
+                group.leave()
+            }
+        }
+        group.wait()
+        shares = sharesLocal; alive = aliveLocal; speed = speedLocal
+        if cancelFlag.isSet { throw SchedulerError.cancelled }
+        guard state.isDone else { throw SchedulerError.allDevicesFailed(failures) }
+        return try state.assemble(outputs: workers[0].outputs)
+    }
+
+    private func microBatch(for w: Int, speed: Double, cap: Int) -> Int {
+        if let fixed = options.microBatch { return max(1, fixed) }
+        // First pull: one item, to measure; then as many as take about targetSeconds.
+        let wanted = speed == 0 ? 1 : Int(speed * options.targetSeconds)
+        return max(1, min(wanted, options.maxMicroBatch, cap))
+    }
+
+    /// The largest micro-batch whose activations fit in the device's memory budget.
+    private func memoryCap(_ graph: CompiledGraph, batch: [String: Tensor]) -> Int {
+        let budget = Double(graph.device.info.globalMemoryBytes) * options.memoryFraction
+        guard budget > 0, let one = try? graph.peakActivationBytes(inputShapes: batch.mapValues { var s = $0.shape; s[0] = 1; return s }),
+              one > 0 else { return options.maxMicroBatch }
+        return max(1, Int(budget / Double(one)))
+    }
+
+    private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+}
+
+/// Rows of one batch: which are waiting, which were given back, and the finished pieces.
+final class BatchState {
+    let rows: Int
+    private var nextRow = 0
+    private var returned: [Range<Int>] = []
+    private var done: [(Range<Int>, [String: Tensor])] = []
+    private var doneRows = 0
+
+    init(rows: Int) { self.rows = rows }
+
+    var isDone: Bool { doneRows == rows }
+    var hasPending: Bool { !returned.isEmpty || nextRow < rows }
+
+    func take(max n: Int) -> Range<Int>? {
+        if let r = returned.popLast() {
+            if r.count <= n { return r }
+            returned.append(r.lowerBound + n..<r.upperBound)
+            return r.lowerBound..<r.lowerBound + n
+        }
+        guard nextRow < rows else { return nil }
+        let r = nextRow..<min(rows, nextRow + n)
+        nextRow = r.upperBound
+        return r
+    }
+
+    func giveBack(_ r: Range<Int>) { returned.append(r) }
+
+    func complete(_ r: Range<Int>, _ out: [String: Tensor]) {
+        done.append((r, out))
+        doneRows += r.count
+    }
+
+    /// The outputs of every row, in row order; each row exactly once (checked).
+    func assemble(outputs: [String]) throws -> [String: Tensor] {
+        let pieces = done.sorted { $0.0.lowerBound < $1.0.lowerBound }
+        var expected = 0
+        for (r, _) in pieces {
+            guard r.lowerBound == expected else {
+                throw SchedulerError.badInput("internal: rows \(expected)..<\(r.lowerBound) missing or repeated")
+            }
+            expected = r.upperBound
+        }
+        var result: [String: Tensor] = [:]
+        for name in outputs {
+            result[name] = try Tensor.stacking(rowsOf: pieces.map { $0.1[name]! })
+        }
+        return result
+    }
+}
+
+/// A flag set from any thread (a signal handler's task, another worker) and read without a lock.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}

@@ -1,0 +1,516 @@
+// Single-precision GEMM, C = op(A) * op(B) (+ C) (+ bias), then an activation, all row-major.
+//
+// The structure is the GotoBLAS / BLIS one: B is packed a block of KC x NC at a time into panels
+// of NR columns, A a block of MC x KC into panels of MR rows, and a 12 x 32 register-blocked
+// micro-kernel (24 SIMD16 accumulators, two vector loads of B and twelve broadcasts of A per k)
+// multiplies one A panel by one B panel. The loop order keeps one A panel (12 x KC floats, 12 KiB)
+// in L1 while it sweeps the B block (KC x NC floats, held in L2 and L3), which suits Zen 4's
+// 32 KiB L1. Constant operands (conv and dense weights) are packed once at compile
+// time into `PackedMatrix`, so a run packs only the activation side. Edges are handled by
+// zero-padding the packed panels and writing the partial tile through a stack buffer, except for
+// panels of 4 or 8 full rows, which have exact kernels.
+//
+// Threads each take a rectangle of C (a range of row panels or of column panels, whichever dimension
+// has more of them), pack their own operands and never synchronise: there is no barrier and no
+// shared mutable state apart from disjoint parts of C and each thread's own workspace.
+
+import Foundation
+import Quarry
+
+/// Register tile and cache block sizes of the SGEMM.
+public enum GEMMBlocking {
+    /// Rows of C per micro-kernel call.
+    public static let mr = 12
+    /// Columns of C per micro-kernel call: two SIMD16 vectors.
+    public static let nr = 32
+    /// Depth of a packed block.
+    public static let kc = 256
+    /// Rows of A packed at a time (a multiple of `mr`).
+    public static let mc = 240
+    /// Columns of B packed at a time (a multiple of `nr`). The 2 MiB block overflows L2 into L3,
+    /// which still feeds the kernel fast enough (128 bytes of B per 24 FMAs), and a wide block
+    /// means A is packed once per K block rather than once per 512 columns: at 2048^3 on Zen 4
+    /// NC = 2048 measured 103 GFLOP/s on one core against 84 with NC = 512.
+    public static let nc = 2048
+}
+
+/// What happens to each tile of C after the product is formed.
+public struct GEMMEpilogue {
+    public enum BiasAxis { case rows, columns }
+    /// A bias of M values (one per row of C) or N values (one per column).
+    public var bias: UnsafePointer<Float>?
+    public var biasAxis: BiasAxis
+    /// Adds the product to C's previous contents (beta = 1) instead of overwriting them.
+    public var accumulate: Bool
+    public var activation: Activation?
+
+    public init(bias: UnsafePointer<Float>? = nil, biasAxis: BiasAxis = .rows, accumulate: Bool = false,
+                activation: Activation? = nil) {
+        self.bias = bias; self.biasAxis = biasAxis; self.accumulate = accumulate; self.activation = activation
+    }
+    public static let none = GEMMEpilogue()
+}
+
+/// A constant operand packed once into the micro-kernel's panel layout.
+///
+/// Layout: the K dimension is cut into blocks of `GEMMBlocking.kc`; block b starts at
+/// `b * kc * paddedOuter` and holds `paddedOuter / panel` panels of `panel x kcb` floats, element
+/// (k, r) of a panel at `k * panel + r`. The outer dimension (M for A, N for B) is zero-padded to
+/// a whole panel.
+public final class PackedMatrix: @unchecked Sendable {
+    public enum Side { case a, b }
+    public let side: Side
+    /// M for an A operand, N for a B operand.
+    public let outer: Int
+    /// The shared dimension K.
+    public let depth: Int
+    let paddedOuter: Int
+    let storage: UnsafeMutablePointer<Float>
+
+    /// Packs op(A) of shape [m, k]: element (i, k) is `a[i * lda + k]`, or `a[k * lda + i]` if transposed.
+    public convenience init(a: UnsafePointer<Float>, m: Int, k: Int, lda: Int, transposed: Bool = false) {
+        self.init(side: .a, outer: m, depth: k)
+        let src = DenseOperand(base: a, ld: lda, transposed: transposed)
+        var k0 = 0
+        while k0 < k {
+            let kcb = min(GEMMBlocking.kc, k - k0)
+            src.packA(i0: 0, rows: m, k0: k0, kc: kcb, into: storage + k0 * paddedOuter)
+            k0 += kcb
+        }
+    }
+
+    /// Packs op(B) of shape [k, n]: element (k, j) is `b[k * ldb + j]`, or `b[j * ldb + k]` if transposed.
+    public convenience init(b: UnsafePointer<Float>, k: Int, n: Int, ldb: Int, transposed: Bool = false) {
+        self.init(side: .b, outer: n, depth: k)
+        let src = DenseOperand(base: b, ld: ldb, transposed: transposed)
+        var k0 = 0
+        while k0 < k {
+            let kcb = min(GEMMBlocking.kc, k - k0)
+            src.packB(k0: k0, kc: kcb, j0: 0, cols: n, into: storage + k0 * paddedOuter)
+            k0 += kcb
+        }
+    }
+
+    private init(side: Side, outer: Int, depth: Int) {
+        self.side = side; self.outer = outer; self.depth = depth
+        let panel = side == .a ? GEMMBlocking.mr : GEMMBlocking.nr
+        paddedOuter = (outer + panel - 1) / panel * panel
+        storage = allocateFloats(max(1, paddedOuter * depth))
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The packed block of panels starting at outer index `o0` (a panel multiple) and depth `k0`.
+    @inline(__always)
+    func block(o0: Int, k0: Int, kc: Int) -> UnsafePointer<Float> {
+        UnsafePointer(storage + k0 * paddedOuter + o0 * kc)
+    }
+}
+
+/// One operand of `sgemm`.
+public enum GEMMOperand {
+    /// A row-major matrix with leading dimension `ld`, used as is or transposed.
+    case matrix(UnsafePointer<Float>, ld: Int, transposed: Bool)
+    case packed(PackedMatrix)
+}
+
+/// Per-thread packing buffers, allocated once and reused by every call that is given them.
+public final class GEMMWorkspace: @unchecked Sendable {
+    private var buffers: [UnsafeMutablePointer<Float>] = []
+    private let lock = NSLock()
+
+    public init() {}
+    deinit { for b in buffers { b.deallocate() } }
+
+    static let aFloats = GEMMBlocking.mc * GEMMBlocking.kc
+    static let bFloats = GEMMBlocking.kc * GEMMBlocking.nc
+
+    /// Runs `body` with one A and one B buffer per thread. A workspace that another call holds is
+    /// not shared: the second caller gets temporary buffers, so concurrent runs stay correct.
+    func withBuffers<R>(threads: Int, _ body: ([UnsafeMutablePointer<Float>]) -> R) -> R {
+        if lock.try() {
+            defer { lock.unlock() }
+            while buffers.count < 2 * threads {
+                buffers.append(allocateFloats(buffers.count % 2 == 0 ? Self.aFloats : Self.bFloats))
+            }
+            return body(buffers)
+        }
+        let temp = (0..<(2 * threads)).map { allocateFloats($0 % 2 == 0 ? Self.aFloats : Self.bFloats) }
+        defer { for b in temp { b.deallocate() } }
+        return body(temp)
+    }
+}
+
+func allocateFloats(_ n: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
+}
+
+/// C[m, n] (ldc) = op(A)[m, k] * op(B)[k, n] with the epilogue applied, split over `threads`.
+/// A `.packed` operand must have been packed for the same side and sizes.
+public func sgemm(
+    m: Int, n: Int, k: Int, a: GEMMOperand, b: GEMMOperand, c: UnsafeMutablePointer<Float>, ldc: Int,
+    epilogue: GEMMEpilogue = .none, threads: CPUThreads, workspace: GEMMWorkspace
+) {
+    switch (a, b) {
+    case (.matrix(let pa, let lda, let ta), .matrix(let pb, let ldb, let tb)):
+        gemmDriver(m: m, n: n, k: k, a: DenseOperand(base: pa, ld: lda, transposed: ta),
+                   b: DenseOperand(base: pb, ld: ldb, transposed: tb), c: c, ldc: ldc,
+                   epilogue: epilogue, threads: threads, workspace: workspace)
+    case (.packed(let pa), .matrix(let pb, let ldb, let tb)):
+        precondition(pa.side == .a && pa.outer == m && pa.depth == k, "packed A does not match the GEMM")
+        gemmDriver(m: m, n: n, k: k, a: pa, b: DenseOperand(base: pb, ld: ldb, transposed: tb), c: c, ldc: ldc,
+                   epilogue: epilogue, threads: threads, workspace: workspace)
+    case (.matrix(let pa, let lda, let ta), .packed(let pb)):
+        precondition(pb.side == .b && pb.outer == n && pb.depth == k, "packed B does not match the GEMM")
+        gemmDriver(m: m, n: n, k: k, a: DenseOperand(base: pa, ld: lda, transposed: ta), b: pb, c: c, ldc: ldc,
+                   epilogue: epilogue, threads: threads, workspace: workspace)
+    case (.packed(let pa), .packed(let pb)):
+        precondition(pa.side == .a && pb.side == .b && pa.outer == m && pb.outer == n && pa.depth == k && pb.depth == k,
+                     "packed operands do not match the GEMM")
+        gemmDriver(m: m, n: n, k: k, a: pa, b: pb, c: c, ldc: ldc,
+                   epilogue: epilogue, threads: threads, workspace: workspace)
+    }
+}
+
+// MARK: - Operand sources
+
+/// Something that can produce packed A panels: either packs them or already holds them.
+protocol GEMMSourceA {
+    /// The packed block for rows i0..<i0+rows (i0 a multiple of MR), depth k0..<k0+kc; `scratch`
+    /// is used when the source must pack.
+    func blockA(i0: Int, rows: Int, k0: Int, kc: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
+    var isPrepacked: Bool { get }
+}
+
+/// Something that can produce packed B panels.
+protocol GEMMSourceB {
+    func blockB(k0: Int, kc: Int, j0: Int, cols: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
+    var isPrepacked: Bool { get }
+}
+
+extension PackedMatrix: GEMMSourceA, GEMMSourceB {
+    var isPrepacked: Bool { true }
+    @inline(__always)
+    func blockA(i0: Int, rows: Int, k0: Int, kc: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        block(o0: i0, k0: k0, kc: kc)
+    }
+    @inline(__always)
+    func blockB(k0: Int, kc: Int, j0: Int, cols: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        block(o0: j0, k0: k0, kc: kc)
+    }
+}
+
+/// A strided row-major matrix, possibly transposed.
+struct DenseOperand: GEMMSourceA, GEMMSourceB {
+    let base: UnsafePointer<Float>
+    let ld: Int
+    let transposed: Bool
+    var isPrepacked: Bool { false }
+
+    func blockA(i0: Int, rows: Int, k0: Int, kc: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        packA(i0: i0, rows: rows, k0: k0, kc: kc, into: scratch)
+        return UnsafePointer(scratch)
+    }
+
+    func blockB(k0: Int, kc: Int, j0: Int, cols: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        packB(k0: k0, kc: kc, j0: j0, cols: cols, into: scratch)
+        return UnsafePointer(scratch)
+    }
+
+    /// Packs op(A)[i0..<i0+rows, k0..<k0+kc] into MR-row panels, zero-padding the last one.
+    func packA(i0: Int, rows: Int, k0: Int, kc: Int, into dst: UnsafeMutablePointer<Float>) {
+        let mr = GEMMBlocking.mr
+        var panel = 0
+        while panel < rows {
+            let pr = min(mr, rows - panel)
+            let d = dst + panel * kc
+            if transposed {
+                // Element (i, k) at base[k * ld + i]: each k gives MR contiguous values.
+                for kk in 0..<kc {
+                    let s = base + (k0 + kk) * ld + i0 + panel
+                    let dk = d + kk * mr
+                    for r in 0..<pr { dk[r] = s[r] }
+                    for r in pr..<mr { dk[r] = 0 }
+                }
+            } else {
+                for r in 0..<pr {
+                    let s = base + (i0 + panel + r) * ld + k0
+                    for kk in 0..<kc { d[kk * mr + r] = s[kk] }
+                }
+                if pr < mr { for kk in 0..<kc { for r in pr..<mr { d[kk * mr + r] = 0 } } }
+            }
+            panel += mr
+        }
+    }
+
+    /// Packs op(B)[k0..<k0+kc, j0..<j0+cols] into NR-column panels, zero-padding the last one.
+    func packB(k0: Int, kc: Int, j0: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+        let nr = GEMMBlocking.nr
+        var panel = 0
+        while panel < cols {
+            let pc = min(nr, cols - panel)
+            let d = dst + panel * kc
+            if !transposed {
+                let s0 = base + k0 * ld + j0 + panel
+                if pc == nr {
+                    for kk in 0..<kc {
+                        let s = UnsafeRawPointer(s0 + kk * ld), t = UnsafeMutableRawPointer(d + kk * nr)
+                        t.storeBytes(of: s.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                        t.storeBytes(of: s.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
+                                     toByteOffset: 64, as: SIMD16<Float>.self)
+                    }
+                } else {
+                    for kk in 0..<kc {
+                        let s = s0 + kk * ld, t = d + kk * nr
+                        for j in 0..<pc { t[j] = s[j] }
+                        for j in pc..<nr { t[j] = 0 }
+                    }
+                }
+            } else {
+                // Element (k, j) at base[j * ld + k]: walk each source row once, contiguously.
+                for j in 0..<pc {
+                    let s = base + (j0 + panel + j) * ld + k0
+                    for kk in 0..<kc { d[kk * nr + j] = s[kk] }
+                }
+                if pc < nr { for kk in 0..<kc { for j in pc..<nr { d[kk * nr + j] = 0 } } }
+            }
+            panel += nr
+        }
+    }
+}
+
+// MARK: - Driver
+
+/// The blocked, threaded GEMM over any pair of operand sources (specialised per pair).
+func gemmDriver<A: GEMMSourceA, B: GEMMSourceB>(
+    m: Int, n: Int, k: Int, a: A, b: B, c: UnsafeMutablePointer<Float>, ldc: Int,
+    epilogue: GEMMEpilogue, threads: CPUThreads, workspace: GEMMWorkspace
+) {
+    if m <= 0 || n <= 0 { return }
+    if k <= 0 {
+        // An empty sum: C keeps (or becomes zero), plus bias, then the activation.
+        for i in 0..<m {
+            let row = c + i * ldc
+            for j in 0..<n {
+                var v: Float = epilogue.accumulate ? row[j] : 0
+                if let bias = epilogue.bias { v += epilogue.biasAxis == .rows ? bias[i] : bias[j] }
+                row[j] = v
+            }
+            if let act = epilogue.activation { applyActivation(act, row, count: n) }
+        }
+        return
+    }
+    let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
+    let rowPanels = (m + mr - 1) / mr, colPanels = (n + nr - 1) / nr
+    // Split the dimension with more panels; a thread with no panels is not started. Splitting on
+    // the columns when possible keeps each thread's C rows long (better for the epilogue).
+    let splitColumns = colPanels >= 2 * threads.count || colPanels >= rowPanels
+    let parts = min(threads.count, splitColumns ? colPanels : rowPanels)
+    workspace.withBuffers(threads: parts) { buffers in
+        threads.parallelFor(parts) { t in
+            let scratchA = buffers[2 * t], scratchB = buffers[2 * t + 1]
+            if splitColumns {
+                let p0 = colPanels * t / parts, p1 = colPanels * (t + 1) / parts
+                gemmRegion(m0: 0, m1: m, n0: p0 * nr, n1: min(n, p1 * nr), k: k, a: a, b: b, c: c, ldc: ldc,
+                           epilogue: epilogue, scratchA: scratchA, scratchB: scratchB)
+            } else {
+                let p0 = rowPanels * t / parts, p1 = rowPanels * (t + 1) / parts
+                gemmRegion(m0: p0 * mr, m1: min(m, p1 * mr), n0: 0, n1: n, k: k, a: a, b: b, c: c, ldc: ldc,
+                           epilogue: epilogue, scratchA: scratchA, scratchB: scratchB)
+            }
+        }
+    }
+}
+
+/// One thread's rectangle of C: rows m0..<m1, columns n0..<n1 (m0, n0 multiples of the panels).
+@inline(__always)
+func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
+    m0: Int, m1: Int, n0: Int, n1: Int, k: Int, a: A, b: B, c: UnsafeMutablePointer<Float>, ldc: Int,
+    epilogue: GEMMEpilogue, scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
+) {
+    let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
+    let fused = FusedClamp(epilogue.activation)
+    var jc = n0
+    while jc < n1 {
+        let ncb = min(GEMMBlocking.nc, n1 - jc)
+        var pc = 0
+        while pc < k {
+            let kcb = min(GEMMBlocking.kc, k - pc)
+            let first = pc == 0, last = pc + kcb == k
+            let bBlock = b.blockB(k0: pc, kc: kcb, j0: jc, cols: ncb, scratch: scratchB)
+            var ic = m0
+            while ic < m1 {
+                let mcb = min(GEMMBlocking.mc, m1 - ic)
+                let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
+                var ir = 0
+                while ir < mcb {
+                    let rows = min(mr, mcb - ir)
+                    let ap = aBlock + ir * kcb
+                    let i = ic + ir
+                    var jr = 0
+                    while jr < ncb {
+                        let cols = min(nr, ncb - jr)
+                        let j = jc + jr
+                        var tile = TileEpilogue(
+                            loadC: !first || epilogue.accumulate, rowBias: nil, colBias: nil,
+                            clamp: last ? fused : nil)
+                        if first, let bias = epilogue.bias {
+                            if epilogue.biasAxis == .rows { tile.rowBias = bias + i } else { tile.colBias = bias + j }
+                        }
+                        let bp = bBlock + jr * kcb
+                        let ct = c + i * ldc + j
+                        if cols == nr && rows == mr {
+                            microKernel12(kcb, ap, bp, ct, ldc, tile)
+                        } else if cols == nr && rows == 8 {
+                            microKernel8(kcb, ap, bp, ct, ldc, tile)
+                        } else if cols == nr && rows == 4 {
+                            microKernel4(kcb, ap, bp, ct, ldc, tile)
+                        } else {
+                            edgeTile(kc: kcb, a: ap, b: bp, c: c + i * ldc + j, ldc: ldc, rows: rows, cols: cols, tile)
+                        }
+                        if last, fused == nil, let act = epilogue.activation {
+                            for r in 0..<rows { applyActivation(act, c + (i + r) * ldc + j, count: cols) }
+                        }
+                        jr += nr
+                    }
+                    ir += mr
+                }
+                ic += mcb
+            }
+            pc += kcb
+        }
+        jc += ncb
+    }
+}
+
+/// relu and clip are applied in registers before the store; other activations run on the tile
+/// after it is written.
+struct FusedClamp: Equatable {
+    var lo: Float, hi: Float
+    init?(_ act: Activation?) {
+        switch act {
+        case .relu?: lo = 0; hi = .infinity
+        case .clip(let l, let h)?: lo = l; hi = h
+        default: return nil
+        }
+    }
+}
+
+struct TileEpilogue {
+    var loadC: Bool
+    var rowBias: UnsafePointer<Float>?
+    var colBias: UnsafePointer<Float>?
+    var clamp: FusedClamp?
+}
+
+/// A partial tile: the full micro-kernel writes into a stack tile, and the valid part is merged.
+@inline(never)
+func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
+              rows: Int, cols: Int, _ e: TileEpilogue) {
+    let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
+        let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
+        microKernel12(kc, a, b, t, nr, TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil))
+        for r in 0..<rows {
+            let dst = c + r * ldc, src = t + r * nr
+            for j in 0..<cols {
+                var v = src[j]
+                if e.loadC { v += dst[j] }
+                if let rb = e.rowBias { v += rb[r] }
+                if let cb = e.colBias { v += cb[j] }
+                if let cl = e.clamp { v = Swift.min(Swift.max(v, cl.lo), cl.hi) }
+                dst[j] = v
+            }
+        }
+    }
+}
+
+// The instances of the micro-kernel, each a function of its own so that `rows` is a constant in it.
+@inline(never)
+func microKernel12(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                   _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 12, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+}
+@inline(never)
+func microKernel8(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                  _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 8, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+}
+@inline(never)
+func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                  _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 4, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+}
+
+/// The micro-kernel: C tile (+)= A panel (rows x kc) * B panel (kc x 32), then the tile epilogue,
+/// for `rows` <= 12 (the A panel keeps its stride of 12 per k). Callers pass `rows` as a literal
+/// so that after inlining every `rows > i` test folds away: one body gives the full 12 x 32 kernel
+/// (24 SIMD16 accumulators, leaving room for the two B vectors and a broadcast in AVX-512's 32
+/// registers) and exact kernels for the 4- and 8-row panels that power-of-two channel counts leave.
+@inline(__always)
+func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+                 ldc: Int, _ e: TileEpilogue) {
+    let z = SIMD16<Float>()
+    var c0a = z, c0b = z, c1a = z, c1b = z, c2a = z, c2b = z, c3a = z, c3b = z
+    var c4a = z, c4b = z, c5a = z, c5b = z, c6a = z, c6b = z, c7a = z, c7b = z
+    var c8a = z, c8b = z, c9a = z, c9b = z, c10a = z, c10b = z, c11a = z, c11b = z
+    var pa = a, pb = UnsafeRawPointer(b)
+    for _ in 0..<kc {
+        let b0 = pb.load(as: SIMD16<Float>.self), b1 = pb.load(fromByteOffset: 64, as: SIMD16<Float>.self)
+        if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProduct(x, b0); c0b.addProduct(x, b1) }
+        if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProduct(x, b0); c1b.addProduct(x, b1) }
+        if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProduct(x, b0); c2b.addProduct(x, b1) }
+        if rows > 3 { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProduct(x, b0); c3b.addProduct(x, b1) }
+        if rows > 4 { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProduct(x, b0); c4b.addProduct(x, b1) }
+        if rows > 5 { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProduct(x, b0); c5b.addProduct(x, b1) }
+        if rows > 6 { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProduct(x, b0); c6b.addProduct(x, b1) }
+        if rows > 7 { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProduct(x, b0); c7b.addProduct(x, b1) }
+        if rows > 8 { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProduct(x, b0); c8b.addProduct(x, b1) }
+        if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProduct(x, b0); c9b.addProduct(x, b1) }
+        if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProduct(x, b0); c10b.addProduct(x, b1) }
+        if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProduct(x, b0); c11b.addProduct(x, b1) }
+        pa += 12; pb += 128
+    }
+
+    let colBias = e.colBias.map { p in
+        (UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self),
+         UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+    }
+    let bounds = e.clamp.map { (SIMD16<Float>(repeating: $0.lo), SIMD16<Float>(repeating: $0.hi)) }
+    if rows > 0 { storeTileRow(c0a, c0b, c + 0 * ldc, e, rowBias: e.rowBias?[0], colBias, bounds) }
+    if rows > 1 { storeTileRow(c1a, c1b, c + 1 * ldc, e, rowBias: e.rowBias?[1], colBias, bounds) }
+    if rows > 2 { storeTileRow(c2a, c2b, c + 2 * ldc, e, rowBias: e.rowBias?[2], colBias, bounds) }
+    if rows > 3 { storeTileRow(c3a, c3b, c + 3 * ldc, e, rowBias: e.rowBias?[3], colBias, bounds) }
+    if rows > 4 { storeTileRow(c4a, c4b, c + 4 * ldc, e, rowBias: e.rowBias?[4], colBias, bounds) }
+    if rows > 5 { storeTileRow(c5a, c5b, c + 5 * ldc, e, rowBias: e.rowBias?[5], colBias, bounds) }
+    if rows > 6 { storeTileRow(c6a, c6b, c + 6 * ldc, e, rowBias: e.rowBias?[6], colBias, bounds) }
+    if rows > 7 { storeTileRow(c7a, c7b, c + 7 * ldc, e, rowBias: e.rowBias?[7], colBias, bounds) }
+    if rows > 8 { storeTileRow(c8a, c8b, c + 8 * ldc, e, rowBias: e.rowBias?[8], colBias, bounds) }
+    if rows > 9 { storeTileRow(c9a, c9b, c + 9 * ldc, e, rowBias: e.rowBias?[9], colBias, bounds) }
+    if rows > 10 { storeTileRow(c10a, c10b, c + 10 * ldc, e, rowBias: e.rowBias?[10], colBias, bounds) }
+    if rows > 11 { storeTileRow(c11a, c11b, c + 11 * ldc, e, rowBias: e.rowBias?[11], colBias, bounds) }
+}
+
+/// One row of a finished tile: add C, the bias, clamp, store. A free function rather than a
+/// closure in the kernel: the optimiser outlined the closure (a call per row, its vectors spilled).
+@inline(__always)
+func storeTileRow(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ row: UnsafeMutablePointer<Float>, _ e: TileEpilogue,
+                  rowBias: Float?, _ colBias: (SIMD16<Float>, SIMD16<Float>)?,
+                  _ bounds: (SIMD16<Float>, SIMD16<Float>)?) {
+    var va = a, vb = b
+    let p = UnsafeMutableRawPointer(row)
+    if e.loadC {
+        va += p.loadUnaligned(as: SIMD16<Float>.self)
+        vb += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+    }
+    if let rowBias { let s = SIMD16<Float>(repeating: rowBias); va += s; vb += s }
+    if let colBias { va += colBias.0; vb += colBias.1 }
+    if let (lo, hi) = bounds {
+        // Not pointwiseMin / pointwiseMax: those compile to a scalar loop with IEEE minimum
+        // semantics (3x slower GEMM with relu); compare-and-replace gives vmaxps / vminps.
+        va = va.replacing(with: lo, where: va .< lo); va = va.replacing(with: hi, where: va .> hi)
+        vb = vb.replacing(with: lo, where: vb .< lo); vb = vb.replacing(with: hi, where: vb .> hi)
+    }
+    p.storeBytes(of: va, as: SIMD16<Float>.self)
+    p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)
+}

@@ -1,0 +1,89 @@
+// Activations against Foundation's double-precision functions, over a range wide enough to reach
+// both tails of every approximation, including the vector tail (counts not a multiple of 16).
+
+import Foundation
+import Quarry
+@testable import QuarryCPU
+import XCTest
+
+final class ActivationTests: XCTestCase {
+    func reference(_ act: Activation, _ x: Double) -> Double {
+        switch act {
+        case .relu: return max(x, 0)
+        case .clip(let lo, let hi): return min(max(x, Double(lo)), Double(hi))
+        case .leakyRelu(let a): return x >= 0 ? x : Double(a) * x
+        case .sigmoid: return 1 / (1 + Foundation.exp(-x))
+        case .hardSigmoid(let a, let b): return min(max(Double(a) * x + Double(b), 0), 1)
+        case .tanh: return Foundation.tanh(x)
+        case .silu: return x / (1 + Foundation.exp(-x))
+        case .mish: return x * Foundation.tanh(Foundation.log1p(Foundation.exp(x)))
+        case .gelu(let approximate):
+            if approximate {
+                return 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
+            }
+            return 0.5 * x * Foundation.erfc(-x / 2.0.squareRoot())
+        case .hardSwish: return x * min(max(x + 3, 0), 6) / 6
+        case .sqrt: return x.squareRoot()
+        case .exp: return Foundation.exp(x)
+        case .log: return Foundation.log(x)
+        case .neg: return -x
+        case .abs: return Swift.abs(x)
+        case .erf: return Foundation.erf(x)
+        case .reciprocal: return 1 / x
+        }
+    }
+
+    /// Where float evaluation itself cancels (1 + tanh in gelu's tail, a·x + b near 0 in the
+    /// hard sigmoid), the bound is absolute: 1e-7, a few ulp of the terms that cancel.
+    func tailFloor(_ act: Activation) -> Double {
+        switch act {
+        case .gelu, .hardSigmoid, .hardSwish: return 1e-7
+        default: return 1e-30
+        }
+    }
+
+    func testEveryActivationMatchesDoubleReference() throws {
+        var rng = makeTestRNG()
+        let acts: [Activation] = [
+            .relu, .relu6, .clip(min: -0.5, max: 2), .leakyRelu(alpha: 0.1), .sigmoid,
+            .hardSigmoid(alpha: 0.2, beta: 0.5), .tanh, .silu, .mish, .gelu(approximate: false),
+            .gelu(approximate: true), .hardSwish, .sqrt, .exp, .log, .neg, .abs, .erf, .reciprocal,
+        ]
+        for act in acts {
+            let count = Int.random(in: 1...300, using: &rng)
+            let positive: Bool
+            switch act { case .sqrt, .log: positive = true; default: positive = false }
+            let range: ClosedRange<Float> = positive ? 0.001...50 : -12...12
+            let x = randomTensor([count], &rng, in: range)
+            // Points around the switch-over between approximations and far into the tails.
+            let specials: [Float] = positive ? [0.001, 1, 2, 40] : [0, 0.3, -0.3, 0.62, -0.63, 0.7, -0.72, 5, -5, 30, -30, 80, -80]
+            for (i, s) in specials.enumerated() where i < count { x[flat: i] = s }
+            for threads in [1, 2] {
+                let y = try runCPUNode(.activation(act), [x], threads: threads)[0]
+                let expected = x.scalars.map { reference(act, Double($0)) }
+                // 2e-6 relative; the absolute floor covers results that underflow towards 0.
+                assertClose(y, expected, rtol: 2e-6, atol: tailFloor(act), "\(act)")
+            }
+        }
+    }
+
+    func testTranscendentalsOnADenseGrid() {
+        // exp, tanh, erf and exact gelu sampled every 1/64 over [-20, 20].
+        let xs = (-1280...1280).map { Float($0) / 64 }
+        let t = Tensor(shape: [xs.count], repeating: 0)
+        for (name, act) in [("exp", Activation.exp), ("tanh", .tanh), ("erf", .erf), ("gelu", .gelu(approximate: false)), ("sigmoid", .sigmoid), ("mish", .mish)] {
+            for (i, x) in xs.enumerated() { t[flat: i] = x }
+            applyActivation(act, t.pointer, count: xs.count)
+            assertClose(t, xs.map { reference(act, Double($0)) }, rtol: 2e-6, atol: tailFloor(act), name)
+        }
+    }
+
+    func testExpOverflowAndUnderflowLikeFloatExp() {
+        let t = try! Tensor(shape: [4], scalars: [100, -100, 88.5, -87])
+        applyActivation(.exp, t.pointer, count: 4)
+        XCTAssertEqual(t[flat: 0], .infinity)
+        XCTAssertEqual(t[flat: 1], 0)
+        XCTAssertEqual(Double(t[flat: 2]), Foundation.exp(88.5), accuracy: Foundation.exp(88.5) * 2e-6)
+        XCTAssertEqual(Double(t[flat: 3]), Foundation.exp(-87.0), accuracy: Foundation.exp(-87.0) * 2e-6)
+    }
+}

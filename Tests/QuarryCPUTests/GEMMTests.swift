@@ -1,0 +1,160 @@
+import Foundation
+import Quarry
+@testable import QuarryCPU
+import XCTest
+
+final class GEMMTests: XCTestCase {
+    /// One random GEMM problem and its float64 reference.
+    struct Case {
+        var m, n, k: Int
+        var transA = false, transB = false
+        var padA = 0, padB = 0, padC = 0
+        var packA = false, packB = false
+        var bias: GEMMEpilogue.BiasAxis? = nil
+        var accumulate = false
+        var activation: Activation? = nil
+        var threads = 1
+    }
+
+    func run(_ t: Case, _ rng: inout SeededGenerator) {
+        // Stored shapes of op(A) = [m, k] and op(B) = [k, n] with padded leading dimensions.
+        let aRows = t.transA ? t.k : t.m, aCols = t.transA ? t.m : t.k
+        let bRows = t.transB ? t.n : t.k, bCols = t.transB ? t.k : t.n
+        let lda = aCols + t.padA, ldb = bCols + t.padB, ldc = t.n + t.padC
+        let a = randomTensor([max(aRows * lda, 1)], &rng)
+        let b = randomTensor([max(bRows * ldb, 1)], &rng)
+        let biasCount = t.bias == .rows ? t.m : t.n
+        let bias = randomTensor([max(biasCount, 1)], &rng)
+        let c0 = randomTensor([max(t.m * ldc, 1)], &rng)
+        let c = t.accumulate ? c0.copy() : Tensor(shape: c0.shape, repeating: .nan)
+
+        func av(_ i: Int, _ p: Int) -> Double { Double(t.transA ? a[flat: p * lda + i] : a[flat: i * lda + p]) }
+        func bv(_ p: Int, _ j: Int) -> Double { Double(t.transB ? b[flat: j * ldb + p] : b[flat: p * ldb + j]) }
+        var expected = [Double](repeating: 0, count: t.m * t.n)
+        for i in 0..<t.m {
+            for j in 0..<t.n {
+                var s = 0.0
+                for p in 0..<t.k { s += av(i, p) * bv(p, j) }
+                if t.accumulate { s += Double(c0[flat: i * ldc + j]) }
+                if let axis = t.bias { s += Double(bias[flat: axis == .rows ? i : j]) }
+                if let act = t.activation { s = gemmReferenceActivation(act, s) }
+                expected[i * t.n + j] = s
+            }
+        }
+
+        let opA: GEMMOperand = t.packA
+            ? .packed(PackedMatrix(a: a.pointer, m: t.m, k: t.k, lda: lda, transposed: t.transA))
+            : .matrix(a.pointer, ld: lda, transposed: t.transA)
+        let opB: GEMMOperand = t.packB
+            ? .packed(PackedMatrix(b: b.pointer, k: t.k, n: t.n, ldb: ldb, transposed: t.transB))
+            : .matrix(b.pointer, ld: ldb, transposed: t.transB)
+        let epilogue = GEMMEpilogue(
+            bias: t.bias == nil ? nil : UnsafePointer(bias.pointer), biasAxis: t.bias ?? .rows,
+            accumulate: t.accumulate, activation: t.activation)
+        sgemm(m: t.m, n: t.n, k: t.k, a: opA, b: opB, c: c.pointer, ldc: ldc, epilogue: epilogue,
+              threads: CPUThreads(count: t.threads), workspace: GEMMWorkspace())
+
+        let got = Tensor(shape: [t.m * t.n])
+        for i in 0..<t.m { for j in 0..<t.n { got[flat: i * t.n + j] = c[flat: i * ldc + j] } }
+        assertClose(got, expected, rtol: 1e-4, atol: 1e-4 * Double(max(t.k, 1)).squareRoot(), "\(t)")
+        // Padding columns of C between rows must be left untouched.
+        if t.padC > 0 && t.m > 1 {
+            for i in 0..<(t.m - 1) {
+                for j in t.n..<ldc {
+                    let v = c[flat: i * ldc + j], w = t.accumulate ? c0[flat: i * ldc + j] : Float.nan
+                    XCTAssert(v == w || (v.isNaN && w.isNaN), "C padding written at row \(i), column \(j): \(t)")
+                }
+            }
+        }
+    }
+
+    func testTinyAndTileStraddlingShapes() {
+        var rng = makeTestRNG()
+        let sizes = [1, 2, 4, 8, 11, 12, 13, 16, 31, 32, 33, 40, 47]
+        for m in sizes {
+            for n in sizes {
+                run(Case(m: m, n: n, k: [1, 3, 17, 64][(m + n) % 4]), &rng)
+            }
+        }
+    }
+
+    func testDeepAndBlockStraddlingShapes() {
+        var rng = makeTestRNG()
+        // K across the KC block boundary, M across MC, N across NC, with two threads.
+        for (m, n, k) in [(5, 7, 257), (241, 33, 19), (13, 2083, 9), (25, 65, 513), (250, 130, 270), (3, 4100, 2)] {
+            run(Case(m: m, n: n, k: k, threads: 2), &rng)
+        }
+    }
+
+    func testTransposesLeadingDimensionsAndPacking() {
+        var rng = makeTestRNG()
+        for trial in 0..<24 {
+            var t = Case(m: Int.random(in: 1...60, using: &rng), n: Int.random(in: 1...80, using: &rng),
+                         k: Int.random(in: 1...300, using: &rng))
+            t.transA = trial & 1 != 0
+            t.transB = trial & 2 != 0
+            t.packA = trial & 4 != 0
+            t.packB = trial & 8 != 0
+            t.padA = Int.random(in: 0...5, using: &rng)
+            t.padB = Int.random(in: 0...5, using: &rng)
+            t.padC = Int.random(in: 0...3, using: &rng)
+            t.threads = 1 + trial % 2
+            run(t, &rng)
+        }
+    }
+
+    func testEpilogues() {
+        var rng = makeTestRNG()
+        let activations: [Activation?] = [nil, .relu, .relu6, .clip(min: -0.5, max: 0.25), .sigmoid, .gelu(approximate: false)]
+        for (trial, act) in activations.enumerated() {
+            for accumulate in [false, true] {
+                for axis in [GEMMEpilogue.BiasAxis.rows, .columns] {
+                    var t = Case(m: Int.random(in: 1...40, using: &rng), n: Int.random(in: 1...70, using: &rng),
+                                 k: Int.random(in: 1...280, using: &rng))
+                    t.bias = axis; t.accumulate = accumulate; t.activation = act
+                    t.packA = trial % 2 == 0; t.packB = trial % 3 == 0
+                    t.padC = trial % 2
+                    t.threads = 1 + (trial + (accumulate ? 1 : 0)) % 2
+                    run(t, &rng)
+                }
+            }
+        }
+    }
+
+    func testEmptyDepthGivesBiasOnly() {
+        var rng = makeTestRNG()
+        var t = Case(m: 5, n: 9, k: 0)
+        t.bias = .columns; t.activation = .relu
+        run(t, &rng)
+    }
+
+    func testPeakMeasurementIsPositive() {
+        let peak = measureFP32PeakGFLOPS(threads: CPUThreads(count: 1), seconds: 0.02)
+        XCTAssert(peak > 0 && peak.isFinite, "peak \(peak)")
+    }
+}
+
+/// The activations in float64, written out from their definitions.
+func gemmReferenceActivation(_ act: Activation, _ x: Double) -> Double {
+    switch act {
+    case .relu: return max(x, 0)
+    case .clip(let lo, let hi): return min(max(x, Double(lo)), Double(hi))
+    case .leakyRelu(let a): return x >= 0 ? x : Double(a) * x
+    case .sigmoid: return 1 / (1 + Foundation.exp(-x))
+    case .hardSigmoid(let a, let b): return min(max(Double(a) * x + Double(b), 0), 1)
+    case .tanh: return Foundation.tanh(x)
+    case .silu: return x / (1 + Foundation.exp(-x))
+    case .mish: return x * Foundation.tanh(Foundation.log1p(Foundation.exp(x)))
+    case .gelu(let approximate):
+        if approximate { return 0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) }
+        return 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot()))
+    case .hardSwish: return x * min(max(x + 3, 0), 6) / 6
+    case .sqrt: return x.squareRoot()
+    case .exp: return Foundation.exp(x)
+    case .log: return Foundation.log(x)
+    case .neg: return -x
+    case .abs: return Swift.abs(x)
+    case .erf: return Foundation.erf(x)
+    case .reciprocal: return 1 / x
+    }
+}

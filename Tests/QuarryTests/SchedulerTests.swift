@@ -1,0 +1,130 @@
+import Foundation
+import Quarry
+import QuarryCPU
+import XCTest
+
+/// A device whose compiled graph doubles its input row by row, and fails on chosen runs, so the
+/// scheduler's retries can be checked without real hardware.
+final class FaultyDevice: Device, @unchecked Sendable {
+    let info: DeviceInfo
+    let failOnRuns: Set<Int>
+    let delay: Double
+    var runs = 0
+    let lock = NSLock()
+
+    init(_ spec: String, failOnRuns: Set<Int> = [], delay: Double = 0) {
+        info = DeviceInfo(spec: spec, kind: .cpu, name: spec, vendor: "test", driverVersion: "0",
+                          computeUnits: 1, globalMemoryBytes: 1 << 30, localMemoryBytes: 0,
+                          maxAllocationBytes: 1 << 30, supportsFP16: false, supportsFP64: false)
+        self.failOnRuns = failOnRuns
+        self.delay = delay
+    }
+    func supports(_ op: Op) -> Bool { true }
+    func allocate(byteCount: Int) throws -> DeviceBuffer { HostBuffer(count: byteCount / 4) }
+    func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent { CompletedEvent() }
+    func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent { CompletedEvent() }
+    func compile(_ graph: Graph, outputs: [String]) throws -> CompiledGraph { Doubler(device: self, graph: graph) }
+
+    final class Doubler: CompiledGraph {
+        let device: Device
+        let graph: Graph
+        var outputs: [String] { ["y"] }
+        init(device: FaultyDevice, graph: Graph) { self.device = device; self.graph = graph }
+        func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int { 4 }
+        func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
+            let d = device as! FaultyDevice
+            d.lock.lock(); let n = d.runs; d.runs += 1; d.lock.unlock()
+            if d.delay > 0 { Thread.sleep(forTimeInterval: d.delay) }
+            if d.failOnRuns.contains(n) { throw QuarryError.device("\(d.info.spec): injected fault on run \(n)") }
+            let x = inputs["x"]!
+            let y = Tensor(uninitializedShape: x.shape)
+            for i in 0..<x.count { y[flat: i] = 2 * x[flat: i] }
+            return ["y": y]
+        }
+    }
+}
+
+final class SchedulerTests: XCTestCase {
+    let graph = Graph(inputs: [GraphInput(name: "x", shape: [.symbol("n"), 3])], nodes: [], parameters: [:], outputs: ["y"])
+
+    func batches(_ count: Int, rows: Int) -> [[String: Tensor]] {
+        (0..<count).map { b in
+            let t = Tensor(uninitializedShape: [rows, 3])
+            for i in 0..<t.count { t[flat: i] = Float(b * 10_000 + i) }
+            return ["x": t]
+        }
+    }
+
+    func check(_ scheduler: Scheduler, batches input: [[String: Tensor]], file: StaticString = #filePath, line: UInt = #line) throws -> [DeviceShare] {
+        var seen: [Int] = []
+        let shares = try scheduler.run(batches: AnyIterator(input.makeIterator())) { index, out in
+            seen.append(index)
+            let x = input[index]["x"]!, y = out["y"]!
+            XCTAssertEqual(y.shape, x.shape, file: file, line: line)
+            for i in 0..<x.count where y[flat: i] != 2 * x[flat: i] {
+                XCTFail("batch \(index) element \(i): \(y[flat: i]) != \(2 * x[flat: i])", file: file, line: line)
+                break
+            }
+        }
+        XCTAssertEqual(seen, Array(input.indices), "batches out of order or repeated", file: file, line: line)
+        XCTAssertEqual(shares.reduce(0) { $0 + $1.items }, input.reduce(0) { $0 + $1["x"]!.shape[0] }, file: file, line: line)
+        return shares
+    }
+
+    func testOutputsInOrderAcrossDevices() throws {
+        let devices = [FaultyDevice("a", delay: 0.001), FaultyDevice("b", delay: 0.003), FaultyDevice("c")]
+        var options = SchedulerOptions()
+        options.targetSeconds = 0.005
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: devices, options: options)
+        let shares = try check(s, batches: batches(6, rows: 37))
+        XCTAssertTrue(shares.allSatisfy { $0.items > 0 }, "every device should take work: \(shares)")
+    }
+
+    func testFailedMicroBatchesAreRetriedElsewhereExactlyOnce() throws {
+        var options = SchedulerOptions(microBatch: 4)
+        options.targetSeconds = 0.01
+        let devices = [FaultyDevice("good", delay: 0.002), FaultyDevice("flaky", failOnRuns: [2]), FaultyDevice("dead", failOnRuns: [0])]
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: devices, options: options)
+        var logged: [String] = []
+        let logLock = NSLock()
+        s.log = { line in logLock.lock(); logged.append(line); logLock.unlock() }
+        let shares = try check(s, batches: batches(4, rows: 50))
+        XCTAssertNotNil(shares[1].failure)
+        XCTAssertNotNil(shares[2].failure)
+        XCTAssertNil(shares[0].failure)
+        XCTAssertTrue(logged.contains { $0.contains("injected fault") && $0.contains("set aside") }, "\(logged)")
+    }
+
+    func testEveryDeviceFailingIsAnError() throws {
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: [FaultyDevice("x", failOnRuns: Set(0..<100))])
+        s.log = { _ in }
+        XCTAssertThrowsError(try s.runBatch(batches(1, rows: 5)[0])) { error in
+            XCTAssertTrue("\(error)".contains("injected fault"), "\(error)")
+        }
+    }
+
+    func testCancellationStopsTheRun() throws {
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: [FaultyDevice("a", delay: 0.001)], options: SchedulerOptions(microBatch: 1))
+        var count = 0
+        XCTAssertThrowsError(try s.run(batches: AnyIterator(batches(50, rows: 2).makeIterator())) { _, _ in
+            count += 1
+            if count == 3 { s.cancel() }
+        }) { error in
+            guard case SchedulerError.cancelled = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(count, 3)
+    }
+
+    func testTwoCPUDevicesMatchOne() throws {
+        let b = GraphBuilder()
+        let x = b.input("x", shape: [.symbol("n"), 5])
+        let y = b.add("y", .activation(.tanh), x)
+        let g = b.build(outputs: [y])
+        var rng = SeededGenerator(seed: 3)
+        let input = Tensor.random(shape: [23, 5], using: &rng)
+        let one = try CPUDevice(threads: 1).compile(g, outputs: ["y"]).run(["x": input])["y"]!
+        let s = try Scheduler(graph: g, outputs: ["y"], devices: [CPUDevice(threads: 1), CPUDevice(threads: 1)], options: SchedulerOptions(microBatch: 3))
+        let two = try s.runBatch(["x": input])["y"]!
+        XCTAssertEqual(one.scalars, two.scalars)
+    }
+}
