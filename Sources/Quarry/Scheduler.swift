@@ -157,7 +157,9 @@ public final class Scheduler: @unchecked Sendable {
                 var started: (Range<Int>, PendingRun, Double)? = nil
                 if let r = next {
                     let inputs = batch.mapValues { $0.rows(r) }
-                    started = (r, graph.start(inputs), now())
+                    // The clock starts before `start`: a synchronous device computes inside it.
+                    let t0 = now()
+                    started = (r, graph.start(inputs), t0)
                 }
                 if let f = inFlight {
                     let result = Result { try f.pending.wait() }
