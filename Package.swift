@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "QuarryTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
-        .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels"]),
+        .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels", "QuarryOpenCL"]),
         // Runs the built `quarry` tool as a user would (exit statuses, files written, resume).
         .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats"]),
         .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
