@@ -23,7 +23,14 @@ let package = Package(
             name: "COpenCL", pkgConfig: "OpenCL",
             providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
         // The OpenCL backend: devices, program cache, one lowering per op family (Kernels/*.cl).
-        .target(name: "QuarryOpenCL", dependencies: ["Quarry", "QuarryCPU", "COpenCL"]),
+        .target(
+            name: "QuarryOpenCL", dependencies: ["Quarry", "QuarryCPU", "COpenCL"],
+            plugins: ["EmbedKernels"]),
+        // Build-time embedding of Kernels/*.cl into QuarryOpenCL (a generated Swift source).
+        .executableTarget(name: "EmbedKernelsTool", path: "Plugins/EmbedKernelsTool"),
+        .plugin(
+            name: "EmbedKernels", capability: .buildTool(), dependencies: ["EmbedKernelsTool"],
+            path: "Plugins/EmbedKernels"),
         // The model zoo: one builder a family, parameter names equal to checkpoint keys.
         .target(name: "QuarryModels", dependencies: ["Quarry"]),
         // JPEG and PNG decoding (libjpeg-turbo, libpng), in C for their longjmp error handling.
@@ -40,11 +47,15 @@ let package = Package(
                 "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Compute benchmarks of the CPU backend alone (bench/gemm_vs_openblas.sh).
+        .executableTarget(name: "quarry-bench", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU"]),
         .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
         .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels"]),
-        .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels"]),
+        // Runs the built `quarry` tool as a user would (exit statuses, files written, resume).
+        .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats"]),
+        .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

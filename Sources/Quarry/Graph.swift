@@ -40,8 +40,11 @@ public struct Parameter: Sendable {
     /// nil until loaded from a checkpoint or materialised from `initializer`. Large configurations
     /// (GPT-3 175B) keep it nil: their graphs are built and counted, never allocated.
     public var value: Tensor?
-    public init(shape: [Int], initializer: ParameterInit, value: Tensor? = nil) {
-        self.shape = shape; self.initializer = initializer; self.value = value
+    /// A buffer is state the graph needs to run but that training does not learn (batch-norm
+    /// running mean and variance); like PyTorch's `parameters()`, `parameterCount` leaves it out.
+    public var isBuffer: Bool
+    public init(shape: [Int], initializer: ParameterInit, value: Tensor? = nil, isBuffer: Bool = false) {
+        self.shape = shape; self.initializer = initializer; self.value = value; self.isBuffer = isBuffer
     }
     public var count: Int { shape.reduce(1, *) }
 }
@@ -73,7 +76,8 @@ public struct Graph: Sendable {
         self.inputs = inputs; self.nodes = nodes; self.parameters = parameters; self.outputs = outputs
     }
 
-    public var parameterCount: Int { parameters.values.reduce(0) { $0 + $1.count } }
+    /// Learned parameters, buffers excluded (the convention of published counts).
+    public var parameterCount: Int { parameters.values.reduce(0) { $1.isBuffer ? $0 : $0 + $1.count } }
 
     /// Every value name: inputs, parameters and node outputs.
     public var valueNames: Set<String> {

@@ -36,11 +36,12 @@ public final class GraphBuilder {
     }
 
     /// Declares a parameter named `scoped(local)`; its value is filled later (checkpoint or init).
-    public func parameter(_ local: String, shape: [Int], initializer: ParameterInit) -> Value {
+    /// `isBuffer` marks state that is not learned (batch-norm running statistics).
+    public func parameter(_ local: String, shape: [Int], initializer: ParameterInit, isBuffer: Bool = false) -> Value {
         let name = scoped(local)
         precondition(!used.contains(name), "duplicate value name '\(name)'")
         used.insert(name)
-        parameters[name] = Parameter(shape: shape, initializer: initializer)
+        parameters[name] = Parameter(shape: shape, initializer: initializer, isBuffer: isBuffer)
         return Value(name)
     }
 

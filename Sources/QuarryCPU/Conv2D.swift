@@ -1,10 +1,309 @@
+// 2-D convolution and transposed convolution on the CPU, NCHW.
+//
+// A convolution of one image and one group is the GEMM out[O/g, OH*OW] = W[O/g, C/g*kh*kw] x
+// cols[C/g*kh*kw, OH*OW]. The weights are the A operand, packed once at compile time; the B panels
+// are packed straight from the image (an implicit im2col: no column matrix is ever materialised),
+// and a 1x1 stride-1 unpadded convolution uses the NCHW image itself as B. Bias and the fused
+// activation run in the GEMM epilogue. Depthwise convolutions (one input channel per group) do too
+// little work per weight for a GEMM and have their own direct kernel.
+//
+// A transposed convolution is the GEMM cols[O/g*kh*kw, H*W] = W^T x x, then col2im scatters the
+// columns into the output.
+
+import Foundation
 import Quarry
+
+/// Packed weights of a node, one matrix per group, kept in the pack cache.
+final class PackedGroups {
+    let groups: [PackedMatrix]
+    init(_ groups: [PackedMatrix]) { self.groups = groups }
+}
+
+/// Reusable float scratch memory for a kernel. A kernel closure may in principle be called from two
+/// threads at once; the second caller then gets a temporary buffer instead of sharing this one.
+final class ScratchBuffer: @unchecked Sendable {
+    private let lock = NSLock()
+    private let storage: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) { self.count = count; storage = allocateFloats(count) }
+    deinit { storage.deallocate() }
+    func with<R>(_ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        if lock.try() { defer { lock.unlock() }; return body(storage) }
+        let temp = allocateFloats(count)
+        defer { temp.deallocate() }
+        return body(temp)
+    }
+}
+
+/// Geometry of a 2-D window over an image, shared by the convolution kernels.
+struct ConvGeometry {
+    var channels, height, width: Int
+    var outHeight, outWidth: Int
+    var kernelH, kernelW, strideH, strideW, dilationH, dilationW, padTop, padLeft: Int
+}
+
+/// The B operand of a convolution's GEMM, packed directly from the image: row k = (c, ky, kx)
+/// of the implicit column matrix, column p = an output pixel (oy, ox).
+struct Im2ColSource: GEMMSourceB {
+    let image: UnsafePointer<Float>
+    let g: ConvGeometry
+    var isPrepacked: Bool { false }
+
+    func blockB(k0: Int, kc: Int, j0: Int, cols: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        let nr = GEMMBlocking.nr
+        let khw = g.kernelH * g.kernelW
+        let panels = (cols + nr - 1) / nr
+        // Each row of the column matrix is built contiguously (long copies, one output row at a
+        // time), then cut into the panels with vector copies: cheaper than building each panel's
+        // 32 columns piecewise, which cost as much as a third of a 3x3 convolution.
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: panels * nr / 16) { buffer in
+            let line = UnsafeMutableRawPointer(buffer.baseAddress!).assumingMemoryBound(to: Float.self)
+            for t in cols..<(panels * nr) { line[t] = 0 }
+            for kk in 0..<kc {
+                let r = k0 + kk
+                let c = r / khw, ky = (r % khw) / g.kernelW, kx = r % g.kernelW
+                let plane = image + c * g.height * g.width
+                let rowOffset = ky * g.dilationH - g.padTop, colOffset = kx * g.dilationW - g.padLeft
+                var q = 0
+                var oy = j0 / g.outWidth, ox = j0 % g.outWidth
+                while q < cols {
+                    let len = min(g.outWidth - ox, cols - q)
+                    let iy = oy * g.strideH + rowOffset
+                    if iy < 0 || iy >= g.height {
+                        (line + q).update(repeating: 0, count: len)
+                    } else {
+                        copyWindowRow(from: plane + iy * g.width, width: g.width, firstX: ox * g.strideW + colOffset,
+                                      stride: g.strideW, count: len, to: line + q)
+                    }
+                    q += len; oy += 1; ox = 0
+                }
+                for panel in 0..<panels {
+                    let src = UnsafeRawPointer(line + panel * nr)
+                    let dst = UnsafeMutableRawPointer(scratch + panel * nr * kc + kk * nr)
+                    dst.storeBytes(of: src.load(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                    dst.storeBytes(of: src.load(fromByteOffset: 64, as: SIMD16<Float>.self), toByteOffset: 64,
+                                   as: SIMD16<Float>.self)
+                }
+            }
+        }
+        return UnsafePointer(scratch)
+    }
+}
+
+/// dst[t] = row[firstX + t * stride] for t < count, zero where the index falls outside 0..<width.
+@inline(__always)
+func copyWindowRow(from row: UnsafePointer<Float>, width: Int, firstX: Int, stride: Int, count: Int,
+                   to dst: UnsafeMutablePointer<Float>) {
+    // Valid t: 0 <= firstX + t*stride < width.
+    let lo = firstX >= 0 ? 0 : min(count, (-firstX + stride - 1) / stride)
+    let hi = firstX >= width ? 0 : max(lo, min(count, (width - firstX + stride - 1) / stride))
+    for t in 0..<lo { dst[t] = 0 }
+    if stride == 1 {
+        // Segments are at most NR floats: vector copies beat a call to memmove.
+        if hi > lo {
+            let s = row + (firstX + lo), d = dst + lo, n = hi - lo
+            var t = 0
+            while t + 16 <= n {
+                UnsafeMutableRawPointer(d + t).storeBytes(
+                    of: UnsafeRawPointer(s + t).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                t += 16
+            }
+            while t < n { d[t] = s[t]; t += 1 }
+        }
+    } else {
+        var x = firstX + lo * stride
+        for t in lo..<hi { dst[t] = row[x]; x += stride }
+    }
+    for t in max(hi, lo)..<count { dst[t] = 0 }
+}
+
+/// Runs the GEMM with A either packed or not, and B from any source.
+func gemmWith<B: GEMMSourceB>(
+    m: Int, n: Int, k: Int, packedA: PackedMatrix?, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+    b: B, c: UnsafeMutablePointer<Float>, ldc: Int, epilogue: GEMMEpilogue, threads: CPUThreads,
+    workspace: GEMMWorkspace
+) {
+    if let packedA {
+        gemmDriver(m: m, n: n, k: k, a: packedA, b: b, c: c, ldc: ldc, epilogue: epilogue, threads: threads,
+                   workspace: workspace)
+    } else {
+        gemmDriver(m: m, n: n, k: k, a: DenseOperand(base: a, ld: lda, transposed: transposeA), b: b, c: c,
+                   ldc: ldc, epilogue: epilogue, threads: threads, workspace: workspace)
+    }
+}
 
 extension CPUKernels {
     static func makeConv2D(_ ctx: KernelContext) throws -> CPUKernel {
-        throw QuarryError.unsupported("node '\(ctx.node.name)': \(ctx.node.op.name) is not implemented on the CPU yet")
+        guard case .conv2d(let a) = ctx.node.op else { preconditionFailure() }
+        let x = ctx.shape(0), w = ctx.shape(1), out = ctx.outputShapes[0]
+        let batch = x[0], channels = x[1], groups = a.groups
+        let outChannels = w[0], groupIn = channels / groups, groupOut = outChannels / groups
+        let geometry = ConvGeometry(
+            channels: groupIn, height: x[2], width: x[3], outHeight: out[2], outWidth: out[3],
+            kernelH: a.kernelH, kernelW: a.kernelW, strideH: a.strideH, strideW: a.strideW,
+            dilationH: a.dilationH, dilationW: a.dilationW, padTop: a.padding.top, padLeft: a.padding.left)
+        let hasBias = ctx.hasInput(2)
+        let threads = ctx.threads
+
+        if groupIn == 1 && groupOut == 1 {
+            return makeDepthwiseConv2D(geometry: geometry, batch: batch, channels: channels, hasBias: hasBias,
+                                       activation: a.activation, threads: threads)
+        }
+
+        let depth = groupIn * a.kernelH * a.kernelW
+        let pixels = out[2] * out[3], imagePlane = x[2] * x[3]
+        let packed: PackedGroups? = ctx.constants[1].map { weights in
+            ctx.packCache.value("\(ctx.node.name)/conv2d-weights") {
+                PackedGroups((0..<groups).map { g in
+                    PackedMatrix(a: weights.pointer + g * groupOut * depth, m: groupOut, k: depth, lda: depth)
+                })
+            }
+        }
+        let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
+            && a.padding == .zero
+        let workspace = GEMMWorkspace()
+        let activation = a.activation
+        return { inputs, outputs in
+            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            for n in 0..<batch {
+                for g in 0..<groups {
+                    let image = xp + (n * channels + g * groupIn) * imagePlane
+                    let c = y + (n * outChannels + g * groupOut) * pixels
+                    let epilogue = GEMMEpilogue(bias: bias.map { $0 + g * groupOut }, biasAxis: .rows,
+                                                activation: activation)
+                    let wg = wp + g * groupOut * depth
+                    if pointwise {
+                        gemmWith(m: groupOut, n: pixels, k: depth, packedA: packed?.groups[g], a: wg, lda: depth,
+                                 b: DenseOperand(base: image, ld: imagePlane, transposed: false), c: c, ldc: pixels,
+                                 epilogue: epilogue, threads: threads, workspace: workspace)
+                    } else {
+                        gemmWith(m: groupOut, n: pixels, k: depth, packedA: packed?.groups[g], a: wg, lda: depth,
+                                 b: Im2ColSource(image: image, g: geometry), c: c, ldc: pixels,
+                                 epilogue: epilogue, threads: threads, workspace: workspace)
+                    }
+                }
+            }
+        }
     }
+
+    /// One filter per channel: each output plane is a weighted sum of shifted rows of its input
+    /// plane, accumulated a row at a time in SIMD.
+    static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
+                                    activation: Activation?, threads: CPUThreads) -> CPUKernel {
+        let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
+        let taps = g.kernelH * g.kernelW
+        return { inputs, outputs in
+            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            threads.parallelFor(batch * channels) { plane in
+                let c = plane % channels
+                let src = xp + plane * inPlane, dst = y + plane * outPlane, wc = wp + c * taps
+                let b0 = bias?[c] ?? 0
+                for oy in 0..<g.outHeight {
+                    let o = dst + oy * g.outWidth
+                    o.initialize(repeating: b0, count: g.outWidth)
+                    for ky in 0..<g.kernelH {
+                        let iy = oy * g.strideH - g.padTop + ky * g.dilationH
+                        if iy < 0 || iy >= g.height { continue }
+                        let row = src + iy * g.width
+                        for kx in 0..<g.kernelW {
+                            let firstX = kx * g.dilationW - g.padLeft
+                            // Output columns whose input column lies inside the row.
+                            let lo = firstX >= 0 ? 0 : min(g.outWidth, (-firstX + g.strideW - 1) / g.strideW)
+                            let hi = firstX >= g.width ? 0
+                                : max(lo, min(g.outWidth, (g.width - firstX + g.strideW - 1) / g.strideW))
+                            if hi <= lo { continue }
+                            axpyStrided(wc[ky * g.kernelW + kx], row, first: firstX, stride: g.strideW, range: lo..<hi, into: o)
+                        }
+                    }
+                    if let activation { applyActivation(activation, o, count: g.outWidth) }
+                }
+            }
+        }
+    }
+
     static func makeConvTranspose2D(_ ctx: KernelContext) throws -> CPUKernel {
-        throw QuarryError.unsupported("node '\(ctx.node.name)': \(ctx.node.op.name) is not implemented on the CPU yet")
+        guard case .convTranspose2d(let a) = ctx.node.op else { preconditionFailure() }
+        let x = ctx.shape(0), w = ctx.shape(1), out = ctx.outputShapes[0]
+        let batch = x[0], channels = x[1], height = x[2], width = x[3], groups = a.groups
+        let groupIn = channels / groups, groupOut = w[1], outChannels = out[1]
+        let outH = out[2], outW = out[3]
+        let kh = a.kernelH, kw = a.kernelW
+        let rows = groupOut * kh * kw, pixels = height * width
+        let hasBias = ctx.hasInput(2)
+        let threads = ctx.threads
+        // A = W_g^T: element (i = (o, ky, kx), c) is w[(g*groupIn + c), i].
+        let packed: PackedGroups? = ctx.constants[1].map { weights in
+            ctx.packCache.value("\(ctx.node.name)/conv-transpose2d-weights") {
+                PackedGroups((0..<groups).map { g in
+                    PackedMatrix(a: weights.pointer + g * groupIn * rows, m: rows, k: groupIn, lda: rows, transposed: true)
+                })
+            }
+        }
+        let workspace = GEMMWorkspace()
+        let columns = ScratchBuffer(count: rows * pixels)
+        let activation = a.activation
+        return { inputs, outputs in
+            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            columns.with { cols in
+                for n in 0..<batch {
+                    for g in 0..<groups {
+                        let image = xp + (n * channels + g * groupIn) * pixels
+                        gemmWith(m: rows, n: pixels, k: groupIn, packedA: packed?.groups[g], a: wp + g * groupIn * rows,
+                                 lda: rows, transposeA: true,
+                                 b: DenseOperand(base: image, ld: pixels, transposed: false), c: cols, ldc: pixels,
+                                 epilogue: .none, threads: threads, workspace: workspace)
+                        // col2im: each output channel's plane is written by one thread only.
+                        threads.parallelFor(groupOut) { o in
+                            let oc = g * groupOut + o
+                            let plane = y + (n * outChannels + oc) * outH * outW
+                            plane.initialize(repeating: bias?[oc] ?? 0, count: outH * outW)
+                            for ky in 0..<kh {
+                                for kx in 0..<kw {
+                                    let col = cols + ((o * kh + ky) * kw + kx) * pixels
+                                    let colOffset = kx * a.dilationW - a.padding.left
+                                    // Input columns ix whose output column ix*sw + colOffset is inside.
+                                    let lo = colOffset >= 0 ? 0 : min(width, (-colOffset + a.strideW - 1) / a.strideW)
+                                    let hi = colOffset >= outW ? 0
+                                        : max(lo, min(width, (outW - colOffset + a.strideW - 1) / a.strideW))
+                                    if hi <= lo { continue }
+                                    for iy in 0..<height {
+                                        let oy = iy * a.strideH - a.padding.top + ky * a.dilationH
+                                        if oy < 0 || oy >= outH { continue }
+                                        let dst = plane + oy * outW, src = col + iy * width
+                                        var ox = colOffset + lo * a.strideW
+                                        for ix in lo..<hi { dst[ox] += src[ix]; ox += a.strideW }
+                                    }
+                                }
+                            }
+                            if let activation { applyActivation(activation, plane, count: outH * outW) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// out[t] += w * src[first + t * stride] for t in range.
+@inline(__always)
+func axpyStrided(_ w: Float, _ row: UnsafePointer<Float>, first: Int, stride: Int, range: Range<Int>,
+                 into out: UnsafeMutablePointer<Float>) {
+    var t = range.lowerBound
+    if stride == 1 {
+        // Both pointers start at the first valid column, so no pointer ever leaves the row.
+        let src = row + (first + t), dst = out + t
+        let wv = SIMD16<Float>(repeating: w)
+        let n = range.count
+        var i = 0
+        while i + 16 <= n {
+            let s = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
+            let o = UnsafeMutableRawPointer(dst + i)
+            o.storeBytes(of: o.loadUnaligned(as: SIMD16<Float>.self).addingProduct(s, wv), as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < n { dst[i] += w * src[i]; i += 1 }
+    } else {
+        var x = first + t * stride
+        while t < range.upperBound { out[t] += w * row[x]; t += 1; x += stride }
     }
 }

@@ -4,10 +4,11 @@
 // of NR columns, A a block of MC x KC into panels of MR rows, and a 12 x 32 register-blocked
 // micro-kernel (24 SIMD16 accumulators, two vector loads of B and twelve broadcasts of A per k)
 // multiplies one A panel by one B panel. The loop order keeps one A panel (12 x KC floats, 12 KiB)
-// in L1 while it sweeps the B block held in L2 (KC x NC floats, 512 KiB), which suits Zen 4's
-// 32 KiB L1 / 1 MiB L2. Constant operands (conv and dense weights) are packed once at compile
+// in L1 while it sweeps the B block (KC x NC floats, held in L2 and L3), which suits Zen 4's
+// 32 KiB L1. Constant operands (conv and dense weights) are packed once at compile
 // time into `PackedMatrix`, so a run packs only the activation side. Edges are handled by
-// zero-padding the packed panels and writing the partial tile through a stack buffer.
+// zero-padding the packed panels and writing the partial tile through a stack buffer, except for
+// panels of 4 or 8 full rows, which have exact kernels.
 //
 // Threads each take a rectangle of C (a range of row panels or of column panels, whichever dimension
 // has more of them), pack their own operands and never synchronise: there is no barrier and no
@@ -26,8 +27,11 @@ public enum GEMMBlocking {
     public static let kc = 256
     /// Rows of A packed at a time (a multiple of `mr`).
     public static let mc = 240
-    /// Columns of B packed at a time (a multiple of `nr`); KC x NC floats fill half of L2.
-    public static let nc = 512
+    /// Columns of B packed at a time (a multiple of `nr`). The 2 MiB block overflows L2 into L3,
+    /// which still feeds the kernel fast enough (128 bytes of B per 24 FMAs), and a wide block
+    /// means A is packed once per K block rather than once per 512 columns: at 2048^3 on Zen 4
+    /// NC = 2048 measured 103 GFLOP/s on one core against 84 with NC = 512.
+    public static let nc = 2048
 }
 
 /// What happens to each tile of C after the product is formed.
@@ -354,8 +358,13 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                             if epilogue.biasAxis == .rows { tile.rowBias = bias + i } else { tile.colBias = bias + j }
                         }
                         let bp = bBlock + jr * kcb
-                        if rows == mr && cols == nr {
-                            microKernel12x32(kc: kcb, a: ap, b: bp, c: c + i * ldc + j, ldc: ldc, tile)
+                        let ct = c + i * ldc + j
+                        if cols == nr && rows == mr {
+                            microKernel12(kcb, ap, bp, ct, ldc, tile)
+                        } else if cols == nr && rows == 8 {
+                            microKernel8(kcb, ap, bp, ct, ldc, tile)
+                        } else if cols == nr && rows == 4 {
+                            microKernel4(kcb, ap, bp, ct, ldc, tile)
                         } else {
                             edgeTile(kc: kcb, a: ap, b: bp, c: c + i * ldc + j, ldc: ldc, rows: rows, cols: cols, tile)
                         }
@@ -401,7 +410,7 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: Unsa
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
         let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
-        microKernel12x32(kc: kc, a: a, b: b, c: t, ldc: nr, TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil))
+        microKernel12(kc, a, b, t, nr, TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil))
         for r in 0..<rows {
             let dst = c + r * ldc, src = t + r * nr
             for j in 0..<cols {
@@ -416,12 +425,31 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: Unsa
     }
 }
 
-/// The 12 x 32 micro-kernel: C tile (+)= A panel (12 x kc) * B panel (kc x 32), then the tile
-/// epilogue. Twenty-four SIMD16 accumulators leave room for the two B vectors and a broadcast
-/// within AVX-512's 32 registers.
+// The instances of the micro-kernel, each a function of its own so that `rows` is a constant in it.
+@inline(never)
+func microKernel12(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                   _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 12, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+}
+@inline(never)
+func microKernel8(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                  _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 8, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+}
+@inline(never)
+func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                  _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 4, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+}
+
+/// The micro-kernel: C tile (+)= A panel (rows x kc) * B panel (kc x 32), then the tile epilogue,
+/// for `rows` <= 12 (the A panel keeps its stride of 12 per k). Callers pass `rows` as a literal
+/// so that after inlining every `rows > i` test folds away: one body gives the full 12 x 32 kernel
+/// (24 SIMD16 accumulators, leaving room for the two B vectors and a broadcast in AVX-512's 32
+/// registers) and exact kernels for the 4- and 8-row panels that power-of-two channel counts leave.
 @inline(__always)
-func microKernel12x32(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
-                      ldc: Int, _ e: TileEpilogue) {
+func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+                 ldc: Int, _ e: TileEpilogue) {
     let z = SIMD16<Float>()
     var c0a = z, c0b = z, c1a = z, c1b = z, c2a = z, c2b = z, c3a = z, c3b = z
     var c4a = z, c4b = z, c5a = z, c5b = z, c6a = z, c6b = z, c7a = z, c7b = z
@@ -429,51 +457,60 @@ func microKernel12x32(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
     var pa = a, pb = UnsafeRawPointer(b)
     for _ in 0..<kc {
         let b0 = pb.load(as: SIMD16<Float>.self), b1 = pb.load(fromByteOffset: 64, as: SIMD16<Float>.self)
-        do { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProduct(x, b0); c0b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProduct(x, b0); c1b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProduct(x, b0); c2b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProduct(x, b0); c3b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProduct(x, b0); c4b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProduct(x, b0); c5b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProduct(x, b0); c6b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProduct(x, b0); c7b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProduct(x, b0); c8b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProduct(x, b0); c9b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProduct(x, b0); c10b.addProduct(x, b1) }
-        do { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProduct(x, b0); c11b.addProduct(x, b1) }
+        if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProduct(x, b0); c0b.addProduct(x, b1) }
+        if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProduct(x, b0); c1b.addProduct(x, b1) }
+        if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProduct(x, b0); c2b.addProduct(x, b1) }
+        if rows > 3 { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProduct(x, b0); c3b.addProduct(x, b1) }
+        if rows > 4 { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProduct(x, b0); c4b.addProduct(x, b1) }
+        if rows > 5 { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProduct(x, b0); c5b.addProduct(x, b1) }
+        if rows > 6 { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProduct(x, b0); c6b.addProduct(x, b1) }
+        if rows > 7 { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProduct(x, b0); c7b.addProduct(x, b1) }
+        if rows > 8 { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProduct(x, b0); c8b.addProduct(x, b1) }
+        if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProduct(x, b0); c9b.addProduct(x, b1) }
+        if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProduct(x, b0); c10b.addProduct(x, b1) }
+        if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProduct(x, b0); c11b.addProduct(x, b1) }
         pa += 12; pb += 128
     }
 
-    let colBias0 = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(as: SIMD16<Float>.self) } ?? z
-    let colBias1 = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) } ?? z
-    let lo = SIMD16<Float>(repeating: e.clamp?.lo ?? -.infinity)
-    let hi = SIMD16<Float>(repeating: e.clamp?.hi ?? .infinity)
-    @inline(__always)
-    func finish(_ va: inout SIMD16<Float>, _ vb: inout SIMD16<Float>, _ r: Int) {
-        let p = UnsafeMutableRawPointer(c + r * ldc)
-        if e.loadC {
-            va += p.loadUnaligned(as: SIMD16<Float>.self)
-            vb += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-        }
-        if let rb = e.rowBias { let s = SIMD16<Float>(repeating: rb[r]); va += s; vb += s }
-        if e.colBias != nil { va += colBias0; vb += colBias1 }
-        if e.clamp != nil {
-            va = pointwiseMin(pointwiseMax(va, lo), hi)
-            vb = pointwiseMin(pointwiseMax(vb, lo), hi)
-        }
-        p.storeBytes(of: va, as: SIMD16<Float>.self)
-        p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)
+    let colBias = e.colBias.map { p in
+        (UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self),
+         UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
     }
-    finish(&c0a, &c0b, 0)
-    finish(&c1a, &c1b, 1)
-    finish(&c2a, &c2b, 2)
-    finish(&c3a, &c3b, 3)
-    finish(&c4a, &c4b, 4)
-    finish(&c5a, &c5b, 5)
-    finish(&c6a, &c6b, 6)
-    finish(&c7a, &c7b, 7)
-    finish(&c8a, &c8b, 8)
-    finish(&c9a, &c9b, 9)
-    finish(&c10a, &c10b, 10)
-    finish(&c11a, &c11b, 11)
+    let bounds = e.clamp.map { (SIMD16<Float>(repeating: $0.lo), SIMD16<Float>(repeating: $0.hi)) }
+    if rows > 0 { storeTileRow(c0a, c0b, c + 0 * ldc, e, rowBias: e.rowBias?[0], colBias, bounds) }
+    if rows > 1 { storeTileRow(c1a, c1b, c + 1 * ldc, e, rowBias: e.rowBias?[1], colBias, bounds) }
+    if rows > 2 { storeTileRow(c2a, c2b, c + 2 * ldc, e, rowBias: e.rowBias?[2], colBias, bounds) }
+    if rows > 3 { storeTileRow(c3a, c3b, c + 3 * ldc, e, rowBias: e.rowBias?[3], colBias, bounds) }
+    if rows > 4 { storeTileRow(c4a, c4b, c + 4 * ldc, e, rowBias: e.rowBias?[4], colBias, bounds) }
+    if rows > 5 { storeTileRow(c5a, c5b, c + 5 * ldc, e, rowBias: e.rowBias?[5], colBias, bounds) }
+    if rows > 6 { storeTileRow(c6a, c6b, c + 6 * ldc, e, rowBias: e.rowBias?[6], colBias, bounds) }
+    if rows > 7 { storeTileRow(c7a, c7b, c + 7 * ldc, e, rowBias: e.rowBias?[7], colBias, bounds) }
+    if rows > 8 { storeTileRow(c8a, c8b, c + 8 * ldc, e, rowBias: e.rowBias?[8], colBias, bounds) }
+    if rows > 9 { storeTileRow(c9a, c9b, c + 9 * ldc, e, rowBias: e.rowBias?[9], colBias, bounds) }
+    if rows > 10 { storeTileRow(c10a, c10b, c + 10 * ldc, e, rowBias: e.rowBias?[10], colBias, bounds) }
+    if rows > 11 { storeTileRow(c11a, c11b, c + 11 * ldc, e, rowBias: e.rowBias?[11], colBias, bounds) }
+}
+
+/// One row of a finished tile: add C, the bias, clamp, store. A free function rather than a
+/// closure in the kernel: the optimiser outlined the closure (a call per row, its vectors spilled).
+@inline(__always)
+func storeTileRow(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ row: UnsafeMutablePointer<Float>, _ e: TileEpilogue,
+                  rowBias: Float?, _ colBias: (SIMD16<Float>, SIMD16<Float>)?,
+                  _ bounds: (SIMD16<Float>, SIMD16<Float>)?) {
+    var va = a, vb = b
+    let p = UnsafeMutableRawPointer(row)
+    if e.loadC {
+        va += p.loadUnaligned(as: SIMD16<Float>.self)
+        vb += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+    }
+    if let rowBias { let s = SIMD16<Float>(repeating: rowBias); va += s; vb += s }
+    if let colBias { va += colBias.0; vb += colBias.1 }
+    if let (lo, hi) = bounds {
+        // Not pointwiseMin / pointwiseMax: those compile to a scalar loop with IEEE minimum
+        // semantics (3x slower GEMM with relu); compare-and-replace gives vmaxps / vminps.
+        va = va.replacing(with: lo, where: va .< lo); va = va.replacing(with: hi, where: va .> hi)
+        vb = vb.replacing(with: lo, where: vb .< lo); vb = vb.replacing(with: hi, where: vb .> hi)
+    }
+    p.storeBytes(of: va, as: SIMD16<Float>.self)
+    p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)
 }

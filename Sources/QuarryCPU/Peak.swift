@@ -89,3 +89,44 @@ func medianSeconds(repeats: Int, _ body: () -> Void) -> Double {
     times.sort()
     return times[times.count / 2]
 }
+
+/// A timed convolution layer (weights and bias constant, so packed once as in a compiled model).
+public struct ConvBenchmarkResult: Codable, Sendable {
+    public var batch, channels, height, width, outChannels, kernel, stride, padding, groups, threads: Int
+    public var outHeight, outWidth: Int
+    public var seconds: Double
+    /// Useful flops (2 per multiply-add of the convolution's definition) per second.
+    public var gflops: Double
+}
+
+/// Times a square-kernel convolution [batch, channels, height, width] -> [batch, outChannels, ...]
+/// with bias and a fused relu, through the same kernel factory the CPU device compiles with.
+public func benchmarkConv2D(
+    batch: Int, channels: Int, height: Int, width: Int, outChannels: Int, kernel: Int, stride: Int = 1,
+    padding: Int = 0, groups: Int = 1, threads: Int, repeats: Int = 10
+) throws -> ConvBenchmarkResult {
+    let attributes = Conv2DAttributes(kernel: (kernel, kernel), stride: (stride, stride), padding: Padding2D(padding),
+                                      groups: groups, activation: .relu)
+    let outH = (height + 2 * padding - kernel) / stride + 1, outW = (width + 2 * padding - kernel) / stride + 1
+    guard groups >= 1, channels % groups == 0, outChannels % groups == 0, outH > 0, outW > 0 else {
+        throw QuarryError.invalidArgument(
+            "conv benchmark: \(channels)->\(outChannels) channels, groups \(groups), \(height)x\(width) input, kernel \(kernel), stride \(stride), padding \(padding) is not a valid convolution")
+    }
+    var rng = SeededGenerator(seed: 7)
+    let x = Tensor.random(shape: [batch, channels, height, width], using: &rng)
+    let w = Tensor.random(shape: [outChannels, channels / groups, kernel, kernel], using: &rng)
+    let b = Tensor.random(shape: [outChannels], using: &rng)
+    let y = Tensor(shape: [batch, outChannels, outH, outW])
+    let node = Node(name: "bench_conv", op: .conv2d(attributes), inputs: ["x", "w", "b"], outputs: ["y"])
+    let pool = CPUThreads(count: threads)
+    let ctx = KernelContext(node: node, inputShapes: [x.shape, w.shape, b.shape], outputShapes: [y.shape],
+                            constants: [1: w, 2: b], threads: pool, packCache: PackCache())
+    let run = try CPUKernels.make(ctx)
+    let ins: [UnsafePointer<Float>?] = [UnsafePointer(x.pointer), UnsafePointer(w.pointer), UnsafePointer(b.pointer)]
+    let seconds = medianSeconds(repeats: repeats) { run(ins, [y.pointer]) }
+    let flops = 2.0 * Double(batch * outChannels * outH * outW) * Double(channels / groups * kernel * kernel)
+    return ConvBenchmarkResult(
+        batch: batch, channels: channels, height: height, width: width, outChannels: outChannels, kernel: kernel,
+        stride: stride, padding: padding, groups: groups, threads: pool.count, outHeight: outH, outWidth: outW,
+        seconds: seconds, gflops: flops / seconds * 1e-9)
+}

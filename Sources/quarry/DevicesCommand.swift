@@ -1,6 +1,71 @@
+// `quarry devices`: every device Quarry can run on, with its properties, and with --probe the
+// measured fp32 peak and memory bandwidth (the limits `quarry bench` compares layers against).
+
 import ArgumentParser
+import Foundation
+import Quarry
+import QuarryCPU
 
 struct DevicesCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "devices", abstract: "(being built)")
-    func run() throws { throw ValidationError("'quarry devices' is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "devices",
+        abstract: "List the CPU and every OpenCL device, optionally measuring their limits.",
+        discussion: """
+            Devices are selected elsewhere by the spec shown here: cpu, opencl:N.
+            Example:
+              quarry devices --probe --json
+            """)
+
+    @Flag(name: .long, help: "Measure each device's fp32 peak and memory bandwidth (takes seconds).")
+    var probe = false
+
+    @Flag(name: .long, help: "Print one JSON array instead of a table.")
+    var json = false
+
+    @Option(name: .long, help: "Threads for the CPU backend (default: every core).")
+    var cpuThreads: Int?
+
+    func run() throws {
+        var devices: [Device] = [CPUDevice(threads: cpuThreads)]
+        var openCLNote: String? = nil
+        do { devices += try openCLDevices() } catch { openCLNote = "\(error)" }
+        var entries: [[String: JSONValue]] = []
+        for d in devices {
+            let i = d.info
+            var e: [String: JSONValue] = [
+                "spec": .string(i.spec), "kind": .string(i.kind.rawValue), "name": .string(i.name),
+                "vendor": .string(i.vendor), "driver_version": .string(i.driverVersion),
+                "compute_units": .number(Double(i.computeUnits)),
+                "global_memory_bytes": .number(Double(i.globalMemoryBytes)),
+                "local_memory_bytes": .number(Double(i.localMemoryBytes)),
+                "max_allocation_bytes": .number(Double(i.maxAllocationBytes)),
+                "fp16": .bool(i.supportsFP16), "fp64": .bool(i.supportsFP64),
+            ]
+            if probe {
+                do {
+                    let limits = try measureLimits(d)
+                    e["peak_gflops"] = .number(limits.peakGFLOPS)
+                    e["bandwidth_gbps"] = .number(limits.bandwidthGBps)
+                } catch {
+                    e["probe_error"] = .string("\(error)")
+                }
+            }
+            entries.append(e)
+            if !json {
+                print("\(i.spec)\t\(i.name) (\(i.vendor), \(i.driverVersion))")
+                print(String(format: "\tcompute units %d, memory %.1f GiB, local %d KiB, max allocation %.1f GiB, fp16 %@, fp64 %@",
+                             i.computeUnits, Double(i.globalMemoryBytes) / 1_073_741_824, i.localMemoryBytes / 1024,
+                             Double(i.maxAllocationBytes) / 1_073_741_824, i.supportsFP16 ? "yes" : "no", i.supportsFP64 ? "yes" : "no"))
+                if let p = e["peak_gflops"]?.number, let b = e["bandwidth_gbps"]?.number {
+                    print(String(format: "\tmeasured: fp32 peak %.1f GFLOP/s, memory bandwidth %.1f GB/s", p, b))
+                }
+                if case .string(let err)? = e["probe_error"] { print("\tprobe failed: \(err)") }
+            }
+        }
+        if json {
+            print(try jsonLine(entries.map { JSONValue.object($0) }))
+        } else if let openCLNote {
+            print("no OpenCL devices: \(openCLNote)")
+        }
+    }
 }

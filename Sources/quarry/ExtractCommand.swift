@@ -1,6 +1,100 @@
+// `quarry extract`: a folder of images (or arrays) in, a feature matrix out. Rows follow the input
+// order (file-name order for a folder); a file that cannot be read is named on stderr and in the
+// manifest and the rest go on; every batch is saved as a chunk, so an interrupted run continues
+// with --resume and no row is repeated or lost; the outputs appear whole or not at all.
+
 import ArgumentParser
+import Dispatch
+import Foundation
+import Quarry
+import QuarryFormats
+import QuarryModels
 
 struct ExtractCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "extract", abstract: "(being built)")
-    func run() throws { throw ValidationError("'quarry extract' is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "extract",
+        abstract: "Extract features of images or arrays with a zoo model or an ONNX file.",
+        discussion: """
+            Inputs are image files (JPEG, PNG), folders of them (sorted by file name), .npy arrays
+            (one item per row) and text files listing paths. Output is .npy (one layer: rows =
+            inputs that could be read) or .safetensors (one tensor per --layer). Beside it,
+            OUTPUT.manifest.json maps each row to its source and names the inputs that failed.
+            Exit status: 0 all inputs extracted; 3 some inputs could not be read (named on stderr
+            and in the manifest, the others were extracted); 1 nothing useful was written (bad
+            arguments, model or output); 130 interrupted (continue with --resume).
+            Example:
+              quarry extract resnet50 --input photos/ --output feats.npy --layer avgpool --batch 16
+            """)
+
+    @Argument(help: "A zoo model name (see `quarry models`) or an .onnx file.")
+    var model: String
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Image files, folders, .npy arrays or text files of paths.")
+    var input: [String]
+
+    @Option(name: .long, help: "Output file: .npy or .safetensors.")
+    var output: String
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Layers (tensor names) to extract; default: the model's feature layer.")
+    var layer: [String] = []
+
+    @Option(name: .long, help: "Items per batch.")
+    var batch: Int = 16
+
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    @Option(name: .long, help: "Weights for a zoo model (.safetensors).")
+    var weights: String?
+
+    @Option(name: .long, help: "Resize the shorter image side to this (0: no resize).")
+    var resize: Int?
+
+    @Option(name: .long, help: "Centre crop: N or HxW (0: no crop).")
+    var crop: String?
+
+    @Option(name: .long, help: "Per-channel mean, comma separated.")
+    var mean: String?
+
+    @Option(name: .long, help: "Per-channel standard deviation, comma separated.")
+    var std: String?
+
+    @Option(name: .long, help: "Pool each feature: none, global_average, cls, mean, last (default: the model's own for its feature layer, else none).")
+    var pool: String?
+
+    @Flag(name: .long, help: "L2-normalise each feature row.")
+    var l2Normalize = false
+
+    @Flag(name: .long, help: "Stop at the first input that cannot be read.")
+    var strict = false
+
+    @Flag(name: .long, help: "Continue an interrupted run of the same command.")
+    var resume = false
+
+    @Flag(name: .long, help: "No progress output.")
+    var quiet = false
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard !input.isEmpty else { throw ValidationError("give at least one --input") }
+        let ext = (output as NSString).pathExtension.lowercased()
+        guard ext == "npy" || ext == "safetensors" else { throw ValidationError("--output must end in .npy or .safetensors") }
+        if let pool, FeaturePooling(rawValue: pool) == nil {
+            throw ValidationError("--pool takes \(FeaturePooling.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        do {
+            let status = try extract()
+            if status != .success { throw ExitCode(status.rawValue) }
+        } catch let e as ToolError {
+            printError(e.message)
+            throw ExitCode(e.status.rawValue)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            printError("\(error)")
+            throw ExitCode(ExitStatus.failure.rawValue)
+        }
+    }
 }

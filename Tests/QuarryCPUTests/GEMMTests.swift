@@ -70,7 +70,7 @@ final class GEMMTests: XCTestCase {
 
     func testTinyAndTileStraddlingShapes() {
         var rng = makeTestRNG()
-        let sizes = [1, 2, 11, 12, 13, 31, 32, 33, 47]
+        let sizes = [1, 2, 4, 8, 11, 12, 13, 16, 31, 32, 33, 40, 47]
         for m in sizes {
             for n in sizes {
                 run(Case(m: m, n: n, k: [1, 3, 17, 64][(m + n) % 4]), &rng)
@@ -81,7 +81,7 @@ final class GEMMTests: XCTestCase {
     func testDeepAndBlockStraddlingShapes() {
         var rng = makeTestRNG()
         // K across the KC block boundary, M across MC, N across NC, with two threads.
-        for (m, n, k) in [(5, 7, 257), (241, 33, 19), (13, 515, 9), (25, 65, 513), (250, 530, 270)] {
+        for (m, n, k) in [(5, 7, 257), (241, 33, 19), (13, 2083, 9), (25, 65, 513), (250, 130, 270), (3, 4100, 2)] {
             run(Case(m: m, n: n, k: k, threads: 2), &rng)
         }
     }

@@ -236,3 +236,17 @@ public enum NumPy {
         try writeAtomically(try ZipArchive.storedArchive(members), to: path)
     }
 }
+
+extension NumPy {
+    /// The file name a tensor is written under: its name with every character outside
+    /// [A-Za-z0-9._-] replaced by '_', then ".npy". Names that would be hidden or special
+    /// ("", ".", "..") are prefixed so that the file stays inside the output folder.
+    public static func fileName(forTensor name: String) -> String {
+        var s = String(name.unicodeScalars.map { c -> Character in
+            let ok = ("A"..."Z").contains(c) || ("a"..."z").contains(c) || ("0"..."9").contains(c) || c == "." || c == "_" || c == "-"
+            return ok ? Character(c) : "_"
+        })
+        if s.isEmpty || s == "." || s == ".." { s = "_" + s }
+        return s + ".npy"
+    }
+}

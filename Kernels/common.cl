@@ -1,0 +1,50 @@
+// Shared by every program (prepended to each kernel file).
+//
+// Buffers are passed as (pointer, offset in floats) pairs because intermediates live at offsets in
+// one arena (the memory plan) and OpenCL 1.2 sub-buffers need origins aligned to the device's
+// base-address alignment, which the plan does not promise.
+//
+// ACT selects the activation an epilogue applies, with ACT_A / ACT_B its parameters:
+//  0 none, 1 relu, 2 clip(A, B), 3 leaky relu(A), 4 sigmoid, 5 hard sigmoid(A, B), 6 tanh,
+//  7 silu, 8 mish, 9 gelu (erf), 10 gelu (tanh), 11 hard swish, 12 sqrt, 13 exp, 14 log, 15 neg,
+//  16 abs, 17 erf, 18 reciprocal.
+
+#ifndef ACT
+#define ACT 0
+#endif
+#ifndef ACT_A
+#define ACT_A 0.0f
+#endif
+#ifndef ACT_B
+#define ACT_B 0.0f
+#endif
+
+// `code` is a build constant in epilogues (activate), so the switch folds away; the standalone
+// unary kernel passes it at run time so that one program serves every activation.
+inline float activate_by(float x, int code, float A, float B) {
+    switch (code) {
+    case 0: return x;
+    case 1: return fmax(x, 0.0f);
+    case 2: return fmin(fmax(x, A), B);
+    case 3: return x >= 0.0f ? x : A * x;
+    case 4: return 1.0f / (1.0f + exp(-x));
+    case 5: return fmin(fmax(A * x + B, 0.0f), 1.0f);
+    case 6: return tanh(x);
+    case 7: return x / (1.0f + exp(-x));
+    case 8: return x * tanh(x > 20.0f ? x : log1p(exp(x)));
+    case 9: return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));
+    case 10: return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case 11: return x * fmin(fmax(x + 3.0f, 0.0f), 6.0f) / 6.0f;
+    case 12: return sqrt(x);
+    case 13: return exp(x);
+    case 14: return log(x);
+    case 15: return -x;
+    case 16: return fabs(x);
+    case 17: return erf(x);
+    default: return 1.0f / x;
+    }
+}
+
+inline float activate(float x) { return activate_by(x, ACT, ACT_A, ACT_B); }
+
+inline float sigmoidf(float x) { return 1.0f / (1.0f + exp(-x)); }

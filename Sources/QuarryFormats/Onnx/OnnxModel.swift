@@ -1,0 +1,267 @@
+// An ONNX model file: the protobuf parsed, initializers read (external data files included), the
+// graph's nodes checked for cycles and dangling names. The Quarry graph is made per set of input
+// shapes (`graph(inputShapes:)`) because PyTorch exports compute reshape targets from the input's
+// shape at run time (Shape → Gather → Unsqueeze → Concat → Reshape): with concrete input shapes
+// those subgraphs fold to constants at import and the runtime stays float32 and shape-static. The
+// graphs are cached per shape, so a batch size or image size seen before costs nothing.
+
+import Foundation
+import Quarry
+import SwiftProtobuf
+
+public final class OnnxModel: @unchecked Sendable {
+    /// The supported range of the default ("ai.onnx") operator set.
+    public static let supportedOpsets = 7...21
+
+    public let path: String
+    public let opset: Int
+    /// Graph inputs that are not initializers; dimensions named in the file are `.symbol`.
+    public let inputs: [GraphInput]
+    /// The graph's declared outputs.
+    public let outputs: [String]
+    /// Every tensor name the graph defines (inputs, initializers, node outputs): the feature taps.
+    public let tensorNames: [String]
+    public let producer: String
+
+    let graphProto: Onnx_GraphProto
+    let nodes: [Onnx_NodeProto]
+    let initializers: [String: HostTensor]
+    let integerInputs: Set<String>
+    private var cache: [String: Graph] = [:]
+    private let lock = NSLock()
+
+    /// Reads and validates `path`. External data files are resolved relative to its folder.
+    public convenience init(path: String) throws {
+        let file = try MappedFile(path: path)
+        let data = try file.data(0..<file.count)
+        try self.init(data: data, path: path)
+    }
+
+    /// Parses model bytes; `path` names the model in errors and anchors external data files.
+    public init(data: Data, path: String) throws {
+        self.path = path
+        func fail(_ m: String) -> QuarryError { .file(path: path, message: m) }
+        let model: Onnx_ModelProto
+        do {
+            var options = BinaryDecodingOptions()
+            options.messageDepthLimit = 64
+            model = try Onnx_ModelProto(serializedBytes: data, options: options)
+        } catch {
+            throw fail("not a valid ONNX model (protobuf decoding failed: \(error))")
+        }
+        guard model.hasGraph else { throw fail("the model has no graph") }
+        var opset: Int? = nil
+        for o in model.opsetImport where o.domain == "" || o.domain == "ai.onnx" { opset = Int(o.version) }
+        guard let opset else { throw fail("the model imports no default (ai.onnx) operator set") }
+        guard OnnxModel.supportedOpsets.contains(opset) else {
+            throw fail("opset \(opset) is not supported (\(OnnxModel.supportedOpsets.lowerBound)…\(OnnxModel.supportedOpsets.upperBound) are)")
+        }
+        self.opset = opset
+        producer = model.producerName
+        let g = model.graph
+        graphProto = g
+        if !g.sparseInitializer.isEmpty { throw fail("sparse initializers are not supported") }
+
+        let baseDir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var inits: [String: HostTensor] = [:]
+        for t in g.initializer {
+            guard !t.name.isEmpty else { throw fail("an initializer has no name") }
+            inits[t.name] = try OnnxModel.hostTensor(t, baseDirectory: baseDir, modelPath: path)
+        }
+        initializers = inits
+
+        var ins: [GraphInput] = []
+        var integers = Set<String>()
+        for vi in g.input where inits[vi.name] == nil {
+            guard vi.type.tensorType.hasShape else {
+                throw fail("graph input '\(vi.name)' declares no shape")
+            }
+            let dims: [Dim] = vi.type.tensorType.shape.dim.enumerated().map { i, d in
+                switch d.value {
+                case .dimValue(let v)?: return .fixed(Int(v))
+                case .dimParam(let p)? where !p.isEmpty: return .symbol(p)
+                default: return .symbol("\(vi.name)_dim\(i)")
+                }
+            }
+            ins.append(GraphInput(name: vi.name, shape: dims))
+            let et = vi.type.tensorType.elemType
+            if et == 6 || et == 7 || et == 9 || et == 2 || et == 3 || et == 5 || et == 4 || et == 12 || et == 13 { integers.insert(vi.name) }
+        }
+        inputs = ins
+        integerInputs = integers
+        outputs = g.output.map(\.name)
+        nodes = try OnnxModel.sorted(g.node, defined: Set(ins.map(\.name)).union(inits.keys), path: path)
+        var names = ins.map(\.name) + inits.keys.sorted()
+        for n in nodes { names += n.output.filter { !$0.isEmpty } }
+        tensorNames = names
+        for o in outputs where !Set(names).contains(o) { throw fail("graph output '\(o)' is produced by no node") }
+    }
+
+    /// Nodes in topological order; throws on a cycle, a name defined twice, or a name nobody defines.
+    static func sorted(_ nodes: [Onnx_NodeProto], defined: Set<String>, path: String) throws -> [Onnx_NodeProto] {
+        var producer: [String: Int] = [:]
+        for (i, n) in nodes.enumerated() {
+            for o in n.output where !o.isEmpty {
+                if producer[o] != nil || defined.contains(o) {
+                    throw QuarryError.file(path: path, message: "tensor '\(o)' is defined more than once (node '\(n.name)')")
+                }
+                producer[o] = i
+            }
+        }
+        var missing: [String] = []
+        for n in nodes {
+            for i in n.input where !i.isEmpty && producer[i] == nil && !defined.contains(i) {
+                missing.append("'\(i)' (used by node '\(n.name)' \(n.opType))")
+            }
+        }
+        if !missing.isEmpty {
+            throw QuarryError.file(path: path, message: "undefined tensors (missing initializers or inputs): " + missing.prefix(20).joined(separator: ", "))
+        }
+        // Kahn's algorithm, keeping file order among ready nodes.
+        var indegree = [Int](repeating: 0, count: nodes.count)
+        var consumers = [[Int]](repeating: [], count: nodes.count)
+        for (i, n) in nodes.enumerated() {
+            for inp in Set(n.input) where !inp.isEmpty {
+                if let p = producer[inp] { indegree[i] += 1; consumers[p].append(i) }
+            }
+        }
+        var ready = (0..<nodes.count).filter { indegree[$0] == 0 }.reversed().map { $0 }
+        var order: [Int] = []
+        while let i = ready.popLast() {
+            order.append(i)
+            for c in consumers[i] {
+                indegree[c] -= 1
+                if indegree[c] == 0 { ready.append(c) }
+            }
+        }
+        if order.count < nodes.count {
+            let stuck = (0..<nodes.count).filter { indegree[$0] > 0 }.prefix(10).map { "'\(nodes[$0].name)' (\(nodes[$0].opType))" }
+            throw QuarryError.file(path: path, message: "the graph has a cycle through nodes " + stuck.joined(separator: ", "))
+        }
+        return order.map { nodes[$0] }
+    }
+
+    /// Reads a TensorProto (inline or external data) into a host tensor, checking every size.
+    static func hostTensor(_ t: Onnx_TensorProto, baseDirectory: String?, modelPath: String) throws -> HostTensor {
+        func fail(_ m: String) -> QuarryError { .file(path: modelPath, message: "tensor '\(t.name)': \(m)") }
+        let shape = t.dims.map { Int($0) }
+        guard let count = checkedCount(shape), count <= Int.max / 16 else { throw fail("invalid dims \(t.dims)") }
+        guard let type = Onnx_TensorProto.DataType(rawValue: Int(t.dataType)) else { throw fail("unknown data type \(t.dataType)") }
+        let size: Int
+        switch type {
+        case .float, .int32, .uint32: size = 4
+        case .float16, .bfloat16, .int16, .uint16: size = 2
+        case .double, .int64, .uint64: size = 8
+        case .int8, .uint8, .bool: size = 1
+        default: throw fail("data type \(type) is not supported")
+        }
+        var raw: Data? = nil
+        if t.dataLocation == .external {
+            var entries: [String: String] = [:]
+            for e in t.externalData { entries[e.key] = e.value }
+            guard let location = entries["location"], !location.isEmpty else { throw fail("external data has no location") }
+            guard let base = baseDirectory else { throw fail("external data needs the model's folder") }
+            let file = try resolveExternal(location, baseDirectory: base, modelPath: modelPath, tensor: t.name)
+            let offset = Int(entries["offset"] ?? "0") ?? -1
+            let mapped = try MappedFile(path: file)
+            let length = entries["length"].map { Int($0) ?? -1 } ?? (mapped.count - max(offset, 0))
+            guard offset >= 0, length >= 0, offset <= mapped.count, length <= mapped.count - offset else {
+                throw fail("external data offset \(offset) length \(length) lies outside \(file) (\(mapped.count) bytes)")
+            }
+            raw = try mapped.data(offset..<(offset + length))
+        } else if t.hasRawData {
+            raw = t.rawData
+        }
+        if let raw {
+            guard raw.count == count * size else {
+                throw fail("holds \(raw.count) bytes, dims \(shape) of \(type) need \(count * size)")
+            }
+            if type == .float {
+                let floats = [Float](unsafeUninitializedCapacity: count) { buf, n in
+                    raw.withUnsafeBytes { p in if count > 0 { memcpy(buf.baseAddress!, p.baseAddress!, count * 4) } }
+                    n = count
+                }
+                return HostTensor(floats: floats, shape: shape)
+            }
+            return raw.withUnsafeBytes { p -> HostTensor in
+                func load<T>(_: T.Type) -> [T] { (0..<count).map { p.loadUnaligned(fromByteOffset: $0 * size, as: T.self) } }
+                switch type {
+                case .float: return HostTensor(floats: load(Float.self), shape: shape)
+                case .float16: return HostTensor(floats: load(UInt16.self).map { Float(Float16(bitPattern: $0)) }, shape: shape)
+                case .bfloat16: return HostTensor(floats: load(UInt16.self).map { Float(bitPattern: UInt32($0) << 16) }, shape: shape)
+                case .double: return HostTensor(floats: load(Double.self).map { Float($0) }, shape: shape)
+                case .int64: return HostTensor(ints: load(Int64.self), shape: shape)
+                case .uint64: return HostTensor(ints: load(UInt64.self).map { Int64(truncatingIfNeeded: $0) }, shape: shape)
+                case .int32: return HostTensor(ints: load(Int32.self).map(Int64.init), shape: shape)
+                case .uint32: return HostTensor(ints: load(UInt32.self).map(Int64.init), shape: shape)
+                case .int16: return HostTensor(ints: load(Int16.self).map(Int64.init), shape: shape)
+                case .uint16: return HostTensor(ints: load(UInt16.self).map(Int64.init), shape: shape)
+                case .int8: return HostTensor(ints: load(Int8.self).map(Int64.init), shape: shape)
+                case .uint8: return HostTensor(ints: load(UInt8.self).map(Int64.init), shape: shape)
+                case .bool: return HostTensor(ints: load(UInt8.self).map { $0 != 0 ? 1 : 0 }, shape: shape, kind: .bool)
+                default: return HostTensor(floats: [], shape: [0])
+                }
+            }
+        }
+        func checkCount(_ n: Int) throws { guard n == count else { throw fail("holds \(n) values, dims \(shape) need \(count)") } }
+        switch type {
+        case .float: try checkCount(t.floatData.count); return HostTensor(floats: t.floatData, shape: shape)
+        case .double: try checkCount(t.doubleData.count); return HostTensor(floats: t.doubleData.map { Float($0) }, shape: shape)
+        case .int64: try checkCount(t.int64Data.count); return HostTensor(ints: t.int64Data, shape: shape)
+        case .uint64, .uint32: try checkCount(t.uint64Data.count); return HostTensor(ints: t.uint64Data.map { Int64(truncatingIfNeeded: $0) }, shape: shape)
+        case .float16:
+            try checkCount(t.int32Data.count)
+            return HostTensor(floats: t.int32Data.map { Float(Float16(bitPattern: UInt16(truncatingIfNeeded: $0))) }, shape: shape)
+        case .bfloat16:
+            try checkCount(t.int32Data.count)
+            return HostTensor(floats: t.int32Data.map { Float(bitPattern: UInt32(UInt16(truncatingIfNeeded: $0)) << 16) }, shape: shape)
+        case .bool:
+            try checkCount(t.int32Data.count); return HostTensor(ints: t.int32Data.map { $0 != 0 ? 1 : 0 }, shape: shape, kind: .bool)
+        default:
+            try checkCount(t.int32Data.count); return HostTensor(ints: t.int32Data.map(Int64.init), shape: shape)
+        }
+    }
+
+    /// The external data file for `location`, refused when it leaves the model's folder.
+    static func resolveExternal(_ location: String, baseDirectory: String, modelPath: String, tensor: String) throws -> String {
+        func fail(_ m: String) -> QuarryError { .file(path: modelPath, message: "tensor '\(tensor)': external data '\(location)' \(m)") }
+        guard !location.hasPrefix("/"), !location.contains("\0") else { throw fail("must be a path relative to the model's folder") }
+        let parts = location.split(separator: "/", omittingEmptySubsequences: true)
+        guard !parts.contains("..") else { throw fail("escapes the model's folder") }
+        let candidate = (baseDirectory.isEmpty ? "." : baseDirectory) + "/" + location
+        // Symbolic links are resolved before the containment check.
+        let real = URL(fileURLWithPath: candidate).resolvingSymlinksInPath().path
+        let root = URL(fileURLWithPath: baseDirectory.isEmpty ? "." : baseDirectory).resolvingSymlinksInPath().path
+        guard real == root || real.hasPrefix(root.hasSuffix("/") ? root : root + "/") else { throw fail("escapes the model's folder") }
+        guard FileManager.default.fileExists(atPath: real) else { throw fail("does not exist") }
+        return real
+    }
+
+    /// The Quarry graph for these concrete input shapes (made once per distinct shapes, then cached).
+    public func graph(inputShapes: [String: [Int]]) throws -> Graph {
+        let key = inputs.map { "\($0.name):\(inputShapes[$0.name] ?? [])" }.joined(separator: ";")
+        lock.lock()
+        if let g = cache[key] { lock.unlock(); return g }
+        lock.unlock()
+        let importer = OnnxImporter(model: self)
+        let g = try importer.importGraph(inputShapes: inputShapes)
+        lock.lock(); cache[key] = g; lock.unlock()
+        return g
+    }
+
+    /// The graph when every input dimension is fixed in the file.
+    public func graph() throws -> Graph {
+        var shapes: [String: [Int]] = [:]
+        for i in inputs {
+            var s: [Int] = []
+            for d in i.shape {
+                guard case .fixed(let n) = d else {
+                    throw QuarryError.invalidArgument("input '\(i.name)' has symbolic dimensions \(i.shape); use graph(inputShapes:)")
+                }
+                s.append(n)
+            }
+            shapes[i.name] = s
+        }
+        return try graph(inputShapes: shapes)
+    }
+}

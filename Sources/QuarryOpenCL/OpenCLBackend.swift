@@ -1,2 +1,0 @@
-// The OpenCL backend (see issue: OpenCL backend).
-import COpenCL

@@ -1,0 +1,167 @@
+// One OpenCL device as a Quarry Device: its own context and one in-order queue. Every compiled
+// graph of the device enqueues on that queue (OpenCL queues are thread-safe for enqueueing; each
+// compiled graph owns its kernel objects, whose arguments are not).
+
+import COpenCL
+import Foundation
+import Quarry
+
+public final class OpenCLDevice: Device, @unchecked Sendable {
+    public let info: DeviceInfo
+    public let platform: OpenCLPlatformInfo
+    /// "GPU", "CPU", "ACCELERATOR".
+    public let typeName: String
+    /// OpenCL C version the device compiles ("OpenCL C 1.2 pocl").
+    public let openCLCVersion: String
+    /// Whether the device has dedicated local memory (GPUs); on CPU devices local memory is plain
+    /// memory and tiling through it only adds copies and barriers, so kernels take other paths.
+    public let hasDedicatedLocalMemory: Bool
+    public let maxWorkGroupSize: Int
+
+    let platformID: cl_platform_id?
+    let deviceID: cl_device_id?
+    let context: cl_context
+    let queue: cl_command_queue
+    /// Built programs of this device (memory and disk cache).
+    public private(set) var programs: ProgramCache!
+    let gemmSchedule: GEMMSchedule
+
+    init(platform p: cl_platform_id?, device d: cl_device_id?, platformInfo: OpenCLPlatformInfo, spec: String) throws {
+        platformID = p; deviceID = d; platform = platformInfo
+        let exts = deviceString(d, CL_DEVICE_EXTENSIONS)
+        let type = deviceValue(d, CL_DEVICE_TYPE, as: cl_device_type.self)
+        typeName = type & cl_device_type(CL_DEVICE_TYPE_GPU) != 0 ? "GPU"
+            : type & cl_device_type(CL_DEVICE_TYPE_CPU) != 0 ? "CPU" : "ACCELERATOR"
+        openCLCVersion = deviceString(d, CL_DEVICE_OPENCL_C_VERSION)
+        hasDedicatedLocalMemory = deviceValue(d, CL_DEVICE_LOCAL_MEM_TYPE, as: cl_uint.self) == cl_uint(CL_LOCAL)
+        maxWorkGroupSize = Int(deviceValue(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self))
+        gemmSchedule = GEMMSchedule.forDevice(dedicatedLocalMemory: hasDedicatedLocalMemory, maxWorkGroupSize: maxWorkGroupSize)
+        info = DeviceInfo(
+            spec: spec, kind: .opencl, name: deviceString(d, CL_DEVICE_NAME),
+            vendor: deviceString(d, CL_DEVICE_VENDOR), driverVersion: deviceString(d, CL_DRIVER_VERSION),
+            computeUnits: Int(deviceValue(d, CL_DEVICE_MAX_COMPUTE_UNITS, as: cl_uint.self)),
+            globalMemoryBytes: Int(deviceValue(d, CL_DEVICE_GLOBAL_MEM_SIZE, as: cl_ulong.self)),
+            localMemoryBytes: Int(deviceValue(d, CL_DEVICE_LOCAL_MEM_SIZE, as: cl_ulong.self)),
+            maxAllocationBytes: Int(deviceValue(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, as: cl_ulong.self)),
+            supportsFP16: exts.contains("cl_khr_fp16"),
+            supportsFP64: exts.contains("cl_khr_fp64") || deviceValue(d, CL_DEVICE_DOUBLE_FP_CONFIG, as: cl_ulong.self) != 0)
+
+        var status: cl_int = 0
+        var dev = d
+        var props: [cl_context_properties] = [cl_context_properties(CL_CONTEXT_PLATFORM), cl_context_properties(Int(bitPattern: p)), 0]
+        guard let ctx = clCreateContext(&props, 1, &dev, nil, nil, &status), status == CL_SUCCESS else {
+            throw QuarryError.device("clCreateContext for '\(info.name)' failed: \(clStatusName(status))")
+        }
+        context = ctx
+        guard let q = clCreateCommandQueue(ctx, d, 0, &status), status == CL_SUCCESS else {
+            clReleaseContext(ctx)
+            throw QuarryError.device("clCreateCommandQueue for '\(info.name)' failed: \(clStatusName(status))")
+        }
+        queue = q
+        programs = ProgramCache(device: self)
+    }
+
+    deinit {
+        clReleaseCommandQueue(queue)
+        clReleaseContext(context)
+    }
+
+    /// Ops this backend runs as kernels. The others compile too: their nodes run on the CPU
+    /// backend, and `unsupportedReason` says why.
+    public func supports(_ op: Op) -> Bool { OpenCLDevice.unsupportedReason(op) == nil }
+
+    /// Why `op` does not run on OpenCL, or nil when it does.
+    public static func unsupportedReason(_ op: Op) -> String? {
+        switch op {
+        case .input, .constant:
+            return "\(op.name) is not a computing node"
+        case .gru(let a) where !a.linearBeforeReset:
+            return "GRU with the reset gate applied before the recurrent matmul (ONNX linear_before_reset = 0) needs a second launch per step; only PyTorch's form is a kernel"
+        default:
+            return nil
+        }
+    }
+
+    public func allocate(byteCount: Int) throws -> DeviceBuffer {
+        try OpenCLBuffer(device: self, byteCount: byteCount)
+    }
+
+    public func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent {
+        guard let b = buffer as? OpenCLBuffer, b.byteCount >= tensor.count * 4 else {
+            throw QuarryError.device("\(info.spec): upload of \(tensor.count) floats into a buffer of \(buffer.byteCount) bytes")
+        }
+        var event: cl_event?
+        try clCheck(
+            clEnqueueWriteBuffer(queue, b.mem, cl_bool(CL_FALSE), 0, tensor.count * 4, tensor.pointer, 0, nil, &event),
+            "clEnqueueWriteBuffer of \(tensor.count * 4) bytes")
+        // The host memory must outlive the copy: the event keeps the tensor's storage.
+        return OpenCLEvent(event, keeping: tensor.storage)
+    }
+
+    public func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent {
+        guard let b = buffer as? OpenCLBuffer, b.byteCount >= tensor.count * 4 else {
+            throw QuarryError.device("\(info.spec): download of \(tensor.count) floats from a buffer of \(buffer.byteCount) bytes")
+        }
+        var event: cl_event?
+        try clCheck(
+            clEnqueueReadBuffer(queue, b.mem, cl_bool(CL_FALSE), 0, tensor.count * 4, tensor.pointer, 0, nil, &event),
+            "clEnqueueReadBuffer of \(tensor.count * 4) bytes")
+        return OpenCLEvent(event, keeping: tensor.storage)
+    }
+
+    public func compile(_ graph: Graph, outputs: [String]) throws -> CompiledGraph {
+        try OpenCLCompiledGraph(device: self, graph: graph, outputs: outputs.isEmpty ? graph.outputs : outputs)
+    }
+
+    /// Waits for everything enqueued on the device's queue.
+    public func finish() throws {
+        try clCheck(clFinish(queue), "clFinish on \(info.spec)")
+    }
+
+    /// A raw buffer for kernels (no Tensor attached).
+    func makeBuffer(floats: Int) throws -> cl_mem {
+        var status: cl_int = 0
+        let bytes = max(floats, 1) * 4
+        guard let m = clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &status), status == CL_SUCCESS else {
+            throw QuarryError.device("\(info.spec): clCreateBuffer of \(bytes) bytes failed: \(clStatusName(status))")
+        }
+        return m
+    }
+}
+
+/// Device memory. Released when the last reference goes.
+public final class OpenCLBuffer: DeviceBuffer, @unchecked Sendable {
+    public let byteCount: Int
+    let mem: cl_mem
+    init(device: OpenCLDevice, byteCount: Int) throws {
+        self.byteCount = byteCount
+        mem = try device.makeBuffer(floats: (byteCount + 3) / 4)
+    }
+    deinit { clReleaseMemObject(mem) }
+}
+
+/// An enqueued copy or launch; holds host memory the copy reads or writes until it completes.
+public final class OpenCLEvent: DeviceEvent, @unchecked Sendable {
+    private var event: cl_event?
+    private var kept: AnyObject?
+    private let lock = NSLock()
+    init(_ event: cl_event?, keeping: AnyObject?) { self.event = event; kept = keeping }
+
+    public func wait() throws {
+        lock.lock(); defer { lock.unlock() }
+        guard let e = event else { return }
+        var list: [cl_event?] = [e]
+        let status = clWaitForEvents(1, &list)
+        clReleaseEvent(e)
+        event = nil; kept = nil
+        try clCheck(status, "waiting for an OpenCL copy")
+    }
+
+    deinit {
+        if let e = event {
+            var list: [cl_event?] = [e]
+            clWaitForEvents(1, &list)
+            clReleaseEvent(e)
+        }
+    }
+}

@@ -1,0 +1,207 @@
+// The work of `quarry extract`: list inputs, decode and preprocess them in parallel, run batches
+// through the scheduler, pool features, and keep every batch as a chunk file until the end.
+
+import Dispatch
+import Foundation
+import Quarry
+import QuarryFormats
+import QuarryModels
+
+/// One input to extract: where it came from and how to load it as a model input row.
+struct ExtractItem {
+    var source: String
+    var load: () throws -> Tensor
+}
+
+extension ExtractCommand {
+    func extract() throws -> ExitStatus {
+        let loaded = try loadModel(model, weights: weights)
+        var graph = loaded.graph
+        if graph.parameters.values.contains(where: { $0.value == nil }) {
+            graph.materializeParameters(seed: 0)
+            if !quiet { printError("note: \(loaded.name) has no weights given: features come from untrained, seeded random weights") }
+        }
+        let layers = layer.isEmpty ? loaded.featureLayers : layer
+        _ = try graph.pruned(to: layers)  // names every unknown layer before any work
+        if (output as NSString).pathExtension.lowercased() == "npy" && layers.count != 1 {
+            throw ToolError(message: "a .npy output holds one layer; use a .safetensors output for \(layers.count) layers")
+        }
+        guard graph.inputs.count == 1, let inputName = graph.inputs.first?.name else {
+            throw ToolError(message: "extract feeds models with one input; \(loaded.name) takes \(graph.inputs.map(\.name)) (use `quarry run`)")
+        }
+        let pooling = pool.map { FeaturePooling(rawValue: $0)! } ?? (layer.isEmpty ? loaded.defaultPooling : .none)
+        let preprocessing = try makePreprocessing(defaults: loaded.preprocessing)
+        let items = try listExtractItems(input, preprocessing: preprocessing)
+        guard !items.isEmpty else { throw ToolError(message: "no inputs found in \(input.joined(separator: ", "))") }
+
+        let signature = RunSignature(model: model, weights: weights, layers: layers, pool: pooling.rawValue, l2: l2Normalize,
+                                     preprocessing: "\(preprocessing)", sources: items.map(\.source))
+        let partial = PartialRun(output: output)
+        var progressState = try resume ? partial.resume(signature) : partial.start(signature)
+
+        let devices = try deviceOptions.devices()
+        let scheduler = try Scheduler(graph: graph, outputs: layers, devices: devices)
+        let interrupt = InterruptWatch(scheduler: scheduler)
+        let progress = Progress(total: items.count, label: "extract \(loaded.name)", quiet: quiet)
+        progress.advance(by: progressState.processed, failed: progressState.failed.count)
+
+        var start = progressState.processed
+        var lookahead: DispatchWorkItem? = nil
+        var nextLoaded: [Result<Tensor, Error>] = []
+        func load(_ range: Range<Int>) -> [Result<Tensor, Error>] {
+            var results = [Result<Tensor, Error>](repeating: .failure(ToolError(message: "not loaded")), count: range.count)
+            results.withUnsafeMutableBufferPointer { out in
+                let out = out
+                DispatchQueue.concurrentPerform(iterations: range.count) { i in
+                    out[i] = Result { try items[range.lowerBound + i].load() }
+                }
+            }
+            return results
+        }
+        while start < items.count {
+            if interrupt.fired { break }
+            let range = start..<min(items.count, start + batch)
+            let loadedItems: [Result<Tensor, Error>]
+            if let work = lookahead { work.wait(); loadedItems = nextLoaded } else { loadedItems = load(range) }
+            // Decode the next batch while this one computes.
+            let nextRange = range.upperBound..<min(items.count, range.upperBound + batch)
+            lookahead = nil
+            if !nextRange.isEmpty {
+                let work = DispatchWorkItem { nextLoaded = load(nextRange) }
+                DispatchQueue.global().async(execute: work)
+                lookahead = work
+            }
+
+            var good: [(index: Int, tensor: Tensor)] = []
+            var failed: [FailedInput] = []
+            for (offset, result) in loadedItems.enumerated() {
+                let index = range.lowerBound + offset
+                switch result {
+                case .success(let t):
+                    if let first = good.first, first.tensor.shape != t.shape {
+                        failed.append(FailedInput(source: items[index].source, error: "shape \(t.shape) differs from the batch's \(first.tensor.shape)"))
+                    } else {
+                        good.append((index, t))
+                    }
+                case .failure(let error):
+                    failed.append(FailedInput(source: items[index].source, error: "\(error)"))
+                }
+            }
+            for f in failed {
+                printError("cannot read \(f.source): \(f.error)")
+                if strict {
+                    lookahead?.wait()
+                    throw ToolError(message: "stopped at the first unreadable input (--strict): \(f.source)")
+                }
+            }
+            var features: [String: Tensor] = [:]
+            if !good.isEmpty {
+                let stacked = try Tensor.stacking(rowsOf: good.map { try $0.tensor.reshaped([1] + $0.tensor.shape) })
+                let out: [String: Tensor]
+                do {
+                    out = try scheduler.runBatch([inputName: stacked])
+                } catch SchedulerError.cancelled {
+                    break
+                }
+                for name in layers { features[name] = try poolFeatures(out[name]!, pool: pooling, l2: l2Normalize, layer: name) }
+            }
+            try partial.append(chunk: progressState.chunks, features: features, layers: layers,
+                               sources: good.map { items[$0.index].source }, failed: failed, items: range.count)
+            progressState.record(items: range.count, failed: failed)
+            progress.advance(by: range.count, failed: failed.count)
+            start = range.upperBound
+        }
+        lookahead?.wait()
+        if interrupt.fired || start < items.count {
+            progress.finish()
+            throw ToolError(message: "interrupted after \(start) of \(items.count) inputs; run the same command with --resume to continue", status: .interrupted)
+        }
+        progress.finish()
+        try partial.finish(layers: layers, modelName: loaded.name, untrained: graph.untrained, state: progressState)
+        if !progressState.failed.isEmpty {
+            printError("\(progressState.failed.count) of \(items.count) inputs could not be read (listed in \(PartialRun.manifestPath(output)))")
+            return .partial
+        }
+        return .success
+    }
+
+    /// ImageNet-style preprocessing from the model's defaults and the command's overrides.
+    func makePreprocessing(defaults: ImagePreprocessing) throws -> ImagePreprocessing {
+        var p = defaults
+        if let resize { p.resize = resize > 0 ? resize : nil }
+        if let crop {
+            let parts = crop.lowercased().split(separator: "x").compactMap { Int($0) }
+            switch parts.count {
+            case 1: p.crop = parts[0] > 0 ? (height: parts[0], width: parts[0]) : nil
+            case 2: p.crop = (height: parts[0], width: parts[1])
+            default: throw ToolError(message: "--crop takes N or HxW, got '\(crop)'")
+            }
+        }
+        func floats(_ s: String, _ flag: String) throws -> [Float] {
+            let v = s.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard v.count == 3 || v.count == 1 else { throw ToolError(message: "\(flag) takes 1 or 3 comma-separated numbers, got '\(s)'") }
+            return v.count == 1 ? [v[0], v[0], v[0]] : v
+        }
+        if let mean { p.mean = try floats(mean, "--mean") }
+        if let std {
+            p.std = try floats(std, "--std")
+            guard p.std.allSatisfy({ $0 != 0 }) else { throw ToolError(message: "--std must not contain 0") }
+        }
+        return p
+    }
+}
+
+/// One feature row per input from a layer's output `t` ([N, ...]).
+func poolFeatures(_ t: Tensor, pool: FeaturePooling, l2: Bool, layer: String) throws -> Tensor {
+    do {
+        let pooled = try pool.apply(to: t)
+        return l2 ? l2Normalized(pooled) : pooled
+    } catch {
+        throw ToolError(message: "layer '\(layer)' of shape \(t.shape): \(error)")
+    }
+}
+
+/// Sets a flag on SIGINT / SIGTERM and asks the scheduler to stop after what is in flight.
+final class InterruptWatch {
+    private var sources: [DispatchSourceSignal] = []
+    private let flag = NSLock()
+    private var value = false
+    var fired: Bool { flag.lock(); defer { flag.unlock() }; return value }
+
+    init(scheduler: Scheduler) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [weak self] in
+                self?.flag.lock(); self?.value = true; self?.flag.unlock()
+                scheduler.cancel()
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
+}
+
+/// The items `paths` stand for, each with a loader that gives one model input row.
+func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessing) throws -> [ExtractItem] {
+    var items: [ExtractItem] = []
+    for item in try listInputs(paths) {
+        switch item {
+        case .image(let path):
+            items.append(ExtractItem(source: path) { try preprocessing.apply(to: try decodeImage(at: path)) })
+        case .array(let path):
+            // One item per row of the array's first axis; the array is read once, when listed.
+            let array = try NumPy.readTensor(path: path)
+            guard array.rank >= 1, array.shape[0] > 0 else {
+                throw ToolError(message: "\(path): an input array needs at least one row, got shape \(array.shape)")
+            }
+            for r in 0..<array.shape[0] {
+                items.append(ExtractItem(source: "\(path)[\(r)]") {
+                    let row = array.rows(r..<(r + 1))
+                    return try row.reshaped(Array(row.shape.dropFirst()))
+                })
+            }
+        }
+    }
+    return items
+}

@@ -1,0 +1,145 @@
+// The model half of `quarry bench`: timed batches through the scheduler on every chosen device,
+// latency percentiles, throughput, GFLOP/s against the measured peak, and a per-layer roofline.
+
+import Foundation
+import Quarry
+import QuarryCPU
+
+/// Measured limits of a device: fp32 peak and memory bandwidth.
+struct DeviceLimits {
+    var peakGFLOPS: Double
+    var bandwidthGBps: Double
+}
+
+func measureLimits(_ device: Device) throws -> DeviceLimits {
+    if let cpu = device as? CPUDevice {
+        return DeviceLimits(peakGFLOPS: measureFP32PeakGFLOPS(threads: cpu.threads),
+                            bandwidthGBps: measureMemoryBandwidthGBps(threads: cpu.threads))
+    }
+    return try measureOpenCLLimits(device)
+}
+
+extension BenchCommand {
+    func benchModel() throws -> [String: JSONValue] {
+        let model = try loadModel(target, weights: weights)
+        var graph = model.graph
+        if graph.parameters.values.contains(where: { $0.value == nil }) { graph.materializeParameters(seed: 0) }
+        let dims = try parseDims(dim)
+        return try benchGraph(graph, label: model.name, batches: batch, fixedBatch: false) { b in
+            try syntheticInputs(for: model, batch: b, dims: dims)
+        }
+    }
+
+    /// Times `graph` at each batch size. `fixedBatch` graphs take their inputs' declared shapes.
+    func benchGraph(
+        _ graph: Graph, label: String, batches: [Int], fixedBatch: Bool,
+        makeInputs: ((Int) throws -> [String: Tensor])? = nil
+    ) throws -> [String: JSONValue] {
+        let devices = try deviceOptions.devices()
+        let outputs = outputs.map { $0.split(separator: ",").map(String.init) } ?? graph.outputs
+        let scheduler = try Scheduler(graph: graph, outputs: outputs, devices: devices)
+        let limits = try devices.map(measureLimits)
+        let peak = limits.reduce(0) { $0 + $1.peakGFLOPS }
+        let compiled = scheduler.workers[0]
+        var runs: [JSONValue] = []
+        var last: [String: JSONValue] = [:]
+
+        for b in batches {
+            let inputs: [String: Tensor]
+            if let makeInputs { inputs = try makeInputs(b) } else {
+                var rng = SeededGenerator(seed: 1)
+                inputs = Dictionary(uniqueKeysWithValues: graph.inputs.map { input in
+                    (input.name, Tensor.random(shape: input.shape.map { if case .fixed(let n) = $0 { return n } else { return b } }, using: &rng))
+                })
+            }
+            let inputShapes = inputs.mapValues(\.shape)
+            let rows = fixedBatch ? (inputs.values.first?.shape.first ?? 1) : b
+            let shapes = try compiled.graph.inferShapes(inputShapes: inputShapes)
+            let flopsPerBatch = 2 * Double(compiled.graph.nodes.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
+
+            for _ in 0..<warmup { _ = try scheduler.runBatch(inputs) }
+            var latencies: [Double] = []
+            var shares: [String: (items: Int, busy: Double)] = [:]
+            let start = now()
+            while latencies.count < minIterations || now() - start < seconds {
+                let t0 = now()
+                let s = try scheduler.run(batches: AnyIterator([inputs].makeIterator())) { _, _ in }
+                latencies.append(now() - t0)
+                for d in s { shares[d.device, default: (0, 0)].items += d.items; shares[d.device, default: (0, 0)].busy += d.busySeconds }
+                if latencies.count >= 10_000 { break }
+            }
+            let total = now() - start
+            latencies.sort()
+            func pct(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count - 1) * p + 0.5))] }
+            let median = pct(0.5)
+            let itemsPerSecond = Double(rows * latencies.count) / total
+            let gflops = flopsPerBatch / median / 1e9
+            print(String(format: "%@ batch %d on %@: median %.2f ms (p90 %.2f, p99 %.2f), %.1f items/s, %.1f GFLOP/s = %.0f%% of the measured %.0f GFLOP/s peak",
+                         label, rows, devices.map(\.info.spec).joined(separator: ","), median * 1e3, pct(0.9) * 1e3, pct(0.99) * 1e3,
+                         itemsPerSecond, gflops, 100 * gflops / peak, peak))
+            var shareJSON: [JSONValue] = []
+            let totalItems = max(1, shares.values.reduce(0) { $0 + $1.items })
+            for d in devices {
+                let s = shares[d.info.spec] ?? (0, 0)
+                if devices.count > 1 {
+                    print(String(format: "  %@: %.1f%% of the items, busy %.2f s", d.info.spec, 100 * Double(s.items) / Double(totalItems), s.busy))
+                }
+                shareJSON.append(.object(["device": .string(d.info.spec), "items": .number(Double(s.items)),
+                                          "share": .number(Double(s.items) / Double(totalItems)), "busy_seconds": .number(s.busy)]))
+            }
+            last = [
+                "target": .string(label), "device": .string(devices.map(\.info.spec).joined(separator: ",")),
+                "batch": .number(Double(rows)), "iterations": .number(Double(latencies.count)),
+                "median_ms": .number(median * 1e3), "p50_ms": .number(median * 1e3), "p90_ms": .number(pct(0.9) * 1e3),
+                "p99_ms": .number(pct(0.99) * 1e3), "items_per_second": .number(itemsPerSecond),
+                "gflops": .number(gflops), "peak_gflops": .number(peak), "fraction_of_peak": .number(gflops / peak),
+                "flops_per_item": .number(flopsPerBatch / Double(rows)), "device_shares": .array(shareJSON),
+            ]
+            if !noProfile {
+                last["layers"] = .array(try profileLayers(compiled, inputs: inputs, shapes: shapes, limits: limits[0]))
+            }
+            runs.append(.object(last))
+        }
+        if batches.count > 1 { last["runs"] = .array(runs) }
+        return last
+    }
+
+    /// Runs once with a profiler on the first device and prints each layer's share of the time,
+    /// GFLOP/s and fraction of the roofline at its arithmetic intensity.
+    func profileLayers(_ compiled: CompiledGraph, inputs: [String: Tensor], shapes: [String: [Int]], limits: DeviceLimits) throws -> [JSONValue] {
+        let profiler = Profiler()
+        _ = try compiled.run(inputs, profiler: profiler)
+        let nodes = Dictionary(compiled.graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let total = profiler.records.reduce(0) { $0 + $1.seconds }
+        var rows: [(String, String, Double, Double, Double, Double)] = []
+        var result: [JSONValue] = []
+        for r in profiler.records {
+            guard let node = nodes[r.node] else { continue }
+            let flops = 2 * Double(macs(of: node, shapes: shapes))
+            let bytes = Double(bytesMoved(of: node, shapes: shapes))
+            let gflops = flops / max(r.seconds, 1e-9) / 1e9
+            let intensity = bytes > 0 ? flops / bytes : 0
+            let attainable = min(limits.peakGFLOPS, intensity * limits.bandwidthGBps)
+            let achievedBandwidth = bytes / max(r.seconds, 1e-9) / 1e9
+            // Layers with no arithmetic are bound by memory: their roofline is the bandwidth.
+            let fraction = flops > 0 ? gflops / max(attainable, 1e-9) : achievedBandwidth / limits.bandwidthGBps
+            rows.append((r.node, r.op, r.seconds, gflops, intensity, fraction))
+            result.append(.object([
+                "node": .string(r.node), "op": .string(r.op), "ms": .number(r.seconds * 1e3),
+                "gflops": .number(gflops), "intensity": .number(intensity), "fraction_of_roofline": .number(fraction),
+            ]))
+        }
+        print(String(format: "per-layer profile on %@ (peak %.0f GFLOP/s, bandwidth %.1f GB/s, %d layers, %.2f ms), slowest first:",
+                     compiled.device.info.spec, limits.peakGFLOPS, limits.bandwidthGBps, rows.count, total * 1e3))
+        print("  " + "layer".padding(toLength: 36, withPad: " ", startingAt: 0) + "op".padding(toLength: 18, withPad: " ", startingAt: 0)
+              + "    ms   share  GFLOP/s  flop/B  roofline")
+        for r in rows.sorted(by: { $0.2 > $1.2 }).prefix(20) {
+            print("  " + String(r.0.prefix(35)).padding(toLength: 36, withPad: " ", startingAt: 0)
+                  + String(r.1.prefix(17)).padding(toLength: 18, withPad: " ", startingAt: 0)
+                  + String(format: "%6.2f  %5.1f%%  %7.1f  %6.1f  %7.0f%%", r.2 * 1e3, 100 * r.2 / max(total, 1e-12), r.3, r.4, 100 * r.5))
+        }
+        return result
+    }
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

@@ -1,0 +1,155 @@
+import Foundation
+import Quarry
+import QuarryCPU
+import QuarryFormats
+import QuarryModels
+import XCTest
+
+/// Runs the `quarry` binary built beside this test bundle.
+struct Tool {
+    static var path: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("quarry").path
+    }
+    static var samples: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../samples/images").standardized.path
+    }
+
+    struct Result { var status: Int32; var stdout: String; var stderr: String }
+
+    @discardableResult
+    static func run(_ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+}
+
+final class ExtractTests: XCTestCase {
+    var dir: String!
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "quarry-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// The sample images plus broken files: a truncated JPEG, random bytes named .png, an empty .jpg.
+    func makeMixedFolder() throws -> (folder: String, good: [String], bad: [String]) {
+        let folder = dir + "/images"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var good: [String] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: Tool.samples).sorted() {
+            try FileManager.default.copyItem(atPath: Tool.samples + "/" + name, toPath: folder + "/" + name)
+            good.append(folder + "/" + name)
+        }
+        let jpeg = try Data(contentsOf: URL(fileURLWithPath: Tool.samples + "/beach.jpg"))
+        try jpeg.prefix(jpeg.count / 2).write(to: URL(fileURLWithPath: folder + "/broken_truncated.jpg"))
+        var rng = SeededGenerator(seed: 5)
+        try Data((0..<500).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: URL(fileURLWithPath: folder + "/noise.png"))
+        try Data().write(to: URL(fileURLWithPath: folder + "/empty.jpg"))
+        let bad = [folder + "/broken_truncated.jpg", folder + "/empty.jpg", folder + "/noise.png"]
+        return (folder, good.sorted(), bad)
+    }
+
+    func testExtractWritesGoodRowsInOrderAndNamesBadFiles() throws {
+        let (folder, good, bad) = try makeMixedFolder()
+        let output = dir + "/features.npy"
+        let r = try Tool.run(["extract", "plain_cnn", "--input", folder, "--output", output, "--batch", "3", "--quiet"])
+        XCTAssertEqual(r.status, 3, "some inputs failed, so the status is 3: \(r.stderr)")
+        for b in bad { XCTAssertTrue(r.stderr.contains((b as NSString).lastPathComponent), "stderr should name \(b): \(r.stderr)") }
+
+        let features = try NumPy.readTensor(path: output)
+        XCTAssertEqual(features.shape[0], good.count)
+        let manifestData = try Data(contentsOf: URL(fileURLWithPath: dir + "/features.manifest.json"))
+        let manifest = try JSONSerialization.jsonObject(with: manifestData) as! [String: Any]
+        XCTAssertEqual(manifest["rows"] as? [String], good)
+        let failed = (manifest["failed"] as! [[String: String]]).map { $0["source"]! }.sorted()
+        XCTAssertEqual(failed, bad)
+        XCTAssertEqual(manifest["untrained"] as? Bool, true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: output + ".partial"))
+
+        // Each row equals the model run directly on that image, preprocessed as the zoo says.
+        let entry = try ModelZoo.entry(named: "plain_cnn")
+        var graph = try entry.build()
+        graph.materializeParameters(seed: 0)
+        let compiled = try CPUDevice().compile(graph, outputs: [entry.defaultTap])
+        let p = entry.preprocessing!
+        let prep = ImagePreprocessing(resize: p.resize, crop: (p.crop, p.crop), mean: p.mean, std: p.std)
+        let width = features.count / features.shape[0]
+        for (row, path) in good.enumerated() {
+            let x = try prep.apply(to: try decodeImage(at: path))
+            let y = try compiled.run(["input": try x.reshaped([1] + x.shape)])[entry.defaultTap]!
+            let expected = try entry.defaultPooling.apply(to: y)
+            XCTAssertEqual(expected.count, width)
+            for j in 0..<width {
+                XCTAssertEqual(features[flat: row * width + j], expected[flat: j], accuracy: 1e-4 * max(1, abs(expected[flat: j])),
+                               "row \(row) (\(path)) element \(j)")
+            }
+        }
+    }
+
+    func testStrictStopsAtTheFirstBadFile() throws {
+        let (folder, _, _) = try makeMixedFolder()
+        let r = try Tool.run(["extract", "plain_cnn", "--input", folder, "--output", dir + "/f.npy", "--strict", "--quiet"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("--strict"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/f.npy"))
+    }
+
+    func testKilledRunResumesWithoutRepeatingOrLosingRows() throws {
+        // 40 items from an array, 2 a batch: enough chunks that a kill lands mid-run.
+        var rng = SeededGenerator(seed: 9)
+        let items = Tensor.random(shape: [40, 3, 32, 32], using: &rng)
+        let arrayPath = dir + "/items.npy"
+        try NumPy.write(items, to: arrayPath)
+        let full = dir + "/full.npy", resumed = dir + "/resumed.npy"
+        let args = ["extract", "plain_cnn", "--input", arrayPath, "--batch", "2", "--quiet", "--cpu-threads", "1"]
+        XCTAssertEqual(try Tool.run(args + ["--output", full]).status, 0)
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Tool.path)
+        p.arguments = args + ["--output", resumed]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let chunk = resumed + ".partial/chunk-000003.safetensors"
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: chunk) && p.isRunning && Date() < deadline { usleep(2000) }
+        XCTAssertTrue(p.isRunning, "the run ended before it could be killed; make it longer")
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: resumed), "a killed run must leave no output file")
+
+        let again = try Tool.run(args + ["--output", resumed])
+        XCTAssertEqual(again.status, 1, "a second run without --resume refuses to clobber the partial state")
+        XCTAssertTrue(again.stderr.contains("--resume"), again.stderr)
+        XCTAssertEqual(try Tool.run(args + ["--output", resumed, "--resume"]).status, 0)
+        let a = try NumPy.readTensor(path: full), b = try NumPy.readTensor(path: resumed)
+        XCTAssertEqual(a.shape, [40, b.shape[1]])
+        XCTAssertEqual(a.scalars, b.scalars, "resumed output must equal an uninterrupted run")
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/resumed.manifest.json"))) as! [String: Any]
+        XCTAssertEqual((manifest["rows"] as! [String]).count, 40)
+    }
+
+    func testBadArgumentsExitWithStatusOneAndAMessage() throws {
+        let r1 = try Tool.run(["extract", "no_such_model", "--input", Tool.samples, "--output", dir + "/x.npy"])
+        XCTAssertEqual(r1.status, 1)
+        XCTAssertTrue(r1.stderr.contains("no_such_model"), r1.stderr)
+        let r2 = try Tool.run(["extract", "plain_cnn", "--input", dir + "/missing", "--output", dir + "/x.npy"])
+        XCTAssertEqual(r2.status, 1)
+        XCTAssertTrue(r2.stderr.contains("missing"), r2.stderr)
+        let r3 = try Tool.run(["extract", "plain_cnn", "--input", Tool.samples, "--output", dir + "/x.npy", "--layer", "nope"])
+        XCTAssertEqual(r3.status, 1)
+        XCTAssertTrue(r3.stderr.contains("nope"), r3.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.npy"))
+    }
+}

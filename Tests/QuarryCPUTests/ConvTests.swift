@@ -1,0 +1,148 @@
+import Foundation
+import Quarry
+@testable import QuarryCPU
+import XCTest
+
+final class ConvTests: XCTestCase {
+    /// Direct float64 convolution from the definition.
+    func referenceConv(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ a: Conv2DAttributes, outShape: [Int]) -> [Double] {
+        let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (o, oh, ow) = (outShape[1], outShape[2], outShape[3])
+        let cg = c / a.groups, og = o / a.groups
+        var out = [Double](repeating: 0, count: n * o * oh * ow)
+        for b in 0..<n {
+            for oc in 0..<o {
+                let g = oc / og
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var s = bias.map { Double($0[flat: oc]) } ?? 0
+                        for ci in 0..<cg {
+                            for ky in 0..<a.kernelH {
+                                for kx in 0..<a.kernelW {
+                                    let iy = oy * a.strideH - a.padding.top + ky * a.dilationH
+                                    let ix = ox * a.strideW - a.padding.left + kx * a.dilationW
+                                    if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+                                    let xv = x[flat: ((b * c + g * cg + ci) * h + iy) * wd + ix]
+                                    let wv = w[flat: ((oc * cg + ci) * a.kernelH + ky) * a.kernelW + kx]
+                                    s += Double(xv) * Double(wv)
+                                }
+                            }
+                        }
+                        if let act = a.activation { s = gemmReferenceActivation(act, s) }
+                        out[((b * o + oc) * oh + oy) * ow + ox] = s
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func check(n: Int, c: Int, h: Int, w: Int, o: Int, _ a: Conv2DAttributes, bias: Bool = true,
+               constantWeights: Bool = true, threads: Int = 2, _ rng: inout SeededGenerator,
+               file: StaticString = #filePath, line: UInt = #line) throws {
+        let x = randomTensor([n, c, h, w], &rng)
+        let wt = randomTensor([o, c / a.groups, a.kernelH, a.kernelW], &rng)
+        let b = bias ? randomTensor([o], &rng) : nil
+        let outs = try runCPUNode(.conv2d(a), [x, wt, b], constantIndices: constantWeights ? [1, 2] : [], threads: threads)
+        let depth = Double(c / a.groups * a.kernelH * a.kernelW)
+        assertClose(outs[0], referenceConv(x, wt, b, a, outShape: outs[0].shape), rtol: 1e-4,
+                    atol: 2e-5 * depth.squareRoot(), "conv n\(n) c\(c) \(h)x\(w) o\(o) \(a)", file: file, line: line)
+    }
+
+    func testGeneralConvolutions() throws {
+        var rng = makeTestRNG()
+        try check(n: 1, c: 3, h: 9, w: 11, o: 5, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1)), &rng)
+        try check(n: 2, c: 4, h: 13, w: 10, o: 7, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1)), &rng)
+        try check(n: 1, c: 5, h: 12, w: 15, o: 13, Conv2DAttributes(
+            kernel: (3, 2), stride: (1, 2), padding: Padding2D(top: 2, left: 0, bottom: 1, right: 3),
+            dilation: (2, 1), activation: .relu), &rng)
+        try check(n: 1, c: 3, h: 17, w: 19, o: 8, Conv2DAttributes(kernel: (7, 7), stride: (2, 2), padding: Padding2D(3)), &rng)
+        try check(n: 2, c: 6, h: 8, w: 9, o: 33, Conv2DAttributes(kernel: (5, 3), padding: Padding2D(2, 1), activation: .relu6),
+                  constantWeights: false, threads: 1, &rng)
+        // Channels and pixels past the GEMM's KC and NR blocks.
+        try check(n: 1, c: 40, h: 11, w: 7, o: 14, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), activation: .silu), &rng)
+    }
+
+    func testPointwiseConvolutions() throws {
+        var rng = makeTestRNG()
+        try check(n: 1, c: 7, h: 6, w: 9, o: 13, Conv2DAttributes(kernel: (1, 1)), &rng)
+        try check(n: 3, c: 16, h: 5, w: 5, o: 25, Conv2DAttributes(kernel: (1, 1), activation: .relu), bias: false, &rng)
+        try check(n: 2, c: 300, h: 3, w: 4, o: 5, Conv2DAttributes(kernel: (1, 1)), constantWeights: false, &rng)
+        // Strided 1x1 (ResNet downsampling) goes through the im2col packing.
+        try check(n: 2, c: 8, h: 9, w: 7, o: 12, Conv2DAttributes(kernel: (1, 1), stride: (2, 2)), &rng)
+    }
+
+    func testGroupedAndDepthwiseConvolutions() throws {
+        var rng = makeTestRNG()
+        try check(n: 2, c: 6, h: 7, w: 8, o: 9, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 3), &rng)
+        try check(n: 1, c: 8, h: 10, w: 6, o: 16, Conv2DAttributes(kernel: (1, 1), groups: 4, activation: .relu), &rng)
+        // Depthwise 3x3, stride 1 and 2, rows wide enough for the SIMD path.
+        try check(n: 2, c: 5, h: 9, w: 37, o: 5, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 5,
+                                                                  activation: .relu6), &rng)
+        try check(n: 1, c: 4, h: 12, w: 21, o: 4, Conv2DAttributes(kernel: (3, 3), stride: (2, 2),
+                                                                   padding: Padding2D(top: 0, left: 1, bottom: 1, right: 1), groups: 4), &rng)
+        try check(n: 1, c: 3, h: 11, w: 20, o: 3, Conv2DAttributes(kernel: (5, 5), padding: Padding2D(4), dilation: (2, 2),
+                                                                   groups: 3), bias: false, constantWeights: false, &rng)
+        // Channel multiplier 2: one input channel per group but two outputs, through the GEMM.
+        try check(n: 1, c: 3, h: 6, w: 7, o: 6, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 3), &rng)
+    }
+
+    func referenceConvTranspose(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ a: ConvTranspose2DAttributes,
+                                outShape: [Int]) -> [Double] {
+        let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (o, oh, ow) = (outShape[1], outShape[2], outShape[3])
+        let cg = c / a.groups, og = o / a.groups
+        var out = [Double](repeating: 0, count: n * o * oh * ow)
+        for b in 0..<n {
+            for oc in 0..<o {
+                let initial: Double = bias.map { Double($0[flat: oc]) } ?? 0
+                let base = (b * o + oc) * oh * ow
+                for p in 0..<(oh * ow) { out[base + p] = initial }
+            }
+            for ci in 0..<c {
+                let g = ci / cg
+                for iy in 0..<h {
+                    for ix in 0..<wd {
+                        let xv = Double(x[flat: ((b * c + ci) * h + iy) * wd + ix])
+                        for o2 in 0..<og {
+                            for ky in 0..<a.kernelH {
+                                for kx in 0..<a.kernelW {
+                                    let oy = iy * a.strideH - a.padding.top + ky * a.dilationH
+                                    let ox = ix * a.strideW - a.padding.left + kx * a.dilationW
+                                    if oy < 0 || oy >= oh || ox < 0 || ox >= ow { continue }
+                                    let wi: Int = ((ci * og + o2) * a.kernelH + ky) * a.kernelW + kx
+                                    let oi: Int = ((b * o + g * og + o2) * oh + oy) * ow + ox
+                                    out[oi] += xv * Double(w[flat: wi])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let act = a.activation { out = out.map { gemmReferenceActivation(act, $0) } }
+        return out
+    }
+
+    func testTransposedConvolutions() throws {
+        var rng = makeTestRNG()
+        let cases: [(Int, Int, Int, Int, Int, ConvTranspose2DAttributes, Bool)] = [
+            (1, 4, 5, 6, 3, ConvTranspose2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1),
+                                                      outputPadding: (1, 1)), true),
+            (2, 6, 4, 3, 4, ConvTranspose2DAttributes(kernel: (4, 4), stride: (2, 2), padding: Padding2D(1), groups: 2,
+                                                      activation: .relu), true),
+            (1, 3, 7, 5, 5, ConvTranspose2DAttributes(kernel: (2, 3), stride: (1, 3),
+                                                      padding: Padding2D(top: 0, left: 2, bottom: 1, right: 0),
+                                                      dilation: (2, 1)), false),
+            (2, 2, 3, 3, 2, ConvTranspose2DAttributes(kernel: (1, 1)), true),
+        ]
+        for (n, c, h, w, og, a, constant) in cases {
+            let x = randomTensor([n, c, h, w], &rng)
+            let wt = randomTensor([c, og, a.kernelH, a.kernelW], &rng)
+            let b = randomTensor([og * a.groups], &rng)
+            let outs = try runCPUNode(.convTranspose2d(a), [x, wt, b], constantIndices: constant ? [1, 2] : [], threads: 2)
+            assertClose(outs[0], referenceConvTranspose(x, wt, b, a, outShape: outs[0].shape), rtol: 1e-4, atol: 1e-4,
+                        "conv transpose \(a)")
+        }
+    }
+}

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Builds the ONNX test fixtures: small graphs made with onnx.helper, one per operator (or
+attribute form), with inputs drawn at random and the expected outputs computed by onnxruntime.
+
+    pip install onnx onnxruntime numpy
+    python3 scripts/make_onnx_fixtures.py            # writes Tests/Fixtures/onnx/<case>/
+    python3 scripts/make_onnx_fixtures.py --big DIR  # ResNet-50, MobileNetV2, BERT-base (random
+                                                     # weights, PyTorch-style export) into DIR
+
+Each case folder holds model.onnx, inputs.npz and outputs.npz (np.savez: stored zip members).
+The big models are never committed; tests that need them read QUARRY_BIG_ONNX_DIR.
+"""
+import argparse, os, sys
+import numpy as np
+import onnx
+from onnx import helper as oh, TensorProto as TP, numpy_helper as nh
+import onnxruntime as ort
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures", "onnx")
+rng = np.random.default_rng(20261129)
+
+
+def rand(*shape, lo=-1.0, hi=1.0):
+    return rng.uniform(lo, hi, size=shape).astype(np.float32)
+
+
+def init(name, arr):
+    return nh.from_array(np.asarray(arr), name)
+
+
+def vi(name, dtype, shape):
+    return oh.make_tensor_value_info(name, dtype, shape)
+
+
+def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None):
+    """inputs: dict name -> np array (float32 or int64); outputs: list of names."""
+    in_vis = []
+    for n, a in inputs.items():
+        dt = TP.INT64 if a.dtype == np.int64 else TP.FLOAT
+        shape = (dims or {}).get(n, list(a.shape))
+        in_vis.append(vi(n, dt, shape))
+    out_vis = [oh.make_tensor_value_info(o, TP.FLOAT, None) for o in outputs]
+    g = oh.make_graph(nodes, case, in_vis, out_vis, initializer=list(inits))
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)], producer_name="quarry-fixtures")
+    m.ir_version = 8 if opset <= 18 else 9
+    folder = os.path.join(extra_models_dir or ROOT, case)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "model.onnx")
+    onnx.save(m, path)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    res = sess.run(outputs, inputs)
+    np.savez(os.path.join(folder, "inputs.npz"), **inputs)
+    np.savez(os.path.join(folder, "outputs.npz"), **{o: np.asarray(r) for o, r in zip(outputs, res)})
+    return path
+
+
+def N(op, ins, outs, name=None, **attrs):
+    return oh.make_node(op, ins, outs, name=name or outs[0] + "_node", **attrs)
+
+
+def small_cases():
+    x4 = rand(2, 4, 9, 7)
+    # Convolution: explicit pads, strides, dilations, groups, bias; auto_pad forms; 1-D.
+    save("conv", [N("Conv", ["x", "w", "b"], ["y"], pads=[1, 2, 0, 1], strides=[2, 1], dilations=[1, 2], group=2)],
+         {"x": x4}, ["y"], [init("w", rand(6, 2, 3, 3)), init("b", rand(6))])
+    for mode in ["SAME_UPPER", "SAME_LOWER", "VALID"]:
+        save(f"conv_{mode.lower()}", [N("Conv", ["x", "w"], ["y"], auto_pad=mode, strides=[2, 2])],
+             {"x": x4}, ["y"], [init("w", rand(5, 4, 2, 3))])
+    save("conv_depthwise", [N("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], group=4)],
+         {"x": x4}, ["y"], [init("w", rand(4, 1, 3, 3)), init("b", rand(4))])
+    save("conv1d", [N("Conv", ["x", "w", "b"], ["y"], pads=[1, 2], strides=[2])],
+         {"x": rand(2, 3, 11)}, ["y"], [init("w", rand(5, 3, 4)), init("b", rand(5))])
+    save("conv_transpose", [N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 2], pads=[1, 0, 1, 1], output_padding=[1, 0], group=2)],
+         {"x": rand(2, 4, 5, 6)}, ["y"], [init("w", rand(4, 3, 3, 3)), init("b", rand(6))])
+    # Gemm / MatMul.
+    save("gemm_transb", [N("Gemm", ["x", "w", "b"], ["y"], transB=1)],
+         {"x": rand(3, 10)}, ["y"], [init("w", rand(7, 10)), init("b", rand(7))])
+    save("gemm_alpha_beta", [N("Gemm", ["x", "w", "c"], ["y"], transA=1, alpha=0.5, beta=2.0)],
+         {"x": rand(10, 3)}, ["y"], [init("w", rand(10, 7)), init("c", rand(3, 7))])
+    save("matmul_const", [N("MatMul", ["x", "w"], ["y"])], {"x": rand(2, 5, 8)}, ["y"], [init("w", rand(8, 6))])
+    save("matmul_batched", [N("MatMul", ["a", "b"], ["y"])], {"a": rand(2, 3, 4, 5), "b": rand(2, 1, 5, 6)}, ["y"])
+    # Normalisation.
+    save("batchnorm", [N("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)],
+         {"x": x4}, ["y"], [init("s", rand(4)), init("b", rand(4)), init("m", rand(4)), init("v", rand(4, lo=0.5, hi=2))])
+    save("layernorm", [N("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+         {"x": rand(2, 5, 16)}, ["y"], [init("g", rand(16)), init("b", rand(16))])
+    save("instancenorm", [N("InstanceNormalization", ["x", "g", "b"], ["y"], epsilon=1e-5)],
+         {"x": x4}, ["y"], [init("g", rand(4)), init("b", rand(4))])
+    # Pooling.
+    save("maxpool", [N("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)], {"x": x4}, ["y"])
+    save("maxpool_dilated", [N("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])], {"x": x4}, ["y"])
+    save("avgpool_include_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], count_include_pad=1)], {"x": x4}, ["y"])
+    save("avgpool_exclude_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], {"x": x4}, ["y"])
+    save("avgpool_same_upper", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")], {"x": x4}, ["y"])
+    save("global_pools", [N("GlobalAveragePool", ["x"], ["a"]), N("GlobalMaxPool", ["x"], ["m"])], {"x": x4}, ["a", "m"])
+    # Activations and unary maths.
+    xa = rand(2, 3, 4, 5, lo=-3, hi=3)
+    for op, attrs, opset in [("Relu", {}, 17), ("LeakyRelu", {"alpha": 0.1}, 17), ("Sigmoid", {}, 17),
+                             ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, 17), ("HardSwish", {}, 17), ("Tanh", {}, 17),
+                             ("Mish", {}, 18), ("Gelu", {}, 20), ("Gelu", {"approximate": "tanh"}, 20), ("Erf", {}, 17),
+                             ("Exp", {}, 17), ("Neg", {}, 17)]:
+        case = op.lower() + ("_tanh" if attrs.get("approximate") else "")
+        save(case, [N(op, ["x"], ["y"], **attrs)], {"x": xa}, ["y"], opset=opset)
+    save("sqrt", [N("Sqrt", ["x"], ["y"])], {"x": rand(2, 3, 4, lo=0.1, hi=4)}, ["y"])
+    save("prelu", [N("PRelu", ["x", "slope"], ["y"])], {"x": xa}, ["y"], [init("slope", rand(3, 1, 1))])
+    save("clip", [N("Clip", ["x", "lo", "hi"], ["y"])], {"x": xa}, ["y"], [init("lo", np.float32(-0.5)), init("hi", np.float32(1.5))])
+    save("clip_relu6", [N("Clip", ["x", "lo", "hi"], ["y"])], {"x": xa * 4}, ["y"], [init("lo", np.float32(0)), init("hi", np.float32(6))])
+    save("softmax", [N("Softmax", ["x"], ["y"], axis=1), N("LogSoftmax", ["x"], ["z"], axis=-1)], {"x": rand(2, 5, 7)}, ["y", "z"], opset=13)
+    save("softmax_opset11", [N("Softmax", ["x"], ["y"], axis=1)], {"x": rand(2, 5, 7)}, ["y"], opset=11)
+    # Binary with broadcasting.
+    save("binary", [N("Add", ["a", "b"], ["s"]), N("Sub", ["s", "c"], ["d"]), N("Mul", ["d", "a"], ["m"]),
+                    N("Div", ["m", "p"], ["q"]), N("Pow", ["p", "e"], ["w"])],
+         {"a": rand(2, 3, 4), "b": rand(3, 1), "p": rand(4, lo=0.5, hi=2)}, ["s", "d", "m", "q", "w"],
+         [init("c", rand(1, 1, 4)), init("e", np.float32(1.7))])
+    # Reductions.
+    save("reduce_mean", [N("ReduceMean", ["x", "axes"], ["y"], keepdims=1)], {"x": x4}, ["y"], [init("axes", np.array([2, 3], np.int64))], opset=18)
+    save("reduce_mean_attr", [N("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)], {"x": x4}, ["y"], opset=13)
+    save("reduce_sum", [N("ReduceSum", ["x", "axes"], ["y"], keepdims=0)], {"x": x4}, ["y"], [init("axes", np.array([-1], np.int64))], opset=13)
+    # Layout.
+    save("concat_split", [N("Concat", ["a", "b"], ["c"], axis=1), N("Split", ["c", "sizes"], ["s0", "s1", "s2"], axis=1)],
+         {"a": rand(2, 3, 4), "b": rand(2, 5, 4)}, ["c", "s0", "s1", "s2"], [init("sizes", np.array([2, 4, 2], np.int64))], opset=13)
+    save("split_num_outputs", [N("Split", ["x"], ["s0", "s1", "s2"], axis=2, num_outputs=3)], {"x": rand(2, 3, 8)}, ["s0", "s1", "s2"], opset=18)
+    save("slice", [N("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], {"x": x4}, ["y"],
+         [init("st", np.array([1, -1, 0], np.int64)), init("en", np.array([3, -100, 9223372036854775807], np.int64)),
+          init("ax", np.array([1, 2, 3], np.int64)), init("sp", np.array([1, -2, 3], np.int64))])
+    save("reshape_transpose", [N("Reshape", ["x", "shape"], ["r"]), N("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3]),
+                               N("Flatten", ["t"], ["f"], axis=2)],
+         {"x": rand(2, 3, 20)}, ["r", "t", "f"], [init("shape", np.array([0, 3, -1, 5], np.int64))])
+    save("squeeze_unsqueeze", [N("Unsqueeze", ["x", "ax"], ["u"]), N("Squeeze", ["u", "ax"], ["s"])],
+         {"x": rand(3, 4)}, ["u", "s"], [init("ax", np.array([0, -1], np.int64))], opset=13)
+    save("squeeze_attr", [N("Squeeze", ["x"], ["y"], axes=[1])], {"x": rand(3, 1, 4)}, ["y"], opset=11)
+    # Gather: embedding with run-time ids, constant index into run-time data.
+    ids = rng.integers(0, 11, size=(2, 5)).astype(np.int64)
+    save("gather_embedding", [N("Gather", ["table", "ids"], ["y"])], {"ids": ids}, ["y"], [init("table", rand(11, 6))])
+    save("gather_const_index", [N("Gather", ["x", "i"], ["y"], axis=1), N("Gather", ["x", "j"], ["z"], axis=2)],
+         {"x": rand(2, 5, 4)}, ["y", "z"], [init("i", np.array(0, np.int64)), init("j", np.array([3, 0, -1], np.int64))])
+    # The shape subgraph PyTorch emits for x.view(x.size(0), -1, 4) and friends.
+    nodes = [
+        N("Shape", ["x"], ["shp"]),
+        N("Gather", ["shp", "zero"], ["b"], axis=0),
+        N("Unsqueeze", ["b", "ax0"], ["b1"]),
+        N("Concat", ["b1", "tail"], ["target"], axis=0),
+        N("Reshape", ["x", "target"], ["y"]),
+        N("Cast", ["b"], ["bf"], to=TP.FLOAT),
+        N("ConstantOfShape", ["shp"], ["ones"], value=oh.make_tensor("v", TP.FLOAT, [1], [1.0])),
+        N("Mul", ["x", "ones"], ["x1"]),
+        N("Constant", [], ["k"], value=oh.make_tensor("k", TP.FLOAT, [1], [2.0])),
+        N("Mul", ["x1", "k"], ["x2"]),
+        N("Identity", ["x2"], ["x3"]),
+        N("Dropout", ["x3"], ["x4"]),
+        N("Expand", ["bias", "shp"], ["bx"]),
+        N("Add", ["x4", "bx"], ["z"]),
+        N("Equal", ["shp", "shp"], ["eq"]),
+        N("Where", ["mask", "x", "z"], ["w"]),
+    ]
+    save("shape_subgraph", nodes, {"x": rand(3, 8, 2)}, ["y", "z", "w"],
+         [init("zero", np.array(0, np.int64)), init("ax0", np.array([0], np.int64)), init("tail", np.array([-1, 4], np.int64)),
+          init("bias", rand(1, 8, 1)), init("mask", rng.integers(0, 2, size=(8, 2)).astype(bool))],
+         opset=13, dims={"x": ["batch", 8, 2]})
+    # Resize / Upsample.
+    xr = rand(1, 2, 4, 5)
+    empty = init("roi", np.array([], np.float32))
+    save("resize_nearest", [N("Resize", ["x", "roi", "scales"], ["y"], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+         {"x": xr}, ["y"], [empty, init("scales", np.array([1, 1, 2, 3], np.float32))], opset=13)
+    save("resize_linear", [N("Resize", ["x", "roi", "", "sizes"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel")],
+         {"x": xr}, ["y"], [empty, init("sizes", np.array([1, 2, 8, 10], np.int64))], opset=13)
+    save("resize_align_corners", [N("Resize", ["x", "roi", "", "sizes"], ["y"], mode="linear", coordinate_transformation_mode="align_corners")],
+         {"x": xr}, ["y"], [empty, init("sizes", np.array([1, 2, 7, 9], np.int64))], opset=13)
+    save("upsample", [N("Upsample", ["x", "scales"], ["y"], mode="nearest")], {"x": xr}, ["y"],
+         [init("scales", np.array([1, 1, 2, 2], np.float32))], opset=9)
+    # Pad.
+    for mode in ["constant", "reflect", "edge"]:
+        inits = [init("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64))]
+        ins = ["x", "pads"]
+        if mode == "constant":
+            inits.append(init("v", np.float32(0.25))); ins.append("v")
+        save(f"pad_{mode}", [N("Pad", ins, ["y"], mode=mode)], {"x": xr}, ["y"], inits, opset=13)
+    # Recurrent layers: ONNX gate orders, both layouts, initial states.
+    S, B, I, H = 5, 2, 3, 4
+    for direction, layout in [("forward", 0), ("bidirectional", 0), ("reverse", 0)]:
+        D = 2 if direction == "bidirectional" else 1
+        x = rand(S, B, I) if layout == 0 else rand(B, S, I)
+        st = (D, B, H) if layout == 0 else (B, D, H)
+        save(f"lstm_{direction}_layout{layout}",
+             [N("LSTM", ["x", "W", "R", "B", "", "h0", "c0"], ["y", "hn", "cn"], hidden_size=H, direction=direction, layout=layout)],
+             {"x": x, "h0": rand(*st), "c0": rand(*st)}, ["y", "hn", "cn"],
+             [init("W", rand(D, 4 * H, I)), init("R", rand(D, 4 * H, H)), init("B", rand(D, 8 * H))], opset=14)
+    for lbr in [0, 1]:
+        save(f"gru_lbr{lbr}", [N("GRU", ["x", "W", "R", "B", "", "h0"], ["y", "hn"], hidden_size=H, direction="bidirectional", linear_before_reset=lbr)],
+             {"x": rand(S, B, I), "h0": rand(2, B, H)}, ["y", "hn"],
+             [init("W", rand(2, 3 * H, I)), init("R", rand(2, 3 * H, H)), init("B", rand(2, 6 * H))], opset=14)
+    # Initializers in external data (the file sits next to the model).
+    folder = os.path.join(ROOT, "external_data")
+    os.makedirs(folder, exist_ok=True)
+    w = init("w", rand(6, 10))
+    b = init("b", rand(6))
+    g = oh.make_graph([N("Gemm", ["x", "w", "b"], ["y"], transB=1)], "ext", [vi("x", TP.FLOAT, [2, 10])], [oh.make_tensor_value_info("y", TP.FLOAT, None)], [w, b])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, os.path.join(folder, "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    xin = rand(2, 10)
+    res = ort.InferenceSession(os.path.join(folder, "model.onnx"), providers=["CPUExecutionProvider"]).run(["y"], {"x": xin})
+    np.savez(os.path.join(folder, "inputs.npz"), x=xin)
+    np.savez(os.path.join(folder, "outputs.npz"), y=res[0])
+    # Unsupported operators: the importer must name every one of them.
+    g = oh.make_graph([N("Hardmax", ["x"], ["a"], name="first_bad"), N("Relu", ["a"], ["b"], name="fine_after_bad"),
+                       N("Relu", ["x"], ["c"], name="fine"), N("Det", ["c"], ["d"], name="second_bad"),
+                       oh.make_node("FusedGemm", ["x", "x"], ["e"], name="third_bad", domain="com.microsoft")],
+                      "unsupported", [vi("x", TP.FLOAT, [3, 3])], [oh.make_tensor_value_info(o, TP.FLOAT, None) for o in ["b", "d", "e"]])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("com.microsoft", 1)])
+    os.makedirs(os.path.join(ROOT, "unsupported"), exist_ok=True)
+    onnx.save(m, os.path.join(ROOT, "unsupported", "model.onnx"))
+    # .npz and .npy forms for the format tests.
+    fmt = os.path.join(ROOT, "..", "numpy")
+    os.makedirs(fmt, exist_ok=True)
+    arrays = {"f32": rand(2, 3), "f16": rand(4).astype(np.float16), "f64": rand(3, 1).astype(np.float64),
+              "i64": np.arange(-3, 3, dtype=np.int64).reshape(2, 3), "i32": np.arange(5, dtype=np.int32), "b": np.array([True, False, True]),
+              "scalar": np.float32(3.5), "empty": np.zeros((0, 4), np.float32)}
+    np.savez(os.path.join(fmt, "stored.npz"), **arrays)
+    np.savez_compressed(os.path.join(fmt, "compressed.npz"), **arrays, big=np.tile(np.arange(100, dtype=np.float32), 50))
+    for k, a in arrays.items():
+        np.save(os.path.join(fmt, f"{k}.npy"), a)
+    np.save(os.path.join(fmt, "fortran.npy"), np.asfortranarray(rand(3, 4)))
+    np.save(os.path.join(fmt, "bigendian.npy"), rand(3).astype(">f4"))
+    np.save(os.path.join(fmt, "complex.npy"), np.zeros(3, np.complex64))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--big", metavar="DIR", help="write the acceptance models into DIR instead")
+    args = ap.parse_args()
+    if args.big:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import make_big_onnx_models
+        make_big_onnx_models.main(args.big)
+    else:
+        small_cases()
+        print("fixtures written to", os.path.normpath(ROOT))
