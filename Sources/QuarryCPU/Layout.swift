@@ -292,21 +292,44 @@ extension CPUKernels {
             let src = inputs[0]!, dst = outputs[0]
             threads.parallelRanges(planes * outH, minimumPerThread: max(1, 16384 / max(outW, 1))) { r in
                 let x0 = tables.x0, x1 = tables.x1, fx = tables.fx
+                if nearest {
+                    for task in r {
+                        let p = task / outH, oy = task % outH
+                        let d = dst + p * outH * outW + oy * outW
+                        let r0 = src + p * inH * inW + tables.y0[oy] * inW
+                        for ox in 0..<outW { d[ox] = r0[x0[ox]] }
+                    }
+                    return
+                }
+                // Bilinear: source rows interpolated along W once and kept (two slots, tagged
+                // by plane and row), since consecutive output rows share them; the blend along H
+                // is then a vector lerp of two cached rows.
+                let slots = UnsafeMutablePointer<Float>.allocate(capacity: 2 * outW)
+                defer { slots.deallocate() }
+                var tags = (-1, -1)
+                func row(_ key: Int, keep: Int) -> UnsafeMutablePointer<Float> {
+                    if tags.0 == key { return slots }
+                    if tags.1 == key { return slots + outW }
+                    let slot = tags.0 == keep ? 1 : 0
+                    let h = slots + slot * outW
+                    let s = src + key * inW  // key = plane * inH + source row
+                    for ox in 0..<outW { h[ox] = s[x0[ox]] + (s[x1[ox]] - s[x0[ox]]) * fx[ox] }
+                    if slot == 0 { tags.0 = key } else { tags.1 = key }
+                    return h
+                }
                 for task in r {
                     let p = task / outH, oy = task % outH
                     let d = dst + p * outH * outW + oy * outW
-                    let r0 = src + p * inH * inW + tables.y0[oy] * inW
-                    if nearest {
-                        for ox in 0..<outW { d[ox] = r0[x0[ox]] }
-                        continue
+                    let k0 = p * inH + tables.y0[oy], k1 = p * inH + tables.y1[oy]
+                    let a = row(k0, keep: k1), b = row(k1, keep: k0)
+                    let wy = tables.fy[oy], vw = V16(repeating: wy)
+                    var ox = 0
+                    while ox + 16 <= outW {
+                        let va = load16(a + ox)
+                        store16(va + (load16(b + ox) - va) * vw, d + ox)
+                        ox += 16
                     }
-                    let r1 = src + p * inH * inW + tables.y1[oy] * inW
-                    let wy = tables.fy[oy]
-                    for ox in 0..<outW {
-                        let a = r0[x0[ox]] + (r0[x1[ox]] - r0[x0[ox]]) * fx[ox]
-                        let b = r1[x0[ox]] + (r1[x1[ox]] - r1[x0[ox]]) * fx[ox]
-                        d[ox] = a + (b - a) * wy
-                    }
+                    while ox < outW { d[ox] = a[ox] + (b[ox] - a[ox]) * wy; ox += 1 }
                 }
             }
         }
