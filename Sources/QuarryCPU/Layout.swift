@@ -160,36 +160,37 @@ struct StridedCopy {
 }
 
 /// dst[b, c, r] = src[b, r, c], in 16x16 tiles: sixteen 16-wide row loads go through a tile in L1
-/// and leave as sixteen 16-wide stores, so both sides move whole cache lines.
+/// and leave as sixteen 16-wide stores, so both sides move whole cache lines. A task owns a block
+/// of 64 source columns, i.e. 64 whole destination rows, which it writes front to back.
 func transposeBatched(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, rows: Int, cols: Int, _ threads: CPUThreads
 ) {
-    let t = 16
-    let rowTiles = (rows + t - 1) / t
-    threads.parallelRanges(batch * rowTiles, minimumPerThread: max(1, 16384 / max(cols * t, 1))) { r in
+    let t = 16, block = 64
+    let colBlocks = (cols + block - 1) / block
+    threads.parallelRanges(batch * colBlocks, minimumPerThread: max(1, 16384 / max(rows * block, 1))) { r in
         let tile = UnsafeMutablePointer<Float>.allocate(capacity: t * t)
         defer { tile.deallocate() }
         for task in r {
-            let b = task / rowTiles, r0 = (task % rowTiles) * t
+            let b = task / colBlocks, cb0 = (task % colBlocks) * block, cb1 = min(cb0 + block, cols)
             let s = src + b * rows * cols, d = dst + b * rows * cols
-            let r1 = min(r0 + t, rows)
-            var c0 = 0
-            if r1 - r0 == t {
-                while c0 + t <= cols {
-                    for rr in 0..<t {
-                        let v = load16(s + (r0 + rr) * cols + c0)
-                        for j in 0..<t { tile[j * t + rr] = v[j] }
+            var r0 = 0
+            while r0 < rows {
+                let r1 = min(r0 + t, rows)
+                var c0 = cb0
+                if r1 - r0 == t {
+                    while c0 + t <= cb1 {
+                        for rr in 0..<t {
+                            let v = load16(s + (r0 + rr) * cols + c0)
+                            for j in 0..<t { tile[j * t + rr] = v[j] }
+                        }
+                        for j in 0..<t { store16(load16(tile + j * t), d + (c0 + j) * rows + r0) }
+                        c0 += t
                     }
-                    for j in 0..<t { store16(load16(tile + j * t), d + (c0 + j) * rows + r0) }
-                    c0 += t
                 }
-            }
-            while c0 < cols {
-                let c1 = min(c0 + t, cols)
-                for c in c0..<c1 {
+                for c in c0..<cb1 {
                     for rr in r0..<r1 { d[c * rows + rr] = s[rr * cols + c] }
                 }
-                c0 = c1
+                r0 = r1
             }
         }
     }
