@@ -175,6 +175,12 @@ extension CPUKernels {
         }
         let isMax = op == .max
         let scale: Float = op == .mean ? 1 / Float(max(count, 1)) : 1
+        if count == 0 {
+            // Reducing over an empty axis: the identity of the reduction (numpy's mean gives NaN).
+            let n = ctx.outputShapes[0].reduce(1, *)
+            let fill: Float = op == .sum ? 0 : (op == .mean ? .nan : -.infinity)
+            return { _, outputs in outputs[0].initialize(repeating: fill, count: n) }
+        }
         return { inputs, outputs in
             let src = inputs[0]!, dst = outputs[0]
             if passes.isEmpty {

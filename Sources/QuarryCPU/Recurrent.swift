@@ -183,7 +183,7 @@ struct RecurrentLayer {
         defer { proj.deallocate() }
         let x = inputs[0]!
         // Input projection for every step: one SGEMM per direction, bias in its epilogue.
-        for d in 0..<directions {
+        for d in 0..<directions where rows > 0 {
             sgemm(m: rows, n: c, k: input, a: .matrix(x, ld: input, transposed: false), b: .packed(wts.packedInput[d]),
                   c: proj + d * rows * c, ldc: c, epilogue: GEMMEpilogue(bias: wts.biasIn(d), biasAxis: .columns),
                   threads: threads, workspace: workspace)
