@@ -44,7 +44,13 @@ extension ExtractCommand {
         var progressState = try resume ? partial.resume(signature) : partial.start(signature)
 
         let devices = try deviceOptions.devices()
-        let scheduler = try Scheduler(graph: graph, outputs: layers, devices: devices)
+        // Each device compiles its own copy (an ONNX model once per distinct batch shape, so its
+        // micro-batches keep a fixed size). One device runs each batch whole.
+        var compileable = loaded
+        compileable.graph = graph
+        let workers = try devices.map { try compileable.compile(on: $0, outputs: layers) }
+        let fixed: Int? = devices.count == 1 ? batch : (loaded.onnx != nil ? max(1, batch / devices.count) : nil)
+        let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: fixed))
         let interrupt = InterruptWatch(scheduler: scheduler)
         let progress = Progress(total: items.count, label: "extract \(loaded.name)", quiet: quiet)
         progress.advance(by: progressState.processed, failed: progressState.failed.count)

@@ -152,4 +152,22 @@ final class ExtractTests: XCTestCase {
         XCTAssertTrue(r3.stderr.contains("nope"), r3.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.npy"))
     }
+
+    func testExtractFromAnONNXModelWithShapeSubgraphsMatchesOneRun() throws {
+        // The model reshapes with a shape computed from its input (Shape -> Gather -> Concat ->
+        // Reshape), so every batch size needs its own import; extract batches of 3 must give the
+        // rows that one run over all 7 gives.
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fixtures/onnx/shape_subgraph/model.onnx").standardized.path
+        var rng = SeededGenerator(seed: 4)
+        let x = Tensor.random(shape: [7, 8, 2], using: &rng)
+        try NumPy.write(x, to: dir + "/x.npy")
+        let r = try Tool.run(["extract", model, "--input", dir + "/x.npy", "--output", dir + "/y.npy", "--layer", "y", "--batch", "3", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let one = try Tool.run(["run", model, "--input", "x=" + dir + "/x.npy", "--output-dir", dir + "/out", "--outputs", "y"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        let extracted = try NumPy.readTensor(path: dir + "/y.npy"), whole = try NumPy.readTensor(path: dir + "/out/y.npy")
+        XCTAssertEqual(extracted.shape, [7, whole.count / 7])
+        XCTAssertEqual(extracted.scalars, whole.scalars)
+    }
 }
