@@ -63,26 +63,28 @@ final class WinogradTests: XCTestCase {
     func testOddSizesAndEdges() throws {
         var rng = makeTestRNG()
         // Output sizes that are not multiples of 4 (partial tiles at the right and bottom).
-        try check(n: 1, c: 16, h: 23, w: 17, o: 17, padding: Padding2D(1), activation: .relu, threads: 2, &rng)
-        try check(n: 3, c: 19, h: 13, w: 7, o: 24, padding: Padding2D(1), bias: false, threads: 2, &rng)
+        try check(n: 1, c: 16, h: 27, w: 17, o: 17, padding: Padding2D(1), activation: .relu, threads: 2, &rng)
+        try check(n: 5, c: 19, h: 13, w: 7, o: 24, padding: Padding2D(1), bias: false, threads: 2, &rng)
         // No padding, and uneven padding.
-        try check(n: 1, c: 16, h: 26, w: 14, o: 33, padding: Padding2D(0), activation: .silu, threads: 1, &rng)
-        try check(n: 2, c: 17, h: 11, w: 12, o: 16,
+        try check(n: 1, c: 16, h: 34, w: 18, o: 33, padding: Padding2D(0), activation: .silu, threads: 1, &rng)
+        try check(n: 3, c: 17, h: 11, w: 12, o: 16,
                   padding: Padding2D(top: 0, left: 2, bottom: 1, right: 1), activation: .relu6, threads: 2, &rng)
     }
 
     func testDeepChannelsAndManyTileBlocks() throws {
         var rng = makeTestRNG()
         // Channels past the GEMM's KC block (V is written in two K blocks).
-        try check(n: 2, c: 300, h: 12, w: 9, o: 20, padding: Padding2D(1), threads: 2, &rng)
+        try check(n: 4, c: 300, h: 12, w: 9, o: 20, padding: Padding2D(1), threads: 2, &rng)
         // Many tiles: several blocks per thread, blocks crossing images.
         try check(n: 5, c: 16, h: 30, w: 29, o: 18, padding: Padding2D(1), activation: .relu, threads: 2, &rng)
     }
 
     func testSmallCasesStayOnIm2col() {
         let a = Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1))
-        // 7x7 output at batch 1: 4 tiles would mostly multiply padding.
+        // 7x7 output at batch 1: 4 tiles would mostly multiply padding; 14x14: 16 tiles.
         XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 512, outChannels: 512, batch: 1, outHeight: 7, outWidth: 7,
+                                               constantWeights: true, threads: 2))
+        XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 256, outChannels: 256, batch: 1, outHeight: 14, outWidth: 14,
                                                constantWeights: true, threads: 2))
         XCTAssertFalse(CPUKernels.usesWinograd(Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1)),
                                                channels: 64, outChannels: 64, batch: 1, outHeight: 28, outWidth: 28,
