@@ -49,10 +49,12 @@ let package = Package(
             ]),
         // Compute benchmarks of the CPU backend alone (bench/gemm_vs_openblas.sh).
         .executableTarget(name: "quarry-bench", dependencies: ["Quarry", "QuarryCPU"]),
+        // Random inputs and float64 comparison shared by the kernel tests.
+        .target(name: "QuarryTestSupport", dependencies: ["Quarry"], path: "Tests/QuarryTestSupport"),
         .testTarget(name: "QuarryTests", dependencies: ["Quarry", "QuarryCPU"]),
-        .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU"]),
-        .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
-        .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels"]),
+        .testTarget(name: "QuarryCPUTests", dependencies: ["Quarry", "QuarryCPU", "QuarryTestSupport"]),
+        .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryTestSupport"]),
+        .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels", "QuarryOpenCL"]),
         // Runs the built `quarry` tool as a user would (exit statuses, files written, resume).
         .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats"]),
         .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),

@@ -19,49 +19,32 @@
 #define ACT_B 0.0f
 #endif
 
-inline float activate(float x) {
-#if ACT == 0
-    return x;
-#elif ACT == 1
-    return fmax(x, 0.0f);
-#elif ACT == 2
-    return fmin(fmax(x, ACT_A), ACT_B);
-#elif ACT == 3
-    return x >= 0.0f ? x : ACT_A * x;
-#elif ACT == 4
-    return 1.0f / (1.0f + exp(-x));
-#elif ACT == 5
-    return fmin(fmax(ACT_A * x + ACT_B, 0.0f), 1.0f);
-#elif ACT == 6
-    return tanh(x);
-#elif ACT == 7
-    return x / (1.0f + exp(-x));
-#elif ACT == 8
-    float sp = x > 20.0f ? x : log1p(exp(x));
-    return x * tanh(sp);
-#elif ACT == 9
-    return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));
-#elif ACT == 10
-    return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-#elif ACT == 11
-    return x * fmin(fmax(x + 3.0f, 0.0f), 6.0f) / 6.0f;
-#elif ACT == 12
-    return sqrt(x);
-#elif ACT == 13
-    return exp(x);
-#elif ACT == 14
-    return log(x);
-#elif ACT == 15
-    return -x;
-#elif ACT == 16
-    return fabs(x);
-#elif ACT == 17
-    return erf(x);
-#elif ACT == 18
-    return 1.0f / x;
-#else
-#error unknown ACT
-#endif
+// `code` is a build constant in epilogues (activate), so the switch folds away; the standalone
+// unary kernel passes it at run time so that one program serves every activation.
+inline float activate_by(float x, int code, float A, float B) {
+    switch (code) {
+    case 0: return x;
+    case 1: return fmax(x, 0.0f);
+    case 2: return fmin(fmax(x, A), B);
+    case 3: return x >= 0.0f ? x : A * x;
+    case 4: return 1.0f / (1.0f + exp(-x));
+    case 5: return fmin(fmax(A * x + B, 0.0f), 1.0f);
+    case 6: return tanh(x);
+    case 7: return x / (1.0f + exp(-x));
+    case 8: return x * tanh(x > 20.0f ? x : log1p(exp(x)));
+    case 9: return 0.5f * x * (1.0f + erf(x * 0.70710678118654752f));
+    case 10: return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case 11: return x * fmin(fmax(x + 3.0f, 0.0f), 6.0f) / 6.0f;
+    case 12: return sqrt(x);
+    case 13: return exp(x);
+    case 14: return log(x);
+    case 15: return -x;
+    case 16: return fabs(x);
+    case 17: return erf(x);
+    default: return 1.0f / x;
+    }
 }
+
+inline float activate(float x) { return activate_by(x, ACT, ACT_A, ACT_B); }
 
 inline float sigmoidf(float x) { return 1.0f / (1.0f + exp(-x)); }

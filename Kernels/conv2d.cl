@@ -2,7 +2,14 @@
 //
 // im2col writes the GEMM's B operand for every image of the batch at once:
 //   B[(c * KH + ky) * KW + kx][img * OH * OW + oy * OW + ox] = x[img][c][iy][ix] (0 in the padding)
-// with the row stride ldp (columns from N * OH * OW to ldp are zero, as gemm.cl's packing wants).
+// in gemm.cl's packed layout (BP-column panels; columns from N * OH * OW to ldp are zero), one
+// packed matrix of KG rows per group, the groups one after another.
+
+#ifndef BP
+#define BP 16
+#endif
+#define PANEL_AT(D, K, k, n) (D)[((long)((n) / BP) * (K) + (k)) * BP + (n) % BP]
+#define GROUPED_AT(D, KG, ldp, row, n) PANEL_AT((D) + (long)((row) / (KG)) * (KG) * (ldp), KG, (row) % (KG), n)
 // gemm.cl then multiplies the weights [O, C/groups * KH * KW] by it, one group per batch index,
 // with the per-channel bias, the activation, and the NCHW store fused into its epilogue.
 
@@ -10,7 +17,7 @@ __kernel void im2col(__global const float* X, const long xOff,
                      const int C, const int H, const int W, const int OH, const int OW,
                      const int KH, const int KW, const int SH, const int SW,
                      const int PT, const int PL, const int DH, const int DW, const int NIMG,
-                     __global float* D, const long dOff, const int ldp) {
+                     __global float* D, const long dOff, const int ldp, const int KG) {
     const int col = get_global_id(0), row = get_global_id(1);
     if (col >= ldp || row >= C * KH * KW) return;
     const int P = OH * OW;
@@ -24,13 +31,12 @@ __kernel void im2col(__global const float* X, const long xOff,
         if (iy >= 0 && iy < H && ix >= 0 && ix < W)
             v = X[xOff + (((long)img * C + c) * H + iy) * W + ix];
     }
-    D[dOff + (long)row * ldp + col] = v;
+    GROUPED_AT(D + dOff, KG, ldp, row, col) = v;
 }
 
-// Batch-major copy of NCHW input to [C][N * H * W] (the 1x1, stride-1 convolution's B operand,
-// already an exact GEMM operand when N == 1 and H * W fills whole column tiles).
+// NCHW input as the packed [C][N * H * W] operand of a 1x1, stride-1 convolution (no im2col).
 __kernel void channels_first(__global const float* X, const long xOff, const int C, const int P,
-                             const int NIMG, __global float* D, const long dOff, const int ldp) {
+                             const int NIMG, __global float* D, const long dOff, const int ldp, const int KG) {
     const int col = get_global_id(0), c = get_global_id(1);
     if (col >= ldp || c >= C) return;
     float v = 0.0f;
@@ -38,7 +44,7 @@ __kernel void channels_first(__global const float* X, const long xOff, const int
         const int img = col / P, pix = col - img * P;
         v = X[xOff + ((long)img * C + c) * P + pix];
     }
-    D[dOff + (long)c * ldp + col] = v;
+    GROUPED_AT(D + dOff, KG, ldp, c, col) = v;
 }
 
 #ifndef HAS_BIAS

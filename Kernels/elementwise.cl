@@ -2,9 +2,10 @@
 // Tensors of rank up to 6 are described by dimensions padded with leading 1s and per-operand
 // strides (0 along a broadcast dimension).
 
-__kernel void unary(__global const float* X, const long xOff, __global float* Y, const long yOff, const long n) {
+__kernel void unary(__global const float* X, const long xOff, __global float* Y, const long yOff, const long n,
+                    const int code, const float a, const float b) {
     const long i = get_global_id(0);
-    if (i < n) Y[yOff + i] = activate(X[xOff + i]);
+    if (i < n) Y[yOff + i] = activate_by(X[xOff + i], code, a, b);
 }
 
 // OP: 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 max, 6 min.

@@ -1,6 +1,9 @@
 // C = A · B (+ bias) with the activation epilogue, batched over dimension 2 of the launch.
-//   A: row-major [M, K] at lda; B: row-major [K, N] at ldb, packed so that every row has at least
-//   ceil(N / TN) * TN readable columns (the host pads B's columns; A's rows are clamped).
+//   A: row-major [M, K] at lda (rows past M are clamped on load).
+//   B: packed in column panels of BP columns, panel-major: element (k, n) at
+//   ((n / BP) * K + k) * BP + n % BP, columns past N zero. A panel is contiguous, so a work-item
+//   streams it linearly; rows of a plain row-major B would be a large power-of-two stride apart
+//   and alias in the cache's sets.
 //   BIAS 0: none, 1: per column (dense), 2: per row (convolution: rows are output channels, and
 //   batch index g reads biases from g * M, one group of output channels per batch index).
 //   OUT_MODE 0: C[m * ldc + n]; 1: convolution output, column n = image * P + pixel written to
@@ -15,6 +18,10 @@
 #ifndef BIAS
 #define BIAS 0
 #endif
+#ifndef BP
+#define BP 16
+#endif
+#define B_AT(B, K, k, n) (B)[((long)((n) / BP) * (K) + (k)) * BP + (n) % BP]
 #ifndef OUT_MODE
 #define OUT_MODE 0
 #endif
@@ -64,7 +71,7 @@ inline void store_c(__global float* C, int ldc, int P, long imgStride, __global 
 
 __kernel void gemm(const int M, const int N, const int K,
                    __global const float* A, const long aOff, const int lda, const long sA,
-                   __global const float* B, const long bOff, const int ldb, const long sB,
+                   __global const float* B, const long bOff, const long sB,
                    __global float* C, const long cOff, const int ldc, const long sC,
                    __global const float* bias, const long biasOff, const int P, const long imgStride) {
     // Work-items next to each other share the B panel (dimension 0 walks rows of C), which keeps
@@ -73,7 +80,7 @@ __kernel void gemm(const int M, const int N, const int K,
     const int m0 = mb * TM, n0 = nb * TN;
     if (m0 >= M || n0 >= N) return;
     const __global float* a = A + aOff + g * sA;
-    const __global float* b = B + bOff + g * sB + n0;
+    const __global float* b = B + bOff + g * sB + (long)nb * K * TN;
     const __global float* ar[TM];
     #pragma unroll
     for (int i = 0; i < TM; ++i) ar[i] = a + (long)min(m0 + i, M - 1) * lda;
@@ -86,7 +93,7 @@ __kernel void gemm(const int M, const int N, const int K,
     for (int k = 0; k < K; ++k) {
         floatV bv[NV];
         #pragma unroll
-        for (int v = 0; v < NV; ++v) bv[v] = vloadV(0, b + (long)k * ldb + v * VW);
+        for (int v = 0; v < NV; ++v) bv[v] = vloadV(0, b + (long)k * TN + v * VW);
         #pragma unroll
         for (int i = 0; i < TM; ++i) {
             const floatV av = (floatV)(ar[i][k]);
@@ -125,7 +132,7 @@ __kernel void gemm(const int M, const int N, const int K,
 __kernel __attribute__((reqd_work_group_size(LT, LT, 1)))
 void gemm_tiled(const int M, const int N, const int K,
                 __global const float* A, const long aOff, const int lda, const long sA,
-                __global const float* B, const long bOff, const int ldb, const long sB,
+                __global const float* B, const long bOff, const long sB,
                 __global float* C, const long cOff, const int ldc, const long sC,
                 __global const float* bias, const long biasOff, const int P, const long imgStride) {
     __local float As[TK][TILE + 1];
@@ -145,7 +152,7 @@ void gemm_tiled(const int M, const int N, const int K,
             As[kk][mm] = (gm < M && gk < K) ? a[(long)gm * lda + gk] : 0.0f;
             const int kb = l / TILE, nn = l - kb * TILE;
             const int gkb = k0 + kb, gn = n0 + nn;
-            Bs[kb][nn] = (gkb < K && gn < N) ? b[(long)gkb * ldb + gn] : 0.0f;
+            Bs[kb][nn] = (gkb < K && gn < N) ? B_AT(b, K, gkb, gn) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < TK; ++kk) {
@@ -170,8 +177,8 @@ void gemm_tiled(const int M, const int N, const int K,
     }
 }
 
-// Copies B (row-major [K, N] at ldb, or [N, K] when TRANS) into [K, ldp] with zeroed columns
-// from N to ldp, batched over dimension 2.
+// Packs B (row-major [K, N] at ldb, or [N, K] when TRANS) into BP-column panels, columns from N
+// to the padded width ldp zeroed; batched over dimension 2.
 __kernel void pack_b(const int K, const int N, const int TRANS,
                      __global const float* B, const long bOff, const int ldb, const long sB,
                      __global float* D, const long dOff, const int ldp, const long sD) {
@@ -180,5 +187,13 @@ __kernel void pack_b(const int K, const int N, const int TRANS,
     const __global float* b = B + bOff + g * sB;
     float v = 0.0f;
     if (n < N) v = TRANS ? b[(long)n * ldb + k] : b[(long)k * ldb + n];
-    D[dOff + g * sD + (long)k * ldp + n] = v;
+    B_AT(D + dOff + g * sD, K, k, n) = v;
+}
+
+// Copies A ([K, M] at lda, i.e. A transposed) into row-major [M, K], batched over dimension 2.
+__kernel void transpose_a(const int M, const int K, __global const float* A, const long aOff, const int lda,
+                          const long sA, __global float* D, const long dOff, const long sD) {
+    const int k = get_global_id(0), m = get_global_id(1), g = get_global_id(2);
+    if (k >= K || m >= M) return;
+    D[dOff + g * sD + (long)m * K + k] = A[aOff + g * sA + (long)k * lda + m];
 }

@@ -80,7 +80,7 @@ __kernel void pad(__global const float* X, const long xOff, __global float* Y, c
 
 // MODE 0 nearest (src = floor(dst * in / out)), 1 bilinear with half-pixel centres, 2 bilinear
 // with aligned corners.
-__kernel void upsample(__global const float* X, const long xOff, __global float* Y, const long yOff,
+__kernel void upsample2d(__global const float* X, const long xOff, __global float* Y, const long yOff,
                        const int NC, const int H, const int W, const int OH, const int OW) {
     const int pix = get_global_id(0), c = get_global_id(1);
     if (pix >= OH * OW || c >= NC) return;

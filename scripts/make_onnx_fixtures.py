@@ -197,6 +197,9 @@ def small_cases():
     g = oh.make_graph([N("Gemm", ["x", "w", "b"], ["y"], transB=1)], "ext", [vi("x", TP.FLOAT, [2, 10])], [oh.make_tensor_value_info("y", TP.FLOAT, None)], [w, b])
     m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
     m.ir_version = 8
+    # onnx appends to an existing data file, so start from none.
+    if os.path.exists(os.path.join(folder, "weights.bin")):
+        os.remove(os.path.join(folder, "weights.bin"))
     onnx.save(m, os.path.join(folder, "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
     xin = rand(2, 10)
     res = ort.InferenceSession(os.path.join(folder, "model.onnx"), providers=["CPUExecutionProvider"]).run(["y"], {"x": xin})
@@ -210,6 +213,13 @@ def small_cases():
     m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("com.microsoft", 1)])
     os.makedirs(os.path.join(ROOT, "unsupported"), exist_ok=True)
     onnx.save(m, os.path.join(ROOT, "unsupported", "model.onnx"))
+    # Cases added later go last so that the random draws of the ones above stay the same.
+    save("gemm_alpha_bias", [N("Gemm", ["x", "w", "b"], ["y"], transB=1, alpha=0.75, beta=-1.5)],
+         {"x": rand(4, 6)}, ["y"], [init("w", rand(5, 6)), init("b", rand(5))])
+    save("where_mask", [N("Where", ["m", "x", "neg"], ["y"]), N("Softmax", ["y"], ["p"], axis=-1)],
+         {"x": rand(2, 6)}, ["y", "p"], [init("m", np.array([[1, 1, 0, 1, 0, 1]], bool)), init("neg", np.float32(-np.inf))], opset=13)
+    save("cast_ids", [N("Cast", ["ids"], ["f"], to=TP.FLOAT), N("Mul", ["f", "k"], ["y"])],
+         {"ids": rng.integers(0, 50, size=(3, 4)).astype(np.int64)}, ["y"], [init("k", np.float32(0.5))])
     # .npz and .npy forms for the format tests.
     fmt = os.path.join(ROOT, "..", "numpy")
     os.makedirs(fmt, exist_ok=True)

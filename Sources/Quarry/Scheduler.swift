@@ -151,13 +151,17 @@ public final class Scheduler: @unchecked Sendable {
                 lock.lock()
                 var next: Range<Int>? = nil
                 if aliveLocal[w] && !cancelFlag.isSet {
-                    next = state.take(max: microBatch(for: w, speed: speedLocal[w], cap: memoryCaps[w]))
+                    let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
+                    next = state.take(max: microBatch(speed: speedLocal[w], allSpeeds: living,
+                                                      remaining: state.remainingRows, cap: memoryCaps[w]))
                 }
                 lock.unlock()
                 var started: (Range<Int>, PendingRun, Double)? = nil
                 if let r = next {
                     let inputs = batch.mapValues { $0.rows(r) }
-                    started = (r, graph.start(inputs), now())
+                    // The clock starts before `start`: a synchronous device computes inside it.
+                    let t0 = now()
+                    started = (r, graph.start(inputs), t0)
                 }
                 if let f = inFlight {
                     let result = Result { try f.pending.wait() }
@@ -223,11 +227,18 @@ public final class Scheduler: @unchecked Sendable {
         return try state.assemble(outputs: workers[0].outputs)
     }
 
-    private func microBatch(for w: Int, speed: Double, cap: Int) -> Int {
+    /// How many rows a device takes next. A first pull takes one row, to measure the device;
+    /// after that about `targetSeconds` of work at its measured speed, but never more than its
+    /// share of what is left by speed (guided self-scheduling), so that near the end of a batch
+    /// the pieces shrink and every device finishes at about the same time.
+    private func microBatch(speed: Double, allSpeeds: [Double], remaining: Int, cap: Int) -> Int {
         if let fixed = options.microBatch { return max(1, fixed) }
-        // First pull: one item, to measure; then as many as take about targetSeconds.
-        let wanted = speed == 0 ? 1 : Int(speed * options.targetSeconds)
-        return max(1, min(wanted, options.maxMicroBatch, cap))
+        if speed == 0 { return 1 }
+        let wanted = Int(speed * options.targetSeconds)
+        // Devices not yet measured count as this one's speed.
+        let total = allSpeeds.reduce(0) { $0 + ($1 == 0 ? speed : $1) }
+        let share = Int((Double(remaining) * speed / max(total, 1e-9)).rounded(.up))
+        return max(1, min(wanted, share, options.maxMicroBatch, cap))
     }
 
     /// The largest micro-batch whose activations fit in the device's memory budget.
@@ -253,6 +264,8 @@ final class BatchState {
 
     var isDone: Bool { doneRows == rows }
     var hasPending: Bool { !returned.isEmpty || nextRow < rows }
+    /// Rows not yet handed to a device (given-back rows included).
+    var remainingRows: Int { rows - nextRow + returned.reduce(0) { $0 + $1.count } }
 
     func take(max n: Int) -> Range<Int>? {
         if let r = returned.popLast() {

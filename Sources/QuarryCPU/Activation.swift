@@ -12,7 +12,7 @@
 //   error is below 1.2e-7 everywhere (Press et al., Numerical Recipes §6.2); erf takes its Taylor
 //   series below 0.5 and 1 - erfc above, and exact gelu uses erfc on the negative side so that
 //   1 + erf(x) does not cancel.
-// `log` stays a scalar libm call: it is rare as an activation and log-softmax needs one per row.
+// `log` and `sqrt` stay scalar: rare as activations (log-softmax needs one log per row).
 
 import Foundation
 import Quarry
@@ -43,45 +43,76 @@ extension CPUKernels {
 /// Applies `act` in place to `count` floats.
 public func applyActivation(_ act: Activation, _ p: UnsafeMutablePointer<Float>, count: Int) {
     switch act {
-    case .relu: mapInPlace(p, count) { $0.replacing(with: 0, where: $0 .< 0) }
-    case .clip(let lo, let hi):
-        let l = V16(repeating: lo), h = V16(repeating: hi)
-        mapInPlace(p, count) { $0.replacing(with: l, where: $0 .< l).replacing(with: h, where: $0 .> h) }
-    case .leakyRelu(let a): mapInPlace(p, count) { $0.replacing(with: $0 * a, where: $0 .< 0) }
-    case .sigmoid: mapInPlace(p, count) { vsigmoid($0) }
-    case .hardSigmoid(let a, let b):
-        mapInPlace(p, count) { x in
-            let y = x * a + b
-            return y.replacing(with: 0, where: y .< 0).replacing(with: 1, where: y .> 1)
-        }
-    case .tanh: mapInPlace(p, count) { vtanh($0) }
-    case .silu: mapInPlace(p, count) { $0 * vsigmoid($0) }
-    case .mish: mapInPlace(p, count) { vmish($0) }
+    case .relu: mapInPlace(p, count, Relu())
+    case .clip(let lo, let hi): mapInPlace(p, count, Clip(lo: V16(repeating: lo), hi: V16(repeating: hi)))
+    case .leakyRelu(let a): mapInPlace(p, count, LeakyRelu(alpha: a))
+    case .sigmoid: mapInPlace(p, count, Sigmoid())
+    case .hardSigmoid(let a, let b): mapInPlace(p, count, HardSigmoid(alpha: a, beta: b))
+    case .tanh: mapInPlace(p, count, Tanh())
+    case .silu: mapInPlace(p, count, SiLU())
+    case .mish: mapInPlace(p, count, Mish())
     case .gelu(let approximate):
-        if approximate {
-            let c: Float = 0.7978845608028654  // sqrt(2/pi)
-            mapInPlace(p, count) { x in 0.5 * x * (1 + vtanh(c * (x + 0.044715 * x * x * x))) }
-        } else {
-            mapInPlace(p, count) { vgelu($0) }
-        }
-    case .hardSwish:
-        mapInPlace(p, count) { x in
-            let t = x + 3
-            return x * t.replacing(with: 0, where: t .< 0).replacing(with: 6, where: t .> 6) * (1 / 6 as Float)
-        }
-    case .sqrt: mapInPlace(p, count) { $0.squareRoot() }
-    case .exp: mapInPlace(p, count) { vexp($0) }
+        if approximate { mapInPlace(p, count, GeluTanh()) } else { mapInPlace(p, count, Gelu()) }
+    case .hardSwish: mapInPlace(p, count, HardSwish())
+    case .sqrt: for i in 0..<count { p[i] = p[i].squareRoot() }
+    case .exp: mapInPlace(p, count, Exp())
     case .log: for i in 0..<count { p[i] = Foundation.log(p[i]) }
-    case .neg: mapInPlace(p, count) { -$0 }
-    case .abs: mapInPlace(p, count) { $0.replacing(with: -$0, where: $0 .< 0) }
-    case .erf: mapInPlace(p, count) { verf($0) }
-    case .reciprocal: mapInPlace(p, count) { 1 / $0 }
+    case .neg: mapInPlace(p, count, Neg())
+    case .abs: mapInPlace(p, count, Abs())
+    case .erf: mapInPlace(p, count, Erf())
+    case .reciprocal: mapInPlace(p, count, Reciprocal())
     }
 }
 
+/// One elementwise function on vectors. Activations are structs conforming to it rather than
+/// closures, because generic specialisation inlines them into the loop reliably while a closure
+/// argument is often left as a call per vector (SIMD16 then crosses the call in four xmm pieces).
+protocol VectorFunction {
+    func callAsFunction(_ x: V16) -> V16
+}
+
+struct Relu: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: 0, where: x .< 0) } }
+struct Clip: VectorFunction {
+    let lo, hi: V16
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi) }
+}
+struct LeakyRelu: VectorFunction {
+    let alpha: Float
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: x * alpha, where: x .< 0) }
+}
+struct Sigmoid: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vsigmoid(x) } }
+struct HardSigmoid: VectorFunction {
+    let alpha, beta: Float
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 {
+        let y = x * alpha + beta
+        return y.replacing(with: 0, where: y .< 0).replacing(with: 1, where: y .> 1)
+    }
+}
+struct Tanh: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vtanh(x) } }
+struct SiLU: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { x * vsigmoid(x) } }
+struct Mish: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vmish(x) } }
+struct Gelu: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vgelu(x) } }
+struct GeluTanh: VectorFunction {
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 {
+        let c: Float = 0.7978845608028654  // sqrt(2/pi)
+        return 0.5 * x * (1 + vtanh(c * (x + 0.044715 * x * x * x)))
+    }
+}
+struct HardSwish: VectorFunction {
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 {
+        let t = x + 3
+        return x * t.replacing(with: 0, where: t .< 0).replacing(with: 6, where: t .> 6) * (1 / 6 as Float)
+    }
+}
+struct Exp: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vexp(x) } }
+struct Neg: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { -x } }
+struct Abs: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: -x, where: x .< 0) } }
+struct Erf: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { verf(x) } }
+struct Reciprocal: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { 1 / x } }
+
 /// Applies `f` to `count` floats in 16-wide pieces; the tail goes through a zero-padded vector.
 @inline(__always)
-func mapInPlace(_ p: UnsafeMutablePointer<Float>, _ count: Int, _ f: (V16) -> V16) {
+func mapInPlace<F: VectorFunction>(_ p: UnsafeMutablePointer<Float>, _ count: Int, _ f: F) {
     let raw = UnsafeMutableRawPointer(p)
     var i = 0
     while i + 32 <= count {
@@ -127,7 +158,7 @@ func mapInPlace(_ p: UnsafeMutablePointer<Float>, _ count: Int, _ f: (V16) -> V1
     for j in 0..<n { p[j] = v[j] }
 }
 
-@inline(__always)
+@_transparent
 func vexp(_ x: V16) -> V16 {
     let magic = V16(repeating: 12582912)  // 1.5 * 2^23: adding it rounds to an integer
     let xc = x.replacing(with: -87.33654, where: x .< -87.33654).replacing(with: 88.72283, where: x .> 88.72283)
@@ -153,9 +184,9 @@ func vexp(_ x: V16) -> V16 {
     return y.replacing(with: x, where: x .!= x)
 }
 
-@inline(__always) func vsigmoid(_ x: V16) -> V16 { 1 / (1 + vexp(-x)) }
+@_transparent func vsigmoid(_ x: V16) -> V16 { 1 / (1 + vexp(-x)) }
 
-@inline(__always)
+@_transparent
 func vtanh(_ x: V16) -> V16 {
     let z = x * x
     var s = V16(repeating: -5.70498872745e-3)
@@ -172,7 +203,7 @@ func vtanh(_ x: V16) -> V16 {
 }
 
 /// erfc for x >= 0.
-@inline(__always)
+@_transparent
 func verfcPositive(_ x: V16) -> V16 {
     let t = 1 / (1 + 0.5 * x)
     var p = V16(repeating: 0.17087277)
@@ -188,12 +219,10 @@ func verfcPositive(_ x: V16) -> V16 {
     return t * vexp(p - x * x)
 }
 
-@inline(__always)
-func verf(_ x: V16) -> V16 {
-    let ax = x.replacing(with: -x, where: x .< 0)
-    let tail = 1 - verfcPositive(ax)
-    let big = tail.replacing(with: -tail, where: x .< 0)
-    // Taylor series: 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320).
+/// erf by its Taylor series, accurate for |x| < 0.5:
+/// 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320).
+@_transparent
+func verfSeries(_ x: V16) -> V16 {
     let z = x * x
     var s = V16(repeating: -1 / 1320 as Float)
     s = s * z + (1 / 216 as Float)
@@ -201,23 +230,29 @@ func verf(_ x: V16) -> V16 {
     s = s * z + (1 / 10 as Float)
     s = s * z - (1 / 3 as Float)
     s = s * z + 1
-    let small = s * x * 1.1283791670955126
-    return big.replacing(with: small, where: ax .< 0.5)
+    return s * x * 1.1283791670955126
+}
+
+@_transparent
+func verf(_ x: V16) -> V16 {
+    let ax = x.replacing(with: -x, where: x .< 0)
+    let tail = 1 - verfcPositive(ax)
+    let big = tail.replacing(with: -tail, where: x .< 0)
+    return big.replacing(with: verfSeries(x), where: ax .< 0.5)
 }
 
 /// x * Φ(x) = x/2 * erfc(-x/√2), with erfc taken directly on each side so neither tail cancels.
-@inline(__always)
+@_transparent
 func vgelu(_ x: V16) -> V16 {
     let z = x * 0.7071067811865476
     let az = z.replacing(with: -z, where: z .< 0)
     let e = verfcPositive(az)
-    let small = verf(z) + 1  // accurate near 0, where erfc's 2 - e is fine too but erf is exact-er
     var phi2 = (2 - e).replacing(with: e, where: z .< 0)
-    phi2 = phi2.replacing(with: small, where: az .< 0.5)
+    phi2 = phi2.replacing(with: verfSeries(z) + 1, where: az .< 0.5)
     return 0.5 * x * phi2
 }
 
-@inline(__always)
+@_transparent
 func vmish(_ x: V16) -> V16 {
     // tanh(log1p(e^x)) = n / (n + 2) with n = e^x (e^x + 2); past 20 it is 1 to float precision.
     let e = vexp(x.replacing(with: 20, where: x .> 20))

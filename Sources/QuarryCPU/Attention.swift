@@ -1,10 +1,10 @@
 // Multi-head scaled dot-product attention with an online softmax (the FlashAttention recurrence):
-// each task owns one (batch, head, block of queries) and walks the keys in blocks, keeping per
-// query a running maximum m, a running denominator l and an unnormalised output row, so no
-// Sq x Sk score matrix exists beyond one block (32 x 64 floats).
+// each task owns one (batch, head, range of 32-query blocks) and walks the keys in blocks of 64,
+// keeping per query a running maximum m, a running denominator l and an unnormalised output row,
+// so no Sq x Sk score matrix exists beyond one block (32 x 64 floats).
 //
-// Per key block: K is packed transposed (Kt[d, j]) so that the scores of 4 queries x 32 keys are
-// eight vector accumulators updated with broadcast query elements (no horizontal sums); then
+// A task packs its head's K once, transposed (Kᵀ[d, j]), so that the scores of 4 queries x 32 keys
+// are eight vector accumulators updated with broadcast query elements (no horizontal sums); then
 // P = exp(S - m_new) with the vector exp, the old accumulators are rescaled by exp(m_old - m_new),
 // and P·V is added with the same register blocking over the value width.
 //
@@ -19,16 +19,24 @@ extension CPUKernels {
     static func makeAttention(_ ctx: KernelContext) throws -> CPUKernel {
         guard case .attention(let heads, let causal) = ctx.node.op else { preconditionFailure() }
         let q = ctx.shape(0), k = ctx.shape(1), v = ctx.shape(2)
-        let geometry = AttentionGeometry(
+        var geometry = AttentionGeometry(
             batch: q[0], sq: q[1], sk: k[1], heads: heads, dq: q[2] / heads, dv: v[2] / heads,
             causal: causal, hasMask: ctx.hasInput(3))
-        let tasks = q[0] * heads * geometry.queryBlocks
         let threads = ctx.threads
+        // K is packed once per task, so tasks hold as many query blocks as still leave about
+        // four tasks per thread.
+        let chunks = min(geometry.queryBlocks, max(1, (4 * threads.count + q[0] * heads - 1) / max(q[0] * heads, 1)))
+        geometry.chunks = chunks
+        let tasks = q[0] * heads * chunks
         return { inputs, outputs in
             let qp = inputs[0]!, kp = inputs[1]!, vp = inputs[2]!, mask = inputs.count > 3 ? inputs[3] : nil
             let out = outputs[0]
-            threads.parallelFor(tasks) { task in
-                geometry.run(task: task, qp, kp, vp, geometry.hasMask ? mask : nil, out)
+            // Contiguous task ranges, one scratch buffer each (heap: probing the stack for a
+            // temporary allocation this size costs more than malloc).
+            threads.parallelRanges(tasks) { r in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: geometry.scratchCount)
+                defer { scratch.deallocate() }
+                for task in r { geometry.run(task: task, qp, kp, vp, geometry.hasMask ? mask : nil, out, scratch: scratch) }
             }
         }
     }
@@ -38,25 +46,45 @@ struct AttentionGeometry {
     static let queryBlock = 32, keyBlock = 64
     let batch, sq, sk, heads, dq, dv: Int
     let causal, hasMask: Bool
+    /// Tasks per (batch, head), each a contiguous range of query blocks.
+    var chunks = 1
     var queryBlocks: Int { (sq + Self.queryBlock - 1) / Self.queryBlock }
+    /// Keys rounded up to whole vectors: the row length of the packed Kᵀ.
+    var paddedKeys: Int { (sk + 15) & ~15 }
+    var scratchCount: Int { Self.queryBlock * dq + dq * paddedKeys + Self.queryBlock * Self.keyBlock + Self.queryBlock * dv + 2 * Self.queryBlock }
 
     func run(
         task: Int, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-        _ mask: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>
+        _ mask: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
         let bq = Self.queryBlock, bk = Self.keyBlock
-        let qb = task % queryBlocks, h = (task / queryBlocks) % heads, b = task / (queryBlocks * heads)
-        let q0 = qb * bq, nq = min(bq, sq - q0)
+        let chunk = task % chunks, h = (task / chunks) % heads, b = task / (chunks * heads)
+        let qb0 = chunk * queryBlocks / chunks, qb1 = (chunk + 1) * queryBlocks / chunks
         let qStride = heads * dq, vStride = heads * dv
         let scale = 1 / Float(dq).squareRoot()
-        let capacity = bq * dq + dq * bk + bq * bk + bq * dv + 2 * bq
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { buf in
-            let qs = buf.baseAddress!, kt = qs + bq * dq, s = kt + dq * bk, acc = s + bq * bk
-            let m = acc + bq * dv, l = m + bq
+        let skp = paddedKeys
+        let qs = scratch, kt = qs + bq * dq, s = kt + dq * skp, acc = s + bq * bk
+        let m = acc + bq * dv, l = m + bq
+        // Kᵀ [dq, skp] for the keys this task's queries can see; padded columns are zero (and
+        // masked below).
+        let keysUsed = causal ? min(sk, qb1 * bq) : sk
+        let keysPacked = (keysUsed + 15) & ~15
+        for j in 0..<keysPacked {
+            if j < keysUsed {
+                let row: Int = (b &* sk &+ j) &* qStride
+                let src = k + (row &+ h &* dq)
+                var dst = kt + j
+                for d in 0..<dq { dst.pointee = src[d]; dst += skp }
+            } else {
+                for d in 0..<dq { kt[d * skp + j] = 0 }
+            }
+        }
+        for qb in qb0..<qb1 {
+            let q0 = qb * bq, nq = min(bq, sq - q0)
             for i in 0..<bq {
                 // Rows past nq duplicate row 0 so the 4-row tiles never read garbage.
                 let src = q + (b * sq + q0 + (i < nq ? i : 0)) * qStride + h * dq
-                for d in 0..<dq { qs[i * dq + d] = src[d] * scale }
+                for d in 0..<dq { qs[i &* dq &+ d] = src[d] * scale }
                 m[i] = -.infinity; l[i] = 0
             }
             acc.initialize(repeating: 0, count: bq * dv)
@@ -64,16 +92,7 @@ struct AttentionGeometry {
             var k0 = 0
             while k0 < keyEnd {
                 let nk = min(bk, keyEnd - k0), nkp = (nk + 15) & ~15
-                // Pack K transposed; padded key columns are zero and masked below.
-                for j in 0..<nkp {
-                    if j < nk {
-                        let src = k + (b * sk + k0 + j) * qStride + h * dq
-                        for d in 0..<dq { kt[d * nkp + j] = src[d] }
-                    } else {
-                        for d in 0..<dq { kt[d * nkp + j] = 0 }
-                    }
-                }
-                scores(qs, kt, s, nkp: nkp)
+                scores(qs, kt + k0, ldk: skp, s, nkp: nkp)
                 let needsMask = nk < nkp || hasMask || (causal && k0 + nk - 1 > q0)
                 for i in 0..<nq {
                     let row = s + i * bk
@@ -117,7 +136,7 @@ struct AttentionGeometry {
 
     /// s[i, j] = Σ_d qs[i, d] · kt[d, j] for all 32 rows and nkp (a multiple of 16) keys.
     @inline(__always)
-    func scores(_ qs: UnsafeMutablePointer<Float>, _ kt: UnsafeMutablePointer<Float>, _ s: UnsafeMutablePointer<Float>, nkp: Int) {
+    func scores(_ qs: UnsafeMutablePointer<Float>, _ kt: UnsafeMutablePointer<Float>, ldk: Int, _ s: UnsafeMutablePointer<Float>, nkp: Int) {
         let bk = Self.keyBlock
         var i = 0
         while i < Self.queryBlock {
@@ -127,7 +146,7 @@ struct AttentionGeometry {
                 var a0 = V16(), a1 = V16(), a2 = V16(), a3 = V16()
                 var b0 = V16(), b1 = V16(), b2 = V16(), b3 = V16()
                 for d in 0..<dq {
-                    let x = load16(kt + d * nkp + j), y = load16(kt + d * nkp + j + 16)
+                    let x = load16(kt + d * ldk + j), y = load16(kt + d * ldk + j + 16)
                     a0 = a0.addingProduct(r0[d], x); b0 = b0.addingProduct(r0[d], y)
                     a1 = a1.addingProduct(r1[d], x); b1 = b1.addingProduct(r1[d], y)
                     a2 = a2.addingProduct(r2[d], x); b2 = b2.addingProduct(r2[d], y)
@@ -142,7 +161,7 @@ struct AttentionGeometry {
             if j < nkp {
                 var a0 = V16(), a1 = V16(), a2 = V16(), a3 = V16()
                 for d in 0..<dq {
-                    let x = load16(kt + d * nkp + j)
+                    let x = load16(kt + d * ldk + j)
                     a0 = a0.addingProduct(r0[d], x); a1 = a1.addingProduct(r1[d], x)
                     a2 = a2.addingProduct(r2[d], x); a3 = a3.addingProduct(r3[d], x)
                 }

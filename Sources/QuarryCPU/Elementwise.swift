@@ -78,7 +78,8 @@ extension CPUKernels {
                 var pos = r.lowerBound
                 while pos < r.upperBound {
                     let run = pos / inner, col = pos % inner
-                    let n = min(inner - col, r.upperBound - pos)
+                    // Pieces of at most 4096 so a fused activation finds them in L1.
+                    let n = min(inner - col, r.upperBound - pos, 4096)
                     let (oa, ob) = plan.offsets(ofRun: run)
                     let pa = a + oa + col * sa, pb = b + ob + col * sb
                     binaryRun(op, powKind, pa, sa, pb, sb, dst + pos, n)
@@ -174,6 +175,12 @@ extension CPUKernels {
         }
         let isMax = op == .max
         let scale: Float = op == .mean ? 1 / Float(max(count, 1)) : 1
+        if count == 0 {
+            // Reducing over an empty axis: the identity of the reduction (numpy's mean gives NaN).
+            let n = ctx.outputShapes[0].reduce(1, *)
+            let fill: Float = op == .sum ? 0 : (op == .mean ? .nan : -.infinity)
+            return { _, outputs in outputs[0].initialize(repeating: fill, count: n) }
+        }
         return { inputs, outputs in
             let src = inputs[0]!, dst = outputs[0]
             if passes.isEmpty {

@@ -159,25 +159,38 @@ struct StridedCopy {
     }
 }
 
-/// dst[b, c, r] = src[b, r, c], in 16x16 tiles so both sides are read and written a cache line
-/// at a time.
+/// dst[b, c, r] = src[b, r, c], in 16x16 tiles: sixteen 16-wide row loads go through a tile in L1
+/// and leave as sixteen 16-wide stores, so both sides move whole cache lines. A task owns a block
+/// of 64 source columns, i.e. 64 whole destination rows, which it writes front to back.
 func transposeBatched(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, rows: Int, cols: Int, _ threads: CPUThreads
 ) {
-    let t = 16
-    let rowTiles = (rows + t - 1) / t
-    threads.parallelRanges(batch * rowTiles, minimumPerThread: max(1, 16384 / max(cols * t, 1))) { r in
+    let t = 16, block = 64
+    let colBlocks = (cols + block - 1) / block
+    threads.parallelRanges(batch * colBlocks, minimumPerThread: max(1, 16384 / max(rows * block, 1))) { r in
+        let tile = UnsafeMutablePointer<Float>.allocate(capacity: t * t)
+        defer { tile.deallocate() }
         for task in r {
-            let b = task / rowTiles, r0 = (task % rowTiles) * t
+            let b = task / colBlocks, cb0 = (task % colBlocks) * block, cb1 = min(cb0 + block, cols)
             let s = src + b * rows * cols, d = dst + b * rows * cols
-            let r1 = min(r0 + t, rows)
-            var c0 = 0
-            while c0 < cols {
-                let c1 = min(c0 + t, cols)
-                for c in c0..<c1 {
+            var r0 = 0
+            while r0 < rows {
+                let r1 = min(r0 + t, rows)
+                var c0 = cb0
+                if r1 - r0 == t {
+                    while c0 + t <= cb1 {
+                        for rr in 0..<t {
+                            let v = load16(s + (r0 + rr) * cols + c0)
+                            for j in 0..<t { tile[j * t + rr] = v[j] }
+                        }
+                        for j in 0..<t { store16(load16(tile + j * t), d + (c0 + j) * rows + r0) }
+                        c0 += t
+                    }
+                }
+                for c in c0..<cb1 {
                     for rr in r0..<r1 { d[c * rows + rr] = s[rr * cols + c] }
                 }
-                c0 = c1
+                r0 = r1
             }
         }
     }
@@ -274,34 +287,72 @@ extension CPUKernels {
             }
             return (i0, i1, f)
         }
-        let ty = taps(inH, outH, scaleH), tx = taps(inW, outW, scaleW)
+        let tables = UpsampleTables(y: taps(inH, outH, scaleH), x: taps(inW, outW, scaleW))
         let nearest = mode == .nearest
         return { inputs, outputs in
             let src = inputs[0]!, dst = outputs[0]
             threads.parallelRanges(planes * outH, minimumPerThread: max(1, 16384 / max(outW, 1))) { r in
-                tx.i0.withUnsafeBufferPointer { x0 in
-                    tx.i1.withUnsafeBufferPointer { x1 in
-                        tx.frac.withUnsafeBufferPointer { fx in
-                            for task in r {
-                                let p = task / outH, oy = task % outH
-                                let d = dst + p * outH * outW + oy * outW
-                                let r0 = src + p * inH * inW + ty.i0[oy] * inW
-                                if nearest {
-                                    for ox in 0..<outW { d[ox] = r0[x0[ox]] }
-                                    continue
-                                }
-                                let r1 = src + p * inH * inW + ty.i1[oy] * inW
-                                let wy = ty.frac[oy]
-                                for ox in 0..<outW {
-                                    let a = r0[x0[ox]] + (r0[x1[ox]] - r0[x0[ox]]) * fx[ox]
-                                    let b = r1[x0[ox]] + (r1[x1[ox]] - r1[x0[ox]]) * fx[ox]
-                                    d[ox] = a + (b - a) * wy
-                                }
-                            }
-                        }
+                let x0 = tables.x0, x1 = tables.x1, fx = tables.fx
+                if nearest {
+                    for task in r {
+                        let p = task / outH, oy = task % outH
+                        let d = dst + p * outH * outW + oy * outW
+                        let r0 = src + p * inH * inW + tables.y0[oy] * inW
+                        for ox in 0..<outW { d[ox] = r0[x0[ox]] }
                     }
+                    return
+                }
+                // Bilinear: source rows interpolated along W once and kept (two slots, tagged
+                // by plane and row), since consecutive output rows share them; the blend along H
+                // is then a vector lerp of two cached rows.
+                let slots = UnsafeMutablePointer<Float>.allocate(capacity: 2 * outW)
+                defer { slots.deallocate() }
+                var tags = (-1, -1)
+                func row(_ key: Int, keep: Int) -> UnsafeMutablePointer<Float> {
+                    if tags.0 == key { return slots }
+                    if tags.1 == key { return slots + outW }
+                    let slot = tags.0 == keep ? 1 : 0
+                    let h = slots + slot * outW
+                    let s = src + key * inW  // key = plane * inH + source row
+                    for ox in 0..<outW { h[ox] = s[x0[ox]] + (s[x1[ox]] - s[x0[ox]]) * fx[ox] }
+                    if slot == 0 { tags.0 = key } else { tags.1 = key }
+                    return h
+                }
+                for task in r {
+                    let p = task / outH, oy = task % outH
+                    let d = dst + p * outH * outW + oy * outW
+                    let k0 = p * inH + tables.y0[oy], k1 = p * inH + tables.y1[oy]
+                    let a = row(k0, keep: k1), b = row(k1, keep: k0)
+                    let wy = tables.fy[oy], vw = V16(repeating: wy)
+                    var ox = 0
+                    while ox + 16 <= outW {
+                        let va = load16(a + ox)
+                        store16(va + (load16(b + ox) - va) * vw, d + ox)
+                        ox += 16
+                    }
+                    while ox < outW { d[ox] = a[ox] + (b[ox] - a[ox]) * wy; ox += 1 }
                 }
             }
         }
+    }
+}
+
+/// Source rows / columns and weights per output row / column, kept for the kernel's life.
+final class UpsampleTables: @unchecked Sendable {
+    let y0, y1, x0, x1: UnsafeMutablePointer<Int>
+    let fy, fx: UnsafeMutablePointer<Float>
+
+    init(y: (i0: [Int], i1: [Int], frac: [Float]), x: (i0: [Int], i1: [Int], frac: [Float])) {
+        func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: max(a.count, 1))
+            p.initialize(from: a, count: a.count)
+            return p
+        }
+        y0 = copy(y.i0); y1 = copy(y.i1); fy = copy(y.frac)
+        x0 = copy(x.i0); x1 = copy(x.i1); fx = copy(x.frac)
+    }
+
+    deinit {
+        y0.deallocate(); y1.deallocate(); fy.deallocate(); x0.deallocate(); x1.deallocate(); fx.deallocate()
     }
 }

@@ -85,8 +85,9 @@ extension CPUKernels {
         return { inputs, outputs in
             let src = inputs[0]!, dst = outputs[0]
             threads.parallelRanges(outer * blocks, minimumPerThread: max(1, 4096 / max(len * block, 1))) { r in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * block) { tmp in
-                    let mx = tmp.baseAddress!, sum = mx + block
+                do {
+                    let mx = UnsafeMutablePointer<Float>.allocate(capacity: 2 * block), sum = mx + block
+                    defer { mx.deallocate() }
                     for task in r {
                         let o = task / blocks, b0 = (task % blocks) * block
                         let w = min(block, inner - b0)

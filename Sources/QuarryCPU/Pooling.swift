@@ -2,7 +2,7 @@
 //
 // A window is separable, so each output row is made in two passes: the kernel's input rows are
 // combined element by element into one row (contiguous, SIMD16), then that row is pooled along W
-// (SIMD when the stride is 1, scalar gathers otherwise). Padded positions never reach a max;
+// (SIMD when the stride is 1 or 2, scalar gathers otherwise). Padded positions never reach a max;
 // average divisors follow PyTorch: with count_include_pad the window is clipped to the padded
 // extent (input + padding, so a ceil-mode window hanging past the bottom/right padding counts
 // only what lies inside it), without it only input positions count.
@@ -35,11 +35,9 @@ extension CPUKernels {
             return { inputs, outputs in
                 let src = inputs[0]!, dst = outputs[0]
                 threads.parallelRanges(planes, minimumPerThread: max(1, 4096 / max(outPlane, 1))) { r in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: geometry.inW + 16) { row in
-                        for p in r {
-                            geometry.pool(src + p * inPlane, dst + p * outPlane, row.baseAddress!, isMax: isMax)
-                        }
-                    }
+                    let row = UnsafeMutablePointer<Float>.allocate(capacity: geometry.inW + 16)
+                    defer { row.deallocate() }
+                    for p in r { geometry.pool(src + p * inPlane, dst + p * outPlane, row, isMax: isMax) }
                 }
             }
         default: preconditionFailure()
@@ -108,7 +106,24 @@ struct PoolGeometry {
                 continue
             }
             // Pass 2: pool the combined row along W.
-            if sw == 1 && !interiorW.isEmpty {
+            if sw == 2 && dw == 1 && !interiorW.isEmpty {
+                // Stride 2: the even lanes of 32 consecutive floats are 16 window starts.
+                var ox = interiorW.lowerBound
+                let rows = Float(countIncludePad ? padRows : rowsUsed)
+                while ox + 16 <= interiorW.upperBound {
+                    let base = row + 2 * ox - pl
+                    var acc = evenLanes(base)
+                    for kx in 1..<max(kw, 1) {
+                        let v = evenLanes(base + kx)
+                        acc = isMax ? acc.replacing(with: v, where: v .> acc) : acc + v
+                    }
+                    if !isMax { acc = acc / (columnCounts.withUnsafeBufferPointer { load16($0.baseAddress! + ox) } * rows) }
+                    store16(acc, d + ox)
+                    ox += 16
+                }
+                scalarColumns(row, d, oy: oy, columns: 0..<interiorW.lowerBound, padRows: padRows, rowsUsed: rowsUsed, isMax: isMax)
+                scalarColumns(row, d, oy: oy, columns: ox..<outW, padRows: padRows, rowsUsed: rowsUsed, isMax: isMax)
+            } else if sw == 1 && !interiorW.isEmpty {
                 var ox = interiorW.lowerBound
                 while ox + 16 <= interiorW.upperBound {
                     let base = row + ox - pl
@@ -152,6 +167,12 @@ struct PoolGeometry {
             d[ox] = isMax ? acc : acc / divisor(ox: ox, padRows: padRows, rowsUsed: rowsUsed)
         }
     }
+}
+
+/// p[0], p[2], ..., p[30]. Reads p[31] too, so the buffer needs one float of slack.
+@inline(__always)
+func evenLanes(_ p: UnsafePointer<Float>) -> V16 {
+    V16(lowHalf: load16(p).evenHalf, highHalf: load16(p + 16).evenHalf)
 }
 
 @inline(__always)

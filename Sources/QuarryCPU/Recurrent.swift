@@ -12,7 +12,7 @@
 // Directions: forward runs t = 0..<S, reverse t = S-1...0; bidirectional writes forward to
 // y[..., 0..<H] and reverse to y[..., H..<2H]; h_n / c_n are indexed by direction.
 //
-// The input projection for every time step is one matrix product ([B·S, I] x [I, G·H]) before the
+// The input projection for every time step is one packed SGEMM ([B·S, I] x [I, G·H], GEMM.swift) before the
 // recurrence. Weights are packed transposed with the gates interleaved per block of 16 hidden
 // units ([i16 f16 g16 o16] per block), so one unit block's gates are 64 adjacent columns: the
 // recurrent product for a block is followed at once by its gate nonlinearities and cell update
@@ -46,7 +46,11 @@ final class RecurrentWeights {
     /// Packed column of gate `g`, hidden unit `u`.
     @inline(__always) func column(_ g: Int, _ u: Int) -> Int { (u >> 4) * gates * 16 + g * 16 + (u & 15) }
 
+    /// Wᵀ of each direction in the SGEMM's panel layout, for the input projection.
+    private(set) var packedInput: [PackedMatrix] = []
+
     func pack(w: UnsafePointer<Float>, r: UnsafePointer<Float>, bias: UnsafePointer<Float>?, splitRecurrentN: Bool) {
+        defer { packedInput = (0..<directions).map { PackedMatrix(b: wt($0), k: input, n: columns, ldb: columns) } }
         let h = hidden, gh = gates * h
         for d in 0..<directions {
             let wt = wt(d), rt = rt(d), bi = biasIn(d), br = biasRec(d)
@@ -67,51 +71,53 @@ final class RecurrentWeights {
 }
 
 /// out[r, c] = initial[r, c] + Σ_k a[r, k] · b[k, c] for c in `cols` (bounds multiples of 16).
-/// `ldi` 0 broadcasts one initial row (a bias) to every row.
+/// `ldi` 0 broadcasts one initial row (a bias) to every row. Column panels are the outer loop so
+/// a K x 32 panel of b (32 KiB for K = 256) stays in L1 across all row groups.
 @inline(__always)
 func multiplyAccumulate(
     _ a: UnsafePointer<Float>, lda: Int, rows: Int, k: Int,
     _ b: UnsafePointer<Float>, ldb: Int, cols: Range<Int>,
     initial: UnsafePointer<Float>, ldi: Int, _ out: UnsafeMutablePointer<Float>, ldo: Int
 ) {
-    var r = 0
-    while r < rows {
-        let n = min(4, rows - r)
-        // Rows past the end alias row r; they are computed and dropped.
-        let a0 = a + r * lda, a1 = n > 1 ? a0 + lda : a0, a2 = n > 2 ? a0 + 2 * lda : a0, a3 = n > 3 ? a0 + 3 * lda : a0
-        let i0 = initial + r * ldi, i1 = n > 1 ? i0 + ldi : i0, i2 = n > 2 ? i0 + 2 * ldi : i0, i3 = n > 3 ? i0 + 3 * ldi : i0
-        var c = cols.lowerBound
-        while c + 32 <= cols.upperBound {
-            var x0 = load16(i0 + c), y0 = load16(i0 + c + 16), x1 = load16(i1 + c), y1 = load16(i1 + c + 16)
-            var x2 = load16(i2 + c), y2 = load16(i2 + c + 16), x3 = load16(i3 + c), y3 = load16(i3 + c + 16)
-            for kk in 0..<k {
-                let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
-                x0 = x0.addingProduct(a0[kk], bv); y0 = y0.addingProduct(a0[kk], bw)
-                x1 = x1.addingProduct(a1[kk], bv); y1 = y1.addingProduct(a1[kk], bw)
-                x2 = x2.addingProduct(a2[kk], bv); y2 = y2.addingProduct(a2[kk], bw)
-                x3 = x3.addingProduct(a3[kk], bv); y3 = y3.addingProduct(a3[kk], bw)
-            }
+    var c = cols.lowerBound
+    while c < cols.upperBound {
+        let wide = c + 32 <= cols.upperBound
+        var r = 0
+        while r < rows {
+            let n = min(4, rows - r)
+            // Rows past the end alias row r; they are computed and dropped.
+            let a0 = a + r * lda, a1 = n > 1 ? a0 + lda : a0, a2 = n > 2 ? a0 + 2 * lda : a0, a3 = n > 3 ? a0 + 3 * lda : a0
+            let i0 = initial + r * ldi, i1 = n > 1 ? i0 + ldi : i0, i2 = n > 2 ? i0 + 2 * ldi : i0, i3 = n > 3 ? i0 + 3 * ldi : i0
             let o = out + r * ldo + c
-            store16(x0, o); store16(y0, o + 16)
-            if n > 1 { store16(x1, o + ldo); store16(y1, o + ldo + 16) }
-            if n > 2 { store16(x2, o + 2 * ldo); store16(y2, o + 2 * ldo + 16) }
-            if n > 3 { store16(x3, o + 3 * ldo); store16(y3, o + 3 * ldo + 16) }
-            c += 32
-        }
-        if c < cols.upperBound {
-            var x0 = load16(i0 + c), x1 = load16(i1 + c), x2 = load16(i2 + c), x3 = load16(i3 + c)
-            for kk in 0..<k {
-                let bv = load16(b + kk * ldb + c)
-                x0 = x0.addingProduct(a0[kk], bv); x1 = x1.addingProduct(a1[kk], bv)
-                x2 = x2.addingProduct(a2[kk], bv); x3 = x3.addingProduct(a3[kk], bv)
+            if wide {
+                var x0 = load16(i0 + c), y0 = load16(i0 + c + 16), x1 = load16(i1 + c), y1 = load16(i1 + c + 16)
+                var x2 = load16(i2 + c), y2 = load16(i2 + c + 16), x3 = load16(i3 + c), y3 = load16(i3 + c + 16)
+                for kk in 0..<k {
+                    let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
+                    x0 = x0.addingProduct(a0[kk], bv); y0 = y0.addingProduct(a0[kk], bw)
+                    x1 = x1.addingProduct(a1[kk], bv); y1 = y1.addingProduct(a1[kk], bw)
+                    x2 = x2.addingProduct(a2[kk], bv); y2 = y2.addingProduct(a2[kk], bw)
+                    x3 = x3.addingProduct(a3[kk], bv); y3 = y3.addingProduct(a3[kk], bw)
+                }
+                store16(x0, o); store16(y0, o + 16)
+                if n > 1 { store16(x1, o + ldo); store16(y1, o + ldo + 16) }
+                if n > 2 { store16(x2, o + 2 * ldo); store16(y2, o + 2 * ldo + 16) }
+                if n > 3 { store16(x3, o + 3 * ldo); store16(y3, o + 3 * ldo + 16) }
+            } else {
+                var x0 = load16(i0 + c), x1 = load16(i1 + c), x2 = load16(i2 + c), x3 = load16(i3 + c)
+                for kk in 0..<k {
+                    let bv = load16(b + kk * ldb + c)
+                    x0 = x0.addingProduct(a0[kk], bv); x1 = x1.addingProduct(a1[kk], bv)
+                    x2 = x2.addingProduct(a2[kk], bv); x3 = x3.addingProduct(a3[kk], bv)
+                }
+                store16(x0, o)
+                if n > 1 { store16(x1, o + ldo) }
+                if n > 2 { store16(x2, o + 2 * ldo) }
+                if n > 3 { store16(x3, o + 3 * ldo) }
             }
-            let o = out + r * ldo + c
-            store16(x0, o)
-            if n > 1 { store16(x1, o + ldo) }
-            if n > 2 { store16(x2, o + 2 * ldo) }
-            if n > 3 { store16(x3, o + 3 * ldo) }
+            r += 4
         }
-        r += 4
+        c += wide ? 32 : 16
     }
 }
 
@@ -137,6 +143,7 @@ extension CPUKernels {
             reverseOnly: attrs.direction == .reverse,
             hasBias: ctx.hasInput(3), hasH0: ctx.hasInput(4), hasC0: isLSTM && ctx.hasInput(5))
         let threads = ctx.threads
+        let workspace = GEMMWorkspace()
         // Pack once when the weights are parameters; otherwise on every run.
         var packed: RecurrentWeights? = nil
         if let w = ctx.constants[1], let r = ctx.constants[2], !layer.hasBias || ctx.constants[3] != nil {
@@ -152,7 +159,7 @@ extension CPUKernels {
                 weights = layer.makeWeights()
                 weights.pack(w: inputs[1]!, r: inputs[2]!, bias: layer.hasBias ? inputs[3] : nil, splitRecurrentN: layer.splitsRecurrentN)
             }
-            layer.run(weights, inputs, outputs, threads)
+            layer.run(weights, workspace, inputs, outputs, threads)
         }
     }
 }
@@ -170,20 +177,16 @@ struct RecurrentLayer {
         RecurrentWeights(gates: gates, hidden: hidden, input: input, directions: directions)
     }
 
-    func run(_ wts: RecurrentWeights, _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads) {
+    func run(_ wts: RecurrentWeights, _ workspace: GEMMWorkspace, _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads) {
         let c = wts.columns, rows = batch * steps
         let proj = UnsafeMutablePointer<Float>.allocate(capacity: max(directions * rows * c, 1))
         defer { proj.deallocate() }
         let x = inputs[0]!
-        // Input projection for every step and direction: parallel over (direction, 4-row blocks).
-        let rowBlocks = (rows + 3) / 4
-        threads.parallelRanges(directions * rowBlocks, minimumPerThread: max(1, 2048 / max(c, 1))) { range in
-            for task in range {
-                let d = task / rowBlocks, r0 = (task % rowBlocks) * 4, n = min(4, rows - r0)
-                multiplyAccumulate(
-                    x + r0 * input, lda: input, rows: n, k: input, wts.wt(d), ldb: c, cols: 0..<c,
-                    initial: wts.biasIn(d), ldi: 0, proj + (d * rows + r0) * c, ldo: c)
-            }
+        // Input projection for every step: one SGEMM per direction, bias in its epilogue.
+        for d in 0..<directions where rows > 0 {
+            sgemm(m: rows, n: c, k: input, a: .matrix(x, ld: input, transposed: false), b: .packed(wts.packedInput[d]),
+                  c: proj + d * rows * c, ldc: c, epilogue: GEMMEpilogue(bias: wts.biasIn(d), biasAxis: .columns),
+                  threads: threads, workspace: workspace)
         }
         if directions == 2 && threads.count > 1 {
             threads.parallelFor(2) { d in recur(d, wts, proj + d * rows * c, inputs, outputs, CPUThreads(count: 1)) }

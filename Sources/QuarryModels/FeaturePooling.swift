@@ -19,6 +19,14 @@ public enum FeaturePooling: String, Sendable, CaseIterable, Codable {
     /// The last token whose mask is 1 (the last position without a mask): [N, S, D] → [N, D].
     case lastToken = "last"
 
+    /// Pools `features` (batch first) and, with `l2Normalize`, scales each item's vector to unit
+    /// length. `attentionMask` [N, S] is used by `maskedMean` and `lastToken`; without it every
+    /// token counts.
+    public func apply(to features: Tensor, attentionMask: Tensor? = nil, l2Normalize: Bool) throws -> Tensor {
+        let pooled = try apply(to: features, attentionMask: attentionMask)
+        return l2Normalize ? l2Normalized(pooled) : pooled
+    }
+
     /// Pools `features` (batch first). `attentionMask` [N, S] is used by `maskedMean` and
     /// `lastToken`; without it every token counts.
     public func apply(to features: Tensor, attentionMask: Tensor? = nil) throws -> Tensor {

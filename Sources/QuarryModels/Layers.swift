@@ -130,6 +130,13 @@ extension GraphBuilder {
     }
 }
 
+/// Channel counts divided by a width divisor: the reference's widths at 1, cheap variants of the
+/// same structure (for tests) above it.
+struct Widths {
+    let divisor: Int
+    func callAsFunction(_ n: Int) -> Int { n / divisor }
+}
+
 /// The batch dimension every zoo input declares.
 let batchDim = Dim.symbol("N")
 

@@ -25,12 +25,6 @@ public struct YOLOv4Config: Sendable {
 }
 
 public enum YOLOv4 {
-    /// Internal channel counts scaled by the configuration's divisor.
-    struct Widths {
-        let divisor: Int
-        func callAsFunction(_ n: Int) -> Int { n / divisor }
-    }
-
     static let leaky = Activation.leakyRelu(alpha: 0.1)
 
     /// Conv_Bn_Activation: conv (bias only when there is no BN), BN, activation. The module's

@@ -18,33 +18,29 @@ extension Lowering {
         let cg = c / g, og = o / g
         let kk = cg * a.kernelH * a.kernelW
         let p = oh * ow, np = n * p
-        let tile = gemmSchedule.columnTile
-        let ldp = roundUp(np, tile)
+        let schedule = gemmSchedule
+        let ldp = roundUp(np, schedule.columnTile)
         let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
             && a.padding == .zero
-        let bRef: BufferRef, ldb: Int
-        if pointwise && n == 1 && p % tile == 0 {
-            // x[0] is already [C, H*W] with whole column tiles: the GEMM reads it in place.
-            bRef = try input(0); ldb = p
-        } else if pointwise {
-            bRef = scratch(c * ldp); ldb = ldp
-            try launch("conv2d", "channels_first", args: [
-                .buffer(try input(0)), .int(c), .int(p), .int(n), .buffer(bRef), .int(ldp),
+        let rows = c * a.kernelH * a.kernelW
+        let bRef = scratch(rows * ldp)
+        if pointwise {
+            // 1x1: the operand is the input itself, regrouped channel-major; no im2col.
+            try launch("conv2d", "channels_first", options: schedule.panelOptions, args: [
+                .buffer(try input(0)), .int(c), .int(p), .int(n), .buffer(bRef), .int(ldp), .int(kk),
             ], global: [ldp, c])
         } else {
-            let rows = c * a.kernelH * a.kernelW
-            bRef = scratch(rows * ldp); ldb = ldp
-            try launch("conv2d", "im2col", args: [
+            try launch("conv2d", "im2col", options: schedule.panelOptions, args: [
                 .buffer(try input(0)), .int(c), .int(h), .int(wd), .int(oh), .int(ow),
                 .int(a.kernelH), .int(a.kernelW), .int(a.strideH), .int(a.strideW),
                 .int(a.padding.top), .int(a.padding.left), .int(a.dilationH), .int(a.dilationW), .int(n),
-                .buffer(bRef), .int(ldp),
+                .buffer(bRef), .int(ldp), .int(kk),
             ], global: [ldp, rows])
         }
         try gemm(GEMMCall(
             m: og, n: np, k: kk, batch: g,
             a: try input(1), lda: kk, strideA: og * kk,
-            b: bRef, ldb: ldb, strideB: kk * ldb,
+            b: bRef, strideB: kk * ldp,
             c: output, ldc: np, strideC: og * p,
             bias: bias, biasPerRow: true, activation: a.activation,
             convPixels: p, imageStride: o * p))

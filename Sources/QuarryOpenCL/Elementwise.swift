@@ -18,8 +18,9 @@ func padTo6(_ dims: [Int], _ strides: [Int]) -> ([Int], [Int]) {
 
 extension Lowering {
     func lowerActivation(_ act: Activation) throws {
-        try launch("elementwise", "unary", options: activationOptions(act), args: [
-            .buffer(try input(0)), .buffer(output), .long(outputCount),
+        let (code, a, b) = activationCode(act)
+        try launch("elementwise", "unary", args: [
+            .buffer(try input(0)), .buffer(output), .long(outputCount), .int(code), .float(a), .float(b),
         ], global: [outputCount])
     }
 

@@ -1,8 +1,8 @@
 // Dense and matmul as GEMMs (Kernels/gemm.cl). The schedule depends on the device: CPU devices
 // (PoCL) get register blocking straight from global memory, devices with dedicated local memory
-// get the local-memory tiled kernel. B operands are packed with zero-padded columns so that the
-// register-blocked kernel's vector loads never need an edge test; constant weights are packed on
-// the host once, runtime operands by `pack_b` into scratch.
+// get the local-memory tiled kernel. B operands are packed in zero-padded column panels (see
+// gemm.cl) so that the register-blocked kernel streams contiguous memory with no edge tests;
+// constant weights are packed on the host once, runtime operands by `pack_b` into scratch.
 
 import Foundation
 import Quarry
@@ -21,6 +21,22 @@ struct GEMMSchedule: Hashable {
         tiled ? ["-DLT=\(lt)", "-DWPT=\(wpt)", "-DTK=\(tk)"] : ["-DTM=\(tm)", "-DVW=\(vw)", "-DNV=\(nv)"]
     }
     var kernelName: String { tiled ? "gemm_tiled" : "gemm" }
+    /// -D options for every program that writes or reads packed B panels.
+    var panelOptions: [String] { ["-DBP=\(columnTile)"] }
+
+    /// Floats of a packed [k, n] operand.
+    func packedCount(k: Int, n: Int) -> Int { roundUp(n, columnTile) * k }
+
+    /// Packs `value(k, n)` on the host into the panel layout.
+    func packOnHost(k: Int, n: Int, _ value: (Int, Int) -> Float) -> Tensor {
+        let bp = columnTile
+        let t = Tensor(shape: [packedCount(k: k, n: n)], repeating: 0)
+        let p = t.pointer
+        for kk in 0..<k {
+            for nn in 0..<n { p[((nn / bp) * k + kk) * bp + nn % bp] = value(kk, nn) }
+        }
+        return t
+    }
 
     static func forDevice(dedicatedLocalMemory: Bool, maxWorkGroupSize: Int) -> GEMMSchedule {
         if let s = ProcessInfo.processInfo.environment["QUARRY_GEMM"], let parsed = parse(s) { return parsed }
@@ -42,8 +58,8 @@ struct GEMMCall {
     var m: Int, n: Int, k: Int
     var batch = 1
     var a: BufferRef, lda: Int, strideA = 0
-    /// Packed: every row readable up to roundUp(n, columnTile) columns.
-    var b: BufferRef, ldb: Int, strideB = 0
+    /// Packed in panels (GEMMSchedule.packOnHost / pack_b).
+    var b: BufferRef, strideB = 0
     var c: BufferRef, ldc: Int, strideC = 0
     var bias: BufferRef? = nil
     var biasPerRow = false
@@ -59,13 +75,13 @@ extension Lowering {
 
     func gemm(_ call: GEMMCall) throws {
         let s = gemmSchedule
-        var options = s.options + activationOptions(call.activation)
+        var options = s.options + s.panelOptions + activationOptions(call.activation)
         options.append("-DBIAS=\(call.bias == nil ? 0 : call.biasPerRow ? 2 : 1)")
         options.append("-DOUT_MODE=\(call.convPixels > 0 ? 1 : 0)")
         let args: [KernelArg] = [
             .int(call.m), .int(call.n), .int(call.k),
             .buffer(call.a), .int(call.lda), .long(call.strideA),
-            .buffer(call.b), .int(call.ldb), .long(call.strideB),
+            .buffer(call.b), .long(call.strideB),
             .buffer(call.c), .int(call.ldc), .long(call.strideC),
             .buffer(try call.bias ?? dummy()), .int(max(call.convPixels, 1)), .long(call.imageStride),
         ]
@@ -79,48 +95,42 @@ extension Lowering {
         }
     }
 
-    /// Copies a runtime B operand ([K, N] at `ld`, or [N, K] when transposed) into scratch with
-    /// padded columns; returns the packed buffer and its row stride.
+    /// Packs a runtime B operand ([K, N] at `ld`, or [N, K] when transposed) into scratch.
     func packB(_ src: BufferRef, k: Int, n: Int, ld: Int, transposed: Bool, batch: Int = 1, stride: Int = 0)
-        throws -> (BufferRef, Int)
+        throws -> (ref: BufferRef, stride: Int)
     {
-        let ldp = roundUp(n, gemmSchedule.columnTile)
-        if !transposed && ld == n && n == ldp { return (src, ld) }
-        let dst = scratch(ldp * k * batch)
-        try launch("gemm", "pack_b", args: [
+        let s = gemmSchedule
+        let count = s.packedCount(k: k, n: n)
+        let dst = scratch(count * batch)
+        try launch("gemm", "pack_b", options: s.options + s.panelOptions, args: [
             .int(k), .int(n), .int(transposed ? 1 : 0), .buffer(src), .int(ld), .long(stride),
-            .buffer(dst), .int(ldp), .long(ldp * k),
-        ], global: [ldp, k, batch])
-        return (dst, ldp)
+            .buffer(dst), .int(roundUp(n, s.columnTile)), .long(count),
+        ], global: [roundUp(n, s.columnTile), k, batch])
+        return (dst, count)
     }
 
-    /// A constant B operand packed on the host ([K, N] from w, or from w transposed when w is
-    /// [N, K] as PyTorch's Linear stores it).
-    func packConstantB(_ purpose: String, _ w: Tensor, k: Int, n: Int, transposed: Bool) throws -> (BufferRef, Int) {
-        let ldp = roundUp(n, gemmSchedule.columnTile)
-        let ref = try packed(purpose + "/ldp\(ldp)") {
-            let t = Tensor(shape: [k, ldp], repeating: 0)
-            let src = w.pointer, dst = t.pointer
-            for kk in 0..<k {
-                for nn in 0..<n { dst[kk * ldp + nn] = transposed ? src[nn * k + kk] : src[kk * n + nn] }
-            }
-            return t
+    /// A constant B operand packed on the host, from w [K, N] or, transposed, from w [N, K] as
+    /// PyTorch's Linear stores it.
+    func packConstantB(_ purpose: String, _ w: Tensor, k: Int, n: Int, transposed: Bool) throws -> BufferRef {
+        let s = gemmSchedule
+        return try packed(purpose + "/bp\(s.columnTile)") {
+            let src = w.pointer
+            return s.packOnHost(k: k, n: n) { kk, nn in transposed ? src[nn * k + kk] : src[kk * n + nn] }
         }
-        return (ref, ldp)
     }
 
     func lowerDense(_ act: Activation?) throws {
         let x = shape(0), w = shape(1)
         let k = w[1], n = w[0]
         let m = x.dropLast().reduce(1, *)
-        let b: (BufferRef, Int)
+        let b: BufferRef
         if let wt = constants[1] {
             b = try packConstantB("weight", wt, k: k, n: n, transposed: true)
         } else {
-            b = try packB(try input(1), k: k, n: n, ld: k, transposed: true)
+            b = try packB(try input(1), k: k, n: n, ld: k, transposed: true).ref
         }
         try gemm(GEMMCall(
-            m: m, n: n, k: k, a: try input(0), lda: k, b: b.0, ldb: b.1, c: output, ldc: n,
+            m: m, n: n, k: k, a: try input(0), lda: k, b: b, c: output, ldc: n,
             bias: has(2) ? try input(2) : nil, biasPerRow: false, activation: act))
     }
 
@@ -147,22 +157,23 @@ extension Lowering {
         if transposeA {
             let count = sa == 0 ? 1 : batch
             let dst = scratch(m * k * count)
-            try launch("gemm", "pack_b", args: [
-                .int(m), .int(k), .int(1), .buffer(aRef), .int(m), .long(m * k),
-                .buffer(dst), .int(k), .long(m * k),
+            try launch("gemm", "transpose_a", options: gemmSchedule.options + gemmSchedule.panelOptions, args: [
+                .int(m), .int(k), .buffer(aRef), .int(m), .long(m * k), .buffer(dst), .long(m * k),
             ], global: [k, m, count])
             aRef = dst
         }
-        let packedB: (BufferRef, Int)
+        let packedB: BufferRef, packedStride: Int
         if let bt = constants[1], sb == 0 {
             packedB = try packConstantB("b", bt, k: k, n: n, transposed: transposeB)
+            packedStride = 0
         } else {
-            packedB = try packB(try input(1), k: k, n: n, ld: transposeB ? k : n, transposed: transposeB,
-                                batch: sb == 0 ? 1 : batch, stride: k * n)
+            let p = try packB(try input(1), k: k, n: n, ld: transposeB ? k : n, transposed: transposeB,
+                              batch: sb == 0 ? 1 : batch, stride: k * n)
+            packedB = p.ref
+            packedStride = sb == 0 ? 0 : p.stride
         }
-        let packedStride = sb == 0 ? 0 : packedB.1 * k
         try gemm(GEMMCall(
             m: m, n: n, k: k, batch: batch, a: aRef, lda: k, strideA: sa,
-            b: packedB.0, ldb: packedB.1, strideB: packedStride, c: output, ldc: n, strideC: m * n))
+            b: packedB, strideB: packedStride, c: output, ldc: n, strideC: m * n))
     }
 }

@@ -114,9 +114,13 @@ func clFloatLiteral(_ x: Float) -> String {
 /// -D options selecting an activation in common.cl.
 func activationOptions(_ act: Activation?) -> [String] {
     guard let act else { return ["-DACT=0"] }
-    func code(_ c: Int, _ a: Float = 0, _ b: Float = 0) -> [String] {
-        ["-DACT=\(c)", "-DACT_A=\(clFloatLiteral(a))", "-DACT_B=\(clFloatLiteral(b))"]
-    }
+    let (c, a, b) = activationCode(act)
+    return ["-DACT=\(c)", "-DACT_A=\(clFloatLiteral(a))", "-DACT_B=\(clFloatLiteral(b))"]
+}
+
+/// common.cl's code for an activation and its two parameters.
+func activationCode(_ act: Activation) -> (Int, Float, Float) {
+    func code(_ c: Int, _ a: Float = 0, _ b: Float = 0) -> (Int, Float, Float) { (c, a, b) }
     switch act {
     case .relu: return code(1)
     case .clip(let lo, let hi): return code(2, lo, hi)

@@ -91,7 +91,7 @@ extension Lowering {
     func lowerUpsample(_ mode: UpsampleMode) throws {
         let x = shape(0), out = outputShape
         let code = mode == .nearest ? 0 : mode == .bilinear ? 1 : 2
-        try launch("layout", "upsample", options: ["-DMODE=\(code)"], args: [
+        try launch("layout", "upsample2d", options: ["-DMODE=\(code)"], args: [
             .buffer(try input(0)), .buffer(output), .int(x[0] * x[1]), .int(x[2]), .int(x[3]), .int(out[2]), .int(out[3]),
         ], global: [out[2] * out[3], x[0] * x[1]])
     }

@@ -42,7 +42,8 @@ public final class OpenCLCompiledGraph: CompiledGraph, @unchecked Sendable {
         }
     }
 
-    init(device: OpenCLDevice, graph source: Graph, outputs: [String]) throws {
+    /// `forceCPU` names nodes to run on the CPU regardless (tests of the fallback path).
+    init(device: OpenCLDevice, graph source: Graph, outputs: [String], forceCPU: Set<String> = []) throws {
         clDevice = device
         self.outputs = outputs
         for (name, p) in source.parameters where p.value == nil {
@@ -52,7 +53,7 @@ public final class OpenCLCompiledGraph: CompiledGraph, @unchecked Sendable {
         graph = try source.optimized(for: outputs)
         weights = WeightStore(device: device)
         for node in graph.nodes {
-            if let why = OpenCLDevice.unsupportedReason(node.op) {
+            if let why = OpenCLDevice.unsupportedReason(node.op) ?? (forceCPU.contains(node.name) ? "forced onto the CPU" : nil) {
                 fallbacks[node.name] = why
                 OpenCLLog.log("node '\(node.name)' (\(node.op.name)) runs on the CPU: \(why)")
             }

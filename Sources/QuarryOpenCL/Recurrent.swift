@@ -14,23 +14,24 @@ extension Lowering {
         let gh = gates * h
         // G[d][b * S + t][gates * H] = x · W[d]^T
         let gRef = scratch(d * b * s * gh)
-        let w: (BufferRef, Int)
+        let schedule = gemmSchedule
+        let per = schedule.packedCount(k: i, n: gh)
+        let w: BufferRef
         if let wt = constants[1] {
-            let ldp = roundUp(gh, gemmSchedule.columnTile)
-            let ref = try packed("w/ldp\(ldp)") {
-                let t = Tensor(shape: [d, i, ldp], repeating: 0)
-                for dd in 0..<d { for kk in 0..<i { for nn in 0..<gh {
-                    t.pointer[(dd * i + kk) * ldp + nn] = wt.pointer[(dd * gh + nn) * i + kk]
-                } } }
+            w = try packed("w/bp\(schedule.columnTile)") {
+                let t = Tensor(shape: [d * per], repeating: 0)
+                for dd in 0..<d {
+                    let one = schedule.packOnHost(k: i, n: gh) { kk, nn in wt.pointer[(dd * gh + nn) * i + kk] }
+                    (t.pointer + dd * per).update(from: one.pointer, count: per)
+                }
                 return t
             }
-            w = (ref, ldp)
         } else {
-            w = try packB(try input(1), k: i, n: gh, ld: i, transposed: true, batch: d, stride: gh * i)
+            w = try packB(try input(1), k: i, n: gh, ld: i, transposed: true, batch: d, stride: gh * i).ref
         }
         try gemm(GEMMCall(
             m: b * s, n: gh, k: i, batch: d, a: try input(0), lda: i, strideA: 0,
-            b: w.0, ldb: w.1, strideB: w.1 * i, c: gRef, ldc: gh, strideC: b * s * gh))
+            b: w, strideB: per, c: gRef, ldc: gh, strideC: b * s * gh))
 
         let stateCount = d * b * h
         let hOut = outputs[1]

@@ -26,9 +26,13 @@ extension ExtractCommand {
         if (output as NSString).pathExtension.lowercased() == "npy" && layers.count != 1 {
             throw ToolError(message: "a .npy output holds one layer; use a .safetensors output for \(layers.count) layers")
         }
-        guard graph.inputs.count == 1, let inputName = graph.inputs.first?.name else {
-            throw ToolError(message: "extract feeds models with one input; \(loaded.name) takes \(graph.inputs.map(\.name)) (use `quarry run`)")
+        // One data input; any others must be attention masks, made from the ids (0 is padding, as
+        // in BERT's vocabulary) so that padded tokens are masked and `--pool mean` skips them.
+        let dataInputs = graph.inputs.filter { !loaded.maskInputs.contains($0.name) }
+        guard dataInputs.count == 1, let inputName = dataInputs.first?.name else {
+            throw ToolError(message: "extract feeds models with one data input; \(loaded.name) takes \(graph.inputs.map(\.name)) (use `quarry run`)")
         }
+        let maskNames = graph.inputs.map(\.name).filter { loaded.maskInputs.contains($0) }
         let pooling = pool.map { FeaturePooling(rawValue: $0)! } ?? (layer.isEmpty ? loaded.defaultPooling : .none)
         let preprocessing = try makePreprocessing(defaults: loaded.preprocessing)
         let items = try listExtractItems(input, preprocessing: preprocessing)
@@ -97,13 +101,23 @@ extension ExtractCommand {
             var features: [String: Tensor] = [:]
             if !good.isEmpty {
                 let stacked = try Tensor.stacking(rowsOf: good.map { try $0.tensor.reshaped([1] + $0.tensor.shape) })
+                var feed = [inputName: stacked]
+                var mask: Tensor? = nil
+                if !maskNames.isEmpty {
+                    let m = Tensor(uninitializedShape: stacked.shape)
+                    for i in 0..<m.count { m[flat: i] = stacked[flat: i] == 0 ? 0 : 1 }
+                    for name in maskNames { feed[name] = m }
+                    mask = m
+                }
                 let out: [String: Tensor]
                 do {
-                    out = try scheduler.runBatch([inputName: stacked])
+                    out = try scheduler.runBatch(feed)
                 } catch SchedulerError.cancelled {
                     break
                 }
-                for name in layers { features[name] = try poolFeatures(out[name]!, pool: pooling, l2: l2Normalize, layer: name) }
+                for name in layers {
+                    features[name] = try poolFeatures(out[name]!, pool: pooling, l2: l2Normalize, layer: name, mask: mask)
+                }
             }
             try partial.append(chunk: progressState.chunks, features: features, layers: layers,
                                sources: good.map { items[$0.index].source }, failed: failed, items: range.count)
@@ -152,10 +166,11 @@ extension ExtractCommand {
 }
 
 /// One feature row per input from a layer's output `t` ([N, ...]).
-func poolFeatures(_ t: Tensor, pool: FeaturePooling, l2: Bool, layer: String) throws -> Tensor {
+func poolFeatures(_ t: Tensor, pool: FeaturePooling, l2: Bool, layer: String, mask: Tensor? = nil) throws -> Tensor {
     do {
-        let pooled = try pool.apply(to: t)
-        return l2 ? l2Normalized(pooled) : pooled
+        // A mask applies to sequence outputs [N, S, D] whose S matches it.
+        let useMask = mask.flatMap { m in t.rank == 3 && m.shape == Array(t.shape.prefix(2)) ? m : nil }
+        return try pool.apply(to: t, attentionMask: useMask, l2Normalize: l2)
     } catch {
         throw ToolError(message: "layer '\(layer)' of shape \(t.shape): \(error)")
     }

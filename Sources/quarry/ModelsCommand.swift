@@ -61,7 +61,7 @@ struct ModelsCommand: ParsableCommand {
                 input_shape: Self.dims(e.inputShape),
                 inputs: e.inputs.map { .init(name: $0.name, shape: Self.dims($0.shape)) },
                 parameters: g.parameterCount,
-                macs_per_item: try g.totalMACs(inputShapes: g.concreteInputShapes()),
+                macs_per_item: try g.totalMACs(inputShapes: e.defaultInputShapes()),
                 taps: e.taps, default_tap: e.defaultTap, default_pooling: e.defaultPooling.rawValue,
                 preprocessing: e.preprocessing))
         }

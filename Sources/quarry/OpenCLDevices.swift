@@ -22,6 +22,5 @@ func benchmarkOpenCLGEMM(_ device: Device, m: Int, n: Int, k: Int) throws -> (se
 
 func measureOpenCLLimits(_ device: Device) throws -> DeviceLimits {
     guard let cl = device as? OpenCLDevice else { throw ToolError(message: "\(device.info.spec) is not an OpenCL device") }
-    _ = cl
-    throw ToolError(message: "measuring OpenCL limits is not built yet")
+    return DeviceLimits(peakGFLOPS: try cl.measurePeakGFLOPS(), bandwidthGBps: try cl.measureBandwidthGBps())
 }

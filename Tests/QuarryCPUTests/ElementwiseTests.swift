@@ -98,6 +98,15 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    func testReduceOverAnEmptyAxisGivesTheIdentity() throws {
+        let x = Tensor(shape: [3, 0, 2], repeating: 0)
+        let sum = try runCPUNode(.reduce(.sum, axes: [1], keepDims: false), [x])[0]
+        XCTAssertEqual(sum.shape, [3, 2])
+        XCTAssertEqual(sum.scalars, [Float](repeating: 0, count: 6))
+        let mx = try runCPUNode(.reduce(.max, axes: [1], keepDims: true), [x])[0]
+        XCTAssertEqual(mx.scalars, [Float](repeating: -.infinity, count: 6))
+    }
+
     func testPowWithConstantExponentFastPaths() throws {
         var rng = makeTestRNG()
         for e: Float in [2, 0.5, 1, 3] {

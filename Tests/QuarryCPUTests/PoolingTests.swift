@@ -38,8 +38,10 @@ final class PoolingTests: XCTestCase {
         var rng = makeTestRNG()
         for trial in 0..<60 {
             let kh = Int.random(in: 1...4, using: &rng), kw = Int.random(in: 1...4, using: &rng)
-            let dil = trial % 5 == 0 ? (Int.random(in: 1...2, using: &rng), Int.random(in: 1...2, using: &rng)) : (1, 1)
-            let stride = (Int.random(in: 1...3, using: &rng), Int.random(in: 1...3, using: &rng))
+            let dil = trial % 5 == 0 && trial % 4 != 0 ? (Int.random(in: 1...2, using: &rng), Int.random(in: 1...2, using: &rng)) : (1, 1)
+            // Every fourth trial is wide with stride 2, the vectorised even-lane path.
+            let wide = trial % 4 == 0
+            let stride = wide ? (2, 2) : (Int.random(in: 1...3, using: &rng), Int.random(in: 1...3, using: &rng))
             let pad = Padding2D(
                 top: Int.random(in: 0..<kh, using: &rng), left: Int.random(in: 0..<kw, using: &rng),
                 bottom: Int.random(in: 0..<kh, using: &rng), right: Int.random(in: 0..<kw, using: &rng))
@@ -47,7 +49,7 @@ final class PoolingTests: XCTestCase {
                 kernel: (kh, kw), stride: stride, padding: pad, dilation: dil,
                 ceilMode: Bool.random(using: &rng), countIncludePad: Bool.random(using: &rng))
             let shape = [Int.random(in: 1...2, using: &rng), Int.random(in: 1...3, using: &rng),
-                         Int.random(in: 5...13, using: &rng), Int.random(in: 5...40, using: &rng)]
+                         Int.random(in: 5...13, using: &rng), wide ? Int.random(in: 50...90, using: &rng) : Int.random(in: 5...40, using: &rng)]
             let x = randomTensor(shape, &rng)
             for isMax in [true, false] {
                 let op: Op = isMax ? .maxPool2d(attrs) : .avgPool2d(attrs)

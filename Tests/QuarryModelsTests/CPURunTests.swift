@@ -91,7 +91,7 @@ final class CPURunTests: XCTestCase {
     func testVGG() throws {
         let cfg = VGGConfig(layers: [8, 0, 16, 16, 0], numClasses: 10, imageSize: 28, classifierWidth: 32)
         try check(try VGG.build(cfg), ["input": image(2, 3, 28)],
-                  ["features.6": [2, 16, 7, 7], "avgpool": [2, 16, 7, 7], "classifier.6": [2, 10]])
+                  ["features.6": [2, 16, 14, 14], "features.7": [2, 16, 7, 7], "avgpool": [2, 16, 7, 7], "classifier.6": [2, 10]])
     }
 
     func testResNetBasicAndBottleneck() throws {
@@ -104,9 +104,12 @@ final class CPURunTests: XCTestCase {
     }
 
     func testInceptionV3() throws {
-        // The full network (no width knob in the reference) at its smallest input, without the aux head.
-        let g = try InceptionV3.build(InceptionV3Config(numClasses: 10, imageSize: 75, auxLogits: false))
-        try check(g, ["input": image(1, 3, 75)], ["Mixed_5d": [1, 288, 7, 7], "Mixed_7c": [1, 2048, 1, 1], "fc": [1, 10]])
+        // A sixteenth of the widths at the smallest input, without the aux head…
+        let small = try InceptionV3.build(InceptionV3Config(numClasses: 10, imageSize: 75, auxLogits: false, widthDivisor: 16))
+        try check(small, ["input": image(2, 3, 75)], ["Mixed_5d": [2, 18, 7, 7], "Mixed_7c": [2, 128, 1, 1], "fc": [2, 10]])
+        // …and with it, which needs Mixed_6e at 17x17 (299 input).
+        let aux = try InceptionV3.build(InceptionV3Config(numClasses: 10, imageSize: 299, widthDivisor: 16))
+        try check(aux, ["input": image(1, 3, 299)], ["Mixed_6e": [1, 48, 17, 17], "AuxLogits": [1, 10], "fc": [1, 10]])
     }
 
     func testDenseNet() throws {

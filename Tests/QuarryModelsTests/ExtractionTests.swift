@@ -120,5 +120,7 @@ final class ExtractionTests: XCTestCase {
         XCTAssertEqual(y[2], 0); XCTAssertEqual(y[3], 0)
         XCTAssertEqual(y[4], -Float(0.5).squareRoot(), accuracy: 1e-7)
         XCTAssertEqual(x.scalars, [3, 4, 0, 0, -1, 1], "the input is not modified")
+        let pooled = try FeaturePooling.none.apply(to: x, l2Normalize: true)
+        XCTAssertEqual(pooled.scalars, y)
     }
 }

@@ -23,6 +23,12 @@ final class ShapeAndCostTests: XCTestCase {
         }
     }
 
+    func testLSTMMACsAtItsListedLength() throws {
+        // 64 steps, per step and direction 4H(I + H) for each of two layers (I = 128, then 512).
+        let h = 256
+        XCTAssertEqual(try ModelZoo.entry(named: "lstm").macsPerItem, 64 * 2 * (4 * h * (128 + h) + 4 * h * (2 * h + h)))
+    }
+
     func testMACsScaleWithBatch() throws {
         let g = try ModelZoo.entry(named: "plain_cnn").build()
         let one = try g.totalMACs(inputShapes: g.concreteInputShapes())
@@ -40,13 +46,20 @@ final class ShapeAndCostTests: XCTestCase {
     func testEveryModelInfersShapesAtDefaultSize() throws {
         for entry in ModelZoo.all {
             let g = try entry.build()
-            let shapes = try g.inferShapes(inputShapes: g.concreteInputShapes(symbols: ["N": 2, "T": 5]))
+            let shapes = try g.inferShapes(inputShapes: entry.defaultInputShapes(batch: 2))
             for tap in entry.taps {
                 XCTAssertNotNil(shapes[tap], "\(entry.name): tap '\(tap)' is not a value of the graph")
                 XCTAssertEqual(shapes[tap]?.first, 2, "\(entry.name): tap '\(tap)' is not batch-first")
             }
             XCTAssertTrue(entry.taps.contains(entry.defaultTap), entry.name)
-            XCTAssertEqual(g.inputs.map(\.shape), entry.inputs.map(\.shape), entry.name)
+            // The default pooling fits the default tap: a pooled vector per item.
+            let rank = shapes[entry.defaultTap]?.count ?? 0
+            switch entry.defaultPooling {
+            case .none: break
+            case .globalAverage: XCTAssertGreaterThanOrEqual(rank, 3, entry.name)
+            case .clsToken, .maskedMean, .lastToken: XCTAssertEqual(rank, 3, entry.name)
+            }
+            XCTAssertEqual(g.inputs.map(\.name), entry.inputs.map(\.name), entry.name)
         }
     }
 

@@ -3,6 +3,7 @@
 // as the CPU tests. Programs are cached by the device, so tests of one kernel family share builds.
 
 import Foundation
+@_exported import QuarryTestSupport
 import Quarry
 import QuarryCPU
 import QuarryOpenCL
@@ -16,19 +17,6 @@ func testDevice() throws -> OpenCLDevice {
     }
     return try OpenCLRuntime.device(spec: spec)
 }
-
-func makeTestRNG(file: StaticString = #filePath, line: UInt = #line) -> SeededGenerator {
-    let seed = ProcessInfo.processInfo.environment["QUARRY_TEST_SEED"].flatMap { UInt64($0) }
-        ?? UInt64(Date().timeIntervalSince1970 * 1e6)
-    print("test seed \(seed) (\(file):\(line))")
-    return SeededGenerator(seed: seed)
-}
-
-func randomTensor(_ shape: [Int], _ rng: inout SeededGenerator, in range: ClosedRange<Float> = -1...1) -> Tensor {
-    Tensor.random(shape: shape, in: range, using: &rng)
-}
-
-func doubles(_ t: Tensor) -> [Double] { t.scalars.map(Double.init) }
 
 /// Runs `op` on the OpenCL device as a one-node graph. Operands in `constantIndices` become
 /// parameters (weights uploaded once, packed as the backend packs them); the others are inputs.
@@ -63,23 +51,3 @@ func runOpenCLNode(
     return outNames.map { result[$0]! }
 }
 
-/// Asserts every element is finite and within `atol + rtol * |expected|` of the reference.
-func assertClose(
-    _ actual: Tensor, _ expected: [Double], rtol: Double = 1e-4, atol: Double = 1e-5,
-    _ what: @autoclosure () -> String = "", file: StaticString = #filePath, line: UInt = #line
-) {
-    XCTAssertEqual(actual.count, expected.count, "element count \(what())", file: file, line: line)
-    var worst = 0.0, worstIndex = -1
-    for i in 0..<min(actual.count, expected.count) {
-        let a = Double(actual[flat: i]), e = expected[i]
-        if !a.isFinite && e.isFinite {
-            XCTFail("\(what()): element \(i) is \(a) (unwritten or overflowed), expected \(e)", file: file, line: line)
-            return
-        }
-        let err = abs(a - e) / (atol + rtol * abs(e))
-        if err > worst { worst = err; worstIndex = i }
-    }
-    if worst > 1 {
-        XCTFail("\(what()): element \(worstIndex) is \(actual[flat: worstIndex]), expected \(expected[worstIndex]) (error \(worst)x the bound)", file: file, line: line)
-    }
-}

@@ -72,9 +72,12 @@ final class SchedulerTests: XCTestCase {
     }
 
     func testOutputsInOrderAcrossDevices() throws {
-        let devices = [FaultyDevice("a", delay: 0.001), FaultyDevice("b", delay: 0.003), FaultyDevice("c")]
+        // Every device is slow enough per micro-batch that all three threads are running before
+        // the queue drains, even on a loaded machine.
+        let devices = [FaultyDevice("a", delay: 0.004), FaultyDevice("b", delay: 0.008), FaultyDevice("c", delay: 0.004)]
         var options = SchedulerOptions()
-        options.targetSeconds = 0.005
+        options.targetSeconds = 0.01
+        options.maxMicroBatch = 4
         let s = try Scheduler(graph: graph, outputs: ["y"], devices: devices, options: options)
         let shares = try check(s, batches: batches(6, rows: 37))
         XCTAssertTrue(shares.allSatisfy { $0.items > 0 }, "every device should take work: \(shares)")

@@ -119,6 +119,17 @@ extension HostTensor {
     }
 
     func transposed(_ perm: [Int]) -> HostTensor {
+        if perm == [1, 0], kind == .float {
+            // The common case (Linear weights): a plain loop, fast even in debug builds.
+            let r = shape[0], c = shape[1]
+            let out = [Float](unsafeUninitializedCapacity: count) { buf, n in
+                floats.withUnsafeBufferPointer { src in
+                    for i in 0..<r { for j in 0..<c { buf[j * r + i] = src[i * c + j] } }
+                }
+                n = count
+            }
+            return HostTensor(floats: out, shape: [c, r])
+        }
         let s = strides(of: shape)
         let outShape = perm.map { shape[$0] }
         var src: [Int] = []

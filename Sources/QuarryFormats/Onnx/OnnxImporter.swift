@@ -8,7 +8,7 @@
 import Foundation
 import Quarry
 
-struct OnnxImporter {
+final class OnnxImporter {
     enum Val {
         /// A value of the Quarry graph with its concrete shape; `integer` marks values that hold
         /// integers (token ids), which the float32 runtime carries exactly up to 2^24.
@@ -36,7 +36,7 @@ struct OnnxImporter {
     /// arithmetic can overflow; ONNX's "to the end" (INT64_MAX) still means the end.
     static let maxAttributeMagnitude = 1 << 31
 
-    mutating func importGraph(inputShapes: [String: [Int]]) throws -> Graph {
+    func importGraph(inputShapes: [String: [Int]]) throws -> Graph {
         var graphInputs: [GraphInput] = []
         for input in model.inputs {
             guard let s = inputShapes[input.name] else {
@@ -83,11 +83,12 @@ struct OnnxImporter {
                 poisoned.formUnion(proto.output)
                 continue
             }
+            // A node that fails part-way may leave parameters or nodes behind; that is harmless
+            // because any unsupported node fails the whole import.
             var ctx = NodeContext(importer: self, proto: proto, name: nodeName)
             do {
                 try ctx.run()
                 try ctx.checkAttributesUsed()
-                self = ctx.importer
                 for o in proto.output where !o.isEmpty && values[o] == nil {
                     if consumed.contains(o) { throw Unsupported(reason: "output '\(o)' is not produced by the import") }
                 }
@@ -106,14 +107,14 @@ struct OnnxImporter {
         return Graph(inputs: graphInputs, nodes: nodes, parameters: parameters, outputs: model.outputs)
     }
 
-    mutating func uniqueNodeName(_ base: String) -> String {
+    func uniqueNodeName(_ base: String) -> String {
         var name = base, k = 1
         while usedNodeNames.contains(name) { k += 1; name = "\(base)_\(k)" }
         usedNodeNames.insert(name)
         return name
     }
 
-    mutating func uniqueValueName(_ base: String) -> String {
+    func uniqueValueName(_ base: String) -> String {
         var name = base, k = 1
         while usedNames.contains(name) { k += 1; name = "\(base)_\(k)" }
         usedNames.insert(name)
@@ -122,7 +123,7 @@ struct OnnxImporter {
 
     /// The Quarry value for ONNX tensor `name`, making a parameter (and, for a graph output, an
     /// identity node named `output`) when it is a constant.
-    mutating func runtimeName(_ name: String, as output: String? = nil) throws -> String {
+    func runtimeName(_ name: String, as output: String? = nil) throws -> String {
         guard let v = values[name] else { throw QuarryError.unknownValue(name) }
         switch v {
         case .runtime(let n, _, _): return n
@@ -138,7 +139,7 @@ struct OnnxImporter {
     }
 
     /// A parameter holding `t`, made once per `key` (the ONNX tensor name plus any transform).
-    mutating func parameter(_ t: HostTensor, key: String) -> String {
+    func parameter(_ t: HostTensor, key: String) -> String {
         if let p = materialized[key] { return p }
         // An initializer keeps its own name so taps and checkpoints see the file's names.
         let name: String
@@ -154,7 +155,7 @@ struct OnnxImporter {
     }
 
     /// Appends a node and returns the concrete shapes of its outputs.
-    mutating func emit(_ name: String, _ op: Op, _ inputs: [String], outputs: [String]) throws -> [[Int]] {
+    func emit(_ name: String, _ op: Op, _ inputs: [String], outputs: [String]) throws -> [[Int]] {
         let node = Node(name: uniqueNodeName(name), op: op, inputs: inputs, outputs: outputs)
         var decl: [GraphInput] = []
         var shapes: [String: [Int]] = [:]

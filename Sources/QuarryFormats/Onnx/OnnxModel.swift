@@ -176,6 +176,13 @@ public final class OnnxModel: @unchecked Sendable {
             guard raw.count == count * size else {
                 throw fail("holds \(raw.count) bytes, dims \(shape) of \(type) need \(count * size)")
             }
+            if type == .float {
+                let floats = [Float](unsafeUninitializedCapacity: count) { buf, n in
+                    raw.withUnsafeBytes { p in if count > 0 { memcpy(buf.baseAddress!, p.baseAddress!, count * 4) } }
+                    n = count
+                }
+                return HostTensor(floats: floats, shape: shape)
+            }
             return raw.withUnsafeBytes { p -> HostTensor in
                 func load<T>(_: T.Type) -> [T] { (0..<count).map { p.loadUnaligned(fromByteOffset: $0 * size, as: T.self) } }
                 switch type {
@@ -236,7 +243,7 @@ public final class OnnxModel: @unchecked Sendable {
         lock.lock()
         if let g = cache[key] { lock.unlock(); return g }
         lock.unlock()
-        var importer = OnnxImporter(model: self)
+        let importer = OnnxImporter(model: self)
         let g = try importer.importGraph(inputShapes: inputShapes)
         lock.lock(); cache[key] = g; lock.unlock()
         return g

@@ -236,12 +236,18 @@ extension OnnxImporter {
             var addC: String? = nil
             if c.hasInput(2) && beta != 0 {
                 if let cv = try c.constant(2), cv.count == (tb ? try c.shape(1)[0] : try c.shape(1)[1]), cv.shape.count <= 1 || cv.shape.first == 1 {
-                    bias = c.parameter(HostTensor(floats: cv.doubles.map { Float($0 * Double(beta)) }, shape: [cv.count]), key: c.inputName(2) + "*beta\(beta)")
+                    if beta == 1 && cv.shape.count == 1 {
+                        bias = try c.value(2)
+                    } else {
+                        bias = c.parameter(HostTensor(floats: cv.doubles.map { Float($0 * Double(beta)) }, shape: [cv.count]), key: c.inputName(2) + "*beta\(beta)")
+                    }
                 } else {
                     addC = try c.value(2)
                 }
             }
-            if alpha != 1 { if bias != nil { addC = bias; bias = nil } }
+            // With alpha ≠ 1 the product is scaled first, so an (already beta-scaled) bias is added after.
+            var cScaled = false
+            if alpha != 1, bias != nil { addC = bias; bias = nil; cScaled = true }
             var out: String
             if let w = try c.constant(1) {
                 let weight = tb ? try c.value(1) : c.parameter(w.transposed([1, 0]), key: c.inputName(1) + "^T")
@@ -258,7 +264,7 @@ extension OnnxImporter {
                 out = try (addC == nil ? c.emit(.binary(.mul, activation: nil), [out, s]) : c.emitInternal(.binary(.mul, activation: nil), [out, s], "alpha")).name
             }
             if var cc = addC {
-                if beta != 1 && cc != bias {
+                if beta != 1 && !cScaled {
                     let s = c.parameter(HostTensor(floats: [beta], shape: [1]), key: "scalar:\(beta)")
                     cc = try c.emitInternal(.binary(.mul, activation: nil), [cc, s], "beta").name
                 }

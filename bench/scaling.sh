@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Multi-device scaling of the scheduler (issue: batched graphs across devices), in one run:
+#   two one-thread PoCL devices against one of them, and the one-thread CPU backend plus one
+#   one-thread PoCL device against the sum of the two alone.
+# Usage: bench/scaling.sh [MODEL] [BATCH] [SECONDS]   (needs the release-built tool, see README)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-mobilenet_v2}; batch=${2:-32}; seconds=${3:-20}
+q=${QUARRY:-.build-release/release/quarry}
+export POCL_DEVICES="pthread pthread" POCL_MAX_PTHREAD_COUNT=1
+run() {  # prints items/s of one configuration, the per-device shares on stderr
+    "$q" bench "$model" --batch "$batch" --device "$1" --cpu-threads 1 --seconds "$seconds" \
+        --min-iterations 3 --warmup 1 --no-profile --json 2>/dev/null | tee /dev/stderr | tail -1 |
+        python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r["items_per_second"])'
+}
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+one=$(run opencl:0); two=$(run opencl:0,opencl:1)
+cpu=$(run cpu); cl=$(run opencl:0); both=$(run cpu,opencl:0)
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+python3 - "$one" "$two" "$cpu" "$cl" "$both" <<'PY'
+import sys
+one, two, cpu, cl, both = map(float, sys.argv[1:])
+print(f"opencl:0 alone            {one:8.2f} items/s")
+print(f"opencl:0,opencl:1         {two:8.2f} items/s  = {two/one:.2f}x one device (target >= 1.8x)")
+print(f"cpu (1 thread) alone      {cpu:8.2f} items/s")
+print(f"opencl:0 alone (again)    {cl:8.2f} items/s")
+print(f"cpu,opencl:0              {both:8.2f} items/s  = {both/(cpu+cl):.0%} of the sum {cpu+cl:.2f} (target >= 90%)")
+PY
