@@ -150,6 +150,16 @@ extension CPUKernels {
                                        activation: a.activation, threads: threads)
         }
 
+        if let weights = ctx.constants[1],
+           usesWinograd(a, channels: channels, outChannels: outChannels, batch: batch, outHeight: out[2],
+                        outWidth: out[3], constantWeights: true, threads: threads.count) {
+            let transformed = ctx.packCache.value("\(ctx.node.name)/conv2d-winograd-weights") {
+                WinogradWeights(weights: weights.pointer, outChannels: outChannels, channels: channels)
+            }
+            return makeWinogradConv2D(geometry: geometry, batch: batch, outChannels: outChannels, weights: transformed,
+                                      hasBias: hasBias, activation: a.activation, threads: threads)
+        }
+
         let depth = groupIn * a.kernelH * a.kernelW
         let pixels = out[2] * out[3], imagePlane = x[2] * x[3]
         let packed: PackedGroups? = ctx.constants[1].map { weights in

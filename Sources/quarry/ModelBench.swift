@@ -25,22 +25,29 @@ extension BenchCommand {
         var graph = model.graph
         if graph.parameters.values.contains(where: { $0.value == nil }) { graph.materializeParameters(seed: 0) }
         let dims = try parseDims(dim)
-        return try benchGraph(graph, label: model.name, batches: batch, fixedBatch: false) { b in
-            try syntheticInputs(for: model, batch: b, dims: dims)
-        }
+        // An ONNX import depends on the input shapes (reshapes fold the batch size), so the model
+        // compiles through `LoadedModel.compile`, once per batch size.
+        return try benchGraph(graph, label: model.name, batches: batch, fixedBatch: false,
+                              makeInputs: { b in try syntheticInputs(for: model, batch: b, dims: dims) },
+                              compile: { device, outputs in
+                                  var m = model
+                                  m.graph = graph
+                                  return try m.compile(on: device, outputs: outputs)
+                              })
     }
 
     /// Times `graph` at each batch size. `fixedBatch` graphs take their inputs' declared shapes.
     func benchGraph(
         _ graph: Graph, label: String, batches: [Int], fixedBatch: Bool,
-        makeInputs: ((Int) throws -> [String: Tensor])? = nil
+        makeInputs: ((Int) throws -> [String: Tensor])? = nil,
+        compile: ((Device, [String]) throws -> CompiledGraph)? = nil
     ) throws -> [String: JSONValue] {
         let devices = try deviceOptions.devices()
         let outputs = outputs.map { $0.split(separator: ",").map(String.init) } ?? graph.outputs
-        let scheduler = try Scheduler(graph: graph, outputs: outputs, devices: devices)
+        let workers = try devices.map { d in try compile?(d, outputs) ?? d.compile(graph, outputs: outputs) }
         let limits = try devices.map(measureLimits)
         let peak = limits.reduce(0) { $0 + $1.peakGFLOPS }
-        let compiled = scheduler.workers[0]
+        let compiled = workers[0]
         var runs: [JSONValue] = []
         var last: [String: JSONValue] = [:]
 
@@ -54,10 +61,14 @@ extension BenchCommand {
             }
             let inputShapes = inputs.mapValues(\.shape)
             let rows = fixedBatch ? (inputs.values.first?.shape.first ?? 1) : b
+            // On one device "batch B" means the model runs on B items at once, as a peer runtime
+            // given a batch of B does; across devices the scheduler splits it adaptively.
+            let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: workers.count == 1 ? rows : nil))
+
+            for _ in 0..<max(warmup, 1) { _ = try scheduler.runBatch(inputs) }
+            // After a run: a shape-specialised graph then holds the graph of these shapes.
             let shapes = try compiled.graph.inferShapes(inputShapes: inputShapes)
             let flopsPerBatch = 2 * Double(compiled.graph.nodes.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
-
-            for _ in 0..<warmup { _ = try scheduler.runBatch(inputs) }
             var latencies: [Double] = []
             var shares: [String: (items: Int, busy: Double)] = [:]
             let start = now()
