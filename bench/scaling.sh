@@ -3,17 +3,22 @@
 #   two one-thread PoCL devices against one of them, and the one-thread CPU backend plus one
 #   one-thread PoCL device against the sum of the two alone.
 # Usage: bench/scaling.sh [MODEL] [BATCH] [SECONDS]   (needs the release-built tool, see README)
+# POCL_DRIVER=basic uses PoCL's "basic" devices instead of "pthread": PoCL's pthread driver runs
+# every pthread device on one process-wide worker pool (sized by POCL_MAX_PTHREAD_COUNT), so two
+# one-thread pthread devices share a single thread and cannot scale; a basic device runs its
+# kernels on the host thread that waits for them, so two are two threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-mobilenet_v2}; batch=${2:-32}; seconds=${3:-20}
 q=${QUARRY:-.build-release/release/quarry}
-export POCL_DEVICES="pthread pthread" POCL_MAX_PTHREAD_COUNT=1
+driver=${POCL_DRIVER:-pthread}
+export POCL_DEVICES="$driver $driver" POCL_MAX_PTHREAD_COUNT=1
 run() {  # prints items/s of one configuration, the per-device shares on stderr
     "$q" bench "$model" --batch "$batch" --device "$1" --cpu-threads 1 --seconds "$seconds" \
         --min-iterations 3 --warmup 1 --no-profile --json 2>/dev/null | tee /dev/stderr | tail -1 |
         python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r["items_per_second"])'
 }
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "PoCL devices: $POCL_DEVICES; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 one=$(run opencl:0); two=$(run opencl:0,opencl:1)
 cpu=$(run cpu); cl=$(run opencl:0); both=$(run cpu,opencl:0)
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -230,7 +230,8 @@ public final class Scheduler: @unchecked Sendable {
     /// How many rows a device takes next. A first pull takes one row, to measure the device;
     /// after that about `targetSeconds` of work at its measured speed, but never more than its
     /// share of what is left by speed (guided self-scheduling), so that near the end of a batch
-    /// the pieces shrink and every device finishes at about the same time.
+    /// the pieces shrink and every device finishes at about the same time; rounded down to a
+    /// power of two.
     private func microBatch(speed: Double, allSpeeds: [Double], remaining: Int, cap: Int) -> Int {
         if let fixed = options.microBatch { return max(1, fixed) }
         if speed == 0 { return 1 }
@@ -238,7 +239,10 @@ public final class Scheduler: @unchecked Sendable {
         // Devices not yet measured count as this one's speed.
         let total = allSpeeds.reduce(0) { $0 + ($1 == 0 ? speed : $1) }
         let share = Int((Double(remaining) * speed / max(total, 1e-9)).rounded(.up))
-        return max(1, min(wanted, share, options.maxMicroBatch, cap))
+        let n = max(1, min(wanted, share, options.maxMicroBatch, cap))
+        // Powers of two only: every new micro-batch shape costs a device a plan (and an OpenCL
+        // device a kernel build), so a few sizes that recur beat sizes tuned to the row.
+        return 1 << (Int.bitWidth - 1 - n.leadingZeroBitCount)
     }
 
     /// The largest micro-batch whose activations fit in the device's memory budget.
