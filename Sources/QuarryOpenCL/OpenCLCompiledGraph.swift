@@ -10,7 +10,7 @@ import Foundation
 import Quarry
 import QuarryCPU
 
-public final class OpenCLCompiledGraph: CompiledGraph, @unchecked Sendable {
+public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Sendable {
     public var device: Device { clDevice }
     public let clDevice: OpenCLDevice
     public let graph: Graph
@@ -175,6 +175,18 @@ public final class OpenCLCompiledGraph: CompiledGraph, @unchecked Sendable {
     }
 
     public func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
+        try enqueue(inputs, profiler: profiler).wait()
+    }
+
+    /// Enqueues the upload, the kernels and the download of one run and returns without waiting,
+    /// so that a scheduler can hand this device its next micro-batch while this one computes. The
+    /// queue is in order, so the next run's upload into the same buffers starts only after this
+    /// run's kernels and download are done.
+    public func submit(_ inputs: [String: Tensor]) throws -> PendingRun {
+        try enqueue(inputs, profiler: nil)
+    }
+
+    private func enqueue(_ inputs: [String: Tensor], profiler: Profiler?) throws -> OpenCLPendingRun {
         for gi in graph.inputs where inputs[gi.name] == nil {
             throw QuarryError.invalidArgument("missing input '\(gi.name)' (the graph takes \(graph.inputs.map(\.name)))")
         }
@@ -252,7 +264,17 @@ public final class OpenCLCompiledGraph: CompiledGraph, @unchecked Sendable {
             }
             result[name] = t
         }
-        for e in pending { try e.wait() }
+        return OpenCLPendingRun(events: pending, result: result)
+    }
+}
+
+/// A run whose downloads may still be in flight.
+final class OpenCLPendingRun: PendingRun {
+    private let events: [OpenCLEvent]
+    private let result: [String: Tensor]
+    init(events: [OpenCLEvent], result: [String: Tensor]) { self.events = events; self.result = result }
+    func wait() throws -> [String: Tensor] {
+        for e in events { try e.wait() }
         return result
     }
 }

@@ -36,7 +36,8 @@ final class Progress {
     }
 
     func finish() {
-        draw(final: true)
+        // A plain-line log already has its last line when the count reached the total.
+        if isTerminal || done < total { draw(final: true) }
     }
 
     private func draw(final: Bool) {

@@ -44,6 +44,52 @@ final class FaultyDevice: Device, @unchecked Sendable {
     }
 }
 
+
+/// A device that computes in the background: `submit` returns at once, so the scheduler should
+/// hand it the next micro-batch before it waits for the current one.
+final class AsyncDevice: Device, @unchecked Sendable {
+    let info = DeviceInfo(spec: "async", kind: .opencl, name: "async", vendor: "test", driverVersion: "0",
+                          computeUnits: 1, globalMemoryBytes: 1 << 30, localMemoryBytes: 0,
+                          maxAllocationBytes: 1 << 30, supportsFP16: false, supportsFP64: false)
+    let lock = NSLock()
+    var outstanding = 0, mostOutstanding = 0
+    func supports(_ op: Op) -> Bool { true }
+    func allocate(byteCount: Int) throws -> DeviceBuffer { HostBuffer(count: byteCount / 4) }
+    func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent { CompletedEvent() }
+    func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent { CompletedEvent() }
+    func compile(_ graph: Graph, outputs: [String]) throws -> CompiledGraph { Graph_(device: self, graph: graph) }
+
+    final class Pending: PendingRun {
+        let done = DispatchSemaphore(value: 0)
+        var y: Tensor?
+        func wait() throws -> [String: Tensor] { done.wait(); done.signal(); return ["y": y!] }
+    }
+
+    final class Graph_: AsynchronousCompiledGraph {
+        let device: Device
+        let graph: Graph
+        var outputs: [String] { ["y"] }
+        init(device: AsyncDevice, graph: Graph) { self.device = device; self.graph = graph }
+        func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int { 4 }
+        func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] { try submit(inputs).wait() }
+        func submit(_ inputs: [String: Tensor]) throws -> PendingRun {
+            let d = device as! AsyncDevice
+            d.lock.lock(); d.outstanding += 1; d.mostOutstanding = max(d.mostOutstanding, d.outstanding); d.lock.unlock()
+            let p = Pending()
+            let x = inputs["x"]!
+            DispatchQueue.global().async {
+                Thread.sleep(forTimeInterval: 0.002)
+                let y = Tensor(uninitializedShape: x.shape)
+                for i in 0..<x.count { y[flat: i] = 2 * x[flat: i] }
+                p.y = y
+                d.lock.lock(); d.outstanding -= 1; d.lock.unlock()
+                p.done.signal()
+            }
+            return p
+        }
+    }
+}
+
 final class SchedulerTests: XCTestCase {
     let graph = Graph(inputs: [GraphInput(name: "x", shape: [.symbol("n"), 3])], nodes: [], parameters: [:], outputs: ["y"])
 
@@ -129,5 +175,12 @@ final class SchedulerTests: XCTestCase {
         let s = try Scheduler(graph: g, outputs: ["y"], devices: [CPUDevice(threads: 1), CPUDevice(threads: 1)], options: SchedulerOptions(microBatch: 3))
         let two = try s.runBatch(["x": input])["y"]!
         XCTAssertEqual(one.scalars, two.scalars)
+    }
+
+    func testAsynchronousDeviceGetsItsNextMicroBatchBeforeTheCurrentEnds() throws {
+        let device = AsyncDevice()
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: [device], options: SchedulerOptions(microBatch: 2))
+        _ = try check(s, batches: batches(3, rows: 20))
+        XCTAssertEqual(device.mostOutstanding, 2, "the scheduler should keep one micro-batch queued behind the running one")
     }
 }
