@@ -5,13 +5,42 @@
 import Foundation
 
 extension Graph {
-    /// The graph ready to run for `outputs`: pruned, batch norm folded, activations fused.
-    public func optimized(for outputs: [String]) throws -> Graph {
+    /// The graph ready to run for `outputs`: pruned, constant subgraphs evaluated once (when an
+    /// evaluator is given), batch norm folded, activations fused.
+    public func optimized(for outputs: [String], evaluate: NodeEvaluator? = nil) throws -> Graph {
         var g = try pruned(to: outputs)
         let keep = Set(outputs)
+        if let evaluate { g = try g.foldingConstants(keeping: keep, evaluate: evaluate) }
         g = g.foldingBatchNorm(keeping: keep)
         g = g.fusingActivations(keeping: keep)
         return g
+    }
+
+    /// Evaluates every node whose operands are all parameters with values (e.g. a model that
+    /// stacks PyTorch's per-layer LSTM tensors with concat / reshape) and makes its outputs
+    /// parameters, so kernels see them as constants and pack them once. A node whose output is
+    /// requested, or would be far larger than its operands (a broadcast), is left to run.
+    public func foldingConstants(keeping keep: Set<String>, evaluate: NodeEvaluator) throws -> Graph {
+        var g = self
+        var folded = Set<String>()
+        for node in nodes {
+            let operands = node.inputs.filter { !$0.isEmpty }
+            guard !operands.isEmpty, !node.outputs.contains(where: keep.contains),
+                  operands.allSatisfy({ g.parameters[$0]?.value != nil }) else { continue }
+            let inputShapes = node.inputs.map { $0.isEmpty ? nil : g.parameters[$0]!.shape }
+            let outputShapes = try Graph.inferNode(node, inputShapes)
+            let inCount = operands.reduce(0) { $0 + g.parameters[$1]!.count }
+            let outCount = outputShapes.reduce(0) { $0 + $1.reduce(1, *) }
+            guard outCount <= max(2 * inCount, 1 << 16) else { continue }
+            let values = try evaluate(node, node.inputs.map { $0.isEmpty ? nil : g.parameters[$0]!.value }, outputShapes)
+            for (name, value) in zip(node.outputs, values) {
+                g.parameters[name] = Parameter(shape: value.shape, initializer: .constant(0), value: value)
+            }
+            folded.insert(node.name)
+        }
+        if folded.isEmpty { return self }
+        g.nodes.removeAll { folded.contains($0.name) }
+        return g.droppingUnreadParameters()
     }
 
     /// Keeps only the nodes that `outputs` depend on, and the parameters those nodes read.
@@ -140,6 +169,10 @@ extension Graph {
         return g
     }
 }
+
+/// Runs one node on concrete operand values (nil for an absent optional operand) and returns its
+/// outputs, whose shapes are given. Backends pass the CPU kernels.
+public typealias NodeEvaluator = (_ node: Node, _ inputs: [Tensor?], _ outputShapes: [[Int]]) throws -> [Tensor]
 
 extension Activation {
     /// Activations that an epilogue applies (all elementwise ones with cheap, exact forms).

@@ -92,7 +92,7 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
             throw QuarryError.invalidArgument(
                 "parameter '\(name)' has no value: load a checkpoint or call materializeParameters()")
         }
-        graph = try source.optimized(for: outputs)
+        graph = try source.optimized(for: outputs, evaluate: CPUKernels.evaluate)
     }
 
     public func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int {
@@ -160,5 +160,19 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
             result[name] = t
         }
         return result
+    }
+}
+
+extension CPUKernels {
+    /// Runs one node once on the CPU (single-threaded), for constant folding at compile time.
+    public static func evaluate(_ node: Node, _ inputs: [Tensor?], _ outputShapes: [[Int]]) throws -> [Tensor] {
+        var constants: [Int: Tensor] = [:]
+        for (i, t) in inputs.enumerated() { if let t { constants[i] = t } }
+        let ctx = KernelContext(node: node, inputShapes: inputs.map { $0?.shape }, outputShapes: outputShapes,
+                                constants: constants, threads: CPUThreads(count: 1), packCache: PackCache())
+        let kernel = try make(ctx)
+        let outputs = outputShapes.map { Tensor(uninitializedShape: $0) }
+        kernel(inputs.map { $0.map { UnsafePointer($0.pointer) } }, outputs.map(\.pointer))
+        return outputs
     }
 }

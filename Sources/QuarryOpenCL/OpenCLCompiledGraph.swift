@@ -50,7 +50,7 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
             throw QuarryError.invalidArgument(
                 "parameter '\(name)' has no value: load a checkpoint or call materializeParameters()")
         }
-        graph = try source.optimized(for: outputs)
+        graph = try source.optimized(for: outputs, evaluate: CPUKernels.evaluate)
         weights = WeightStore(device: device)
         for node in graph.nodes {
             if let why = OpenCLDevice.unsupportedReason(node.op) ?? (forceCPU.contains(node.name) ? "forced onto the CPU" : nil) {

@@ -137,4 +137,41 @@ final class GraphTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("fc.weight"), "\(error)")
         }
     }
+
+    func testConstantSubgraphsFoldIntoParameters() throws {
+        // Two weight halves concatenated and reshaped at run time (as a checkpoint-shaped model
+        // stacks PyTorch's tensors) fold into one parameter; the outputs do not change.
+        let b = GraphBuilder()
+        let x = b.input("x", shape: [.symbol("n"), 6])
+        let top = b.parameter("top", shape: [2, 6], initializer: .normal(std: 1))
+        let bottom = b.parameter("bottom", shape: [3, 6], initializer: .normal(std: 1))
+        let stacked = b.add("stack", .concat(axis: 0), top, bottom)
+        let weight = b.add("weight", .reshape(shape: [5, 6]), stacked)
+        let y = b.add("fc", .dense(activation: .relu), x, weight, nil)
+        var g = b.build(outputs: [y])
+        g.materializeParameters(seed: 3)
+        let o = try g.optimized(for: ["fc"], evaluate: CPUKernels.evaluate)
+        XCTAssertEqual(o.nodes.map(\.name), ["fc"])
+        XCTAssertEqual(o.parameters["weight"]?.shape, [5, 6])
+        XCTAssertNil(o.parameters["top"])
+        // A requested constant value stays a node.
+        XCTAssertEqual(try g.optimized(for: ["stack", "fc"], evaluate: CPUKernels.evaluate).nodes.map(\.name), ["stack", "weight", "fc"])
+
+        var rng = SeededGenerator(seed: 8)
+        let input = Tensor.random(shape: [4, 6], using: &rng)
+        let folded = try CPUDevice(threads: 1).compile(g, outputs: ["fc"]).run(["x": input])["fc"]!
+        var expected = [Float](repeating: 0, count: 20)
+        let top_ = g.parameters["top"]!.value!, bottom_ = g.parameters["bottom"]!.value!
+        for r in 0..<4 {
+            for o in 0..<5 {
+                var acc: Double = 0
+                for k in 0..<6 {
+                    let wv = o < 2 ? top_[flat: o * 6 + k] : bottom_[flat: (o - 2) * 6 + k]
+                    acc += Double(input[flat: r * 6 + k]) * Double(wv)
+                }
+                expected[r * 5 + o] = Float(max(acc, 0))
+            }
+        }
+        for i in 0..<20 { XCTAssertEqual(folded[flat: i], expected[i], accuracy: 1e-5) }
+    }
 }
