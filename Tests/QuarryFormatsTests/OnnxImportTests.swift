@@ -1,6 +1,7 @@
 import Foundation
 import Quarry
 import QuarryCPU
+import QuarryOpenCL
 import XCTest
 @testable import QuarryFormats
 
@@ -12,11 +13,13 @@ final class OnnxImportTests: XCTestCase {
         }.sorted()
     }
 
-    /// Every fixture imports, its output shapes equal onnxruntime's, and where the CPU backend
-    /// implements the ops its values match onnxruntime's to 1e-4 relative.
+    /// Every fixture imports, its output shapes equal onnxruntime's, and its values match
+    /// onnxruntime's to 1e-4 relative on the CPU backend and on the OpenCL backend (PoCL here;
+    /// skipped where no OpenCL device exists).
     func testFixturesMatchOnnxRuntime() throws {
         XCTAssertGreaterThan(cases.count, 50, "fixtures missing: run scripts/make_onnx_fixtures.py")
-        var compared: [String] = [], pending: [String] = []
+        var devices: [Device] = [CPUDevice(threads: 2)]
+        if let cl = OpenCLRuntime.devices().first { devices.append(cl) }
         for name in cases {
             let dir = fixture("onnx", name)
             let model = try OnnxModel(path: "\(dir)/model.onnx")
@@ -31,21 +34,17 @@ final class OnnxImportTests: XCTestCase {
             for (out, e) in expected {
                 XCTAssertEqual(inferred[out], e.shape, "\(name): shape of '\(out)'")
             }
-            do {
-                let compiled = try CPUDevice(threads: 2).compile(graph, outputs: expected.keys.sorted())
+            for device in devices {
+                let compiled = try device.compile(graph, outputs: expected.keys.sorted())
                 let results = try compiled.run(inputs.mapValues { $0.tensor() })
                 for (out, e) in expected {
-                    guard let a = results[out] else { XCTFail("\(name): no output '\(out)'"); continue }
+                    guard let a = results[out] else { XCTFail("\(name): no output '\(out)' on \(device.info.spec)"); continue }
                     let c = closeness(a, e.tensor(), rtol: 1e-4, atol: 1e-5)
-                    XCTAssertLessThanOrEqual(c, 1, "\(name): '\(out)' differs from onnxruntime (worst error ratio \(c))")
+                    XCTAssertLessThanOrEqual(c, 1, "\(name) on \(device.info.spec): '\(out)' differs from onnxruntime (worst error ratio \(c))")
                 }
-                compared.append(name)
-            } catch QuarryError.unsupported(let m) where m.contains("not implemented on the CPU yet") {
-                // The CPU kernels land on main separately; the comparison runs as soon as they do.
-                pending.append(name)
             }
         }
-        print("ONNX fixtures compared with onnxruntime: \(compared.count); waiting for CPU kernels: \(pending.count) \(pending)")
+        print("ONNX fixtures compared with onnxruntime: \(cases.count) on \(devices.map(\.info.spec))")
     }
 
     func testUnsupportedNodesAreAllListed() throws {
