@@ -79,6 +79,7 @@ public final class Scheduler: @unchecked Sendable {
     private var speed: [Double]
     /// Devices not set aside after a failure.
     private var alive: [Bool]
+    private var capCache: [String: [Int]] = [:]
 
     /// Compiles `graph` for `outputs` on every device. A device that cannot compile it is skipped
     /// with a logged reason; none compiling is an error.
@@ -141,7 +142,7 @@ public final class Scheduler: @unchecked Sendable {
         let lock = NSCondition()
         var sharesLocal = shares, aliveLocal = alive, speedLocal = speed
         var failures: [String] = []
-        let memoryCaps = workers.map { memoryCap($0, batch: batch) }
+        let memoryCaps = memoryCaps(for: batch)
 
         func worker(_ w: Int) {
             let graph = workers[w]
@@ -243,6 +244,17 @@ public final class Scheduler: @unchecked Sendable {
         // Powers of two only: every new micro-batch shape costs a device a plan (and an OpenCL
         // device a kernel build), so a few sizes that recur beat sizes tuned to the row.
         return 1 << (Int.bitWidth - 1 - n.leadingZeroBitCount)
+    }
+
+    /// Each device's memory cap for items shaped like `batch`'s rows, measured once per row shape.
+    /// A fixed micro-batch needs none (and measuring would plan every device for batch 1).
+    private func memoryCaps(for batch: [String: Tensor]) -> [Int] {
+        if options.microBatch != nil { return workers.map { _ in Int.max } }
+        let key = batch.keys.sorted().map { "\($0)\(batch[$0]!.shape.dropFirst())" }.joined(separator: ";")
+        if let caps = capCache[key] { return caps }
+        let caps = workers.map { memoryCap($0, batch: batch) }
+        capCache[key] = caps
+        return caps
     }
 
     /// The largest micro-batch whose activations fit in the device's memory budget.
