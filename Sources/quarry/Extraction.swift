@@ -49,7 +49,8 @@ extension ExtractCommand {
         var compileable = loaded
         compileable.graph = graph
         let workers = try devices.map { try compileable.compile(on: $0, outputs: layers) }
-        let fixed: Int? = devices.count == 1 ? batch : (loaded.onnx != nil ? max(1, batch / devices.count) : nil)
+        let fixed: Int? = deviceOptions.microBatch
+            ?? (devices.count == 1 ? batch : (loaded.onnx != nil ? max(1, batch / devices.count) : nil))
         let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: fixed))
         let interrupt = InterruptWatch(scheduler: scheduler)
         let progress = Progress(total: items.count, label: "extract \(loaded.name)", quiet: quiet)

@@ -63,7 +63,7 @@ extension BenchCommand {
             let rows = fixedBatch ? (inputs.values.first?.shape.first ?? 1) : b
             // On one device "batch B" means the model runs on B items at once, as a peer runtime
             // given a batch of B does; across devices the scheduler splits it adaptively.
-            let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: workers.count == 1 ? rows : nil))
+            let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: deviceOptions.microBatch ?? (workers.count == 1 ? rows : nil)))
 
             for _ in 0..<max(warmup, 1) { _ = try scheduler.runBatch(inputs) }
             // After a run: a shape-specialised graph then holds the graph of these shapes.

@@ -12,8 +12,12 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "Threads for the CPU backend (default: every core).")
     var cpuThreads: Int?
 
+    @Option(name: .long, help: "Items each device takes at a time (default: chosen per device from its measured speed and memory).")
+    var microBatch: Int?
+
     func validate() throws {
         if let n = cpuThreads, n < 1 { throw ValidationError("--cpu-threads must be at least 1") }
+        if let n = microBatch, n < 1 { throw ValidationError("--micro-batch must be at least 1") }
     }
 
     func devices() throws -> [Device] {
