@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-mobilenet_v2}; batch=${2:-32}; seconds=${3:-20}
-q=${QUARRY:-.build-release/release/quarry}
+q=${QUARRY:-.build/release/quarry}
 driver=${POCL_DRIVER:-pthread}
 export POCL_DEVICES="$driver $driver" POCL_MAX_PTHREAD_COUNT=1
 run() {  # prints items/s of one configuration, the per-device shares on stderr
