@@ -110,6 +110,12 @@ func copyWindowRow(from row: UnsafePointer<Float>, width: Int, firstX: Int, stri
             }
             while t < n { d[t] = s[t]; t += 1 }
         }
+    } else if stride == 2 {
+        // A constant stride lets the compiler vectorise the gather as an interleaved load (two
+        // vector loads and a permute) instead of one scalar load per element: stride-2 windows
+        // are MobileNet's downsampling depthwise layers and every network's stem.
+        let s = row + firstX
+        for t in lo..<hi { dst[t] = s[2 * t] }
     } else {
         var x = firstX + lo * stride
         for t in lo..<hi { dst[t] = row[x]; x += stride }
@@ -171,11 +177,20 @@ extension CPUKernels {
         }
         let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
             && a.padding == .zero
-        let workspace = GEMMWorkspace()
         let activation = a.activation
+        // A small image's GEMM (MobileNet's 1x1 layers: 16-320 channels, 7x7-56x56 pixels) has too
+        // few panels to split well and pays a thread dispatch per image and group; at batch >= threads
+        // each thread takes whole images instead, with one dispatch per run. The split must be even
+        // (or the batch large), or the thread with one image more sets the pace.
+        let imageWork = groups * groupOut * pixels * depth
+        let splitImages = threads.count > 1 && imageWork < 1 << 25
+            && (batch % threads.count == 0 || batch >= 4 * threads.count)
+        let imageWorkers = splitImages ? threads.count : 1
+        let workspaces = (0..<imageWorkers).map { _ in GEMMWorkspace() }
+        let oneThread = CPUThreads(count: 1)
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
-            for n in 0..<batch {
+            func convolve(image n: Int, threads: CPUThreads, workspace: GEMMWorkspace) {
                 for g in 0..<groups {
                     let image = xp + (n * channels + g * groupIn) * imagePlane
                     let c = y + (n * outChannels + g * groupOut) * pixels
@@ -193,40 +208,14 @@ extension CPUKernels {
                     }
                 }
             }
-        }
-    }
-
-    /// One filter per channel: each output plane is a weighted sum of shifted rows of its input
-    /// plane, accumulated a row at a time in SIMD.
-    static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
-                                    activation: Activation?, threads: CPUThreads) -> CPUKernel {
-        let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
-        let taps = g.kernelH * g.kernelW
-        return { inputs, outputs in
-            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
-            threads.parallelFor(batch * channels) { plane in
-                let c = plane % channels
-                let src = xp + plane * inPlane, dst = y + plane * outPlane, wc = wp + c * taps
-                let b0 = bias?[c] ?? 0
-                for oy in 0..<g.outHeight {
-                    let o = dst + oy * g.outWidth
-                    o.initialize(repeating: b0, count: g.outWidth)
-                    for ky in 0..<g.kernelH {
-                        let iy = oy * g.strideH - g.padTop + ky * g.dilationH
-                        if iy < 0 || iy >= g.height { continue }
-                        let row = src + iy * g.width
-                        for kx in 0..<g.kernelW {
-                            let firstX = kx * g.dilationW - g.padLeft
-                            // Output columns whose input column lies inside the row.
-                            let lo = firstX >= 0 ? 0 : min(g.outWidth, (-firstX + g.strideW - 1) / g.strideW)
-                            let hi = firstX >= g.width ? 0
-                                : max(lo, min(g.outWidth, (g.width - firstX + g.strideW - 1) / g.strideW))
-                            if hi <= lo { continue }
-                            axpyStrided(wc[ky * g.kernelW + kx], row, first: firstX, stride: g.strideW, range: lo..<hi, into: o)
-                        }
+            if splitImages {
+                threads.parallelFor(imageWorkers) { w in
+                    for n in (batch * w / imageWorkers)..<(batch * (w + 1) / imageWorkers) {
+                        convolve(image: n, threads: oneThread, workspace: workspaces[w])
                     }
-                    if let activation { applyActivation(activation, o, count: g.outWidth) }
                 }
+            } else {
+                for n in 0..<batch { convolve(image: n, threads: threads, workspace: workspaces[0]) }
             }
         }
     }
@@ -291,29 +280,5 @@ extension CPUKernels {
                 }
             }
         }
-    }
-}
-
-/// out[t] += w * src[first + t * stride] for t in range.
-@inline(__always)
-func axpyStrided(_ w: Float, _ row: UnsafePointer<Float>, first: Int, stride: Int, range: Range<Int>,
-                 into out: UnsafeMutablePointer<Float>) {
-    var t = range.lowerBound
-    if stride == 1 {
-        // Both pointers start at the first valid column, so no pointer ever leaves the row.
-        let src = row + (first + t), dst = out + t
-        let wv = SIMD16<Float>(repeating: w)
-        let n = range.count
-        var i = 0
-        while i + 16 <= n {
-            let s = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
-            let o = UnsafeMutableRawPointer(dst + i)
-            o.storeBytes(of: o.loadUnaligned(as: SIMD16<Float>.self).addingProduct(s, wv), as: SIMD16<Float>.self)
-            i += 16
-        }
-        while i < n { dst[i] += w * src[i]; i += 1 }
-    } else {
-        var x = first + t * stride
-        while t < range.upperBound { out[t] += w * row[x]; t += 1; x += stride }
     }
 }

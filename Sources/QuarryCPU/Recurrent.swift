@@ -21,7 +21,7 @@
 import Foundation
 import Quarry
 
-/// Packed weights of one recurrent layer: per direction Wᵀ [I, C], Rᵀ [H, C], the input-side bias
+/// Packed weights of one recurrent layer: per direction Wᵀ [I, C], Rᵀ [H, C] (in unit blocks), the input-side bias
 /// [C] (with the recurrent bias folded in wherever it is a plain sum) and the recurrent-side bias
 /// [C] (GRU with linearBeforeReset: Rb_n, applied inside r ⊙ (…)); C = gates · H rounded up to 16.
 final class RecurrentWeights {
@@ -60,7 +60,11 @@ final class RecurrentWeights {
                     let wr = w + (d * gh + row) * input
                     for i in 0..<input { wt[i * columns + col] = wr[i] }
                     let rr = r + (d * gh + row) * h
-                    for k in 0..<h { rt[k * columns + col] = rr[k] }
+                    // Rᵀ is stored block by block ([unit block][k][gates · 16]): a step streams
+                    // each block's rows contiguously instead of 256 bytes every `columns` floats,
+                    // which the prefetcher follows (R is 4 MiB at H = 512, read from L3 every step).
+                    let gb = gates * 16, blockBase = (col / gb) * h * gb + col % gb
+                    for k in 0..<h { rt[blockBase + k * gb] = rr[k] }
                     guard let bias else { continue }
                     let bw = bias[d * 2 * gh + row], bRec = bias[d * 2 * gh + gh + row]
                     if splitRecurrentN && g == 2 { bi[col] = bw; br[col] = bRec } else { bi[col] = bw + bRec }
@@ -79,6 +83,10 @@ func multiplyAccumulate(
     _ b: UnsafePointer<Float>, ldb: Int, cols: Range<Int>,
     initial: UnsafePointer<Float>, ldi: Int, _ out: UnsafeMutablePointer<Float>, ldo: Int
 ) {
+    if rows == 1 {
+        multiplyAccumulateRow(a, k: k, b, ldb: ldb, cols: cols, initial: initial, out)
+        return
+    }
     var c = cols.lowerBound
     while c < cols.upperBound {
         let wide = c + 32 <= cols.upperBound
@@ -118,6 +126,53 @@ func multiplyAccumulate(
             r += 4
         }
         c += wide ? 32 : 16
+    }
+}
+
+/// `multiplyAccumulate` for one row (batch 1): the four-row kernel would compute three aliased rows
+/// for nothing and leave two accumulators, too few to cover the FMA latency. Here even and odd k
+/// go to separate accumulators over 64 columns: eight independent chains.
+@inline(__always)
+func multiplyAccumulateRow(
+    _ a: UnsafePointer<Float>, k: Int, _ b: UnsafePointer<Float>, ldb: Int, cols: Range<Int>,
+    initial: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
+) {
+    var c = cols.lowerBound
+    while c + 64 <= cols.upperBound {
+        var x0 = load16(initial + c), x1 = load16(initial + c + 16)
+        var x2 = load16(initial + c + 32), x3 = load16(initial + c + 48)
+        var y0 = V16(repeating: 0), y1 = y0, y2 = y0, y3 = y0
+        var kk = 0
+        while kk + 2 <= k {
+            let p = b + kk * ldb + c, q = p + ldb
+            let s = a[kk], t = a[kk + 1]
+            x0 = x0.addingProduct(s, load16(p)); x1 = x1.addingProduct(s, load16(p + 16))
+            x2 = x2.addingProduct(s, load16(p + 32)); x3 = x3.addingProduct(s, load16(p + 48))
+            y0 = y0.addingProduct(t, load16(q)); y1 = y1.addingProduct(t, load16(q + 16))
+            y2 = y2.addingProduct(t, load16(q + 32)); y3 = y3.addingProduct(t, load16(q + 48))
+            kk += 2
+        }
+        if kk < k {
+            let p = b + kk * ldb + c, s = a[kk]
+            x0 = x0.addingProduct(s, load16(p)); x1 = x1.addingProduct(s, load16(p + 16))
+            x2 = x2.addingProduct(s, load16(p + 32)); x3 = x3.addingProduct(s, load16(p + 48))
+        }
+        store16(x0 + y0, out + c); store16(x1 + y1, out + c + 16)
+        store16(x2 + y2, out + c + 32); store16(x3 + y3, out + c + 48)
+        c += 64
+    }
+    while c < cols.upperBound {
+        var x0 = load16(initial + c), x1 = V16(repeating: 0), x2 = x1, x3 = x1
+        var kk = 0
+        while kk + 4 <= k {
+            let p = b + kk * ldb + c
+            x0 = x0.addingProduct(a[kk], load16(p)); x1 = x1.addingProduct(a[kk + 1], load16(p + ldb))
+            x2 = x2.addingProduct(a[kk + 2], load16(p + 2 * ldb)); x3 = x3.addingProduct(a[kk + 3], load16(p + 3 * ldb))
+            kk += 4
+        }
+        while kk < k { x0 = x0.addingProduct(a[kk], load16(b + kk * ldb + c)); kk += 1 }
+        store16((x0 + x1) + (x2 + x3), out + c)
+        c += 16
     }
 }
 
@@ -216,8 +271,10 @@ struct RecurrentLayer {
         let y = outputs[0], yStride = directions * h
         let rt = UnsafePointer(wts.rt(d)), biasRec = UnsafePointer(wts.biasRec(d))
         // Splitting a step across threads pays only when the step is big enough to beat the
-        // dispatch per step.
-        let split = threads.count > 1 && blocks > 1 && batch * h * c >= 1 << 17
+        // dispatch per step: measured on the 256->512 LSTM over 64 steps (a step of 2^20 MACs per
+        // batch row), one thread was faster at batch 1 and 2 (199 against 166, 214 against 155
+        // sequences/s), about even at 4 and two were faster at 8.
+        let split = threads.count > 1 && blocks > 1 && batch * h * c >= 1 << 22
         let stepThreads = split ? threads : CPUThreads(count: 1)
         for s in 0..<steps {
             let t = reverse ? steps - 1 - s : s
@@ -225,13 +282,14 @@ struct RecurrentLayer {
             let projT = UnsafePointer(proj + t * c)  // row (b * steps + t): stride steps * c over b
             if isLSTM || linearBeforeReset {
                 stepThreads.parallelFor(blocks) { blk in
-                    let cols = (blk * g * 16)..<((blk + 1) * g * 16)
+                    let gb = g * 16, cols = (blk * gb)..<((blk + 1) * gb), c0 = cols.lowerBound
+                    let rb = rt + blk * h * gb
                     if isLSTM {
-                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt, ldb: c, cols: cols,
-                                           initial: projT, ldi: steps * c, gatesBuf, ldo: c)
+                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
+                                           initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
                     } else {
-                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt, ldb: c, cols: cols,
-                                           initial: biasRec, ldi: 0, gatesBuf, ldo: c)
+                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
+                                           initial: biasRec + c0, ldi: 0, gatesBuf + c0, ldo: c)
                     }
                     for b in 0..<batch {
                         let gp = gatesBuf + b * c + cols.lowerBound
@@ -259,8 +317,8 @@ struct RecurrentLayer {
                 let rh = cell
                 stepThreads.parallelFor(blocks) { blk in
                     let c0 = blk * 48
-                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt, ldb: c, cols: c0..<(c0 + 32),
-                                       initial: projT, ldi: steps * c, gatesBuf, ldo: c)
+                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48, cols: 0..<32,
+                                       initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
                     for b in 0..<batch {
                         let gp = gatesBuf + b * c + c0, u = blk * 16
                         let r = vsigmoid(load16(gp))
@@ -270,8 +328,8 @@ struct RecurrentLayer {
                 }
                 stepThreads.parallelFor(blocks) { blk in
                     let c0 = blk * 48
-                    multiplyAccumulate(UnsafePointer(rh), lda: hp, rows: batch, k: h, rt, ldb: c, cols: (c0 + 32)..<(c0 + 48),
-                                       initial: projT, ldi: steps * c, gatesBuf, ldo: c)
+                    multiplyAccumulate(UnsafePointer(rh), lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48,
+                                       cols: 32..<48, initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
                     for b in 0..<batch {
                         let gp = gatesBuf + b * c + c0, u = blk * 16
                         let z = load16(gp + 16), n = vtanh(load16(gp + 32))

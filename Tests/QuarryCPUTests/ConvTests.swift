@@ -68,6 +68,11 @@ final class ConvTests: XCTestCase {
         try check(n: 1, c: 7, h: 6, w: 9, o: 13, Conv2DAttributes(kernel: (1, 1)), &rng)
         try check(n: 3, c: 16, h: 5, w: 5, o: 25, Conv2DAttributes(kernel: (1, 1), activation: .relu), bias: false, &rng)
         try check(n: 2, c: 300, h: 3, w: 4, o: 5, Conv2DAttributes(kernel: (1, 1)), constantWeights: false, &rng)
+        // Batches split whole images over the threads (even split, or a batch of at least 4 per thread).
+        try check(n: 4, c: 24, h: 7, w: 7, o: 40, Conv2DAttributes(kernel: (1, 1), activation: .relu6), &rng)
+        try check(n: 9, c: 17, h: 5, w: 3, o: 6, Conv2DAttributes(kernel: (1, 1)), constantWeights: false, &rng)
+        try check(n: 2, c: 6, h: 9, w: 9, o: 8, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1),
+                                                                 groups: 2, activation: .relu), &rng)
         // Strided 1x1 (ResNet downsampling) goes through the im2col packing.
         try check(n: 2, c: 8, h: 9, w: 7, o: 12, Conv2DAttributes(kernel: (1, 1), stride: (2, 2)), &rng)
     }
@@ -85,6 +90,36 @@ final class ConvTests: XCTestCase {
                                                                    groups: 3), bias: false, constantWeights: false, &rng)
         // Channel multiplier 2: one input channel per group but two outputs, through the GEMM.
         try check(n: 1, c: 3, h: 6, w: 7, o: 6, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 3), &rng)
+    }
+
+    /// Depthwise shapes of MobileNet-style networks (7x7, 14x14 planes, shorter than a vector) and
+    /// random odd ones, stride 1 and 2, symmetric and lopsided padding, fused and unfused activations.
+    func testDepthwiseOnSmallAndOddPlanes() throws {
+        var rng = makeTestRNG()
+        try check(n: 2, c: 5, h: 7, w: 7, o: 5, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 5,
+                                                                 activation: .relu6), &rng)
+        try check(n: 3, c: 4, h: 14, w: 14, o: 4, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1),
+                                                                   groups: 4, activation: .relu6), &rng)
+        try check(n: 1, c: 3, h: 14, w: 14, o: 3, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 3),
+                  bias: false, threads: 1, &rng)
+        let activations: [Activation?] = [nil, .relu, .relu6, .silu]
+        for _ in 0..<10 {
+            let stride = Int.random(in: 1...2, using: &rng), kernel = [1, 3, 3, 5].randomElement(using: &rng)!
+            let dilation = Int.random(in: 1...2, using: &rng)
+            let h = Int.random(in: 1...19, using: &rng), w = Int.random(in: 1...23, using: &rng)
+            let pad = Padding2D(top: Int.random(in: 0...2, using: &rng), left: Int.random(in: 0...2, using: &rng),
+                                bottom: Int.random(in: 0...2, using: &rng), right: Int.random(in: 0...2, using: &rng))
+            // Skip shapes whose window does not fit the padded input.
+            let span = dilation * (kernel - 1) + 1
+            if h + pad.top + pad.bottom < span || w + pad.left + pad.right < span { continue }
+            let c = Int.random(in: 1...6, using: &rng)
+            try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: c,
+                      Conv2DAttributes(kernel: (kernel, kernel), stride: (stride, stride), padding: pad,
+                                       dilation: (dilation, dilation), groups: c,
+                                       activation: activations.randomElement(using: &rng)!),
+                      bias: Bool.random(using: &rng), constantWeights: Bool.random(using: &rng),
+                      threads: Int.random(in: 1...2, using: &rng), &rng)
+        }
     }
 
     func referenceConvTranspose(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ a: ConvTranspose2DAttributes,

@@ -99,11 +99,25 @@ final class RecurrentTests: XCTestCase {
     }
 
     func testStepSplitAcrossThreadsByUnitBlocks() throws {
-        // Large enough (batch · H · 4H ≥ 2^17) that a step is split over unit blocks.
+        // Large enough (batch · H · gates · H rounded ≥ 2^22) that a step is split over unit blocks.
         var rng = makeTestRNG()
-        try check(isLSTM: true, lbr: true, batch: 2, steps: 3, input: 5, hidden: 130, direction: .forward,
+        try check(isLSTM: true, lbr: true, batch: 4, steps: 2, input: 5, hidden: 520, direction: .forward,
                   withBias: true, withState: true, constants: true, threads: 2, &rng)
-        try check(isLSTM: false, lbr: false, batch: 3, steps: 2, input: 4, hidden: 120, direction: .forward,
+        try check(isLSTM: false, lbr: false, batch: 8, steps: 2, input: 4, hidden: 420, direction: .forward,
                   withBias: true, withState: true, constants: false, threads: 2, &rng)
+    }
+
+    func testBatchOneSingleRowPath() throws {
+        // Batch 1 takes the one-row product: 64-column parts (LSTM, GRU with linearBeforeReset),
+        // 32- and 16-column parts (GRU), odd and even H, with padded unit blocks.
+        var rng = makeTestRNG()
+        for (trial, hidden) in [37, 16, 67, 200].enumerated() {
+            for kind in 0..<3 {
+                try check(isLSTM: kind == 0, lbr: kind == 1, batch: 1, steps: Int.random(in: 2...4, using: &rng),
+                          input: Int.random(in: 1...9, using: &rng), hidden: hidden,
+                          direction: trial == 2 ? .bidirectional : .forward, withBias: true, withState: kind != 2,
+                          constants: trial % 2 == 0, threads: 2, &rng)
+            }
+        }
     }
 }

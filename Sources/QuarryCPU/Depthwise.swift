@@ -1,0 +1,146 @@
+// Depthwise convolution (one input and one output channel per group) on flattened planes.
+//
+// Row by row, a 14x14 or 7x7 output row is shorter than one SIMD16 vector and runs almost all in
+// scalar tails. Instead each input plane is copied once into zero-padded "phase" planes, one per
+// (row, column) residue of the stride: phase (py, px) holds input element (s·r + py, s·i + px) at
+// r·Q + i. With the output flattened the same way (row pitch Q, a few junk columns at the end of
+// each row), every tap becomes a constant offset: out[q] = Σ w_t · phase_t[q + offset_t] for all
+// q at once, so vectors run across row ends and a 7x7 plane is four vectors, not seven tails. The
+// valid columns are then copied out, with bias and a clamp activation applied in registers.
+
+import Foundation
+import Quarry
+
+/// Layout of the phase planes and the flattened output for one depthwise geometry.
+struct DepthwisePlan {
+    let g: ConvGeometry
+    /// Rows and row pitch of each phase plane; the flattened output uses the same pitch.
+    let rows, pitch: Int
+    /// Floats between phase planes: a plane plus zeroed slack that the last vectors read past its end.
+    let phaseStride: Int
+    /// Which phases some tap reads; only those are filled.
+    let usedPhases: [Int]
+    /// Offset of each tap (ky, kx) from the phase-plane base, in floats.
+    let tapOffsets: [Int]
+    /// Flattened output length, rounded up to whole vectors.
+    let flatCount: Int
+
+    init(_ g: ConvGeometry) {
+        self.g = g
+        rows = g.outHeight + (g.dilationH * (g.kernelH - 1)) / g.strideH
+        pitch = g.outWidth + (g.dilationW * (g.kernelW - 1)) / g.strideW
+        // A vector starting at the last rounded-up output index reads at most pitch + 16 floats
+        // past rows * pitch.
+        phaseStride = rows * pitch + pitch + 32
+        var offsets: [Int] = [], used = Set<Int>()
+        for ky in 0..<g.kernelH {
+            for kx in 0..<g.kernelW {
+                let dy = g.dilationH * ky, dx = g.dilationW * kx
+                let phase = (dy % g.strideH) * g.strideW + dx % g.strideW
+                used.insert(phase)
+                offsets.append(phase * phaseStride + (dy / g.strideH) * pitch + dx / g.strideW)
+            }
+        }
+        tapOffsets = offsets
+        usedPhases = used.sorted()
+        flatCount = (g.outHeight * pitch + 15) & ~15
+    }
+
+    /// Scratch floats for one worker: the phase planes, then the flattened output.
+    var scratchCount: Int { g.strideH * g.strideW * phaseStride + flatCount }
+
+    /// Convolves one plane: `src` is an input plane, `dst` the output plane.
+    @inline(__always)
+    func run(src: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: Float, clamp: FusedClamp?,
+             scratch: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>) {
+        for phase in usedPhases {
+            let py = phase / g.strideW, px = phase % g.strideW
+            let base = scratch + phase * phaseStride
+            for r in 0..<rows {
+                let iy = g.strideH * r + py - g.padTop
+                if iy < 0 || iy >= g.height {
+                    (base + r * pitch).update(repeating: 0, count: pitch)
+                } else {
+                    copyWindowRow(from: src + iy * g.width, width: g.width, firstX: px - g.padLeft, stride: g.strideW,
+                                  count: pitch, to: base + r * pitch)
+                }
+            }
+            // Zero slack: junk lanes stay finite (no NaN or denormal slow paths).
+            (base + rows * pitch).update(repeating: 0, count: phaseStride - rows * pitch)
+        }
+        let flat = scratch + g.strideH * g.strideW * phaseStride
+        let taps = tapOffsets.count
+        let lo = V16(repeating: clamp?.lo ?? -.infinity), hi = V16(repeating: clamp?.hi ?? .infinity)
+        let b = V16(repeating: bias)
+        tapOffsets.withUnsafeBufferPointer { offsets in
+            let off = offsets.baseAddress!
+            var q = 0
+            // Four independent accumulators hide the FMA latency.
+            while q + 64 <= flatCount {
+                var a0 = b, a1 = b, a2 = b, a3 = b
+                for t in 0..<taps {
+                    let w = V16(repeating: weights[t])
+                    let p = UnsafePointer(scratch + off[t] + q)
+                    a0 = a0.addingProduct(load16(p), w)
+                    a1 = a1.addingProduct(load16(p + 16), w)
+                    a2 = a2.addingProduct(load16(p + 32), w)
+                    a3 = a3.addingProduct(load16(p + 48), w)
+                }
+                store16(clamp16(a0, lo, hi), flat + q)
+                store16(clamp16(a1, lo, hi), flat + q + 16)
+                store16(clamp16(a2, lo, hi), flat + q + 32)
+                store16(clamp16(a3, lo, hi), flat + q + 48)
+                q += 64
+            }
+            while q < flatCount {
+                var a0 = b
+                for t in 0..<taps {
+                    a0 = a0.addingProduct(load16(UnsafePointer(scratch + off[t] + q)), V16(repeating: weights[t]))
+                }
+                store16(clamp16(a0, lo, hi), flat + q)
+                q += 16
+            }
+        }
+        for oy in 0..<g.outHeight {
+            (dst + oy * g.outWidth).update(from: flat + oy * pitch, count: g.outWidth)
+        }
+    }
+}
+
+/// x limited to [lo, hi]. Not `clamped` or pointwiseMin / pointwiseMax: those compile to scalar
+/// loops.
+@inline(__always)
+private func clamp16(_ x: V16, _ lo: V16, _ hi: V16) -> V16 {
+    x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
+}
+
+extension CPUKernels {
+    /// One filter per channel, through `DepthwisePlan`; planes are split over the threads, each
+    /// with its own scratch.
+    static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
+                                    activation: Activation?, threads: CPUThreads) -> CPUKernel {
+        let plan = DepthwisePlan(g)
+        let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
+        let taps = g.kernelH * g.kernelW
+        let clamp = FusedClamp(activation)
+        // Activations other than a clamp run over the output plane afterwards.
+        let after: Activation? = clamp == nil ? activation : nil
+        let planes = batch * channels
+        let workers = max(1, min(threads.count, planes))
+        let scratch = (0..<workers).map { _ in ScratchBuffer(count: plan.scratchCount) }
+        return { inputs, outputs in
+            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            threads.parallelFor(workers) { w in
+                scratch[w].with { s in
+                    for plane in (planes * w / workers)..<(planes * (w + 1) / workers) {
+                        let c = plane % channels
+                        let dst = y + plane * outPlane
+                        plan.run(src: xp + plane * inPlane, weights: wp + c * taps, bias: bias?[c] ?? 0, clamp: clamp,
+                                 scratch: s, dst: dst)
+                        if let after { applyActivation(after, dst, count: outPlane) }
+                    }
+                }
+            }
+        }
+    }
+}
