@@ -91,6 +91,35 @@ func multiplyAccumulate(
     while c < cols.upperBound {
         let wide = c + 32 <= cols.upperBound
         var r = 0
+        // Eight rows at a time where they exist: 16 accumulators per 2 loads of b, half the
+        // passes over R of the four-row kernel (batch 8 reads each unit block twice, not four times).
+        while wide && rows - r >= 8 {
+            let a0 = a + r * lda, i0 = initial + r * ldi + c, o = out + r * ldo + c
+            var x0 = load16(i0), y0 = load16(i0 + 16), x1 = load16(i0 + ldi), y1 = load16(i0 + ldi + 16)
+            var x2 = load16(i0 + 2 * ldi), y2 = load16(i0 + 2 * ldi + 16)
+            var x3 = load16(i0 + 3 * ldi), y3 = load16(i0 + 3 * ldi + 16)
+            var x4 = load16(i0 + 4 * ldi), y4 = load16(i0 + 4 * ldi + 16)
+            var x5 = load16(i0 + 5 * ldi), y5 = load16(i0 + 5 * ldi + 16)
+            var x6 = load16(i0 + 6 * ldi), y6 = load16(i0 + 6 * ldi + 16)
+            var x7 = load16(i0 + 7 * ldi), y7 = load16(i0 + 7 * ldi + 16)
+            for kk in 0..<k {
+                let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
+                let ak = a0 + kk
+                x0 = x0.addingProduct(ak[0], bv); y0 = y0.addingProduct(ak[0], bw)
+                x1 = x1.addingProduct(ak[lda], bv); y1 = y1.addingProduct(ak[lda], bw)
+                x2 = x2.addingProduct(ak[2 * lda], bv); y2 = y2.addingProduct(ak[2 * lda], bw)
+                x3 = x3.addingProduct(ak[3 * lda], bv); y3 = y3.addingProduct(ak[3 * lda], bw)
+                x4 = x4.addingProduct(ak[4 * lda], bv); y4 = y4.addingProduct(ak[4 * lda], bw)
+                x5 = x5.addingProduct(ak[5 * lda], bv); y5 = y5.addingProduct(ak[5 * lda], bw)
+                x6 = x6.addingProduct(ak[6 * lda], bv); y6 = y6.addingProduct(ak[6 * lda], bw)
+                x7 = x7.addingProduct(ak[7 * lda], bv); y7 = y7.addingProduct(ak[7 * lda], bw)
+            }
+            store16(x0, o); store16(y0, o + 16); store16(x1, o + ldo); store16(y1, o + ldo + 16)
+            store16(x2, o + 2 * ldo); store16(y2, o + 2 * ldo + 16); store16(x3, o + 3 * ldo); store16(y3, o + 3 * ldo + 16)
+            store16(x4, o + 4 * ldo); store16(y4, o + 4 * ldo + 16); store16(x5, o + 5 * ldo); store16(y5, o + 5 * ldo + 16)
+            store16(x6, o + 6 * ldo); store16(y6, o + 6 * ldo + 16); store16(x7, o + 7 * ldo); store16(y7, o + 7 * ldo + 16)
+            r += 8
+        }
         while r < rows {
             let n = min(4, rows - r)
             // Rows past the end alias row r; they are computed and dropped.

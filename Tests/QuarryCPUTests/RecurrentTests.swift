@@ -120,4 +120,17 @@ final class RecurrentTests: XCTestCase {
             }
         }
     }
+
+    func testEightRowProductWithRemainders() throws {
+        // Batches of 8 and more take the eight-row product, the rest of the rows the four-row one.
+        var rng = makeTestRNG()
+        for (trial, batch) in [8, 9, 13, 16].enumerated() {
+            for kind in 0..<3 {
+                try check(isLSTM: kind == 0, lbr: kind == 1, batch: batch, steps: Int.random(in: 1...3, using: &rng),
+                          input: Int.random(in: 1...7, using: &rng), hidden: [21, 16, 35, 40][trial],
+                          direction: trial == 1 ? .bidirectional : .forward, withBias: kind != 1, withState: trial % 2 == 0,
+                          constants: kind != 2, threads: trial % 2 + 1, &rng)
+            }
+        }
+    }
 }
