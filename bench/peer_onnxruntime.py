@@ -86,7 +86,7 @@ def check(quarry, path, sess, batch, threads):
     expected = sess.run(None, feeds)
     names = [o.name for o in sess.get_outputs()]
     with tempfile.TemporaryDirectory() as tmp:
-        args = [quarry, "run", path, "--output-dir", os.path.join(tmp, "out"), "--threads", str(threads)]
+        args = [quarry, "run", path, "--output-dir", os.path.join(tmp, "out"), "--cpu-threads", str(threads)]
         for k, v in feeds.items():
             f = os.path.join(tmp, k + ".npy")
             np.save(f, v)

@@ -48,8 +48,11 @@ final class PoolingTests: XCTestCase {
             let attrs = Pool2DAttributes(
                 kernel: (kh, kw), stride: stride, padding: pad, dilation: dil,
                 ceilMode: Bool.random(using: &rng), countIncludePad: Bool.random(using: &rng))
+            // The input is at least as large as the dilated window, which shape inference requires.
+            let spanH = dil.0 * (kh - 1) + 1, spanW = dil.1 * (kw - 1) + 1
             let shape = [Int.random(in: 1...2, using: &rng), Int.random(in: 1...3, using: &rng),
-                         Int.random(in: 5...13, using: &rng), wide ? Int.random(in: 50...90, using: &rng) : Int.random(in: 5...40, using: &rng)]
+                         Int.random(in: max(5, spanH)...13, using: &rng),
+                         wide ? Int.random(in: 50...90, using: &rng) : Int.random(in: max(5, spanW)...40, using: &rng)]
             let x = randomTensor(shape, &rng)
             for isMax in [true, false] {
                 let op: Op = isMax ? .maxPool2d(attrs) : .avgPool2d(attrs)
