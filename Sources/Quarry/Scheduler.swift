@@ -36,8 +36,10 @@ extension CompiledGraph {
 public struct SchedulerOptions: Sendable {
     /// Fixed micro-batch size for every device (overrides the adaptive choice).
     public var microBatch: Int?
-    /// An adaptive micro-batch aims at about this much compute per pull.
-    public var targetSeconds: Double = 0.25
+    /// An adaptive micro-batch takes at most about this much compute. Within a batch the speed
+    /// share of the rows left decides first; this bound keeps very large batches flowing in
+    /// pieces (progress, memory, a failure costs little).
+    public var targetSeconds: Double = 2
     /// Largest adaptive micro-batch.
     public var maxMicroBatch: Int = 64
     /// Fraction of a device's memory its activations may take.
@@ -146,15 +148,19 @@ public final class Scheduler: @unchecked Sendable {
 
         func worker(_ w: Int) {
             let graph = workers[w]
+            /// Rows this device should take now; call with the lock held.
+            func wants() -> Int {
+                let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
+                return microBatch(speed: speedLocal[w], allSpeeds: living, remaining: state.remainingRows, cap: memoryCaps[w])
+            }
             var inFlight: (range: Range<Int>, pending: PendingRun, start: Double)? = nil
             while true {
                 // Take the next range unless this device is set aside or the run is cancelled.
                 lock.lock()
                 var next: Range<Int>? = nil
                 if aliveLocal[w] && !cancelFlag.isSet {
-                    let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
-                    next = state.take(max: microBatch(speed: speedLocal[w], allSpeeds: living,
-                                                      remaining: state.remainingRows, cap: memoryCaps[w]))
+                    let n = wants()
+                    if n > 0 { next = state.take(max: n) }
                 }
                 lock.unlock()
                 var started: (Range<Int>, PendingRun, Double)? = nil
@@ -206,7 +212,7 @@ public final class Scheduler: @unchecked Sendable {
                 defer { lock.unlock() }
                 while true {
                     if state.isDone || !aliveLocal[w] || cancelFlag.isSet || !aliveLocal.contains(true) { return }
-                    if state.hasPending { break }
+                    if state.hasPending && wants() > 0 { break }
                     lock.wait()
                 }
             }
@@ -228,23 +234,29 @@ public final class Scheduler: @unchecked Sendable {
         return try state.assemble(outputs: workers[0].outputs)
     }
 
-    /// How many rows a device takes next. A first pull takes one row, to measure the device;
-    /// after that about `targetSeconds` of work at its measured speed, but never more than its
-    /// share of what is left by speed (guided self-scheduling), so that near the end of a batch
-    /// the pieces shrink and every device finishes at about the same time; rounded down to a
-    /// power of two.
+    /// How many rows a device takes next (0: none for now). A first pull takes one row, to
+    /// measure the device; after that at most about `targetSeconds` of work at its measured
+    /// speed and at most its speed share of the rows left (guided self-scheduling), so that the
+    /// pieces shrink near the end of a batch. A device that would finish even one row after the
+    /// others finish everything left takes nothing and waits (the others may fail and give rows
+    /// back); the fastest device always takes at least one. Sizes come from `ladder`.
     private func microBatch(speed: Double, allSpeeds: [Double], remaining: Int, cap: Int) -> Int {
         if let fixed = options.microBatch { return max(1, fixed) }
         if speed == 0 { return 1 }
         let wanted = Int(speed * options.targetSeconds)
         // Devices not yet measured count as this one's speed.
         let total = allSpeeds.reduce(0) { $0 + ($1 == 0 ? speed : $1) }
-        let share = Int((Double(remaining) * speed / max(total, 1e-9)).rounded(.up))
-        let n = max(1, min(wanted, share, options.maxMicroBatch, cap))
-        // Powers of two only: every new micro-batch shape costs a device a plan (and an OpenCL
-        // device a kernel build), so a few sizes that recur beat sizes tuned to the row.
-        return 1 << (Int.bitWidth - 1 - n.leadingZeroBitCount)
+        let share = Int((Double(remaining) * speed / max(total, 1e-9)).rounded(.down))
+        let fastest = allSpeeds.allSatisfy { $0 <= speed }
+        let n = min(wanted, share, options.maxMicroBatch, cap)
+        if n < 1 { return fastest ? 1 : 0 }
+        // Sizes from a short ladder (steps of about 1.5x): every new micro-batch shape costs a
+        // device a plan (and an OpenCL device kernel builds), so a dozen sizes that recur beat
+        // sizes tuned to the row, while a pull loses at most a quarter of what it could take.
+        return Scheduler.ladder.last { $0 <= n } ?? 1
     }
+
+    static let ladder: [Int] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 
     /// Each device's memory cap for items shaped like `batch`'s rows, measured once per row shape.
     /// A fixed micro-batch needs none (and measuring would plan every device for batch 1).

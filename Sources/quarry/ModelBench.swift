@@ -70,13 +70,17 @@ extension BenchCommand {
             let shapes = try compiled.graph.inferShapes(inputShapes: inputShapes)
             let flopsPerBatch = 2 * Double(compiled.graph.nodes.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
             var latencies: [Double] = []
-            var shares: [String: (items: Int, busy: Double)] = [:]
+            var shares: [String: (items: Int, busy: Double, microBatches: Int)] = [:]
             let start = now()
             while latencies.count < minIterations || now() - start < seconds {
                 let t0 = now()
                 let s = try scheduler.run(batches: AnyIterator([inputs].makeIterator())) { _, _ in }
                 latencies.append(now() - t0)
-                for d in s { shares[d.device, default: (0, 0)].items += d.items; shares[d.device, default: (0, 0)].busy += d.busySeconds }
+                for d in s {
+                    shares[d.device, default: (0, 0, 0)].items += d.items
+                    shares[d.device, default: (0, 0, 0)].busy += d.busySeconds
+                    shares[d.device, default: (0, 0, 0)].microBatches += d.microBatches
+                }
                 if latencies.count >= 10_000 { break }
             }
             let total = now() - start
@@ -91,12 +95,14 @@ extension BenchCommand {
             var shareJSON: [JSONValue] = []
             let totalItems = max(1, shares.values.reduce(0) { $0 + $1.items })
             for d in devices {
-                let s = shares[d.info.spec] ?? (0, 0)
+                let s = shares[d.info.spec] ?? (0, 0, 0)
                 if devices.count > 1 {
-                    print(String(format: "  %@: %.1f%% of the items, busy %.2f s", d.info.spec, 100 * Double(s.items) / Double(totalItems), s.busy))
+                    print(String(format: "  %@: %.1f%% of the items in %d micro-batches, busy %.2f s", d.info.spec,
+                                 100 * Double(s.items) / Double(totalItems), s.microBatches, s.busy))
                 }
                 shareJSON.append(.object(["device": .string(d.info.spec), "items": .number(Double(s.items)),
-                                          "share": .number(Double(s.items) / Double(totalItems)), "busy_seconds": .number(s.busy)]))
+                                          "share": .number(Double(s.items) / Double(totalItems)), "busy_seconds": .number(s.busy),
+                                          "micro_batches": .number(Double(s.microBatches))]))
             }
             last = [
                 "target": .string(label), "device": .string(devices.map(\.info.spec).joined(separator: ",")),
