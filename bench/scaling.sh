@@ -13,10 +13,12 @@ model=${1:-mobilenet_v2}; batch=${2:-32}; seconds=${3:-20}
 q=${QUARRY:-.build/release/quarry}
 driver=${POCL_DRIVER:-pthread}
 export POCL_DEVICES="$driver $driver" POCL_MAX_PTHREAD_COUNT=1
-run() {  # prints items/s of one configuration, the per-device shares on stderr
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+run() {  # prints items/s of one configuration; the tool's report (with per-device shares) goes to stderr
     "$q" bench "$model" --batch "$batch" --device "$1" --cpu-threads 1 --seconds "$seconds" \
-        --min-iterations 3 --warmup 1 --no-profile --json 2>/dev/null | tee /dev/stderr | tail -1 |
-        python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r["items_per_second"])'
+        --min-iterations 3 --warmup 2 --no-profile --json > "$tmp/report" 2>/dev/null
+    grep -v '^{' "$tmp/report" >&2
+    tail -1 "$tmp/report" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r["items_per_second"])'
 }
 echo "PoCL devices: $POCL_DEVICES; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 one=$(run opencl:0); two=$(run opencl:0,opencl:1)
