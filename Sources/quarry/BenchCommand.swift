@@ -74,7 +74,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try exitingOnError {
             var report: [String: JSONValue]
             switch target.lowercased() {
             case "gemm": report = try benchGEMM()
@@ -85,14 +85,6 @@ struct BenchCommand: ParsableCommand {
                 printComparison(report, against: try loadReport(compare))
             }
             if json { print(try jsonLine(report)) }
-        } catch let e as ToolError {
-            printError(e.message)
-            throw ExitCode(e.status.rawValue)
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            printError("\(error)")
-            throw ExitCode(ExitStatus.failure.rawValue)
         }
     }
 }

@@ -84,17 +84,9 @@ struct ExtractCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try exitingOnError {
             let status = try extract()
             if status != .success { throw ExitCode(status.rawValue) }
-        } catch let e as ToolError {
-            printError(e.message)
-            throw ExitCode(e.status.rawValue)
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            printError("\(error)")
-            throw ExitCode(ExitStatus.failure.rawValue)
         }
     }
 }

@@ -80,6 +80,22 @@ func resolveDevices(_ spec: String, cpuThreads: Int?) throws -> [Device] {
     return result
 }
 
+/// Runs a command's work and turns what it throws into a message on stderr and the documented
+/// exit status: a ToolError carries its own, anything else is a failure (1).
+func exitingOnError(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ToolError {
+        printError(e.message)
+        throw ExitCode(e.status.rawValue)
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        printError("\(error)")
+        throw ExitCode(ExitStatus.failure.rawValue)
+    }
+}
+
 func printError(_ message: String) {
     FileHandle.standardError.write(Data("quarry: \(message)\n".utf8))
 }

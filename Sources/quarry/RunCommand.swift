@@ -38,17 +38,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
 
     func run() throws {
-        do {
-            try runOnce()
-        } catch let e as ToolError {
-            printError(e.message)
-            throw ExitCode(e.status.rawValue)
-        } catch let e as ExitCode {
-            throw e
-        } catch {
-            printError("\(error)")
-            throw ExitCode(ExitStatus.failure.rawValue)
-        }
+        try exitingOnError { try runOnce() }
     }
 
     func runOnce() throws {
