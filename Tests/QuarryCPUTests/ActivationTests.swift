@@ -7,32 +7,6 @@ import Quarry
 import XCTest
 
 final class ActivationTests: XCTestCase {
-    func reference(_ act: Activation, _ x: Double) -> Double {
-        switch act {
-        case .relu: return max(x, 0)
-        case .clip(let lo, let hi): return min(max(x, Double(lo)), Double(hi))
-        case .leakyRelu(let a): return x >= 0 ? x : Double(a) * x
-        case .sigmoid: return 1 / (1 + Foundation.exp(-x))
-        case .hardSigmoid(let a, let b): return min(max(Double(a) * x + Double(b), 0), 1)
-        case .tanh: return Foundation.tanh(x)
-        case .silu: return x / (1 + Foundation.exp(-x))
-        case .mish: return x * Foundation.tanh(Foundation.log1p(Foundation.exp(x)))
-        case .gelu(let approximate):
-            if approximate {
-                return 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
-            }
-            return 0.5 * x * Foundation.erfc(-x / 2.0.squareRoot())
-        case .hardSwish: return x * min(max(x + 3, 0), 6) / 6
-        case .sqrt: return x.squareRoot()
-        case .exp: return Foundation.exp(x)
-        case .log: return Foundation.log(x)
-        case .neg: return -x
-        case .abs: return Swift.abs(x)
-        case .erf: return Foundation.erf(x)
-        case .reciprocal: return 1 / x
-        }
-    }
-
     /// Where float evaluation itself cancels (1 + tanh in gelu's tail, a·x + b near 0 in the
     /// hard sigmoid), the bound is absolute: 1e-7, a few ulp of the terms that cancel.
     func tailFloor(_ act: Activation) -> Double {
@@ -60,7 +34,7 @@ final class ActivationTests: XCTestCase {
             for (i, s) in specials.enumerated() where i < count { x[flat: i] = s }
             for threads in [1, 2] {
                 let y = try runCPUNode(.activation(act), [x], threads: threads)[0]
-                let expected = x.scalars.map { reference(act, Double($0)) }
+                let expected = x.scalars.map { referenceActivation(act, Double($0)) }
                 // 2e-6 relative; the absolute floor covers results that underflow towards 0.
                 assertClose(y, expected, rtol: 2e-6, atol: tailFloor(act), "\(act)")
             }
@@ -74,7 +48,7 @@ final class ActivationTests: XCTestCase {
         for (name, act) in [("exp", Activation.exp), ("tanh", .tanh), ("erf", .erf), ("gelu", .gelu(approximate: false)), ("sigmoid", .sigmoid), ("mish", .mish)] {
             for (i, x) in xs.enumerated() { t[flat: i] = x }
             applyActivation(act, t.pointer, count: xs.count)
-            assertClose(t, xs.map { reference(act, Double($0)) }, rtol: 2e-6, atol: tailFloor(act), name)
+            assertClose(t, xs.map { referenceActivation(act, Double($0)) }, rtol: 2e-6, atol: tailFloor(act), name)
         }
     }
 

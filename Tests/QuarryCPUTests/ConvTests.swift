@@ -28,7 +28,7 @@ final class ConvTests: XCTestCase {
                                 }
                             }
                         }
-                        if let act = a.activation { s = gemmReferenceActivation(act, s) }
+                        if let act = a.activation { s = referenceActivation(act, s) }
                         out[((b * o + oc) * oh + oy) * ow + ox] = s
                     }
                 }
@@ -155,7 +155,7 @@ final class ConvTests: XCTestCase {
                 }
             }
         }
-        if let act = a.activation { out = out.map { gemmReferenceActivation(act, $0) } }
+        if let act = a.activation { out = out.map { referenceActivation(act, $0) } }
         return out
     }
 

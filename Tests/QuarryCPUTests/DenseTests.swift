@@ -21,7 +21,7 @@ final class DenseTests: XCTestCase {
                 for j in 0..<n {
                     var s = b.map { Double($0[flat: j]) } ?? 0
                     for p in 0..<k { s += Double(x[flat: i * k + p]) * Double(w[flat: j * k + p]) }
-                    expected[i * n + j] = act.map { gemmReferenceActivation($0, s) } ?? s
+                    expected[i * n + j] = act.map { referenceActivation($0, s) } ?? s
                 }
             }
             assertClose(outs[0], expected, rtol: 1e-4, atol: 1e-4, "dense \(xShape) -> \(n)")

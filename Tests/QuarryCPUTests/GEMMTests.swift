@@ -37,7 +37,7 @@ final class GEMMTests: XCTestCase {
                 for p in 0..<t.k { s += av(i, p) * bv(p, j) }
                 if t.accumulate { s += Double(c0[flat: i * ldc + j]) }
                 if let axis = t.bias { s += Double(bias[flat: axis == .rows ? i : j]) }
-                if let act = t.activation { s = gemmReferenceActivation(act, s) }
+                if let act = t.activation { s = referenceActivation(act, s) }
                 expected[i * t.n + j] = s
             }
         }
@@ -131,30 +131,5 @@ final class GEMMTests: XCTestCase {
     func testPeakMeasurementIsPositive() {
         let peak = measureFP32PeakGFLOPS(threads: CPUThreads(count: 1), seconds: 0.02)
         XCTAssert(peak > 0 && peak.isFinite, "peak \(peak)")
-    }
-}
-
-/// The activations in float64, written out from their definitions.
-func gemmReferenceActivation(_ act: Activation, _ x: Double) -> Double {
-    switch act {
-    case .relu: return max(x, 0)
-    case .clip(let lo, let hi): return min(max(x, Double(lo)), Double(hi))
-    case .leakyRelu(let a): return x >= 0 ? x : Double(a) * x
-    case .sigmoid: return 1 / (1 + Foundation.exp(-x))
-    case .hardSigmoid(let a, let b): return min(max(Double(a) * x + Double(b), 0), 1)
-    case .tanh: return Foundation.tanh(x)
-    case .silu: return x / (1 + Foundation.exp(-x))
-    case .mish: return x * Foundation.tanh(Foundation.log1p(Foundation.exp(x)))
-    case .gelu(let approximate):
-        if approximate { return 0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) }
-        return 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot()))
-    case .hardSwish: return x * min(max(x + 3, 0), 6) / 6
-    case .sqrt: return x.squareRoot()
-    case .exp: return Foundation.exp(x)
-    case .log: return Foundation.log(x)
-    case .neg: return -x
-    case .abs: return Swift.abs(x)
-    case .erf: return Foundation.erf(x)
-    case .reciprocal: return 1 / x
     }
 }

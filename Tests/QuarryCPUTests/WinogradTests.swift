@@ -45,7 +45,7 @@ final class WinogradTests: XCTestCase {
                                 }
                             }
                         }
-                        if let act = activation { s = gemmReferenceActivation(act, s) }
+                        if let act = activation { s = referenceActivation(act, s) }
                         let got = Double(out[flat: ((bi * o + oc) * oh + oy) * ow + ox])
                         guard got.isFinite else {
                             XCTFail("output (\(bi), \(oc), \(oy), \(ox)) is \(got) (unwritten?)", file: file, line: line)

@@ -3,30 +3,6 @@ import Quarry
 import QuarryOpenCL
 import XCTest
 
-func referenceActivation(_ act: Activation, _ x: Double) -> Double {
-    switch act {
-    case .relu: return max(x, 0)
-    case .clip(let lo, let hi): return min(max(x, Double(lo)), Double(hi))
-    case .leakyRelu(let a): return x >= 0 ? x : Double(a) * x
-    case .sigmoid: return 1 / (1 + exp(-x))
-    case .hardSigmoid(let a, let b): return min(max(Double(a) * x + Double(b), 0), 1)
-    case .tanh: return tanh(x)
-    case .silu: return x / (1 + exp(-x))
-    case .mish: return x * tanh(log1p(exp(x)))
-    case .gelu(let approximate):
-        return approximate ? 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
-            : 0.5 * x * (1 + erf(x / 2.0.squareRoot()))
-    case .hardSwish: return x * min(max(x + 3, 0), 6) / 6
-    case .sqrt: return x.squareRoot()
-    case .exp: return exp(x)
-    case .log: return log(x)
-    case .neg: return -x
-    case .abs: return Swift.abs(x)
-    case .erf: return erf(x)
-    case .reciprocal: return 1 / x
-    }
-}
-
 /// Row-major index helpers for the references.
 func unravel(_ i: Int, _ shape: [Int]) -> [Int] {
     var r = i, out = [Int](repeating: 0, count: shape.count)

@@ -41,3 +41,32 @@ public func assertClose(
         XCTFail("\(what()): element \(worstIndex) is \(actual[flat: worstIndex]), expected \(expected[worstIndex]) (error \(worst)x the bound)", file: file, line: line)
     }
 }
+
+/// An activation in float64, written out from its definition; the reference for every kernel
+/// that applies one (standalone, or fused into a conv / dense / GEMM epilogue), on each backend.
+public func referenceActivation(_ act: Activation, _ x: Double) -> Double {
+    switch act {
+    case .relu: return max(x, 0)
+    case .clip(let lo, let hi): return min(max(x, Double(lo)), Double(hi))
+    case .leakyRelu(let a): return x >= 0 ? x : Double(a) * x
+    case .sigmoid: return 1 / (1 + Foundation.exp(-x))
+    case .hardSigmoid(let a, let b): return min(max(Double(a) * x + Double(b), 0), 1)
+    case .tanh: return Foundation.tanh(x)
+    case .silu: return x / (1 + Foundation.exp(-x))
+    case .mish: return x * Foundation.tanh(Foundation.log1p(Foundation.exp(x)))
+    case .gelu(let approximate):
+        if approximate {
+            return 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
+        }
+        // erfc rather than 1 + erf: exact in the far negative tail, where 1 + erf cancels.
+        return 0.5 * x * Foundation.erfc(-x / 2.0.squareRoot())
+    case .hardSwish: return x * min(max(x + 3, 0), 6) / 6
+    case .sqrt: return x.squareRoot()
+    case .exp: return Foundation.exp(x)
+    case .log: return Foundation.log(x)
+    case .neg: return -x
+    case .abs: return Swift.abs(x)
+    case .erf: return Foundation.erf(x)
+    case .reciprocal: return 1 / x
+    }
+}
