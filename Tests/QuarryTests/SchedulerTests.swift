@@ -3,9 +3,25 @@ import Quarry
 import QuarryCPU
 import XCTest
 
+/// Devices the scheduler tests make up: host memory, every op, only `compile` their own.
+protocol FakeDevice: Device {}
+
+extension FakeDevice {
+    func supports(_ op: Op) -> Bool { true }
+    func allocate(byteCount: Int) throws -> DeviceBuffer { HostBuffer(count: byteCount / 4) }
+    func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent { CompletedEvent() }
+    func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent { CompletedEvent() }
+}
+
+func fakeDeviceInfo(_ spec: String, kind: DeviceKind) -> DeviceInfo {
+    DeviceInfo(spec: spec, kind: kind, name: spec, vendor: "test", driverVersion: "0",
+               computeUnits: 1, globalMemoryBytes: 1 << 30, localMemoryBytes: 0,
+               maxAllocationBytes: 1 << 30, supportsFP16: false, supportsFP64: false)
+}
+
 /// A device whose compiled graph doubles its input row by row, and fails on chosen runs, so the
 /// scheduler's retries can be checked without real hardware.
-final class FaultyDevice: Device, @unchecked Sendable {
+final class FaultyDevice: FakeDevice, @unchecked Sendable {
     let info: DeviceInfo
     let failOnRuns: Set<Int>
     let delay: Double
@@ -13,16 +29,10 @@ final class FaultyDevice: Device, @unchecked Sendable {
     let lock = NSLock()
 
     init(_ spec: String, failOnRuns: Set<Int> = [], delay: Double = 0) {
-        info = DeviceInfo(spec: spec, kind: .cpu, name: spec, vendor: "test", driverVersion: "0",
-                          computeUnits: 1, globalMemoryBytes: 1 << 30, localMemoryBytes: 0,
-                          maxAllocationBytes: 1 << 30, supportsFP16: false, supportsFP64: false)
+        info = fakeDeviceInfo(spec, kind: .cpu)
         self.failOnRuns = failOnRuns
         self.delay = delay
     }
-    func supports(_ op: Op) -> Bool { true }
-    func allocate(byteCount: Int) throws -> DeviceBuffer { HostBuffer(count: byteCount / 4) }
-    func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent { CompletedEvent() }
-    func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent { CompletedEvent() }
     func compile(_ graph: Graph, outputs: [String]) throws -> CompiledGraph { Doubler(device: self, graph: graph) }
 
     final class Doubler: CompiledGraph {
@@ -47,16 +57,10 @@ final class FaultyDevice: Device, @unchecked Sendable {
 
 /// A device that computes in the background: `submit` returns at once, so the scheduler should
 /// hand it the next micro-batch before it waits for the current one.
-final class AsyncDevice: Device, @unchecked Sendable {
-    let info = DeviceInfo(spec: "async", kind: .opencl, name: "async", vendor: "test", driverVersion: "0",
-                          computeUnits: 1, globalMemoryBytes: 1 << 30, localMemoryBytes: 0,
-                          maxAllocationBytes: 1 << 30, supportsFP16: false, supportsFP64: false)
+final class AsyncDevice: FakeDevice, @unchecked Sendable {
+    let info = fakeDeviceInfo("async", kind: .opencl)
     let lock = NSLock()
     var outstanding = 0, mostOutstanding = 0
-    func supports(_ op: Op) -> Bool { true }
-    func allocate(byteCount: Int) throws -> DeviceBuffer { HostBuffer(count: byteCount / 4) }
-    func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent { CompletedEvent() }
-    func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent { CompletedEvent() }
     func compile(_ graph: Graph, outputs: [String]) throws -> CompiledGraph { Graph_(device: self, graph: graph) }
 
     final class Pending: PendingRun {
