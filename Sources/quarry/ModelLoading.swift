@@ -97,10 +97,6 @@ func loadONNX(_ path: String) throws -> LoadedModel {
     return model
 }
 
-extension Collection {
-    subscript(safe i: Index) -> Element? { indices.contains(i) ? self[i] : nil }
-}
-
 /// A compiled graph that compiles its model anew for every distinct set of input shapes (kept),
 /// for ONNX models whose import depends on the shapes. The scheduler sees one graph.
 final class ShapeSpecializedGraph: CompiledGraph, @unchecked Sendable {
