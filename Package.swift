@@ -17,7 +17,9 @@ let package = Package(
         // Tensors, the graph IR, shape inference, passes, the memory plan and the Device protocol.
         .target(name: "Quarry"),
         // The CPU SIMD backend: packed GEMM, convolutions and every other op, multithreaded.
-        .target(name: "QuarryCPU", dependencies: ["Quarry"]),
+        .target(name: "QuarryCPU", dependencies: ["Quarry", "CCPUHints"]),
+        // Software prefetch for the GEMM micro-kernel (a C builtin Swift has no spelling for).
+        .target(name: "CCPUHints"),
         // OpenCL 1.2 headers and the ICD loader (Debian: ocl-icd-opencl-dev, opencl-headers).
         .systemLibrary(
             name: "COpenCL", pkgConfig: "OpenCL",
