@@ -3,7 +3,8 @@
 // faster device simply takes more of the work. Each device's micro-batch grows or shrinks so that
 // one pull takes about `targetSeconds` (its measured speed), capped by its memory; a micro-batch
 // that fails is put back for another device and the failing device is set aside. Outputs come back
-// in input order, batch by batch, so data sets larger than memory stream through.
+// in input order, batch by batch; the devices move on to the next batch while one is being
+// finished, with at most two batches held, so data sets larger than memory stream through.
 
 import Foundation
 
@@ -108,67 +109,52 @@ public final class Scheduler: @unchecked Sendable {
     /// Asks a running `run` to stop after the micro-batches in flight; it then throws `.cancelled`.
     public func cancel() { cancelFlag.set() }
 
+    /// How many batches are read ahead of the one being finished. Devices pull rows from the
+    /// oldest batch that has rows left, so a device that would idle at the end of one batch
+    /// starts on the next; memory holds at most this many batches' inputs and outputs.
+    public static let batchesInFlight = 2
+
     /// Runs every batch from `batches` (each a dictionary of inputs sharing a leading batch
-    /// dimension) across the devices, and hands `consume` each batch's outputs, in input order,
-    /// before the next batch is read. Returns what each device did.
+    /// dimension) across the devices, and hands `consume` each batch's outputs, in input order.
+    /// Batches stream: while one is being finished (and consumed, on the calling thread) the
+    /// devices already work on the next, at most `batchesInFlight` batches being held at once.
+    /// `batches` is read on the calling thread only. Returns what each device did.
     @discardableResult
     public func run(
         batches: AnyIterator<[String: Tensor]>,
         consume: (_ index: Int, _ outputs: [String: Tensor]) throws -> Void
     ) throws -> [DeviceShare] {
+        let stream = BatchStream()
         var shares = workers.map { DeviceShare(device: $0.device.info.spec, items: 0, microBatches: 0, busySeconds: 0, failure: nil) }
-        var index = 0
-        while let batch = batches.next() {
-            if cancelFlag.isSet { throw SchedulerError.cancelled }
-            let out = try runBatch(batch, shares: &shares, alive: &alive, speed: &speed)
-            try consume(index, out)
-            index += 1
-        }
-        return shares
-    }
-
-    /// Runs one batch across the devices and returns its outputs in row order.
-    public func runBatch(_ batch: [String: Tensor]) throws -> [String: Tensor] {
-        var shares = workers.map { DeviceShare(device: $0.device.info.spec, items: 0, microBatches: 0, busySeconds: 0, failure: nil) }
-        return try runBatch(batch, shares: &shares, alive: &alive, speed: &speed)
-    }
-
-    private func runBatch(
-        _ batch: [String: Tensor], shares: inout [DeviceShare], alive: inout [Bool], speed: inout [Double]
-    ) throws -> [String: Tensor] {
-        guard let rows = batch.values.first?.shape.first else { throw SchedulerError.badInput("empty input batch") }
-        for (name, t) in batch where t.shape.first != rows {
-            throw SchedulerError.badInput("input '\(name)' has \(t.shape.first ?? 0) rows, others have \(rows)")
-        }
-        let state = BatchState(rows: rows)
-        let lock = NSCondition()
+        // Workers update these copies under the stream's lock; they are written back at the end.
         var sharesLocal = shares, aliveLocal = alive, speedLocal = speed
         var failures: [String] = []
-        let memoryCaps = memoryCaps(for: batch)
+        let lock = stream.lock
+
+        /// The batch and rows device `w` should take now (nil: none for now); lock held.
+        func nextWork(_ w: Int) -> (BatchState, Range<Int>)? {
+            guard !stream.stopped, aliveLocal[w], !cancelFlag.isSet,
+                  let batch = stream.window.first(where: { $0.hasPending }) else { return nil }
+            let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
+            let remaining = stream.window.reduce(0) { $0 + $1.remainingRows }
+            let n = microBatch(speed: speedLocal[w], allSpeeds: living, remaining: remaining, cap: batch.caps[w])
+            guard n > 0, let r = batch.take(max: n) else { return nil }
+            return (batch, r)
+        }
 
         func worker(_ w: Int) {
             let graph = workers[w]
-            /// Rows this device should take now; call with the lock held.
-            func wants() -> Int {
-                let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
-                return microBatch(speed: speedLocal[w], allSpeeds: living, remaining: state.remainingRows, cap: memoryCaps[w])
-            }
-            var inFlight: (range: Range<Int>, pending: PendingRun, start: Double)? = nil
+            var inFlight: (batch: BatchState, range: Range<Int>, pending: PendingRun, start: Double)? = nil
             while true {
-                // Take the next range unless this device is set aside or the run is cancelled.
                 lock.lock()
-                var next: Range<Int>? = nil
-                if aliveLocal[w] && !cancelFlag.isSet {
-                    let n = wants()
-                    if n > 0 { next = state.take(max: n) }
-                }
+                let next = nextWork(w)
                 lock.unlock()
-                var started: (Range<Int>, PendingRun, Double)? = nil
-                if let r = next {
-                    let inputs = batch.mapValues { $0.rows(r) }
+                var started: (batch: BatchState, range: Range<Int>, pending: PendingRun, start: Double)? = nil
+                if let (batch, r) = next {
+                    let inputs = batch.inputs.mapValues { $0.rows(r) }
                     // The clock starts before `start`: a synchronous device computes inside it.
                     let t0 = now()
-                    started = (r, graph.start(inputs), t0)
+                    started = (batch, r, graph.start(inputs), t0)
                 }
                 if let f = inFlight {
                     let result = Result { try f.pending.wait() }
@@ -176,7 +162,7 @@ public final class Scheduler: @unchecked Sendable {
                     lock.lock()
                     switch result {
                     case .success(let out):
-                        state.complete(f.range, out)
+                        f.batch.complete(f.range, out)
                         sharesLocal[w].items += f.range.count
                         sharesLocal[w].microBatches += 1
                         sharesLocal[w].busySeconds += elapsed
@@ -184,7 +170,7 @@ public final class Scheduler: @unchecked Sendable {
                         speedLocal[w] = speedLocal[w] == 0 ? s : 0.7 * speedLocal[w] + 0.3 * s
                     case .failure(let error):
                         let reason = "\(graph.device.info.spec): \(error)"
-                        state.giveBack(f.range)
+                        f.batch.giveBack(f.range)
                         aliveLocal[w] = false
                         sharesLocal[w].failure = "\(error)"
                         failures.append(reason)
@@ -194,29 +180,48 @@ public final class Scheduler: @unchecked Sendable {
                     lock.unlock()
                 }
                 if let s = started {
-                    inFlight = (s.0, s.1, s.2)
+                    inFlight = s
                     // A device that failed gives back what it had started too.
                     lock.lock()
                     let stillAlive = aliveLocal[w]
                     lock.unlock()
-                    if !stillAlive, let f = inFlight {
-                        _ = try? f.pending.wait()
-                        lock.lock(); state.giveBack(f.range); lock.broadcast(); lock.unlock()
+                    if !stillAlive {
+                        _ = try? s.pending.wait()
+                        lock.lock(); s.batch.giveBack(s.range); lock.broadcast(); lock.unlock()
                         inFlight = nil
                     }
                     continue
                 }
                 inFlight = nil
-                // Nothing to take: finish when every row is done, or wait for given-back rows.
+                // Nothing to take: wait for the next batch or for given-back rows.
                 lock.lock()
                 defer { lock.unlock() }
                 while true {
-                    if state.isDone || !aliveLocal[w] || cancelFlag.isSet || !aliveLocal.contains(true) { return }
-                    if state.hasPending && wants() > 0 { break }
+                    if stream.stopped || !aliveLocal[w] || cancelFlag.isSet || !aliveLocal.contains(true) { return }
+                    if stream.window.contains(where: { $0.hasPending }) {
+                        let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
+                        let remaining = stream.window.reduce(0) { $0 + $1.remainingRows }
+                        let cap = stream.window.first { $0.hasPending }!.caps[w]
+                        if microBatch(speed: speedLocal[w], allSpeeds: living, remaining: remaining, cap: cap) > 0 { break }
+                    }
                     lock.wait()
                 }
             }
         }
+
+        /// Reads and checks the next batch (calling thread, lock not held); nil at the end.
+        func read() throws -> BatchState? {
+            guard let batch = batches.next() else { return nil }
+            guard let rows = batch.values.first?.shape.first else { throw SchedulerError.badInput("empty input batch") }
+            for (name, t) in batch where t.shape.first != rows {
+                throw SchedulerError.badInput("input '\(name)' has \(t.shape.first ?? 0) rows, others have \(rows)")
+            }
+            return BatchState(rows: rows, inputs: batch, caps: memoryCaps(for: batch))
+        }
+
+        // The first batch is read before any worker starts (its memory caps plan every device).
+        guard let first = try read() else { return shares }
+        stream.window.append(first)
 
         let group = DispatchGroup()
         for w in workers.indices where alive[w] {
@@ -227,11 +232,57 @@ public final class Scheduler: @unchecked Sendable {
                 group.leave()
             }
         }
-        group.wait()
-        shares = sharesLocal; alive = aliveLocal; speed = speedLocal
+        /// Stops the workers and waits for them; the shared state is then this thread's again.
+        func finish() {
+            lock.lock(); stream.stopped = true; lock.broadcast(); lock.unlock()
+            group.wait()
+            shares = sharesLocal; alive = aliveLocal; speed = speedLocal
+        }
+
+        var index = 0
+        var exhausted = false
+        do {
+            while true {
+                // Read ahead, so that devices finishing one batch find rows of the next.
+                while !exhausted {
+                    lock.lock()
+                    let room = stream.window.count < Scheduler.batchesInFlight
+                    lock.unlock()
+                    guard room else { break }
+                    if let b = try read() {
+                        lock.lock(); stream.window.append(b); lock.broadcast(); lock.unlock()
+                    } else {
+                        exhausted = true
+                    }
+                }
+                lock.lock()
+                guard let oldest = stream.window.first else { lock.unlock(); break }
+                while !oldest.isDone && !cancelFlag.isSet && aliveLocal.contains(true) { lock.wait() }
+                if cancelFlag.isSet { lock.unlock(); throw SchedulerError.cancelled }
+                guard oldest.isDone else {
+                    let reasons = failures
+                    lock.unlock()
+                    throw SchedulerError.allDevicesFailed(reasons)
+                }
+                stream.window.removeFirst()
+                lock.unlock()
+                try consume(index, try oldest.assemble(outputs: workers[0].outputs))
+                index += 1
+            }
+        } catch {
+            finish()
+            throw error
+        }
+        finish()
         if cancelFlag.isSet { throw SchedulerError.cancelled }
-        guard state.isDone else { throw SchedulerError.allDevicesFailed(failures) }
-        return try state.assemble(outputs: workers[0].outputs)
+        return shares
+    }
+
+    /// Runs one batch across the devices and returns its outputs in row order.
+    public func runBatch(_ batch: [String: Tensor]) throws -> [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        try run(batches: AnyIterator([batch].makeIterator())) { _, out in result = out }
+        return result
     }
 
     /// How many rows a device takes next (0: none for now). A first pull takes one row, to
@@ -280,15 +331,29 @@ public final class Scheduler: @unchecked Sendable {
     private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 }
 
+/// The batches being worked on, oldest first, and the lock that guards them and the workers'
+/// shared counters.
+final class BatchStream {
+    let lock = NSCondition()
+    var window: [BatchState] = []
+    /// Set when the run ends (finished, failed or cancelled): workers return.
+    var stopped = false
+}
+
 /// Rows of one batch: which are waiting, which were given back, and the finished pieces.
 final class BatchState {
     let rows: Int
+    let inputs: [String: Tensor]
+    /// Each device's largest micro-batch for rows of this shape (its memory budget).
+    let caps: [Int]
     private var nextRow = 0
     private var returned: [Range<Int>] = []
     private var done: [(Range<Int>, [String: Tensor])] = []
     private var doneRows = 0
 
-    init(rows: Int) { self.rows = rows }
+    init(rows: Int, inputs: [String: Tensor], caps: [Int]) {
+        self.rows = rows; self.inputs = inputs; self.caps = caps
+    }
 
     var isDone: Bool { doneRows == rows }
     var hasPending: Bool { !returned.isEmpty || nextRow < rows }

@@ -96,7 +96,10 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
     }
 
     public func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int {
-        try plan(for: inputShapes).memory.peakBytes
+        // Locked: the scheduler asks while another thread may be running this graph.
+        lock.lock()
+        defer { lock.unlock() }
+        return try plan(for: inputShapes).memory.peakBytes
     }
 
     func shapeKey(_ inputShapes: [String: [Int]]) -> [Int] {

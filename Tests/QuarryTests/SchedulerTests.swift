@@ -26,6 +26,8 @@ final class FaultyDevice: FakeDevice, @unchecked Sendable {
     let failOnRuns: Set<Int>
     let delay: Double
     var runs = 0
+    /// When each run started and the first value of its input (the tests encode the batch in it).
+    var started: [(time: Double, first: Float)] = []
     let lock = NSLock()
 
     init(_ spec: String, failOnRuns: Set<Int> = [], delay: Double = 0) {
@@ -43,7 +45,8 @@ final class FaultyDevice: FakeDevice, @unchecked Sendable {
         func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int { 4 }
         func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
             let d = device as! FaultyDevice
-            d.lock.lock(); let n = d.runs; d.runs += 1; d.lock.unlock()
+            d.lock.lock(); let n = d.runs; d.runs += 1
+            d.started.append((Double(DispatchTime.now().uptimeNanoseconds) / 1e9, inputs["x"]![flat: 0])); d.lock.unlock()
             if d.delay > 0 { Thread.sleep(forTimeInterval: d.delay) }
             if d.failOnRuns.contains(n) { throw QuarryError.device("\(d.info.spec): injected fault on run \(n)") }
             let x = inputs["x"]!
@@ -131,6 +134,28 @@ final class SchedulerTests: XCTestCase {
         let s = try Scheduler(graph: graph, outputs: ["y"], devices: devices, options: options)
         let shares = try check(s, batches: batches(6, rows: 37))
         XCTAssertTrue(shares.allSatisfy { $0.items > 0 }, "every device should take work: \(shares)")
+    }
+
+    func testDevicesStartTheNextBatchWhileOneIsConsumed() throws {
+        // While the caller consumes batch i (slowly), the devices should already be computing
+        // batch i + 1: there is no barrier between batches.
+        let devices = [FaultyDevice("a", delay: 0.002), FaultyDevice("b", delay: 0.003)]
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: devices, options: SchedulerOptions(microBatch: 2))
+        let input = batches(5, rows: 8)
+        var consumed: [Double] = []
+        try s.run(batches: AnyIterator(input.makeIterator())) { index, out in
+            XCTAssertEqual(out["y"]![flat: 0], 2 * input[index]["x"]![flat: 0])
+            Thread.sleep(forTimeInterval: 0.05)
+            consumed.append(Double(DispatchTime.now().uptimeNanoseconds) / 1e9)
+        }
+        XCTAssertEqual(consumed.count, 5)
+        let starts = devices.flatMap(\.started)
+        for i in 0..<4 {
+            // Batch b's values start at b * 10_000.
+            let nextBatch = starts.filter { Int($0.first) / 10_000 == i + 1 }
+            XCTAssertTrue(nextBatch.contains { $0.time < consumed[i] },
+                          "no row of batch \(i + 1) started before batch \(i) was consumed")
+        }
     }
 
     func testFailedMicroBatchesAreRetriedElsewhereExactlyOnce() throws {
