@@ -109,15 +109,16 @@ public final class Scheduler: @unchecked Sendable {
     /// Asks a running `run` to stop after the micro-batches in flight; it then throws `.cancelled`.
     public func cancel() { cancelFlag.set() }
 
-    /// How many batches are read ahead of the one being finished. Devices pull rows from the
-    /// oldest batch that has rows left, so a device that would idle at the end of one batch
-    /// starts on the next; memory holds at most this many batches' inputs and outputs.
+    /// How many batches with rows not yet handed to a device are held. Devices pull rows from
+    /// the oldest such batch, so a device that would idle at the end of one batch starts on the
+    /// next. Memory holds these, plus the batches whose last micro-batches are still computing
+    /// (at most two per device).
     public static let batchesInFlight = 2
 
     /// Runs every batch from `batches` (each a dictionary of inputs sharing a leading batch
     /// dimension) across the devices, and hands `consume` each batch's outputs, in input order.
     /// Batches stream: while one is being finished (and consumed, on the calling thread) the
-    /// devices already work on the next, at most `batchesInFlight` batches being held at once.
+    /// devices already work on the next, and a micro-batch may span a batch boundary.
     /// `batches` is read on the calling thread only. Returns what each device did.
     @discardableResult
     public func run(
@@ -131,50 +132,72 @@ public final class Scheduler: @unchecked Sendable {
         var failures: [String] = []
         let lock = stream.lock
 
-        /// The batch and rows device `w` should take now (nil: none for now); lock held.
-        func nextWork(_ w: Int) -> (BatchState, Range<Int>)? {
+        /// The rows device `w` should take now, oldest first (nil: none for now); lock held. A
+        /// micro-batch may span consecutive batches of the same row shape, so a device keeps its
+        /// size at a batch boundary instead of taking the remainder alone.
+        func nextWork(_ w: Int) -> [Piece]? {
             guard !stream.stopped, aliveLocal[w], !cancelFlag.isSet,
-                  let batch = stream.window.first(where: { $0.hasPending }) else { return nil }
+                  let first = stream.window.firstIndex(where: { $0.hasPending }) else { return nil }
             let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
             let remaining = stream.window.reduce(0) { $0 + $1.remainingRows }
-            let n = microBatch(speed: speedLocal[w], allSpeeds: living, remaining: remaining, cap: batch.caps[w])
-            guard n > 0, let r = batch.take(max: n) else { return nil }
-            return (batch, r)
+            var need = microBatch(speed: speedLocal[w], allSpeeds: living, remaining: remaining, cap: stream.window[first].caps[w])
+            var pieces: [Piece] = []
+            for batch in stream.window[first...] where batch.hasPending {
+                if let last = pieces.last, !batch.sameRowShape(as: last.batch) { break }
+                while need > 0, let r = batch.take(max: need) {
+                    pieces.append(Piece(batch: batch, range: r))
+                    need -= r.count
+                }
+                if need == 0 { break }
+            }
+            if pieces.isEmpty { return nil }
+            stream.lock.broadcast()  // the reader may now read ahead
+            return pieces
         }
 
         func worker(_ w: Int) {
             let graph = workers[w]
-            var inFlight: (batch: BatchState, range: Range<Int>, pending: PendingRun, start: Double)? = nil
+            var inFlight: (pieces: [Piece], pending: PendingRun, start: Double)? = nil
             while true {
                 lock.lock()
                 let next = nextWork(w)
                 lock.unlock()
-                var started: (batch: BatchState, range: Range<Int>, pending: PendingRun, start: Double)? = nil
-                if let (batch, r) = next {
-                    let inputs = batch.inputs.mapValues { $0.rows(r) }
+                var started: (pieces: [Piece], pending: PendingRun, start: Double)? = nil
+                if let pieces = next {
                     // The clock starts before `start`: a synchronous device computes inside it.
                     let t0 = now()
-                    started = (batch, r, graph.start(inputs), t0)
+                    let pending: PendingRun
+                    switch Piece.inputs(of: pieces) {
+                    case .success(let inputs): pending = graph.start(inputs)
+                    case .failure(let error): pending = FinishedRun(result: .failure(error))
+                    }
+                    started = (pieces, pending, t0)
                 }
                 if let f = inFlight {
                     let result = Result { try f.pending.wait() }
                     let elapsed = now() - f.start
+                    let rows = f.pieces.reduce(0) { $0 + $1.range.count }
                     lock.lock()
                     switch result {
                     case .success(let out):
-                        f.batch.complete(f.range, out)
-                        sharesLocal[w].items += f.range.count
+                        var offset = 0
+                        for p in f.pieces {
+                            p.batch.complete(p.range, f.pieces.count == 1 ? out
+                                             : out.mapValues { $0.rows(offset..<offset + p.range.count) })
+                            offset += p.range.count
+                        }
+                        sharesLocal[w].items += rows
                         sharesLocal[w].microBatches += 1
                         sharesLocal[w].busySeconds += elapsed
-                        let s = Double(f.range.count) / max(elapsed, 1e-6)
+                        let s = Double(rows) / max(elapsed, 1e-6)
                         speedLocal[w] = speedLocal[w] == 0 ? s : 0.7 * speedLocal[w] + 0.3 * s
                     case .failure(let error):
                         let reason = "\(graph.device.info.spec): \(error)"
-                        f.batch.giveBack(f.range)
+                        for p in f.pieces { p.batch.giveBack(p.range) }
                         aliveLocal[w] = false
                         sharesLocal[w].failure = "\(error)"
                         failures.append(reason)
-                        log("micro-batch rows \(f.range.lowerBound)..<\(f.range.upperBound) failed on \(reason); device set aside, rows retried elsewhere")
+                        log("micro-batch of \(rows) rows failed on \(reason); device set aside, rows retried elsewhere")
                     }
                     lock.broadcast()
                     lock.unlock()
@@ -187,7 +210,7 @@ public final class Scheduler: @unchecked Sendable {
                     lock.unlock()
                     if !stillAlive {
                         _ = try? s.pending.wait()
-                        lock.lock(); s.batch.giveBack(s.range); lock.broadcast(); lock.unlock()
+                        lock.lock(); for p in s.pieces { p.batch.giveBack(p.range) }; lock.broadcast(); lock.unlock()
                         inFlight = nil
                     }
                     continue
@@ -242,32 +265,34 @@ public final class Scheduler: @unchecked Sendable {
         var index = 0
         var exhausted = false
         do {
+            lock.lock()
             while true {
-                // Read ahead, so that devices finishing one batch find rows of the next.
-                while !exhausted {
-                    lock.lock()
-                    let room = stream.window.count < Scheduler.batchesInFlight
-                    lock.unlock()
-                    guard room else { break }
-                    if let b = try read() {
-                        lock.lock(); stream.window.append(b); lock.broadcast(); lock.unlock()
-                    } else {
-                        exhausted = true
-                    }
-                }
-                lock.lock()
-                guard let oldest = stream.window.first else { lock.unlock(); break }
-                while !oldest.isDone && !cancelFlag.isSet && aliveLocal.contains(true) { lock.wait() }
                 if cancelFlag.isSet { lock.unlock(); throw SchedulerError.cancelled }
-                guard oldest.isDone else {
+                // Read ahead while fewer than `batchesInFlight` batches have rows to hand out, so
+                // a device finishing one batch finds rows of the next. Reading comes before
+                // consuming: the devices should not wait while the caller writes a batch.
+                if !exhausted && stream.window.filter({ $0.hasPending }).count < Scheduler.batchesInFlight {
+                    lock.unlock()
+                    let b = try read()
+                    lock.lock()
+                    if let b { stream.window.append(b); lock.broadcast() } else { exhausted = true }
+                    continue
+                }
+                if let oldest = stream.window.first, oldest.isDone {
+                    stream.window.removeFirst()
+                    lock.unlock()
+                    try consume(index, try oldest.assemble(outputs: workers[0].outputs))
+                    index += 1
+                    lock.lock()
+                    continue
+                }
+                guard aliveLocal.contains(true) else {
                     let reasons = failures
                     lock.unlock()
                     throw SchedulerError.allDevicesFailed(reasons)
                 }
-                stream.window.removeFirst()
-                lock.unlock()
-                try consume(index, try oldest.assemble(outputs: workers[0].outputs))
-                index += 1
+                if exhausted && stream.window.isEmpty { lock.unlock(); break }
+                lock.wait()
             }
         } catch {
             finish()
@@ -340,6 +365,24 @@ final class BatchStream {
     var stopped = false
 }
 
+/// Rows of one batch that are part of a micro-batch.
+struct Piece {
+    let batch: BatchState
+    let range: Range<Int>
+
+    /// The micro-batch's inputs: one piece's rows, or the pieces' rows stacked in order.
+    static func inputs(of pieces: [Piece]) -> Result<[String: Tensor], Error> {
+        if pieces.count == 1 { return .success(pieces[0].batch.inputs.mapValues { $0.rows(pieces[0].range) }) }
+        return Result {
+            var out: [String: Tensor] = [:]
+            for name in pieces[0].batch.inputs.keys {
+                out[name] = try Tensor.stacking(rowsOf: pieces.map { $0.batch.inputs[name]!.rows($0.range) })
+            }
+            return out
+        }
+    }
+}
+
 /// Rows of one batch: which are waiting, which were given back, and the finished pieces.
 final class BatchState {
     let rows: Int
@@ -353,6 +396,13 @@ final class BatchState {
 
     init(rows: Int, inputs: [String: Tensor], caps: [Int]) {
         self.rows = rows; self.inputs = inputs; self.caps = caps
+    }
+
+    /// Whether rows of `other` can join rows of this batch in one micro-batch.
+    func sameRowShape(as other: BatchState) -> Bool {
+        other === self || (inputs.count == other.inputs.count && inputs.allSatisfy { name, t in
+            other.inputs[name].map { Array($0.shape.dropFirst()) == Array(t.shape.dropFirst()) } ?? false
+        })
     }
 
     var isDone: Bool { doneRows == rows }

@@ -62,9 +62,20 @@ public final class ProgramCache: @unchecked Sendable {
     /// softmax relies on -INFINITY); mad contraction is allowed.
     static let baseOptions = "-cl-mad-enable"
 
+    /// Options that make this device's programs its own. PoCL keeps one process-wide cache of
+    /// loaded kernel binaries, keyed by a hash of the program's source and options, and (in 3.1)
+    /// takes an entry by kernel, work-group size and grid specialisation but gives it back by
+    /// kernel and work-group size only. Two PoCL devices running one kernel at two grid sizes at
+    /// once then give back each other's entries and PoCL aborts (`found->ref_count > 0` in
+    /// pocl_release_dlhandle_cache). A per-device define gives each device its own hashes.
+    var deviceOptions: [String] {
+        device.platform.name.contains("Portable Computing Language")
+            ? ["-DQUARRY_POCL_DEVICE=\(device.info.spec.filter { $0.isNumber })"] : []
+    }
+
     /// The built program for a kernel file with these -D options.
     public func program(_ family: String, options: [String] = []) throws -> cl_program {
-        let opts = ([ProgramCache.baseOptions] + options).joined(separator: " ")
+        let opts = ([ProgramCache.baseOptions] + deviceOptions + options).joined(separator: " ")
         let source = try KernelSources.program(family)
         let memoryKey = "\(family)\n\(opts)\n\(fnv1a64(Array(source.utf8)))"
         lock.lock(); defer { lock.unlock() }

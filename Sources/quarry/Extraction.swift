@@ -56,7 +56,20 @@ extension ExtractCommand {
         let progress = Progress(total: items.count, label: "extract \(loaded.name)", quiet: quiet)
         progress.advance(by: progressState.processed, failed: progressState.failed.count)
 
-        var start = progressState.processed
+        // Chunks are read (decoded, checked) ahead of the devices by the scheduler's iterator and
+        // written in order as their batches come back; the devices stream from one batch to the
+        // next. A chunk whose inputs all failed has no batch and is written when its turn comes.
+        struct ReadChunk {
+            var range: Range<Int>
+            var sources: [String]
+            var failed: [FailedInput]
+            var mask: Tensor?
+            var hasBatch: Bool
+        }
+        var readUpTo = progressState.processed
+        var written = progressState.processed
+        var queue: [ReadChunk] = []
+        var stopError: Error? = nil
         var lookahead: DispatchWorkItem? = nil
         var nextLoaded: [Result<Tensor, Error>] = []
         func load(_ range: Range<Int>) -> [Result<Tensor, Error>] {
@@ -69,70 +82,90 @@ extension ExtractCommand {
             }
             return results
         }
-        while start < items.count {
-            if interrupt.fired { break }
-            let range = start..<min(items.count, start + batch)
-            let loadedItems: [Result<Tensor, Error>]
-            if let work = lookahead { work.wait(); loadedItems = nextLoaded } else { loadedItems = load(range) }
-            // Decode the next batch while this one computes.
-            let nextRange = range.upperBound..<min(items.count, range.upperBound + batch)
-            lookahead = nil
-            if !nextRange.isEmpty {
-                let work = DispatchWorkItem { nextLoaded = load(nextRange) }
-                DispatchQueue.global().async(execute: work)
-                lookahead = work
-            }
-
-            var good: [(index: Int, tensor: Tensor)] = []
-            var failed: [FailedInput] = []
-            for (offset, result) in loadedItems.enumerated() {
-                let index = range.lowerBound + offset
-                switch result {
-                case .success(let t):
-                    if let first = good.first, first.tensor.shape != t.shape {
-                        failed.append(FailedInput(source: items[index].source, error: "shape \(t.shape) differs from the batch's \(first.tensor.shape)"))
-                    } else {
-                        good.append((index, t))
+        /// The next chunk's feed, or nil at the end, on an interrupt or on a --strict failure.
+        func readNext() throws -> [String: Tensor]? {
+            while readUpTo < items.count {
+                if interrupt.fired { return nil }
+                let range = readUpTo..<min(items.count, readUpTo + batch)
+                let loadedItems: [Result<Tensor, Error>]
+                if let work = lookahead { work.wait(); loadedItems = nextLoaded } else { loadedItems = load(range) }
+                // Decode the next chunk while this one computes.
+                let nextRange = range.upperBound..<min(items.count, range.upperBound + batch)
+                lookahead = nil
+                if !nextRange.isEmpty {
+                    let work = DispatchWorkItem { nextLoaded = load(nextRange) }
+                    DispatchQueue.global().async(execute: work)
+                    lookahead = work
+                }
+                var good: [(index: Int, tensor: Tensor)] = []
+                var failed: [FailedInput] = []
+                for (offset, result) in loadedItems.enumerated() {
+                    let index = range.lowerBound + offset
+                    switch result {
+                    case .success(let t):
+                        if let first = good.first, first.tensor.shape != t.shape {
+                            failed.append(FailedInput(source: items[index].source, error: "shape \(t.shape) differs from the batch's \(first.tensor.shape)"))
+                        } else {
+                            good.append((index, t))
+                        }
+                    case .failure(let error):
+                        failed.append(FailedInput(source: items[index].source, error: "\(error)"))
                     }
-                case .failure(let error):
-                    failed.append(FailedInput(source: items[index].source, error: "\(error)"))
                 }
-            }
-            for f in failed {
-                printError("cannot read \(f.source): \(f.error)")
-                if strict {
-                    lookahead?.wait()
-                    throw ToolError(message: "stopped at the first unreadable input (--strict): \(f.source)")
+                for f in failed {
+                    printError("cannot read \(f.source): \(f.error)")
+                    if strict { throw ToolError(message: "stopped at the first unreadable input (--strict): \(f.source)") }
                 }
-            }
-            var features: [String: Tensor] = [:]
-            if !good.isEmpty {
+                readUpTo = range.upperBound
+                var chunk = ReadChunk(range: range, sources: good.map { items[$0.index].source }, failed: failed,
+                                      mask: nil, hasBatch: !good.isEmpty)
+                guard !good.isEmpty else { queue.append(chunk); continue }
                 let stacked = try Tensor.stacking(rowsOf: good.map { try $0.tensor.reshaped([1] + $0.tensor.shape) })
                 var feed = [inputName: stacked]
-                var mask: Tensor? = nil
                 if !maskNames.isEmpty {
                     let m = Tensor(uninitializedShape: stacked.shape)
                     for i in 0..<m.count { m[flat: i] = stacked[flat: i] == 0 ? 0 : 1 }
                     for name in maskNames { feed[name] = m }
-                    mask = m
+                    chunk.mask = m
                 }
-                let out: [String: Tensor]
-                do {
-                    out = try scheduler.runBatch(feed)
-                } catch SchedulerError.cancelled {
-                    break
-                }
+                queue.append(chunk)
+                return feed
+            }
+            return nil
+        }
+        /// Writes the oldest read chunk, with the features of its batch if it has one.
+        func write(_ chunk: ReadChunk, outputs: [String: Tensor]?) throws {
+            var features: [String: Tensor] = [:]
+            if let outputs {
                 for name in layers {
-                    features[name] = try poolFeatures(out[name]!, pool: pooling, l2: l2Normalize, layer: name, mask: mask)
+                    features[name] = try poolFeatures(outputs[name]!, pool: pooling, l2: l2Normalize, layer: name, mask: chunk.mask)
                 }
             }
             try partial.append(chunk: progressState.chunks, features: features, layers: layers,
-                               sources: good.map { items[$0.index].source }, failed: failed, items: range.count)
-            progressState.record(items: range.count, failed: failed)
-            progress.advance(by: range.count, failed: failed.count)
-            start = range.upperBound
+                               sources: chunk.sources, failed: chunk.failed, items: chunk.range.count)
+            progressState.record(items: chunk.range.count, failed: chunk.failed)
+            progress.advance(by: chunk.range.count, failed: chunk.failed.count)
+            written = chunk.range.upperBound
+        }
+        func writeChunksWithoutBatch() throws {
+            while let first = queue.first, !first.hasBatch { queue.removeFirst(); try write(first, outputs: nil) }
+        }
+        let feeds = AnyIterator<[String: Tensor]> {
+            guard stopError == nil else { return nil }
+            do { return try readNext() } catch { stopError = error; return nil }
+        }
+        do {
+            try scheduler.run(batches: feeds) { _, outputs in
+                try writeChunksWithoutBatch()
+                try write(queue.removeFirst(), outputs: outputs)
+            }
+            if stopError == nil { try writeChunksWithoutBatch() }
+        } catch SchedulerError.cancelled {
+            // Interrupted: what was written stays, for --resume.
         }
         lookahead?.wait()
+        if let stopError { throw stopError }
+        let start = written
         if interrupt.fired || start < items.count {
             progress.finish()
             throw ToolError(message: "interrupted after \(start) of \(items.count) inputs; run the same command with --resume to continue", status: .interrupted)

@@ -69,23 +69,38 @@ extension BenchCommand {
             // After a run: a shape-specialised graph then holds the graph of these shapes.
             let shapes = try compiled.graph.inferShapes(inputShapes: inputShapes)
             let flopsPerBatch = 2 * Double(compiled.graph.nodes.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
-            // One stream of identical batches, as an extraction runs: the devices move on to the
-            // next batch while one is finished, so a batch's time is the interval between
-            // consecutive completions (the first from the start of the stream).
+            // On one device, batch after batch, each timed alone (what a peer runtime's latency
+            // means). Across devices, one stream of identical batches, as an extraction runs
+            // them: the devices move on to the next batch while one is finished (a micro-batch
+            // may span two), so a batch's time is the interval between consecutive completions.
             var latencies: [Double] = []
             var shares: [String: (items: Int, busy: Double, microBatches: Int)] = [:]
             let start = now()
-            var issued = 0
-            let stream = AnyIterator<[String: Tensor]> {
-                guard issued < 10_000, issued < minIterations || now() - start < seconds else { return nil }
-                issued += 1
-                return inputs
-            }
             var lastDone = start
-            let s = try scheduler.run(batches: stream) { _, _ in
-                let t = now()
-                latencies.append(t - lastDone)
-                lastDone = t
+            var s: [DeviceShare] = []
+            if workers.count == 1 {
+                while latencies.count < minIterations || now() - start < seconds {
+                    let t0 = now()
+                    let one = try scheduler.run(batches: AnyIterator([inputs].makeIterator())) { _, _ in }
+                    lastDone = now()
+                    latencies.append(lastDone - t0)
+                    s = s.isEmpty ? one : zip(s, one).map { a, b in
+                        var a = a; a.items += b.items; a.microBatches += b.microBatches; a.busySeconds += b.busySeconds; return a
+                    }
+                    if latencies.count >= 10_000 { break }
+                }
+            } else {
+                var issued = 0
+                let stream = AnyIterator<[String: Tensor]> {
+                    guard issued < 10_000, issued < minIterations || now() - start < seconds else { return nil }
+                    issued += 1
+                    return inputs
+                }
+                s = try scheduler.run(batches: stream) { _, _ in
+                    let t = now()
+                    latencies.append(t - lastDone)
+                    lastDone = t
+                }
             }
             for d in s {
                 shares[d.device, default: (0, 0, 0)].items += d.items

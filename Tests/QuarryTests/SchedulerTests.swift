@@ -158,6 +158,17 @@ final class SchedulerTests: XCTestCase {
         }
     }
 
+    func testMicroBatchesSpanBatchBoundaries() throws {
+        // Batches of 3 rows, micro-batches of 5: a micro-batch takes the end of one batch and the
+        // start of the next, so there are fewer runs than batches, and every row comes back once.
+        let device = FaultyDevice("a", delay: 0.005)
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: [device], options: SchedulerOptions(microBatch: 5))
+        _ = try check(s, batches: batches(7, rows: 3))
+        XCTAssertLessThan(device.runs, 7, "micro-batches should span batches")
+        XCTAssertTrue(device.started.contains { $0.first.truncatingRemainder(dividingBy: 10_000) != 0 },
+                      "some micro-batch should start inside a batch")
+    }
+
     func testFailedMicroBatchesAreRetriedElsewhereExactlyOnce() throws {
         var options = SchedulerOptions(microBatch: 4)
         options.targetSeconds = 0.01
