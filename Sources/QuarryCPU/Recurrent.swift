@@ -290,86 +290,81 @@ struct RecurrentLayer {
         let state = UnsafeMutablePointer<Float>.allocate(capacity: 3 * batch * hp + batch * c)
         defer { state.deallocate() }
         state.initialize(repeating: 0, count: 3 * batch * hp + batch * c)
-        var hPrev = state, hNext = state + batch * hp
+        // h of step s is read from buffer s % 2 and written to the other.
+        let hBuffers = (state, state + batch * hp)
         let cell = state + 2 * batch * hp, gatesBuf = state + 3 * batch * hp
         for b in 0..<batch {
-            if hasH0 { (hPrev + b * hp).update(from: inputs[4]! + (d * batch + b) * h, count: h) }
+            if hasH0 { (hBuffers.0 + b * hp).update(from: inputs[4]! + (d * batch + b) * h, count: h) }
             if hasC0 { (cell + b * hp).update(from: inputs[5]! + (d * batch + b) * h, count: h) }
         }
         let reverse = d == 1 || reverseOnly
         let y = outputs[0], yStride = directions * h
         let rt = UnsafePointer(wts.rt(d)), biasRec = UnsafePointer(wts.biasRec(d))
-        // Splitting a step across threads pays only when the step is big enough to beat the
-        // dispatch per step: measured on the 256->512 LSTM over 64 steps (a step of 2^20 MACs per
-        // batch row), one thread was faster at batch 1 and 2 (199 against 166, 214 against 155
-        // sequences/s), about even at 4 and two were faster at 8.
-        let split = threads.count > 1 && blocks > 1 && batch * h * c >= 1 << 22
-        let stepThreads = split ? threads : CPUThreads(count: 1)
-        for s in 0..<steps {
+        // A step is split by unit blocks over a team of threads that stays together for all steps
+        // (a barrier per step), when a step has enough work: with a dispatch per step, one thread
+        // was faster at batch 1 on the 256->512 LSTM (2^20 MACs a step).
+        let split = threads.count > 1 && blocks > 1 && batch * h * c >= 1 << 16
+        let team = split ? threads : CPUThreads(count: 1)
+        let resetFirst = !(isLSTM || linearBeforeReset)
+        team.teamSteps(steps: steps, phases: resetFirst ? 2 : 1, chunks: blocks) { s, phase, blk in
             let t = reverse ? steps - 1 - s : s
-            let hIn = UnsafePointer(hPrev), hOut = hNext
+            let hIn = UnsafePointer(s % 2 == 0 ? hBuffers.0 : hBuffers.1), hOut = s % 2 == 0 ? hBuffers.1 : hBuffers.0
             let projT = UnsafePointer(proj + t * c)  // row (b * steps + t): stride steps * c over b
-            if isLSTM || linearBeforeReset {
-                stepThreads.parallelFor(blocks) { blk in
-                    let gb = g * 16, cols = (blk * gb)..<((blk + 1) * gb), c0 = cols.lowerBound
-                    let rb = rt + blk * h * gb
+            if !resetFirst {
+                let gb = g * 16, cols = (blk * gb)..<((blk + 1) * gb), c0 = cols.lowerBound
+                let rb = rt + blk * h * gb
+                if isLSTM {
+                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
+                                       initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
+                } else {
+                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
+                                       initial: biasRec + c0, ldi: 0, gatesBuf + c0, ldo: c)
+                }
+                for b in 0..<batch {
+                    let gp = gatesBuf + b * c + cols.lowerBound
+                    let u = blk * 16
+                    let hv: V16
                     if isLSTM {
-                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
-                                           initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
+                        let i = vsigmoid(load16(gp)), f = vsigmoid(load16(gp + 16))
+                        let gg = vtanh(load16(gp + 32)), o = vsigmoid(load16(gp + 48))
+                        let cv = f * load16(cell + b * hp + u) + i * gg
+                        store16(cv, cell + b * hp + u)
+                        hv = o * vtanh(cv)
                     } else {
-                        multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
-                                           initial: biasRec + c0, ldi: 0, gatesBuf + c0, ldo: c)
+                        let xp = projT + b * steps * c + cols.lowerBound
+                        let r = vsigmoid(load16(xp) + load16(gp)), z = vsigmoid(load16(xp + 16) + load16(gp + 16))
+                        let n = vtanh(load16(xp + 32) + r * load16(gp + 32))
+                        hv = (1 - z) * n + z * load16(hIn + b * hp + u)
                     }
-                    for b in 0..<batch {
-                        let gp = gatesBuf + b * c + cols.lowerBound
-                        let u = blk * 16
-                        let hv: V16
-                        if isLSTM {
-                            let i = vsigmoid(load16(gp)), f = vsigmoid(load16(gp + 16))
-                            let gg = vtanh(load16(gp + 32)), o = vsigmoid(load16(gp + 48))
-                            let cv = f * load16(cell + b * hp + u) + i * gg
-                            store16(cv, cell + b * hp + u)
-                            hv = o * vtanh(cv)
-                        } else {
-                            let xp = projT + b * steps * c + cols.lowerBound
-                            let r = vsigmoid(load16(xp) + load16(gp)), z = vsigmoid(load16(xp + 16) + load16(gp + 16))
-                            let n = vtanh(load16(xp + 32) + r * load16(gp + 32))
-                            hv = (1 - z) * n + z * load16(hIn + b * hp + u)
-                        }
-                        store16(hv, hOut + b * hp + u)
-                        let valid = min(16, h - u)
-                        storePartial(hv, y + (b * steps + t) * yStride + d * h + u, valid)
-                    }
+                    store16(hv, hOut + b * hp + u)
+                    let valid = min(16, h - u)
+                    storePartial(hv, y + (b * steps + t) * yStride + d * h + u, valid)
+                }
+            } else if phase == 0 {
+                // GRU, reset before the product: r and z for every unit first, then n from r ⊙ h.
+                let rh = cell, c0 = blk * 48
+                multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48, cols: 0..<32,
+                                   initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
+                for b in 0..<batch {
+                    let gp = gatesBuf + b * c + c0, u = blk * 16
+                    let r = vsigmoid(load16(gp))
+                    store16(vsigmoid(load16(gp + 16)), gp + 16)
+                    store16(r * load16(hIn + b * hp + u), rh + b * hp + u)
                 }
             } else {
-                // GRU, reset before the product: r and z for every unit first, then n from r ⊙ h.
-                let rh = cell
-                stepThreads.parallelFor(blocks) { blk in
-                    let c0 = blk * 48
-                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48, cols: 0..<32,
-                                       initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
-                    for b in 0..<batch {
-                        let gp = gatesBuf + b * c + c0, u = blk * 16
-                        let r = vsigmoid(load16(gp))
-                        store16(vsigmoid(load16(gp + 16)), gp + 16)
-                        store16(r * load16(hIn + b * hp + u), rh + b * hp + u)
-                    }
-                }
-                stepThreads.parallelFor(blocks) { blk in
-                    let c0 = blk * 48
-                    multiplyAccumulate(UnsafePointer(rh), lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48,
-                                       cols: 32..<48, initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
-                    for b in 0..<batch {
-                        let gp = gatesBuf + b * c + c0, u = blk * 16
-                        let z = load16(gp + 16), n = vtanh(load16(gp + 32))
-                        let hv = (1 - z) * n + z * load16(hIn + b * hp + u)
-                        store16(hv, hOut + b * hp + u)
-                        storePartial(hv, y + (b * steps + t) * yStride + d * h + u, min(16, h - u))
-                    }
+                let rh = cell, c0 = blk * 48
+                multiplyAccumulate(UnsafePointer(rh), lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48,
+                                   cols: 32..<48, initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
+                for b in 0..<batch {
+                    let gp = gatesBuf + b * c + c0, u = blk * 16
+                    let z = load16(gp + 16), n = vtanh(load16(gp + 32))
+                    let hv = (1 - z) * n + z * load16(hIn + b * hp + u)
+                    store16(hv, hOut + b * hp + u)
+                    storePartial(hv, y + (b * steps + t) * yStride + d * h + u, min(16, h - u))
                 }
             }
-            swap(&hPrev, &hNext)
         }
+        let hPrev = steps % 2 == 0 ? hBuffers.0 : hBuffers.1
         for b in 0..<batch {
             (outputs[1] + (d * batch + b) * h).update(from: hPrev + b * hp, count: h)
             if isLSTM { (outputs[2] + (d * batch + b) * h).update(from: cell + b * hp, count: h) }

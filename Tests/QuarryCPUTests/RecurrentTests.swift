@@ -99,11 +99,12 @@ final class RecurrentTests: XCTestCase {
     }
 
     func testStepSplitAcrossThreadsByUnitBlocks() throws {
-        // Large enough (batch · H · gates · H rounded ≥ 2^22) that a step is split over unit blocks.
+        // Large enough (batch · H · gates · H rounded ≥ 2^16) that a step is split over unit blocks, five
+        // steps so that the team passes several barriers and both h buffers.
         var rng = makeTestRNG()
-        try check(isLSTM: true, lbr: true, batch: 4, steps: 2, input: 5, hidden: 520, direction: .forward,
+        try check(isLSTM: true, lbr: true, batch: 4, steps: 5, input: 5, hidden: 520, direction: .forward,
                   withBias: true, withState: true, constants: true, threads: 2, &rng)
-        try check(isLSTM: false, lbr: false, batch: 8, steps: 2, input: 4, hidden: 420, direction: .forward,
+        try check(isLSTM: false, lbr: false, batch: 8, steps: 5, input: 4, hidden: 420, direction: .forward,
                   withBias: true, withState: true, constants: false, threads: 2, &rng)
     }
 
