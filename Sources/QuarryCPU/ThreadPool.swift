@@ -1,6 +1,7 @@
 // Work splitting for the CPU backend. Kernels split their work into `threads` chunks by index, so
 // a run never starts more threads than the backend was given (no oversubscription of the cores).
 
+import CCPUHints
 import Dispatch
 import Foundation
 import Synchronization
@@ -86,8 +87,11 @@ extension CPUThreads {
             return
         }
         let barrier = SpinBarrier(parties: team)
+        // Members of their own, not Dispatch's pool: a member spinning at the barrier must not
+        // wait for a pool thread that other work holds (concurrentPerform hands an iteration to
+        // a pool thread only when one is free, and the caller would spin until it is).
         withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: team) { m in
+            let member = { (m: Int) in
                 let mine = (chunks * m / team)..<(chunks * (m + 1) / team)
                 for s in 0..<steps {
                     for p in 0..<phases {
@@ -96,6 +100,90 @@ extension CPUThreads {
                     }
                 }
             }
+            // Helpers of a pool of their own, parked between sequences, so that a member wakes
+            // on the core it last ran on (a new thread starts on its creator's core, and the
+            // two members then share it for a run this short). One sequence uses the pool at a
+            // time; another that finds it busy runs on its own thread alone.
+            let pool = TeamPool.shared
+            guard pool.inUse.try() else {
+                for s in 0..<steps { for p in 0..<phases { for c in 0..<chunks { body(s, p, c) } } }
+                return
+            }
+            defer { pool.inUse.unlock() }
+            let helpers = pool.helpers(team - 1)
+            // Each member on a core of its own for the sequence: helper i stays on CPU i + 1 of
+            // the allowed set, and the caller is held on the first for the sequence only.
+            let restore = pool.pinCaller()
+            defer { restore() }
+            for (i, helper) in helpers.enumerated() { helper.run { member(i + 1) } }
+            member(0)
+            for helper in helpers { helper.finished.wait() }
         }
     }
+}
+
+/// The parked helper threads of `teamSteps` (created on first use, kept for the process).
+final class TeamPool: @unchecked Sendable {
+    static let shared = TeamPool()
+    /// Held by the sequence that uses the helpers.
+    let inUse = NSLock()
+    private var parked: [Helper] = []
+
+    final class Helper: @unchecked Sendable {
+        private let wake = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        private var job: (() -> Void)?
+
+        init(cpu: Int?) {
+            let thread = Thread { [unowned self] in
+                if let cpu { pin(toCPU: cpu) }
+                while true {
+                    self.wake.wait()
+                    do {
+                        let work = self.job!
+                        self.job = nil
+                        work()
+                    }
+                    // The job is released before the caller hears of it (it borrows the
+                    // caller's closures).
+                    self.finished.signal()
+                }
+            }
+            thread.name = "quarry-team"
+            thread.start()
+        }
+
+        func run(_ work: @escaping () -> Void) { job = work; wake.signal() }
+    }
+
+    /// `n` helpers; call with `inUse` held.
+    func helpers(_ n: Int) -> [Helper] {
+        while parked.count < n { parked.append(Helper(cpu: cpus.isEmpty ? nil : cpus[(parked.count + 1) % cpus.count])) }
+        return Array(parked.prefix(n))
+    }
+
+    /// The CPUs the process may run on, from its affinity mask at first use.
+    let cpus: [Int] = threadCPUs()
+
+    /// Holds the calling thread on the first allowed CPU; returns what puts its mask back.
+    func pinCaller() -> () -> Void {
+        guard cpus.count > 1 else { return {} }
+        let old = threadCPUs()
+        guard !old.isEmpty else { return {} }
+        pin(toCPU: cpus[0])
+        return { _ = old.map { Int32($0) }.withUnsafeBufferPointer { quarry_set_thread_cpus($0.baseAddress, Int32($0.count)) } }
+    }
+}
+
+/// The CPUs the calling thread may run on (empty if unknown).
+private func threadCPUs() -> [Int] {
+    var buffer = [Int32](repeating: 0, count: 1024)
+    let n = buffer.withUnsafeMutableBufferPointer { quarry_thread_cpus($0.baseAddress, Int32($0.count)) }
+    return n > 0 ? buffer.prefix(Int(n)).map(Int.init) : []
+}
+
+/// Restricts the calling thread to one CPU (best effort: a failure leaves it where it was).
+private func pin(toCPU cpu: Int) {
+    var c = Int32(cpu)
+    _ = quarry_set_thread_cpus(&c, 1)
 }
