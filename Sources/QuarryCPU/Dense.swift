@@ -51,6 +51,12 @@ extension CPUKernels {
                 PackedMatrix(b: weights.pointer, k: k, n: n, ldb: ldb, transposed: transposeB)
             }
         } : nil
+        // Split by products when there are enough of them and each is small (a product of at
+        // most 2^22 MACs takes tens of microseconds, comparable to a fork-join).
+        let workers = min(threads.count, batchCount)
+        let splitBatch = !foldBatch && workers > 1 && batchCount >= threads.count && m * n * k <= 1 << 22
+        let single = CPUThreads(count: 1)
+        let workspaces = splitBatch ? (0..<workers).map { _ in GEMMWorkspace() } : []
         return { inputs, outputs in
             let a = inputs[0]!, b = inputs[1]!, c = outputs[0]
             if foldBatch {
@@ -59,11 +65,22 @@ extension CPUKernels {
                       threads: threads, workspace: workspace)
                 return
             }
-            for i in 0..<batchCount {
+            func product(_ i: Int, threads: CPUThreads, workspace: GEMMWorkspace) {
                 let opB: GEMMOperand = packedB.map { .packed($0) }
                     ?? .matrix(b + bBatch[i] * bMatrix, ld: ldb, transposed: transposeB)
                 sgemm(m: m, n: n, k: k, a: .matrix(a + aBatch[i] * aMatrix, ld: lda, transposed: transposeA), b: opB,
                       c: c + i * m * n, ldc: n, threads: threads, workspace: workspace)
+            }
+            if splitBatch {
+                // Many small products (attention's per-head QKᵀ and AV): each thread takes whole
+                // products, rather than every product being forked over the threads.
+                threads.parallelFor(workers) { w in
+                    for i in (batchCount * w / workers)..<(batchCount * (w + 1) / workers) {
+                        product(i, threads: single, workspace: workspaces[w])
+                    }
+                }
+            } else {
+                for i in 0..<batchCount { product(i, threads: threads, workspace: workspace) }
             }
         }
     }
