@@ -1,5 +1,6 @@
 // Graph passes run at compile time, in this order: dead-node removal past the requested outputs,
-// batch-norm folding into the preceding conv / dense, and activation fusion into conv / dense /
+// constant folding, batch-norm folding into the preceding conv / dense, bias adds folded into
+// dense, GELU recognised in its exported erf form, and activation fusion into conv / dense /
 // binary epilogues. A pass never removes or renames a value the caller asked for.
 
 import Foundation
@@ -12,6 +13,8 @@ extension Graph {
         let keep = Set(outputs)
         if let evaluate { g = try g.foldingConstants(keeping: keep, evaluate: evaluate) }
         g = g.foldingBatchNorm(keeping: keep)
+        g = g.foldingBiasAdds(keeping: keep)
+        g = g.recognisingGELU(keeping: keep)
         g = g.fusingActivations(keeping: keep)
         return g
     }
@@ -125,6 +128,112 @@ extension Graph {
             g.nodes[pi] = folded
             removed.insert(node.name)
         }
+        g.nodes.removeAll { removed.contains($0.name) }
+        return g.droppingUnreadParameters()
+    }
+
+    /// Folds `dense(x, W) + b`, with b a parameter of one value per output feature, into the dense
+    /// layer's bias, as ONNX exports of PyTorch's Linear write it (MatMul, then Add): the add's
+    /// pass over the output goes, and an activation after it can then fuse into the dense.
+    public func foldingBiasAdds(keeping keep: Set<String>) -> Graph {
+        let consumers = consumerCounts()
+        var g = self
+        var producerIndex: [String: Int] = [:]
+        for (i, n) in nodes.enumerated() { for o in n.outputs { producerIndex[o] = i } }
+        var removed = Set<String>()
+        for node in nodes {
+            guard case .binary(.add, nil) = node.op, node.inputs.count == 2 else { continue }
+            for (y, b) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+                guard let pi = producerIndex[y], case .dense(nil) = g.nodes[pi].op,
+                      g.nodes[pi].inputs.count == 2 || (g.nodes[pi].inputs.count == 3 && g.nodes[pi].inputs[2].isEmpty),
+                      consumers[y] == 1, !keep.contains(y), !removed.contains(g.nodes[pi].name),
+                      let w = g.parameters[g.nodes[pi].inputs[1]], w.shape.count == 2,
+                      let bias = g.parameters[b], bias.shape.last == w.shape[0],
+                      bias.shape.dropLast().allSatisfy({ $0 == 1 }) else { continue }
+                var biasName = b
+                if bias.shape.count != 1 {
+                    guard let v = bias.value else { continue }
+                    biasName = b + "(as dense bias)"
+                    g.parameters[biasName] = Parameter(shape: [w.shape[0]], initializer: .constant(0),
+                                                       value: try? v.reshaped([w.shape[0]]))
+                    if g.parameters[biasName]?.value == nil { g.parameters[biasName] = nil; continue }
+                }
+                var dense = g.nodes[pi]
+                dense.inputs = [dense.inputs[0], dense.inputs[1], biasName]
+                dense.outputs = node.outputs
+                g.nodes[pi] = dense
+                removed.insert(node.name)
+                break
+            }
+        }
+        if removed.isEmpty { return self }
+        g.nodes.removeAll { removed.contains($0.name) }
+        return g.droppingUnreadParameters()
+    }
+
+    /// Replaces GELU written out in elementary ops, as PyTorch exports `F.gelu` to ONNX before
+    /// opset 20 — x · 0.5 · (1 + erf(x / √2)), five nodes — by one gelu activation, which the
+    /// activation fusion then moves into the epilogue of the dense layer before it (BERT's
+    /// intermediate layers: five passes over a [batch, 128, 3072] tensor become none).
+    public func recognisingGELU(keeping keep: Set<String>) -> Graph {
+        let consumers = consumerCounts()
+        var byInput: [String: [Int]] = [:]
+        for (i, n) in nodes.enumerated() { for x in n.inputs where !x.isEmpty { byInput[x, default: []].append(i) } }
+        func scalar(_ name: String) -> Float? {
+            guard let v = parameters[name]?.value, v.count == 1 else { return nil }
+            return v[flat: 0]
+        }
+        func near(_ v: Float?, _ target: Float) -> Bool { v.map { abs($0 - target) <= 1e-5 * abs(target) } ?? false }
+        /// The single node reading `value`, when the value is an intermediate that can vanish.
+        func soleReader(_ value: String) -> Int? {
+            guard consumers[value] == 1, !keep.contains(value), let r = byInput[value]?.first else { return nil }
+            return r
+        }
+        /// The operand of a two-operand node other than `value`.
+        func other(_ node: Node, _ value: String) -> String? {
+            guard node.inputs.count == 2 else { return nil }
+            return node.inputs[0] == value ? node.inputs[1] : node.inputs[1] == value ? node.inputs[0] : nil
+        }
+        var g = self
+        var removed = Set<String>()
+        var replaced: [Int: Node] = [:]
+        for (i, div) in nodes.enumerated() {
+            // x / √2 (or x · 1/√2) → erf → + 1 → then · x and · 0.5 in either order.
+            guard div.inputs.count == 2, div.outputs.count == 1 else { continue }
+            let x = div.inputs[0]
+            switch div.op {
+            case .binary(.div, nil) where near(scalar(div.inputs[1]), 1.41421356): break
+            case .binary(.mul, nil) where near(scalar(div.inputs[1]), 0.70710678): break
+            default: continue
+            }
+            guard let ei = soleReader(div.outputs[0]), case .activation(.erf) = nodes[ei].op,
+                  let ai = soleReader(nodes[ei].outputs[0]), case .binary(.add, nil) = nodes[ai].op,
+                  near(other(nodes[ai], nodes[ei].outputs[0]).flatMap(scalar), 1),
+                  let mi = soleReader(nodes[ai].outputs[0]), case .binary(.mul, nil) = nodes[mi].op,
+                  let mOther = other(nodes[mi], nodes[ai].outputs[0]) else { continue }
+            let last: Int
+            var half: Int? = nil
+            if mOther == x {
+                // (x · (1 + erf)) · 0.5
+                guard let hi = soleReader(nodes[mi].outputs[0]), case .binary(.mul, nil) = nodes[hi].op,
+                      near(other(nodes[hi], nodes[mi].outputs[0]).flatMap(scalar), 0.5) else { continue }
+                last = hi
+            } else {
+                // (x · 0.5) · (1 + erf)
+                guard let hi = nodes.firstIndex(where: { $0.outputs == [mOther] }),
+                      case .binary(.mul, nil) = nodes[hi].op, soleReader(mOther) == mi,
+                      other(nodes[hi], x).flatMap(scalar).map({ near($0, 0.5) }) == true else { continue }
+                half = hi
+                last = mi
+            }
+            let chain = [i, ei, ai, mi, last] + (half.map { [$0] } ?? [])
+            guard chain.allSatisfy({ !removed.contains(nodes[$0].name) && replaced[$0] == nil }) else { continue }
+            for j in chain where j != last { removed.insert(nodes[j].name) }
+            replaced[last] = Node(name: nodes[last].name, op: .activation(.gelu(approximate: false)), inputs: [x],
+                                  outputs: nodes[last].outputs)
+        }
+        if removed.isEmpty && replaced.isEmpty { return self }
+        for (j, node) in replaced { g.nodes[j] = node }
         g.nodes.removeAll { removed.contains($0.name) }
         return g.droppingUnreadParameters()
     }

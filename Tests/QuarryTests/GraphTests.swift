@@ -174,4 +174,57 @@ final class GraphTests: XCTestCase {
         }
         for i in 0..<20 { XCTAssertEqual(folded[flat: i], expected[i], accuracy: 1e-5) }
     }
+
+    /// dense without bias, + b, then GELU written out as PyTorch exports it to ONNX, in both
+    /// orders of its final products.
+    func exportedLinearGELU(halfFirst: Bool, biasShape: [Int]) -> Graph {
+        let b = GraphBuilder()
+        let x = b.input("x", shape: [.symbol("n"), 7])
+        let w = b.parameter("w", shape: [5, 7], initializer: .normal(std: 1))
+        let mm = b.add("mm", .dense(activation: nil), x, w, nil)
+        let y = b.add("bias_add", .binary(.add, activation: nil), mm, b.parameter("b", shape: biasShape, initializer: .normal(std: 1)))
+        let scalar = { (name: String, v: Float) in b.parameter(name, shape: [], initializer: .constant(v)) }
+        let d = b.add("div", .binary(.div, activation: nil), y, scalar("sqrt2", 1.4142135))
+        let e = b.add("erf", .activation(.erf), d)
+        let a = b.add("plus1", .binary(.add, activation: nil), e, scalar("one", 1))
+        let out: Value
+        if halfFirst {
+            let h = b.add("half_x", .binary(.mul, activation: nil), y, scalar("half", 0.5))
+            out = b.add("gelu", .binary(.mul, activation: nil), h, a)
+        } else {
+            let m = b.add("x_times", .binary(.mul, activation: nil), a, y)
+            out = b.add("gelu", .binary(.mul, activation: nil), m, scalar("half", 0.5))
+        }
+        var g = b.build(outputs: [out])
+        g.materializeParameters(seed: 11)
+        return g
+    }
+
+    func testBiasAddsFoldAndExportedGELUFusesIntoDense() throws {
+        for (halfFirst, biasShape) in [(false, [5]), (true, [1, 5])] {
+            let g = exportedLinearGELU(halfFirst: halfFirst, biasShape: biasShape)
+            let o = try g.optimized(for: ["gelu"])
+            XCTAssertEqual(o.nodes.count, 1, "\(halfFirst) \(biasShape): \(o.nodes.map(\.op.name))")
+            guard case .dense(.gelu(approximate: false)) = o.nodes[0].op else { return XCTFail("\(o.nodes[0].op)") }
+            XCTAssertEqual(o.nodes[0].outputs, ["gelu"])
+            XCTAssertEqual(o.nodes[0].inputs.count, 3, "the bias should be the dense layer's")
+
+            var rng = SeededGenerator(seed: 12)
+            let input = Tensor.random(shape: [3, 7], using: &rng)
+            let got = try CPUDevice(threads: 1).compile(g, outputs: ["gelu"]).run(["x": input])["gelu"]!
+            let w = g.parameters["w"]!.value!, bias = g.parameters["b"]!.value!
+            for r in 0..<3 {
+                for j in 0..<5 {
+                    var v = Double(bias[flat: j])
+                    for k in 0..<7 { v += Double(input[flat: r * 7 + k]) * Double(w[flat: j * 7 + k]) }
+                    let expected = 0.5 * v * (1 + erf(v / 2.0.squareRoot()))
+                    XCTAssertEqual(Double(got[flat: r * 5 + j]), expected, accuracy: 1e-5 * max(1, abs(expected)))
+                }
+            }
+        }
+        // A tapped intermediate keeps the written-out form (and the value).
+        let g = exportedLinearGELU(halfFirst: false, biasShape: [5])
+        XCTAssertTrue(try g.optimized(for: ["erf", "gelu"]).nodes.contains { $0.name == "erf" })
+        XCTAssertTrue(try g.optimized(for: ["mm", "gelu"]).nodes.contains { $0.name == "bias_add" })
+    }
 }
