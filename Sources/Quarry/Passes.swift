@@ -70,6 +70,13 @@ extension Graph {
         return g
     }
 
+    /// The index of the node that produces each value.
+    func producerIndices() -> [String: Int] {
+        var index: [String: Int] = [:]
+        for (i, n) in nodes.enumerated() { for o in n.outputs { index[o] = i } }
+        return index
+    }
+
     /// How many node operands read each value.
     func consumerCounts() -> [String: Int] {
         var counts: [String: Int] = [:]
@@ -84,8 +91,7 @@ extension Graph {
         let consumers = consumerCounts()
         var g = self
         var removed = Set<String>()
-        var producerIndex: [String: Int] = [:]
-        for (i, n) in nodes.enumerated() { for o in n.outputs { producerIndex[o] = i } }
+        let producerIndex = producerIndices()
 
         for node in nodes {
             guard case .batchNorm(let eps) = node.op, node.inputs.count == 5,
@@ -138,8 +144,7 @@ extension Graph {
     public func foldingBiasAdds(keeping keep: Set<String>) -> Graph {
         let consumers = consumerCounts()
         var g = self
-        var producerIndex: [String: Int] = [:]
-        for (i, n) in nodes.enumerated() { for o in n.outputs { producerIndex[o] = i } }
+        let producerIndex = producerIndices()
         var removed = Set<String>()
         for node in nodes {
             guard case .binary(.add, nil) = node.op, node.inputs.count == 2 else { continue }
@@ -242,8 +247,7 @@ extension Graph {
     public func fusingActivations(keeping keep: Set<String>) -> Graph {
         let consumers = consumerCounts()
         var g = self
-        var producerIndex: [String: Int] = [:]
-        for (i, n) in nodes.enumerated() { for o in n.outputs { producerIndex[o] = i } }
+        let producerIndex = producerIndices()
         var removed = Set<String>()
         for node in nodes {
             guard case .activation(let act) = node.op, act.isFusable,
