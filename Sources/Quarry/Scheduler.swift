@@ -4,7 +4,8 @@
 // one pull takes about `targetSeconds` (its measured speed), capped by its memory; a micro-batch
 // that fails is put back for another device and the failing device is set aside. Outputs come back
 // in input order, batch by batch; the devices move on to the next batch while one is being
-// finished, with at most two batches held, so data sets larger than memory stream through.
+// finished (a micro-batch may span the two), and only a bounded window of batches is held, so
+// data sets larger than memory stream through.
 
 import Foundation
 
