@@ -87,9 +87,6 @@ extension CPUThreads {
             return
         }
         let barrier = SpinBarrier(parties: team)
-        // Members of their own, not Dispatch's pool: a member spinning at the barrier must not
-        // wait for a pool thread that other work holds (concurrentPerform hands an iteration to
-        // a pool thread only when one is free, and the caller would spin until it is).
         withoutActuallyEscaping(body) { body in
             let member = { (m: Int) in
                 let mine = (chunks * m / team)..<(chunks * (m + 1) / team)
@@ -100,10 +97,12 @@ extension CPUThreads {
                     }
                 }
             }
-            // Helpers of a pool of their own, parked between sequences, so that a member wakes
-            // on the core it last ran on (a new thread starts on its creator's core, and the
-            // two members then share it for a run this short). One sequence uses the pool at a
-            // time; another that finds it busy runs on its own thread alone.
+            // Helpers of a pool of their own, parked between sequences. Not Dispatch's pool: a
+            // member spinning at the barrier must not wait for a pool thread that other work
+            // holds, and a pool thread may wake on the caller's core (measured: runs at one-core
+            // speed one time in three). Not fresh threads either: a new thread starts on its
+            // creator's core. One sequence uses the pool at a time; another that finds it busy
+            // runs on its own thread alone.
             let pool = TeamPool.shared
             guard pool.inUse.try() else {
                 for s in 0..<steps { for p in 0..<phases { for c in 0..<chunks { body(s, p, c) } } }
