@@ -147,10 +147,10 @@ struct AttentionGeometry {
                 var b0 = V16(), b1 = V16(), b2 = V16(), b3 = V16()
                 for d in 0..<dq {
                     let x = load16(kt + d * ldk + j), y = load16(kt + d * ldk + j + 16)
-                    a0 = a0.addingProduct(r0[d], x); b0 = b0.addingProduct(r0[d], y)
-                    a1 = a1.addingProduct(r1[d], x); b1 = b1.addingProduct(r1[d], y)
-                    a2 = a2.addingProduct(r2[d], x); b2 = b2.addingProduct(r2[d], y)
-                    a3 = a3.addingProduct(r3[d], x); b3 = b3.addingProduct(r3[d], y)
+                    a0 = a0.addingProductFast(r0[d], x); b0 = b0.addingProductFast(r0[d], y)
+                    a1 = a1.addingProductFast(r1[d], x); b1 = b1.addingProductFast(r1[d], y)
+                    a2 = a2.addingProductFast(r2[d], x); b2 = b2.addingProductFast(r2[d], y)
+                    a3 = a3.addingProductFast(r3[d], x); b3 = b3.addingProductFast(r3[d], y)
                 }
                 store16(a0, s + i * bk + j); store16(b0, s + i * bk + j + 16)
                 store16(a1, s + (i + 1) * bk + j); store16(b1, s + (i + 1) * bk + j + 16)
@@ -162,8 +162,8 @@ struct AttentionGeometry {
                 var a0 = V16(), a1 = V16(), a2 = V16(), a3 = V16()
                 for d in 0..<dq {
                     let x = load16(kt + d * ldk + j)
-                    a0 = a0.addingProduct(r0[d], x); a1 = a1.addingProduct(r1[d], x)
-                    a2 = a2.addingProduct(r2[d], x); a3 = a3.addingProduct(r3[d], x)
+                    a0 = a0.addingProductFast(r0[d], x); a1 = a1.addingProductFast(r1[d], x)
+                    a2 = a2.addingProductFast(r2[d], x); a3 = a3.addingProductFast(r3[d], x)
                 }
                 store16(a0, s + i * bk + j); store16(a1, s + (i + 1) * bk + j)
                 store16(a2, s + (i + 2) * bk + j); store16(a3, s + (i + 3) * bk + j)
@@ -194,10 +194,10 @@ struct AttentionGeometry {
                 for j in 0..<nk {
                     let vr = v + j * vStride + c
                     let x = load16(vr), y = load16(vr + 16)
-                    a0 = a0.addingProduct(p0[j], x); b0 = b0.addingProduct(p0[j], y)
-                    a1 = a1.addingProduct(p1[j], x); b1 = b1.addingProduct(p1[j], y)
-                    a2 = a2.addingProduct(p2[j], x); b2 = b2.addingProduct(p2[j], y)
-                    a3 = a3.addingProduct(p3[j], x); b3 = b3.addingProduct(p3[j], y)
+                    a0 = a0.addingProductFast(p0[j], x); b0 = b0.addingProductFast(p0[j], y)
+                    a1 = a1.addingProductFast(p1[j], x); b1 = b1.addingProductFast(p1[j], y)
+                    a2 = a2.addingProductFast(p2[j], x); b2 = b2.addingProductFast(p2[j], y)
+                    a3 = a3.addingProductFast(p3[j], x); b3 = b3.addingProductFast(p3[j], y)
                 }
                 store16(a0, o0); store16(b0, o0 + 16)
                 if rows > 1 { store16(a1, o0 + dv); store16(b1, o0 + dv + 16) }
@@ -213,8 +213,8 @@ struct AttentionGeometry {
                 var a3 = rows > 3 ? load16(o0 + 3 * dv) : V16()
                 for j in 0..<nk {
                     let x = load16(v + j * vStride + c)
-                    a0 = a0.addingProduct(p0[j], x); a1 = a1.addingProduct(p1[j], x)
-                    a2 = a2.addingProduct(p2[j], x); a3 = a3.addingProduct(p3[j], x)
+                    a0 = a0.addingProductFast(p0[j], x); a1 = a1.addingProductFast(p1[j], x)
+                    a2 = a2.addingProductFast(p2[j], x); a3 = a3.addingProductFast(p3[j], x)
                 }
                 store16(a0, o0)
                 if rows > 1 { store16(a1, o0 + dv) }

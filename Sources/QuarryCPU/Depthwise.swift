@@ -81,10 +81,10 @@ struct DepthwisePlan {
                 for t in 0..<taps {
                     let w = V16(repeating: weights[t])
                     let p = UnsafePointer(scratch + off[t] + q)
-                    a0 = a0.addingProduct(load16(p), w)
-                    a1 = a1.addingProduct(load16(p + 16), w)
-                    a2 = a2.addingProduct(load16(p + 32), w)
-                    a3 = a3.addingProduct(load16(p + 48), w)
+                    a0 = a0.addingProductFast(load16(p), w)
+                    a1 = a1.addingProductFast(load16(p + 16), w)
+                    a2 = a2.addingProductFast(load16(p + 32), w)
+                    a3 = a3.addingProductFast(load16(p + 48), w)
                 }
                 store16(clamp16(a0, lo, hi), flat + q)
                 store16(clamp16(a1, lo, hi), flat + q + 16)
@@ -95,7 +95,7 @@ struct DepthwisePlan {
             while q < flatCount {
                 var a0 = b
                 for t in 0..<taps {
-                    a0 = a0.addingProduct(load16(UnsafePointer(scratch + off[t] + q)), V16(repeating: weights[t]))
+                    a0 = a0.addingProductFast(load16(UnsafePointer(scratch + off[t] + q)), V16(repeating: weights[t]))
                 }
                 store16(clamp16(a0, lo, hi), flat + q)
                 q += 16

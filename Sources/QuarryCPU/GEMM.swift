@@ -497,18 +497,18 @@ func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<F
     var pa = a, pb = UnsafeRawPointer(b)
     for _ in 0..<kc {
         let b0 = pb.load(as: SIMD16<Float>.self), b1 = pb.load(fromByteOffset: 64, as: SIMD16<Float>.self)
-        if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProduct(x, b0); c0b.addProduct(x, b1) }
-        if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProduct(x, b0); c1b.addProduct(x, b1) }
-        if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProduct(x, b0); c2b.addProduct(x, b1) }
-        if rows > 3 { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProduct(x, b0); c3b.addProduct(x, b1) }
-        if rows > 4 { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProduct(x, b0); c4b.addProduct(x, b1) }
-        if rows > 5 { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProduct(x, b0); c5b.addProduct(x, b1) }
-        if rows > 6 { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProduct(x, b0); c6b.addProduct(x, b1) }
-        if rows > 7 { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProduct(x, b0); c7b.addProduct(x, b1) }
-        if rows > 8 { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProduct(x, b0); c8b.addProduct(x, b1) }
-        if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProduct(x, b0); c9b.addProduct(x, b1) }
-        if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProduct(x, b0); c10b.addProduct(x, b1) }
-        if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProduct(x, b0); c11b.addProduct(x, b1) }
+        if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProductFast(x, b0); c0b.addProductFast(x, b1) }
+        if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProductFast(x, b0); c1b.addProductFast(x, b1) }
+        if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProductFast(x, b0); c2b.addProductFast(x, b1) }
+        if rows > 3 { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProductFast(x, b0); c3b.addProductFast(x, b1) }
+        if rows > 4 { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProductFast(x, b0); c4b.addProductFast(x, b1) }
+        if rows > 5 { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProductFast(x, b0); c5b.addProductFast(x, b1) }
+        if rows > 6 { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProductFast(x, b0); c6b.addProductFast(x, b1) }
+        if rows > 7 { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProductFast(x, b0); c7b.addProductFast(x, b1) }
+        if rows > 8 { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProductFast(x, b0); c8b.addProductFast(x, b1) }
+        if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProductFast(x, b0); c9b.addProductFast(x, b1) }
+        if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProductFast(x, b0); c10b.addProductFast(x, b1) }
+        if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProductFast(x, b0); c11b.addProductFast(x, b1) }
         pa += 12; pb += 128
     }
 

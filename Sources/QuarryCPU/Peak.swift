@@ -46,10 +46,10 @@ func fmaLoop(iterations: Int, seed: Float) -> Float {
     var a4 = a0 + 4, a5 = a0 + 5, a6 = a0 + 6, a7 = a0 + 7
     var a8 = a0 + 8, a9 = a0 + 9, a10 = a0 + 10, a11 = a0 + 11
     for _ in 0..<iterations {
-        a0 = b.addingProduct(a0, m); a1 = b.addingProduct(a1, m); a2 = b.addingProduct(a2, m)
-        a3 = b.addingProduct(a3, m); a4 = b.addingProduct(a4, m); a5 = b.addingProduct(a5, m)
-        a6 = b.addingProduct(a6, m); a7 = b.addingProduct(a7, m); a8 = b.addingProduct(a8, m)
-        a9 = b.addingProduct(a9, m); a10 = b.addingProduct(a10, m); a11 = b.addingProduct(a11, m)
+        a0 = b.addingProductFast(a0, m); a1 = b.addingProductFast(a1, m); a2 = b.addingProductFast(a2, m)
+        a3 = b.addingProductFast(a3, m); a4 = b.addingProductFast(a4, m); a5 = b.addingProductFast(a5, m)
+        a6 = b.addingProductFast(a6, m); a7 = b.addingProductFast(a7, m); a8 = b.addingProductFast(a8, m)
+        a9 = b.addingProductFast(a9, m); a10 = b.addingProductFast(a10, m); a11 = b.addingProductFast(a11, m)
     }
     let s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11
     return s.sum()

@@ -105,14 +105,14 @@ func multiplyAccumulate(
             for kk in 0..<k {
                 let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
                 let ak = a0 + kk
-                x0 = x0.addingProduct(ak[0], bv); y0 = y0.addingProduct(ak[0], bw)
-                x1 = x1.addingProduct(ak[lda], bv); y1 = y1.addingProduct(ak[lda], bw)
-                x2 = x2.addingProduct(ak[2 * lda], bv); y2 = y2.addingProduct(ak[2 * lda], bw)
-                x3 = x3.addingProduct(ak[3 * lda], bv); y3 = y3.addingProduct(ak[3 * lda], bw)
-                x4 = x4.addingProduct(ak[4 * lda], bv); y4 = y4.addingProduct(ak[4 * lda], bw)
-                x5 = x5.addingProduct(ak[5 * lda], bv); y5 = y5.addingProduct(ak[5 * lda], bw)
-                x6 = x6.addingProduct(ak[6 * lda], bv); y6 = y6.addingProduct(ak[6 * lda], bw)
-                x7 = x7.addingProduct(ak[7 * lda], bv); y7 = y7.addingProduct(ak[7 * lda], bw)
+                x0 = x0.addingProductFast(ak[0], bv); y0 = y0.addingProductFast(ak[0], bw)
+                x1 = x1.addingProductFast(ak[lda], bv); y1 = y1.addingProductFast(ak[lda], bw)
+                x2 = x2.addingProductFast(ak[2 * lda], bv); y2 = y2.addingProductFast(ak[2 * lda], bw)
+                x3 = x3.addingProductFast(ak[3 * lda], bv); y3 = y3.addingProductFast(ak[3 * lda], bw)
+                x4 = x4.addingProductFast(ak[4 * lda], bv); y4 = y4.addingProductFast(ak[4 * lda], bw)
+                x5 = x5.addingProductFast(ak[5 * lda], bv); y5 = y5.addingProductFast(ak[5 * lda], bw)
+                x6 = x6.addingProductFast(ak[6 * lda], bv); y6 = y6.addingProductFast(ak[6 * lda], bw)
+                x7 = x7.addingProductFast(ak[7 * lda], bv); y7 = y7.addingProductFast(ak[7 * lda], bw)
             }
             store16(x0, o); store16(y0, o + 16); store16(x1, o + ldo); store16(y1, o + ldo + 16)
             store16(x2, o + 2 * ldo); store16(y2, o + 2 * ldo + 16); store16(x3, o + 3 * ldo); store16(y3, o + 3 * ldo + 16)
@@ -131,10 +131,10 @@ func multiplyAccumulate(
                 var x2 = load16(i2 + c), y2 = load16(i2 + c + 16), x3 = load16(i3 + c), y3 = load16(i3 + c + 16)
                 for kk in 0..<k {
                     let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
-                    x0 = x0.addingProduct(a0[kk], bv); y0 = y0.addingProduct(a0[kk], bw)
-                    x1 = x1.addingProduct(a1[kk], bv); y1 = y1.addingProduct(a1[kk], bw)
-                    x2 = x2.addingProduct(a2[kk], bv); y2 = y2.addingProduct(a2[kk], bw)
-                    x3 = x3.addingProduct(a3[kk], bv); y3 = y3.addingProduct(a3[kk], bw)
+                    x0 = x0.addingProductFast(a0[kk], bv); y0 = y0.addingProductFast(a0[kk], bw)
+                    x1 = x1.addingProductFast(a1[kk], bv); y1 = y1.addingProductFast(a1[kk], bw)
+                    x2 = x2.addingProductFast(a2[kk], bv); y2 = y2.addingProductFast(a2[kk], bw)
+                    x3 = x3.addingProductFast(a3[kk], bv); y3 = y3.addingProductFast(a3[kk], bw)
                 }
                 store16(x0, o); store16(y0, o + 16)
                 if n > 1 { store16(x1, o + ldo); store16(y1, o + ldo + 16) }
@@ -144,8 +144,8 @@ func multiplyAccumulate(
                 var x0 = load16(i0 + c), x1 = load16(i1 + c), x2 = load16(i2 + c), x3 = load16(i3 + c)
                 for kk in 0..<k {
                     let bv = load16(b + kk * ldb + c)
-                    x0 = x0.addingProduct(a0[kk], bv); x1 = x1.addingProduct(a1[kk], bv)
-                    x2 = x2.addingProduct(a2[kk], bv); x3 = x3.addingProduct(a3[kk], bv)
+                    x0 = x0.addingProductFast(a0[kk], bv); x1 = x1.addingProductFast(a1[kk], bv)
+                    x2 = x2.addingProductFast(a2[kk], bv); x3 = x3.addingProductFast(a3[kk], bv)
                 }
                 store16(x0, o)
                 if n > 1 { store16(x1, o + ldo) }
@@ -175,16 +175,16 @@ func multiplyAccumulateRow(
         while kk + 2 <= k {
             let p = b + kk * ldb + c, q = p + ldb
             let s = a[kk], t = a[kk + 1]
-            x0 = x0.addingProduct(s, load16(p)); x1 = x1.addingProduct(s, load16(p + 16))
-            x2 = x2.addingProduct(s, load16(p + 32)); x3 = x3.addingProduct(s, load16(p + 48))
-            y0 = y0.addingProduct(t, load16(q)); y1 = y1.addingProduct(t, load16(q + 16))
-            y2 = y2.addingProduct(t, load16(q + 32)); y3 = y3.addingProduct(t, load16(q + 48))
+            x0 = x0.addingProductFast(s, load16(p)); x1 = x1.addingProductFast(s, load16(p + 16))
+            x2 = x2.addingProductFast(s, load16(p + 32)); x3 = x3.addingProductFast(s, load16(p + 48))
+            y0 = y0.addingProductFast(t, load16(q)); y1 = y1.addingProductFast(t, load16(q + 16))
+            y2 = y2.addingProductFast(t, load16(q + 32)); y3 = y3.addingProductFast(t, load16(q + 48))
             kk += 2
         }
         if kk < k {
             let p = b + kk * ldb + c, s = a[kk]
-            x0 = x0.addingProduct(s, load16(p)); x1 = x1.addingProduct(s, load16(p + 16))
-            x2 = x2.addingProduct(s, load16(p + 32)); x3 = x3.addingProduct(s, load16(p + 48))
+            x0 = x0.addingProductFast(s, load16(p)); x1 = x1.addingProductFast(s, load16(p + 16))
+            x2 = x2.addingProductFast(s, load16(p + 32)); x3 = x3.addingProductFast(s, load16(p + 48))
         }
         store16(x0 + y0, out + c); store16(x1 + y1, out + c + 16)
         store16(x2 + y2, out + c + 32); store16(x3 + y3, out + c + 48)
@@ -195,11 +195,11 @@ func multiplyAccumulateRow(
         var kk = 0
         while kk + 4 <= k {
             let p = b + kk * ldb + c
-            x0 = x0.addingProduct(a[kk], load16(p)); x1 = x1.addingProduct(a[kk + 1], load16(p + ldb))
-            x2 = x2.addingProduct(a[kk + 2], load16(p + 2 * ldb)); x3 = x3.addingProduct(a[kk + 3], load16(p + 3 * ldb))
+            x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk + 1], load16(p + ldb))
+            x2 = x2.addingProductFast(a[kk + 2], load16(p + 2 * ldb)); x3 = x3.addingProductFast(a[kk + 3], load16(p + 3 * ldb))
             kk += 4
         }
-        while kk < k { x0 = x0.addingProduct(a[kk], load16(b + kk * ldb + c)); kk += 1 }
+        while kk < k { x0 = x0.addingProductFast(a[kk], load16(b + kk * ldb + c)); kk += 1 }
         store16((x0 + x1) + (x2 + x3), out + c)
         c += 16
     }

@@ -9,6 +9,15 @@
 #endif
 #include <sched.h>
 
+/// 1 when the build targets a CPU with fused multiply-add instructions (x86 FMA3, or AArch64):
+/// the kernels then use fused multiply-adds. Without them (a build for generic x86-64), a fused
+/// multiply-add is a call to fmaf per lane, so the kernels multiply and add separately instead.
+#if defined(__FMA__) || defined(__aarch64__)
+#define QUARRY_TARGET_HAS_FMA 1
+#else
+#define QUARRY_TARGET_HAS_FMA 0
+#endif
+
 /// Asks for the cache line at `p` in L1 ahead of a read-modify-write (prefetchw / prefetcht0).
 static inline void quarry_prefetch_for_write(const void *p) { __builtin_prefetch(p, 1, 3); }
 
