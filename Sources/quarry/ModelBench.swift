@@ -77,16 +77,19 @@ extension BenchCommand {
             var shares: [String: (items: Int, busy: Double, microBatches: Int)] = [:]
             let start = now()
             var lastDone = start
-            var s: [DeviceShare] = []
+            func record(_ run: [DeviceShare]) {
+                for d in run {
+                    shares[d.device, default: (0, 0, 0)].items += d.items
+                    shares[d.device, default: (0, 0, 0)].busy += d.busySeconds
+                    shares[d.device, default: (0, 0, 0)].microBatches += d.microBatches
+                }
+            }
             if workers.count == 1 {
                 while latencies.count < minIterations || now() - start < seconds {
                     let t0 = now()
-                    let one = try scheduler.run(batches: AnyIterator([inputs].makeIterator())) { _, _ in }
+                    record(try scheduler.run(batches: AnyIterator([inputs].makeIterator())) { _, _ in })
                     lastDone = now()
                     latencies.append(lastDone - t0)
-                    s = s.isEmpty ? one : zip(s, one).map { a, b in
-                        var a = a; a.items += b.items; a.microBatches += b.microBatches; a.busySeconds += b.busySeconds; return a
-                    }
                     if latencies.count >= 10_000 { break }
                 }
             } else {
@@ -96,16 +99,11 @@ extension BenchCommand {
                     issued += 1
                     return inputs
                 }
-                s = try scheduler.run(batches: stream) { _, _ in
+                record(try scheduler.run(batches: stream) { _, _ in
                     let t = now()
                     latencies.append(t - lastDone)
                     lastDone = t
-                }
-            }
-            for d in s {
-                shares[d.device, default: (0, 0, 0)].items += d.items
-                shares[d.device, default: (0, 0, 0)].busy += d.busySeconds
-                shares[d.device, default: (0, 0, 0)].microBatches += d.microBatches
+                })
             }
             let total = lastDone - start
             latencies.sort()
