@@ -205,6 +205,30 @@ func multiplyAccumulateRow(
     }
 }
 
+// The gate nonlinearities of one block of 16 units, out of line: inlined into the step closure
+// (which holds every gate form), LLVM scalarised their compare-and-select masks lane by lane
+// (vpmovm2d, vpextrd, sets): 15% of an LSTM run at batch 8.
+
+/// LSTM: c' = f ⊙ c + i ⊙ g stored over c, and h' = o ⊙ tanh(c') returned.
+@inline(never)
+func lstmCell(gates gp: UnsafePointer<Float>, cell: UnsafeMutablePointer<Float>) -> V16 {
+    let i = vsigmoid(load16(gp)), f = vsigmoid(load16(gp + 16))
+    let g = vtanh(load16(gp + 32)), o = vsigmoid(load16(gp + 48))
+    let c = f * load16(cell) + i * g
+    store16(c, cell)
+    return o * vtanh(c)
+}
+
+/// GRU with the reset gate applied after the recurrent product: h' from the input projection,
+/// the recurrent gates and h.
+@inline(never)
+func gruLinearBeforeReset(projection xp: UnsafePointer<Float>, gates gp: UnsafePointer<Float>,
+                          h: UnsafePointer<Float>) -> V16 {
+    let r = vsigmoid(load16(xp) + load16(gp)), z = vsigmoid(load16(xp + 16) + load16(gp + 16))
+    let n = vtanh(load16(xp + 32) + r * load16(gp + 32))
+    return (1 - z) * n + z * load16(h)
+}
+
 extension CPUKernels {
     static func makeLSTM(_ ctx: KernelContext) throws -> CPUKernel {
         try makeRecurrent(ctx, isLSTM: true)
@@ -321,21 +345,12 @@ struct RecurrentLayer {
                                        initial: biasRec + c0, ldi: 0, gatesBuf + c0, ldo: c)
                 }
                 for b in 0..<batch {
-                    let gp = gatesBuf + b * c + cols.lowerBound
+                    let gp = UnsafePointer(gatesBuf + b * c + cols.lowerBound)
                     let u = blk * 16
-                    let hv: V16
-                    if isLSTM {
-                        let i = vsigmoid(load16(gp)), f = vsigmoid(load16(gp + 16))
-                        let gg = vtanh(load16(gp + 32)), o = vsigmoid(load16(gp + 48))
-                        let cv = f * load16(cell + b * hp + u) + i * gg
-                        store16(cv, cell + b * hp + u)
-                        hv = o * vtanh(cv)
-                    } else {
-                        let xp = projT + b * steps * c + cols.lowerBound
-                        let r = vsigmoid(load16(xp) + load16(gp)), z = vsigmoid(load16(xp + 16) + load16(gp + 16))
-                        let n = vtanh(load16(xp + 32) + r * load16(gp + 32))
-                        hv = (1 - z) * n + z * load16(hIn + b * hp + u)
-                    }
+                    let hv = isLSTM
+                        ? lstmCell(gates: gp, cell: cell + b * hp + u)
+                        : gruLinearBeforeReset(projection: projT + b * steps * c + cols.lowerBound, gates: gp,
+                                               h: hIn + b * hp + u)
                     store16(hv, hOut + b * hp + u)
                     let valid = min(16, h - u)
                     storePartial(hv, y + (b * steps + t) * yStride + d * h + u, valid)
