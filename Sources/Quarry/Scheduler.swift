@@ -373,7 +373,12 @@ struct Piece {
 
     /// The micro-batch's inputs: one piece's rows, or the pieces' rows stacked in order.
     static func inputs(of pieces: [Piece]) -> Result<[String: Tensor], Error> {
-        if pieces.count == 1 { return .success(pieces[0].batch.inputs.mapValues { $0.rows(pieces[0].range) }) }
+        if pieces.count == 1 {
+            let p = pieces[0]
+            // A whole batch (one device, or a micro-batch as large as the batch) is run as given.
+            if p.range == 0..<p.batch.rows { return .success(p.batch.inputs) }
+            return .success(p.batch.inputs.mapValues { $0.rows(p.range) })
+        }
         return Result {
             var out: [String: Tensor] = [:]
             for name in pieces[0].batch.inputs.keys {
@@ -442,7 +447,8 @@ final class BatchState {
         }
         var result: [String: Tensor] = [:]
         for name in outputs {
-            result[name] = try Tensor.stacking(rowsOf: pieces.map { $0.1[name]! })
+            // One piece is the whole batch: its outputs are the batch's, with no copy.
+            result[name] = pieces.count == 1 ? pieces[0].1[name]! : try Tensor.stacking(rowsOf: pieces.map { $0.1[name]! })
         }
         return result
     }
