@@ -72,9 +72,17 @@ protocol VectorFunction {
 }
 
 struct Relu: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: 0, where: x .< 0) } }
+/// x limited to [lo, hi], the one clamp of the CPU kernels (activations, and the fused relu / relu6
+/// of the GEMM, Winograd and depthwise epilogues). Compare-and-replace: it compiles to vmaxps /
+/// vminps, while `clamped` or pointwiseMin / pointwiseMax compile to scalar IEEE-minimum loops
+/// (3x slower GEMM with relu).
 struct Clip: VectorFunction {
     let lo, hi: V16
-    @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi) }
+    init(lo: V16, hi: V16) { self.lo = lo; self.hi = hi }
+    init(_ c: FusedClamp) { lo = V16(repeating: c.lo); hi = V16(repeating: c.hi) }
+    // Transparent: the epilogues call it inside large kernels, where @inline(__always) was left as
+    // a call per vector.
+    @_transparent func callAsFunction(_ x: V16) -> V16 { x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi) }
 }
 struct LeakyRelu: VectorFunction {
     let alpha: Float

@@ -70,7 +70,8 @@ struct DepthwisePlan {
         }
         let flat = scratch + g.strideH * g.strideW * phaseStride
         let taps = tapOffsets.count
-        let lo = V16(repeating: clamp?.lo ?? -.infinity), hi = V16(repeating: clamp?.hi ?? .infinity)
+        // Always applied: without a clamp activation the bounds are infinite.
+        let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
         let b = V16(repeating: bias)
         tapOffsets.withUnsafeBufferPointer { offsets in
             let off = offsets.baseAddress!
@@ -86,10 +87,10 @@ struct DepthwisePlan {
                     a2 = a2.addingProductFast(load16(p + 32), w)
                     a3 = a3.addingProductFast(load16(p + 48), w)
                 }
-                store16(clamp16(a0, lo, hi), flat + q)
-                store16(clamp16(a1, lo, hi), flat + q + 16)
-                store16(clamp16(a2, lo, hi), flat + q + 32)
-                store16(clamp16(a3, lo, hi), flat + q + 48)
+                store16(clip(a0), flat + q)
+                store16(clip(a1), flat + q + 16)
+                store16(clip(a2), flat + q + 32)
+                store16(clip(a3), flat + q + 48)
                 q += 64
             }
             while q < flatCount {
@@ -97,7 +98,7 @@ struct DepthwisePlan {
                 for t in 0..<taps {
                     a0 = a0.addingProductFast(load16(UnsafePointer(scratch + off[t] + q)), V16(repeating: weights[t]))
                 }
-                store16(clamp16(a0, lo, hi), flat + q)
+                store16(clip(a0), flat + q)
                 q += 16
             }
         }
@@ -105,13 +106,6 @@ struct DepthwisePlan {
             (dst + oy * g.outWidth).update(from: flat + oy * pitch, count: g.outWidth)
         }
     }
-}
-
-/// x limited to [lo, hi]. Not `clamped` or pointwiseMin / pointwiseMax: those compile to scalar
-/// loops.
-@inline(__always)
-private func clamp16(_ x: V16, _ lo: V16, _ hi: V16) -> V16 {
-    x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
 }
 
 extension CPUKernels {

@@ -537,8 +537,7 @@ func storeTile(_ acc: UnsafeRawPointer, rows: Int, c: UnsafeMutablePointer<Float
     let z = SIMD16<Float>()
     let colA = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(as: SIMD16<Float>.self) } ?? z
     let colB = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) } ?? z
-    let hasClamp = e.clamp != nil
-    let lo = SIMD16<Float>(repeating: e.clamp?.lo ?? 0), hi = SIMD16<Float>(repeating: e.clamp?.hi ?? 0)
+    let clip = e.clamp.map(Clip.init)
     for r in 0..<rows {
         var va = acc.load(fromByteOffset: 128 * r, as: SIMD16<Float>.self)
         var vb = acc.load(fromByteOffset: 128 * r + 64, as: SIMD16<Float>.self)
@@ -549,12 +548,7 @@ func storeTile(_ acc: UnsafeRawPointer, rows: Int, c: UnsafeMutablePointer<Float
         }
         if let rowBias = e.rowBias { let s = SIMD16<Float>(repeating: rowBias[r]); va += s; vb += s }
         if e.colBias != nil { va += colA; vb += colB }
-        if hasClamp {
-            // Not pointwiseMin / pointwiseMax: those compile to a scalar loop with IEEE minimum
-            // semantics (3x slower GEMM with relu); compare-and-replace gives vmaxps / vminps.
-            va = va.replacing(with: lo, where: va .< lo); va = va.replacing(with: hi, where: va .> hi)
-            vb = vb.replacing(with: lo, where: vb .< lo); vb = vb.replacing(with: hi, where: vb .> hi)
-        }
+        if let clip { va = clip(va); vb = clip(vb) }
         p.storeBytes(of: va, as: SIMD16<Float>.self)
         p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)
     }

@@ -251,11 +251,8 @@ private func winogradOutput(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer
                     var r = outputRows(load(s), load(4 + s), load(8 + s), load(12 + s), load(16 + s), load(20 + s))
                     r.0 += b; r.1 += b; r.2 += b; r.3 += b
                     if let clamp {
-                        let lo = SIMD16<Float>(repeating: clamp.lo), hi = SIMD16<Float>(repeating: clamp.hi)
-                        r.0 = r.0.replacing(with: lo, where: r.0 .< lo).replacing(with: hi, where: r.0 .> hi)
-                        r.1 = r.1.replacing(with: lo, where: r.1 .< lo).replacing(with: hi, where: r.1 .> hi)
-                        r.2 = r.2.replacing(with: lo, where: r.2 .< lo).replacing(with: hi, where: r.2 .> hi)
-                        r.3 = r.3.replacing(with: lo, where: r.3 .< lo).replacing(with: hi, where: r.3 .> hi)
+                        let clip = Clip(clamp)
+                        r.0 = clip(r.0); r.1 = clip(r.1); r.2 = clip(r.2); r.3 = clip(r.3)
                     }
                     store(24 + s, r.0); store(28 + s, r.1); store(32 + s, r.2)
                     // Slot 36 does not exist: the fourth output row goes back to slot s (no longer read).
