@@ -133,15 +133,22 @@ public final class Scheduler: @unchecked Sendable {
         var failures: [String] = []
         let lock = stream.lock
 
+        /// The oldest batch with rows to hand out and how many rows device `w` wants now (0:
+        /// none for now), or nil when no batch has rows; lock held.
+        func wanted(_ w: Int) -> (first: Int, rows: Int)? {
+            guard let first = stream.window.firstIndex(where: { $0.hasPending }) else { return nil }
+            let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
+            let remaining = stream.window.reduce(0) { $0 + $1.remainingRows }
+            return (first, microBatch(speed: speedLocal[w], allSpeeds: living, remaining: remaining,
+                                      cap: stream.window[first].caps[w]))
+        }
+
         /// The rows device `w` should take now, oldest first (nil: none for now); lock held. A
         /// micro-batch may span consecutive batches of the same row shape, so a device keeps its
         /// size at a batch boundary instead of taking the remainder alone.
         func nextWork(_ w: Int) -> [Piece]? {
-            guard !stream.stopped, aliveLocal[w], !cancelFlag.isSet,
-                  let first = stream.window.firstIndex(where: { $0.hasPending }) else { return nil }
-            let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
-            let remaining = stream.window.reduce(0) { $0 + $1.remainingRows }
-            var need = microBatch(speed: speedLocal[w], allSpeeds: living, remaining: remaining, cap: stream.window[first].caps[w])
+            guard !stream.stopped, aliveLocal[w], !cancelFlag.isSet, let (first, rows) = wanted(w) else { return nil }
+            var need = rows
             var pieces: [Piece] = []
             for batch in stream.window[first...] where batch.hasPending {
                 if let last = pieces.last, !batch.sameRowShape(as: last.batch) { break }
@@ -222,12 +229,7 @@ public final class Scheduler: @unchecked Sendable {
                 defer { lock.unlock() }
                 while true {
                     if stream.stopped || !aliveLocal[w] || cancelFlag.isSet || !aliveLocal.contains(true) { return }
-                    if stream.window.contains(where: { $0.hasPending }) {
-                        let living = speedLocal.indices.filter { aliveLocal[$0] }.map { speedLocal[$0] }
-                        let remaining = stream.window.reduce(0) { $0 + $1.remainingRows }
-                        let cap = stream.window.first { $0.hasPending }!.caps[w]
-                        if microBatch(speed: speedLocal[w], allSpeeds: living, remaining: remaining, cap: cap) > 0 { break }
-                    }
+                    if let (_, rows) = wanted(w), rows > 0 { break }
                     lock.wait()
                 }
             }
