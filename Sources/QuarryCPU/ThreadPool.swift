@@ -87,37 +87,43 @@ extension CPUThreads {
             return
         }
         let barrier = SpinBarrier(parties: team)
-        withoutActuallyEscaping(body) { body in
-            let member = { (m: Int) in
-                let mine = (chunks * m / team)..<(chunks * (m + 1) / team)
-                for s in 0..<steps {
-                    for p in 0..<phases {
-                        for c in mine { body(s, p, c) }
-                        barrier.wait()
-                    }
+        let ran = runTeam(team) { m in
+            let mine = (chunks * m / team)..<(chunks * (m + 1) / team)
+            for s in 0..<steps {
+                for p in 0..<phases {
+                    for c in mine { body(s, p, c) }
+                    barrier.wait()
                 }
             }
-            // Helpers of a pool of their own, parked between sequences. Not Dispatch's pool: a
-            // member spinning at the barrier must not wait for a pool thread that other work
-            // holds, and a pool thread may wake on the caller's core (measured: runs at one-core
-            // speed one time in three). Not fresh threads either: a new thread starts on its
-            // creator's core. One sequence uses the pool at a time; another that finds it busy
-            // runs on its own thread alone.
-            let pool = TeamPool.shared
-            guard pool.inUse.try() else {
-                for s in 0..<steps { for p in 0..<phases { for c in 0..<chunks { body(s, p, c) } } }
-                return
-            }
-            defer { pool.inUse.unlock() }
+        }
+        // Another team holds the helpers: the whole sequence on this thread.
+        if !ran { for s in 0..<steps { for p in 0..<phases { for c in 0..<chunks { body(s, p, c) } } } }
+    }
+
+    /// Runs `member(0)` … `member(team - 1)` at once, each on a core of its own: the caller is
+    /// member 0, parked helper threads the others. Returns false, having run nothing, if another
+    /// team holds the helpers.
+    ///
+    /// Not Dispatch's pool: a member spinning at a barrier must not wait for a pool thread that
+    /// other work holds, and a pool thread may wake on the caller's core (measured: runs at
+    /// one-core speed one time in three). Not fresh threads either: a new thread starts on its
+    /// creator's core.
+    public func runTeam(_ team: Int, _ member: (Int) -> Void) -> Bool {
+        if team <= 1 { if team == 1 { member(0) }; return true }
+        let pool = TeamPool.shared
+        guard pool.inUse.try() else { return false }
+        defer { pool.inUse.unlock() }
+        withoutActuallyEscaping(member) { member in
             let helpers = pool.helpers(team - 1)
-            // Each member on a core of its own for the sequence: helper i stays on CPU i + 1 of
-            // the allowed set, and the caller is held on the first for the sequence only.
+            // Helper i stays on CPU i + 1 of the allowed set; the caller is held on the first
+            // for the team's run only.
             let restore = pool.pinCaller()
             defer { restore() }
             for (i, helper) in helpers.enumerated() { helper.run { member(i + 1) } }
             member(0)
             for helper in helpers { helper.finished.wait() }
         }
+        return true
     }
 }
 

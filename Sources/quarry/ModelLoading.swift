@@ -2,6 +2,7 @@
 
 import Foundation
 import Quarry
+import QuarryCPU
 import QuarryFormats
 import QuarryModels
 
@@ -121,6 +122,8 @@ final class ShapeSpecializedGraph: CompiledGraph, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if let c = compiled[key] { latest = c; return c }
         let c = try device.compile(try make(shapes), outputs: outputs)
+        // The CPU runs a batch as slices, one per thread, each needing the graph of its shapes.
+        (c as? CPUCompiledGraph)?.graphForShapes = make
         compiled[key] = c
         latest = c
         return c
