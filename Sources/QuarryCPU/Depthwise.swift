@@ -113,6 +113,10 @@ extension CPUKernels {
     /// with its own scratch.
     static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
                                     activation: Activation?, threads: CPUThreads) -> CPUKernel {
+        if Depthwise3x3.supports(g) {
+            return makeDepthwise3x3(Depthwise3x3(g), batch: batch, channels: channels, hasBias: hasBias,
+                                    activation: activation, threads: threads)
+        }
         let plan = DepthwisePlan(g)
         let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let taps = g.kernelH * g.kernelW
@@ -131,6 +135,40 @@ extension CPUKernels {
                         let dst = y + plane * outPlane
                         plan.run(src: xp + plane * inPlane, weights: wp + c * taps, bias: bias?[c] ?? 0, clamp: clamp,
                                  scratch: s, dst: dst)
+                        if let after { applyActivation(after, dst, count: outPlane) }
+                    }
+                }
+            }
+        }
+    }
+
+    static func makeDepthwise3x3(_ kernel: Depthwise3x3, batch: Int, channels: Int, hasBias: Bool,
+                                 activation: Activation?, threads: CPUThreads) -> CPUKernel {
+        let g = kernel.g
+        let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
+        let clamp = FusedClamp(activation)
+        let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
+        let after: Activation? = clamp == nil ? activation : nil
+        let planes = batch * channels
+        // Planes whose loads could leave the tensor: those within `before` floats of its start
+        // or `after` floats of its end.
+        let firstDirect = (Depthwise3x3.before + inPlane - 1) / inPlane
+        let lastDirect = planes - 1 - (Depthwise3x3.after + inPlane - 1) / inPlane
+        let workers = max(1, min(threads.count, planes))
+        let scratch = (0..<workers).map { _ in ScratchBuffer(count: kernel.scratchCount) }
+        return { inputs, outputs in
+            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            threads.parallelFor(workers) { w in
+                scratch[w].with { s in
+                    for plane in (planes * w / workers)..<(planes * (w + 1) / workers) {
+                        let c = plane % channels
+                        let src = xp + plane * inPlane, dst = y + plane * outPlane
+                        if plane >= firstDirect && plane <= lastDirect {
+                            kernel.run(src: src, weights: wp + c * 9, bias: bias?[c] ?? 0, clip: clip, dst: dst)
+                        } else {
+                            kernel.runCopied(src: src, weights: wp + c * 9, bias: bias?[c] ?? 0, clip: clip,
+                                             scratch: s, dst: dst)
+                        }
                         if let after { applyActivation(after, dst, count: outPlane) }
                     }
                 }

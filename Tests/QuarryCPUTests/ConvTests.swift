@@ -122,6 +122,26 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// The direct 3x3 depthwise kernel: enough planes that most are read in place (the few at
+    /// the tensor's ends are copied first), rows of one to three vectors, stride 1 and 2, every
+    /// padding from 0 to 2 on each side.
+    func testDepthwise3x3ReadInPlaceAndCopied() throws {
+        var rng = makeTestRNG()
+        let activations: [Activation?] = [nil, .relu, .relu6, .silu]
+        for _ in 0..<12 {
+            let stride = Int.random(in: 1...2, using: &rng)
+            let h = Int.random(in: 2...30, using: &rng), w = Int.random(in: 2...40, using: &rng)
+            let pad = Padding2D(top: Int.random(in: 0...2, using: &rng), left: Int.random(in: 0...2, using: &rng),
+                                bottom: Int.random(in: 0...2, using: &rng), right: Int.random(in: 0...2, using: &rng))
+            if h + pad.top + pad.bottom < 3 || w + pad.left + pad.right < 3 { continue }
+            let c = Int.random(in: 8...40, using: &rng)
+            try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: c,
+                      Conv2DAttributes(kernel: (3, 3), stride: (stride, stride), padding: pad, groups: c,
+                                       activation: activations.randomElement(using: &rng)!),
+                      bias: Bool.random(using: &rng), threads: Int.random(in: 1...2, using: &rng), &rng)
+        }
+    }
+
     func referenceConvTranspose(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ a: ConvTranspose2DAttributes,
                                 outShape: [Int]) -> [Double] {
         let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
