@@ -188,8 +188,36 @@ extension CPUKernels {
         let imageWorkers = splitImages ? threads.count : 1
         let workspaces = (0..<imageWorkers).map { _ in GEMMWorkspace() }
         let oneThread = CPUThreads(count: 1)
+        // Small planes (ResNet's and MobileNet's 7x7 and 14x14 stages) leave a partial column
+        // panel per image: 49 pixels fill two panels of 32 to 77%, and the partial one goes through
+        // the slow edge path. A 1x1 layer over several such images instead gathers their planes
+        // side by side, runs one GEMM over all of them, and scatters the result: the copies move
+        // (in + out channels) x pixels floats against in x out x pixels multiply-adds.
+        let stackImages = pointwise && groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 1024
+        let stacked = stackImages ? ScratchBuffer(count: (channels + outChannels) * batch * pixels) : nil
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            if let stacked {
+                stacked.with { buffer in
+                    let columns = batch * pixels
+                    let xs = buffer, ys = buffer + channels * columns
+                    for n in 0..<batch {
+                        for c in 0..<channels {
+                            (xs + c * columns + n * pixels).update(from: xp + (n * channels + c) * pixels, count: pixels)
+                        }
+                    }
+                    gemmWith(m: outChannels, n: columns, k: channels, packedA: packed?.groups[0], a: wp, lda: channels,
+                             b: DenseOperand(base: xs, ld: columns, transposed: false), c: ys, ldc: columns,
+                             epilogue: GEMMEpilogue(bias: bias, biasAxis: .rows, activation: activation),
+                             threads: threads, workspace: workspaces[0])
+                    for n in 0..<batch {
+                        for o in 0..<outChannels {
+                            (y + (n * outChannels + o) * pixels).update(from: ys + o * columns + n * pixels, count: pixels)
+                        }
+                    }
+                }
+                return
+            }
             func convolve(image n: Int, threads: CPUThreads, workspace: GEMMWorkspace) {
                 for g in 0..<groups {
                     let image = xp + (n * channels + g * groupIn) * imagePlane

@@ -443,15 +443,21 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: Unsa
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
         let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
         microKernel12(kc, a, b, t, nr, TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil))
+        // The merge runs in vectors, a partial one for the last columns: written per element it
+        // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
+        let clip = e.clamp.map(Clip.init)
         for r in 0..<rows {
             let dst = c + r * ldc, src = t + r * nr
-            for j in 0..<cols {
-                var v = src[j]
-                if e.loadC { v += dst[j] }
-                if let rb = e.rowBias { v += rb[r] }
-                if let cb = e.colBias { v += cb[j] }
-                if let cl = e.clamp { v = Swift.min(Swift.max(v, cl.lo), cl.hi) }
-                dst[j] = v
+            var j = 0
+            while j < cols {
+                let n = min(16, cols - j)
+                var v = load16(src + j)
+                if e.loadC { v += n == 16 ? load16(dst + j) : loadPartial(dst + j, n) }
+                if let rb = e.rowBias { v += SIMD16<Float>(repeating: rb[r]) }
+                if let cb = e.colBias { v += n == 16 ? load16(cb + j) : loadPartial(cb + j, n) }
+                if let clip { v = clip(v) }
+                if n == 16 { store16(v, dst + j) } else { storePartial(v, dst + j, n) }
+                j += 16
             }
         }
     }
