@@ -43,10 +43,14 @@ struct ConvGeometry {
 }
 
 /// The B operand of a convolution's GEMM, packed directly from the image: row k = (c, ky, kx)
-/// of the implicit column matrix, column p = an output pixel (oy, ox).
+/// of the implicit column matrix, column p = an output pixel (oy, ox). With `images` > 1 the
+/// columns run over that many images side by side (image n starts `imageStride` floats after
+/// `image`): column n * pixels + p.
 struct Im2ColSource: GEMMSourceB {
     let image: UnsafePointer<Float>
     let g: ConvGeometry
+    var images = 1
+    var imageStride = 0
     var isPrepacked: Bool { false }
 
     func blockB(k0: Int, kc: Int, j0: Int, cols: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
@@ -62,11 +66,13 @@ struct Im2ColSource: GEMMSourceB {
             for kk in 0..<kc {
                 let r = k0 + kk
                 let c = r / khw, ky = (r % khw) / g.kernelW, kx = r % g.kernelW
-                let plane = image + c * g.height * g.width
                 let rowOffset = ky * g.dilationH - g.padTop, colOffset = kx * g.dilationW - g.padLeft
                 var q = 0
-                var oy = j0 / g.outWidth, ox = j0 % g.outWidth
+                let pixels = g.outHeight * g.outWidth
+                var n = j0 / pixels, oy = (j0 % pixels) / g.outWidth, ox = j0 % g.outWidth
+                var plane = image + n * imageStride + c * g.height * g.width
                 while q < cols {
+                    if oy == g.outHeight { n += 1; oy = 0; plane = image + n * imageStride + c * g.height * g.width }
                     let len = min(g.outWidth - ox, cols - q)
                     let iy = oy * g.strideH + rowOffset
                     if iy < 0 || iy >= g.height {
@@ -190,26 +196,37 @@ extension CPUKernels {
         let oneThread = CPUThreads(count: 1)
         // Small planes (ResNet's and MobileNet's 7x7 and 14x14 stages) leave a partial column
         // panel per image: 49 pixels fill two panels of 32 to 77%, and the partial one goes through
-        // the slow edge path. A 1x1 layer over several such images instead gathers their planes
-        // side by side, runs one GEMM over all of them, and scatters the result: the copies move
-        // (in + out channels) x pixels floats against in x out x pixels multiply-adds.
-        let stackImages = pointwise && groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 1024
-        let stacked = stackImages ? ScratchBuffer(count: (channels + outChannels) * batch * pixels) : nil
+        // the slow edge path. Several such images instead run as one GEMM whose columns are all
+        // their pixels side by side (a 1x1 layer gathers the planes first; others pack the
+        // column matrix across images), and the result is scattered to the images: the copies
+        // move (in +) out channels x pixels floats against in x out x pixels multiply-adds.
+        let stackImages = groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 1024
+        let stacked = stackImages ? ScratchBuffer(count: ((pointwise ? channels : 0) + outChannels) * batch * pixels) : nil
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
             if let stacked {
                 stacked.with { buffer in
                     let columns = batch * pixels
-                    let xs = buffer, ys = buffer + channels * columns
-                    for n in 0..<batch {
-                        for c in 0..<channels {
-                            (xs + c * columns + n * pixels).update(from: xp + (n * channels + c) * pixels, count: pixels)
+                    let epilogue = GEMMEpilogue(bias: bias, biasAxis: .rows, activation: activation)
+                    let ys: UnsafeMutablePointer<Float>
+                    if pointwise {
+                        // The planes gathered side by side, so that B packs as a plain matrix.
+                        let xs = buffer
+                        ys = buffer + channels * columns
+                        for n in 0..<batch {
+                            for c in 0..<channels {
+                                (xs + c * columns + n * pixels).update(from: xp + (n * channels + c) * pixels, count: pixels)
+                            }
                         }
+                        gemmWith(m: outChannels, n: columns, k: channels, packedA: packed?.groups[0], a: wp, lda: channels,
+                                 b: DenseOperand(base: xs, ld: columns, transposed: false), c: ys, ldc: columns,
+                                 epilogue: epilogue, threads: threads, workspace: workspaces[0])
+                    } else {
+                        ys = buffer
+                        gemmWith(m: outChannels, n: columns, k: depth, packedA: packed?.groups[0], a: wp, lda: depth,
+                                 b: Im2ColSource(image: xp, g: geometry, images: batch, imageStride: channels * imagePlane),
+                                 c: ys, ldc: columns, epilogue: epilogue, threads: threads, workspace: workspaces[0])
                     }
-                    gemmWith(m: outChannels, n: columns, k: channels, packedA: packed?.groups[0], a: wp, lda: channels,
-                             b: DenseOperand(base: xs, ld: columns, transposed: false), c: ys, ldc: columns,
-                             epilogue: GEMMEpilogue(bias: bias, biasAxis: .rows, activation: activation),
-                             threads: threads, workspace: workspaces[0])
                     for n in 0..<batch {
                         for o in 0..<outChannels {
                             (y + (n * outChannels + o) * pixels).update(from: ys + o * columns + n * pixels, count: pixels)

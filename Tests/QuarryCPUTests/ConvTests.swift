@@ -61,6 +61,12 @@ final class ConvTests: XCTestCase {
                   constantWeights: false, threads: 1, &rng)
         // Channels and pixels past the GEMM's KC and NR blocks.
         try check(n: 1, c: 40, h: 11, w: 7, o: 14, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), activation: .silu), &rng)
+        // Several images whose column matrices are packed side by side (depth past KC, a panel
+        // crossing from one image into the next).
+        try check(n: 3, c: 31, h: 14, w: 14, o: 20, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1),
+                                                                    activation: .relu), &rng)
+        try check(n: 5, c: 6, h: 9, w: 8, o: 9, Conv2DAttributes(kernel: (3, 2), stride: (2, 1), padding: Padding2D(top: 1, left: 0, bottom: 0, right: 1),
+                                                                 dilation: (1, 2)), constantWeights: false, threads: 1, &rng)
     }
 
     func testPointwiseConvolutions() throws {

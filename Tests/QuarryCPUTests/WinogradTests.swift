@@ -81,11 +81,16 @@ final class WinogradTests: XCTestCase {
 
     func testSmallCasesStayOnIm2col() {
         let a = Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1))
-        // 7x7 output at batch 1: 4 tiles would mostly multiply padding; 14x14: 16 tiles.
+        // 7x7 output at batch 1 and 2: 4 and 8 tiles would mostly multiply padding. 16 tiles (7x7
+        // at batch 4, 14x14 at batch 1) is where Winograd starts to win.
         XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 512, outChannels: 512, batch: 1, outHeight: 7, outWidth: 7,
                                                constantWeights: true, threads: 2))
-        XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 256, outChannels: 256, batch: 1, outHeight: 14, outWidth: 14,
+        XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 512, outChannels: 512, batch: 2, outHeight: 7, outWidth: 7,
                                                constantWeights: true, threads: 2))
+        XCTAssertTrue(CPUKernels.usesWinograd(a, channels: 512, outChannels: 512, batch: 4, outHeight: 7, outWidth: 7,
+                                              constantWeights: true, threads: 2))
+        XCTAssertTrue(CPUKernels.usesWinograd(a, channels: 256, outChannels: 256, batch: 1, outHeight: 14, outWidth: 14,
+                                              constantWeights: true, threads: 2))
         XCTAssertFalse(CPUKernels.usesWinograd(Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1)),
                                                channels: 64, outChannels: 64, batch: 1, outHeight: 28, outWidth: 28,
                                                constantWeights: true, threads: 2))
