@@ -115,34 +115,61 @@ extension CPUKernels {
         let perThread = ((tiles + threads.count - 1) / threads.count + nr - 1) / nr * nr
         let tb = max(nr, min(preferred, perThread))
         let blocks = (tiles + tb - 1) / tb
-        // Threads take whole blocks; with fewer blocks than threads, the blocks run one after the
-        // other and the threads split each GEMM instead.
+        // Threads take whole blocks. With fewer blocks than threads (a small image at batch 1),
+        // the blocks run one after the other and the threads split each: the transforms by
+        // channels, the 36 products between them. Splitting each product instead (M = channels,
+        // N = one panel of tiles) ran slower on two threads than on one.
         let parts = blocks >= threads.count ? threads.count : 1
-        let gemmThreads = parts == 1 ? threads : CPUThreads(count: 1)
+        let one = CPUThreads(count: 1)
         let vFloats = 36 * channels * tb, mFloats = 36 * outChannels * tb
         let scratch = ScratchBuffer(count: parts * (vFloats + mFloats))
-        let workspaces = (0..<parts).map { _ in GEMMWorkspace() }
+        let workspaces = (0..<threads.count).map { _ in GEMMWorkspace() }
         let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let clamp = FusedClamp(activation)
 
         return { inputs, outputs in
             let x = inputs[0]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
             scratch.with { base in
+                if parts == 1 && threads.count > 1 {
+                    let v = base, m = v + vFloats
+                    for block in 0..<blocks {
+                        let t0 = block * tb, count = min(tb, tiles - t0)
+                        threads.parallelRanges(channels) { cs in
+                            winogradInput(x, g: g, tilesX: tilesX, tilesPerImage: tilesPerImage, inPlane: inPlane,
+                                          t0: t0, count: count, tb: tb, v: v, channelRange: cs)
+                        }
+                        let workers = threads.count
+                        threads.parallelFor(workers) { w in
+                            for xi in (36 * w / workers)..<(36 * (w + 1) / workers) {
+                                gemmDriver(m: outChannels, n: count, k: channels, a: weights.u[xi],
+                                           b: PrepackedPanelsB(base: UnsafePointer(v + xi * channels * tb), paddedN: tb),
+                                           c: m + xi * outChannels * tb, ldc: tb, epilogue: .none, threads: one,
+                                           workspace: workspaces[w])
+                            }
+                        }
+                        threads.parallelRanges(outChannels) { os in
+                            winogradOutput(m, y, g: g, outChannels: outChannels, tilesX: tilesX, tilesPerImage: tilesPerImage,
+                                           outPlane: outPlane, t0: t0, count: count, tb: tb, bias: bias,
+                                           clamp: clamp, activation: clamp == nil ? activation : nil, channelRange: os)
+                        }
+                    }
+                    return
+                }
                 threads.parallelFor(parts) { part in
                     let v = base + part * (vFloats + mFloats), m = v + vFloats
                     for block in (blocks * part / parts)..<(blocks * (part + 1) / parts) {
                         let t0 = block * tb, count = min(tb, tiles - t0)
                         winogradInput(x, g: g, tilesX: tilesX, tilesPerImage: tilesPerImage, inPlane: inPlane,
-                                      t0: t0, count: count, tb: tb, v: v)
+                                      t0: t0, count: count, tb: tb, v: v, channelRange: 0..<channels)
                         for xi in 0..<36 {
                             gemmDriver(m: outChannels, n: count, k: channels, a: weights.u[xi],
                                        b: PrepackedPanelsB(base: UnsafePointer(v + xi * channels * tb), paddedN: tb),
-                                       c: m + xi * outChannels * tb, ldc: tb, epilogue: .none, threads: gemmThreads,
+                                       c: m + xi * outChannels * tb, ldc: tb, epilogue: .none, threads: one,
                                        workspace: workspaces[part])
                         }
                         winogradOutput(m, y, g: g, outChannels: outChannels, tilesX: tilesX, tilesPerImage: tilesPerImage,
                                        outPlane: outPlane, t0: t0, count: count, tb: tb, bias: bias,
-                                       clamp: clamp, activation: clamp == nil ? activation : nil)
+                                       clamp: clamp, activation: clamp == nil ? activation : nil, channelRange: 0..<outChannels)
                     }
                 }
             }
@@ -152,7 +179,7 @@ extension CPUKernels {
 
 /// Writes V (36 matrices [C, tb] in packed B panels) for tiles t0..<t0+count.
 private func winogradInput(_ x: UnsafePointer<Float>, g: ConvGeometry, tilesX: Int, tilesPerImage: Int, inPlane: Int,
-                           t0: Int, count: Int, tb: Int, v: UnsafeMutablePointer<Float>) {
+                           t0: Int, count: Int, tb: Int, v: UnsafeMutablePointer<Float>, channelRange: Range<Int>) {
     let channels = g.channels, kc = GEMMBlocking.kc, nr = GEMMBlocking.nr
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 36) { patchBuffer in
         let patch = UnsafeMutableRawPointer(patchBuffer.baseAddress!).assumingMemoryBound(to: Float.self)
@@ -168,7 +195,7 @@ private func winogradInput(_ x: UnsafePointer<Float>, g: ConvGeometry, tilesX: I
                 offsets.1[l] = Int32((r / tilesX) * 4 - g.padTop)
                 offsets.2[l] = Int32((r % tilesX) * 4 - g.padLeft)
             }
-            for c in 0..<channels {
+            for c in channelRange {
                 for l in 0..<16 {
                     let p = patch + l
                     if l >= lanes {
@@ -226,7 +253,8 @@ private func winogradInput(_ x: UnsafePointer<Float>, g: ConvGeometry, tilesX: I
 /// Reads M (36 matrices [O, tb], row-major) for tiles t0..<t0+count and writes the output pixels.
 private func winogradOutput(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, g: ConvGeometry, outChannels: Int,
                             tilesX: Int, tilesPerImage: Int, outPlane: Int, t0: Int, count: Int, tb: Int,
-                            bias: UnsafePointer<Float>?, clamp: FusedClamp?, activation: Activation?) {
+                            bias: UnsafePointer<Float>?, clamp: FusedClamp?, activation: Activation?,
+                            channelRange: Range<Int>) {
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 36) { buffer in
         let raw = UnsafeMutableRawPointer(buffer.baseAddress!)
         let result = raw.assumingMemoryBound(to: Float.self)
@@ -236,7 +264,7 @@ private func winogradOutput(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer
         var lane0 = 0
         while lane0 < count {
             let lanes = min(16, count - lane0)
-            for o in 0..<outChannels {
+            for o in channelRange {
                 let src = UnsafeRawPointer(m + o * tb + lane0)
                 // Along each row (j): 6 rows of 6 -> 6 rows of 4, kept in elements i * 4 + s.
                 for i in 0..<6 {

@@ -75,6 +75,10 @@ final class WinogradTests: XCTestCase {
         var rng = makeTestRNG()
         // Channels past the GEMM's KC block (V is written in two K blocks).
         try check(n: 4, c: 300, h: 12, w: 9, o: 20, padding: Padding2D(1), threads: 2, &rng)
+        // One block of tiles for two threads: they split the transforms by channels and the 36
+        // products between them (channels past KC, an odd count of output channels).
+        try check(n: 1, c: 270, h: 14, w: 14, o: 23, padding: Padding2D(1), activation: .relu, threads: 2, &rng)
+        try check(n: 1, c: 16, h: 13, w: 15, o: 17, padding: Padding2D(1), threads: 2, &rng)
         // Many tiles: several blocks per thread, blocks crossing images.
         try check(n: 5, c: 16, h: 30, w: 29, o: 18, padding: Padding2D(1), activation: .relu, threads: 2, &rng)
     }
