@@ -145,7 +145,8 @@ public enum Op: Hashable, Sendable {
     /// A named parameter or constant (the graph's initializers hold the value).
     case constant
 
-    /// (x[N,C,H,W], w[O,C/groups,kh,kw], bias[O]?) -> [N,O,H',W']
+    /// (x[N,C,H,W], w[O,C/groups,kh,kw], bias[O]?, residual[N,O,H',W']?) -> [N,O,H',W']. The
+    /// residual (a skip connection, fused by the CPU's plan) is added before the activation.
     case conv2d(Conv2DAttributes)
     /// (x[N,C,H,W], w[C,O/groups,kh,kw], bias[O]?) -> [N,O,H',W'] (PyTorch weight layout)
     case convTranspose2d(ConvTranspose2DAttributes)

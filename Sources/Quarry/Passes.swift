@@ -274,6 +274,42 @@ extension Graph {
         return g
     }
 
+    /// Moves a residual add into the convolution that produces one of its operands: `add(conv(x),
+    /// r)` (with the add's activation) becomes `conv(x, residual: r)` then that activation, so the
+    /// sum is formed in the convolution's epilogue instead of in a pass over both tensors. Needs
+    /// concrete shapes: only an add of two tensors of the same shape fuses (no broadcast). The
+    /// convolution must have no activation of its own, and its output no other reader and no
+    /// tap. The fused node takes the add's place in the order (the residual may be computed
+    /// after the convolution) and its output name.
+    public func fusingResidualAdds(keeping keep: Set<String>, shapes: [String: [Int]]) -> Graph {
+        let consumers = consumerCounts()
+        let producerIndex = producerIndices()
+        var g = self
+        var moved = Set<Int>()
+        for (ai, node) in nodes.enumerated() {
+            guard case .binary(.add, let act) = node.op, node.inputs.count == 2,
+                  let shape = shapes[node.inputs[0]], shapes[node.inputs[1]] == shape else { continue }
+            for side in 0..<2 {
+                let x = node.inputs[side], residual = node.inputs[1 - side]
+                guard let pi = producerIndex[x], !moved.contains(pi), consumers[x] == 1,
+                      !keep.contains(x), parameters[residual] == nil, x != residual,
+                      case .conv2d(var a) = g.nodes[pi].op, a.activation == nil,
+                      g.nodes[pi].outputs.count == 1, g.nodes[pi].inputs.count <= 3 else { continue }
+                var conv = g.nodes[pi]
+                a.activation = act
+                conv.op = .conv2d(a)
+                while conv.inputs.count < 3 { conv.inputs.append("") }
+                conv.inputs = Array(conv.inputs.prefix(3)) + [residual]
+                conv.outputs = node.outputs
+                g.nodes[ai] = conv
+                moved.insert(pi)
+                break
+            }
+        }
+        g.nodes = g.nodes.enumerated().filter { !moved.contains($0.offset) }.map(\.element)
+        return g
+    }
+
     func droppingUnreadParameters() -> Graph {
         var read = Set<String>()
         for n in nodes { read.formUnion(n.inputs) }

@@ -161,6 +161,9 @@ extension Graph {
             let oh = windowOutputSize(input: x[2], kernel: a.kernelH, stride: a.strideH, dilation: a.dilationH, padBegin: a.padding.top, padEnd: a.padding.bottom)
             let ow = windowOutputSize(input: x[3], kernel: a.kernelW, stride: a.strideW, dilation: a.dilationW, padBegin: a.padding.left, padEnd: a.padding.right)
             guard oh > 0, ow > 0 else { throw fail("conv '\(name)': input \(x[2])x\(x[3]) is smaller than the \(a.kernelH)x\(a.kernelW) kernel") }
+            if let r = opt(3), r != [x[0], w[0], oh, ow] {
+                throw fail("conv '\(name)': residual shape \(r), expected the output's \([x[0], w[0], oh, ow])")
+            }
             return [[x[0], w[0], oh, ow]]
 
         case .convTranspose2d(let a):

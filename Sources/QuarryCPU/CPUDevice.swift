@@ -126,6 +126,8 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
 
     private func makePlan(_ graph: Graph, _ inputShapes: [String: [Int]], threads: CPUThreads) throws -> Plan {
         let shapes = try graph.inferShapes(inputShapes: inputShapes)
+        // Fusions that need concrete shapes are made per plan.
+        let graph = ProcessInfo.processInfo.environment["QUARRY_FUSE_RESIDUAL"] == "0" ? graph : graph.fusingResidualAdds(keeping: Set(outputs), shapes: shapes)
         let memory = MemoryPlan(graph: graph, shapes: shapes, keep: Set(outputs))
         var steps: [(Node, CPUKernel)] = []
         for node in graph.nodes where !memory.aliasedNodes.contains(node.name) {

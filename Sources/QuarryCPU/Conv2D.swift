@@ -156,15 +156,37 @@ extension CPUKernels {
             dilationH: a.dilationH, dilationW: a.dilationW, padTop: a.padding.top, padLeft: a.padding.left)
         let hasBias = ctx.hasInput(2)
         let threads = ctx.threads
+        let hasResidual = ctx.hasInput(3)
+        let winograd = ctx.constants[1] != nil
+            && usesWinograd(a, channels: channels, outChannels: outChannels, batch: batch, outHeight: out[2],
+                            outWidth: out[3], constantWeights: true, threads: threads.count)
+
+        // The GEMM paths below add a residual in their epilogue; the depthwise and Winograd
+        // kernels run without it and the sum and activation follow in one pass.
+        if hasResidual && (winograd || (groupIn == 1 && groupOut == 1)) {
+            var plain = a
+            plain.activation = nil
+            var node = ctx.node
+            node.op = .conv2d(plain)
+            node.inputs = Array(node.inputs.prefix(3))
+            let inner = try makeConv2D(KernelContext(
+                node: node, inputShapes: Array(ctx.inputShapes.prefix(3)), outputShapes: ctx.outputShapes,
+                constants: ctx.constants.filter { $0.key < 3 }, threads: threads, packCache: ctx.packCache))
+            let count = out.reduce(1, *), activation = a.activation
+            return { inputs, outputs in
+                inner(Array(inputs.prefix(3)), outputs)
+                threads.parallelRanges(count, minimumPerThread: 1 << 15) { r in
+                    addResidual(outputs[0] + r.lowerBound, inputs[3]! + r.lowerBound, count: r.count, activation: activation)
+                }
+            }
+        }
 
         if groupIn == 1 && groupOut == 1 {
             return makeDepthwiseConv2D(geometry: geometry, batch: batch, channels: channels, hasBias: hasBias,
                                        activation: a.activation, threads: threads)
         }
 
-        if let weights = ctx.constants[1],
-           usesWinograd(a, channels: channels, outChannels: outChannels, batch: batch, outHeight: out[2],
-                        outWidth: out[3], constantWeights: true, threads: threads.count) {
+        if let weights = ctx.constants[1], winograd {
             let transformed = ctx.packCache.value("\(ctx.node.name)/conv2d-winograd-weights") {
                 WinogradWeights(weights: weights.pointer, outChannels: outChannels, channels: channels)
             }
@@ -204,10 +226,12 @@ extension CPUKernels {
         let stacked = stackImages ? ScratchBuffer(count: ((pointwise ? channels : 0) + outChannels) * batch * pixels) : nil
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            let residual = hasResidual ? inputs[3] : nil
             if let stacked {
                 stacked.with { buffer in
                     let columns = batch * pixels
-                    let epilogue = GEMMEpilogue(bias: bias, biasAxis: .rows, activation: activation)
+                    // With a residual the activation follows the sum, in the scatter.
+                    let epilogue = GEMMEpilogue(bias: bias, biasAxis: .rows, activation: residual == nil ? activation : nil)
                     let ys: UnsafeMutablePointer<Float>
                     if pointwise {
                         // The planes gathered side by side, so that B packs as a plain matrix.
@@ -229,7 +253,13 @@ extension CPUKernels {
                     }
                     for n in 0..<batch {
                         for o in 0..<outChannels {
-                            (y + (n * outChannels + o) * pixels).update(from: ys + o * columns + n * pixels, count: pixels)
+                            let dst = y + (n * outChannels + o) * pixels, src = ys + o * columns + n * pixels
+                            if let residual {
+                                addResidual(dst, residual + (n * outChannels + o) * pixels, count: pixels,
+                                            activation: activation, from: src)
+                            } else {
+                                dst.update(from: src, count: pixels)
+                            }
                         }
                     }
                 }
@@ -240,7 +270,8 @@ extension CPUKernels {
                     let image = xp + (n * channels + g * groupIn) * imagePlane
                     let c = y + (n * outChannels + g * groupOut) * pixels
                     let epilogue = GEMMEpilogue(bias: bias.map { $0 + g * groupOut }, biasAxis: .rows,
-                                                activation: activation)
+                                                addend: residual.map { $0 + (n * outChannels + g * groupOut) * pixels },
+                                                addendLd: pixels, activation: activation)
                     let wg = wp + g * groupOut * depth
                     if pointwise {
                         gemmWith(m: groupOut, n: pixels, k: depth, packedA: packed?.groups[g], a: wg, lda: depth,
@@ -326,4 +357,20 @@ extension CPUKernels {
             }
         }
     }
+}
+
+/// dst = activation(src + residual) over `count` floats (src defaults to dst itself).
+func addResidual(_ dst: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>, count: Int,
+                 activation: Activation?, from src: UnsafePointer<Float>? = nil) {
+    let src = src ?? UnsafePointer(dst)
+    let clip = FusedClamp(activation).map(Clip.init)
+    var i = 0
+    while i < count {
+        let n = min(16, count - i)
+        var v = n == 16 ? load16(src + i) + load16(residual + i) : loadPartial(src + i, n) + loadPartial(residual + i, n)
+        if let clip { v = clip(v) }
+        if n == 16 { store16(v, dst + i) } else { storePartial(v, dst + i, n) }
+        i += 16
+    }
+    if clip == nil, let activation { applyActivation(activation, dst, count: count) }
 }

@@ -43,11 +43,16 @@ public struct GEMMEpilogue {
     public var biasAxis: BiasAxis
     /// Adds the product to C's previous contents (beta = 1) instead of overwriting them.
     public var accumulate: Bool
+    /// A matrix added to the result before the activation (a residual connection), with leading
+    /// dimension `addendLd`; it may not alias C.
+    public var addend: UnsafePointer<Float>?
+    public var addendLd: Int
     public var activation: Activation?
 
     public init(bias: UnsafePointer<Float>? = nil, biasAxis: BiasAxis = .rows, accumulate: Bool = false,
-                activation: Activation? = nil) {
-        self.bias = bias; self.biasAxis = biasAxis; self.accumulate = accumulate; self.activation = activation
+                addend: UnsafePointer<Float>? = nil, addendLd: Int = 0, activation: Activation? = nil) {
+        self.bias = bias; self.biasAxis = biasAxis; self.accumulate = accumulate
+        self.addend = addend; self.addendLd = addendLd; self.activation = activation
     }
     public static let none = GEMMEpilogue()
 }
@@ -326,6 +331,7 @@ func gemmDriver<A: GEMMSourceA, B: GEMMSourceB>(
             for j in 0..<n {
                 var v: Float = epilogue.accumulate ? row[j] : 0
                 if let bias = epilogue.bias { v += epilogue.biasAxis == .rows ? bias[i] : bias[j] }
+                if let addend = epilogue.addend { v += addend[i * epilogue.addendLd + j] }
                 row[j] = v
             }
             if let act = epilogue.activation { applyActivation(act, row, count: n) }
@@ -386,6 +392,10 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                         var tile = TileEpilogue(
                             loadC: !first || epilogue.accumulate, rowBias: nil, colBias: nil,
                             clamp: last ? fused : nil)
+                        if last, let addend = epilogue.addend {
+                            tile.addend = addend + i * epilogue.addendLd + j
+                            tile.addendLd = epilogue.addendLd
+                        }
                         if first, let bias = epilogue.bias {
                             if epilogue.biasAxis == .rows { tile.rowBias = bias + i } else { tile.colBias = bias + j }
                         }
@@ -433,6 +443,9 @@ struct TileEpilogue {
     var rowBias: UnsafePointer<Float>?
     var colBias: UnsafePointer<Float>?
     var clamp: FusedClamp?
+    /// The tile's corner in the addend matrix (added before the clamp), and that matrix's ld.
+    var addend: UnsafePointer<Float>? = nil
+    var addendLd = 0
 }
 
 /// A partial tile: the full micro-kernel writes into a stack tile, and the valid part is merged.
@@ -455,6 +468,10 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: Unsa
                 if e.loadC { v += n == 16 ? load16(dst + j) : loadPartial(dst + j, n) }
                 if let rb = e.rowBias { v += SIMD16<Float>(repeating: rb[r]) }
                 if let cb = e.colBias { v += n == 16 ? load16(cb + j) : loadPartial(cb + j, n) }
+                if let add = e.addend {
+                    let row = add + r * e.addendLd + j
+                    v += n == 16 ? load16(row) : loadPartial(row, n)
+                }
                 if let clip { v = clip(v) }
                 if n == 16 { store16(v, dst + j) } else { storePartial(v, dst + j, n) }
                 j += 16
@@ -498,6 +515,13 @@ func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<F
         for r in 0..<rows {
             quarry_prefetch_for_write(c + r * ldc)
             quarry_prefetch_for_write(c + r * ldc + 16)
+        }
+    }
+    if let add = e.addend {
+        // The same for a residual that the epilogue adds.
+        for r in 0..<rows {
+            quarry_prefetch_for_read(add + r * e.addendLd)
+            quarry_prefetch_for_read(add + r * e.addendLd + 16)
         }
     }
     var pa = a, pb = UnsafeRawPointer(b)
@@ -554,6 +578,11 @@ func storeTile(_ acc: UnsafeRawPointer, rows: Int, c: UnsafeMutablePointer<Float
         }
         if let rowBias = e.rowBias { let s = SIMD16<Float>(repeating: rowBias[r]); va += s; vb += s }
         if e.colBias != nil { va += colA; vb += colB }
+        if let add = e.addend {
+            let q = UnsafeRawPointer(add + r * e.addendLd)
+            va += q.loadUnaligned(as: SIMD16<Float>.self)
+            vb += q.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+        }
         if let clip { va = clip(va); vb = clip(vb) }
         p.storeBytes(of: va, as: SIMD16<Float>.self)
         p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)

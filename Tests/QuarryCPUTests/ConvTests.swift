@@ -5,7 +5,8 @@ import XCTest
 
 final class ConvTests: XCTestCase {
     /// Direct float64 convolution from the definition.
-    func referenceConv(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ a: Conv2DAttributes, outShape: [Int]) -> [Double] {
+    func referenceConv(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ a: Conv2DAttributes, outShape: [Int],
+                       residual: Tensor? = nil) -> [Double] {
         let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (o, oh, ow) = (outShape[1], outShape[2], outShape[3])
         let cg = c / a.groups, og = o / a.groups
@@ -28,8 +29,10 @@ final class ConvTests: XCTestCase {
                                 }
                             }
                         }
+                        let index = ((b * o + oc) * oh + oy) * ow + ox
+                        if let residual { s += Double(residual[flat: index]) }
                         if let act = a.activation { s = referenceActivation(act, s) }
-                        out[((b * o + oc) * oh + oy) * ow + ox] = s
+                        out[index] = s
                     }
                 }
             }
@@ -38,15 +41,39 @@ final class ConvTests: XCTestCase {
     }
 
     func check(n: Int, c: Int, h: Int, w: Int, o: Int, _ a: Conv2DAttributes, bias: Bool = true,
-               constantWeights: Bool = true, threads: Int = 2, _ rng: inout SeededGenerator,
+               constantWeights: Bool = true, threads: Int = 2, residual: Bool = false, _ rng: inout SeededGenerator,
                file: StaticString = #filePath, line: UInt = #line) throws {
         let x = randomTensor([n, c, h, w], &rng)
         let wt = randomTensor([o, c / a.groups, a.kernelH, a.kernelW], &rng)
         let b = bias ? randomTensor([o], &rng) : nil
-        let outs = try runCPUNode(.conv2d(a), [x, wt, b], constantIndices: constantWeights ? [1, 2] : [], threads: threads)
+        let r = residual ? randomTensor(try inferOutputShapes(.conv2d(a), [x.shape, wt.shape])[0], &rng) : nil
+        let outs = try runCPUNode(.conv2d(a), [x, wt, b] + (r.map { [$0] } ?? []),
+                                  constantIndices: constantWeights ? [1, 2] : [], threads: threads)
         let depth = Double(c / a.groups * a.kernelH * a.kernelW)
-        assertClose(outs[0], referenceConv(x, wt, b, a, outShape: outs[0].shape), rtol: 1e-4,
-                    atol: 2e-5 * depth.squareRoot(), "conv n\(n) c\(c) \(h)x\(w) o\(o) \(a)", file: file, line: line)
+        assertClose(outs[0], referenceConv(x, wt, b, a, outShape: outs[0].shape, residual: r), rtol: 1e-4,
+                    atol: 2e-5 * depth.squareRoot(), "conv n\(n) c\(c) \(h)x\(w) o\(o) \(a) residual \(residual)",
+                    file: file, line: line)
+    }
+
+    /// A residual (skip connection) added before the activation, on every convolution path:
+    /// the GEMM epilogue per image (and on the last of several depth blocks), the scatter of
+    /// stacked small images, and the pass after depthwise and Winograd.
+    func testResidualBeforeTheActivation() throws {
+        var rng = makeTestRNG()
+        try check(n: 2, c: 24, h: 8, w: 8, o: 40, Conv2DAttributes(kernel: (1, 1), activation: .relu), residual: true, &rng)
+        try check(n: 1, c: 300, h: 8, w: 4, o: 13, Conv2DAttributes(kernel: (1, 1), activation: .relu6), threads: 1,
+                  residual: true, &rng)
+        try check(n: 3, c: 20, h: 7, w: 7, o: 30, Conv2DAttributes(kernel: (1, 1), activation: .relu), residual: true, &rng)
+        try check(n: 3, c: 12, h: 7, w: 7, o: 9, Conv2DAttributes(kernel: (1, 1), activation: .silu), bias: false,
+                  residual: true, &rng)
+        try check(n: 2, c: 8, h: 13, w: 10, o: 11, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1)),
+                  residual: true, &rng)
+        try check(n: 1, c: 6, h: 8, w: 8, o: 7, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), activation: .relu),
+                  residual: true, &rng)
+        try check(n: 1, c: 16, h: 16, w: 16, o: 18, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), activation: .relu),
+                  residual: true, &rng)
+        try check(n: 2, c: 10, h: 9, w: 9, o: 10, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 10,
+                                                                  activation: .relu6), residual: true, &rng)
     }
 
     func testGeneralConvolutions() throws {

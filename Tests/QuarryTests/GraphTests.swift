@@ -200,6 +200,54 @@ final class GraphTests: XCTestCase {
         return g
     }
 
+    /// add(conv(x), skip) then relu becomes one convolution with a residual operand, in the
+    /// add's place; a tapped convolution output, an add that broadcasts, or a convolution with an
+    /// activation of its own stay as they are. The CPU's plan makes the fusion and its result
+    /// matches a float64 reference.
+    func testResidualAddFusesIntoTheConvolution() throws {
+        var rng = SeededGenerator(seed: 5)
+        let b = GraphBuilder()
+        let x = b.input("x", shape: [.symbol("batch"), .fixed(8), .fixed(5), .fixed(6)])
+        let w = b.constant("w", Tensor.random(shape: [8, 8, 1, 1], using: &rng))
+        let bias = b.constant("bias", Tensor.random(shape: [8], using: &rng))
+        let conv = b.add("conv", .conv2d(Conv2DAttributes(kernel: (1, 1))), x, w, bias)
+        let sum = b.add("sum", .binary(.add, activation: .relu), x, conv)
+        let g = b.build(outputs: [sum])
+        let shapes = try g.inferShapes(inputShapes: ["x": [2, 8, 5, 6]])
+
+        let fused = g.fusingResidualAdds(keeping: ["sum"], shapes: shapes)
+        XCTAssertEqual(fused.nodes.map(\.name), ["conv"])
+        XCTAssertEqual(fused.nodes[0].inputs, ["x", "w", "bias", "x"])
+        XCTAssertEqual(fused.nodes[0].outputs, ["sum"])
+        guard case .conv2d(let a) = fused.nodes[0].op else { return XCTFail("not a convolution") }
+        XCTAssertEqual(a.activation, .relu)
+        XCTAssertEqual(g.fusingResidualAdds(keeping: ["sum", "conv"], shapes: shapes).nodes.count, 2, "tapped")
+
+        let input = Tensor.random(shape: [2, 8, 5, 6], using: &rng)
+        let got = try CPUDevice(threads: 1).compile(g, outputs: ["sum"]).run(["x": input])["sum"]!
+        var expected: [Double] = []
+        for n in 0..<2 {
+            for o in 0..<8 {
+                for p in 0..<30 {
+                    var s = Double(g.parameters["bias"]!.value![flat: o])
+                    for c in 0..<8 { s += Double(g.parameters["w"]!.value![flat: o * 8 + c]) * Double(input[flat: (n * 8 + c) * 30 + p]) }
+                    expected.append(max(0, s + Double(input[flat: (n * 8 + o) * 30 + p])))
+                }
+            }
+        }
+        for (i, e) in expected.enumerated() {
+            XCTAssertEqual(Double(got[flat: i]), e, accuracy: 1e-4 * max(1, abs(e)), "element \(i)")
+        }
+
+        // A per-channel add broadcasts: not a residual.
+        let b2 = GraphBuilder()
+        let x2 = b2.input("x", shape: [.fixed(1), .fixed(4), .fixed(3), .fixed(3)])
+        let c2 = b2.add("conv", .conv2d(Conv2DAttributes(kernel: (1, 1))), x2, b2.constant("w", Tensor.random(shape: [4, 4, 1, 1], using: &rng)))
+        let pooled = b2.add("pool", .globalAvgPool, x2)
+        let g2 = b2.build(outputs: [b2.add("sum", .binary(.add, activation: nil), c2, pooled)])
+        XCTAssertEqual(g2.fusingResidualAdds(keeping: ["sum"], shapes: try g2.inferShapes(inputShapes: ["x": [1, 4, 3, 3]])).nodes.count, 3)
+    }
+
     func testBiasAddsFoldAndExportedGELUFusesIntoDense() throws {
         for (halfFirst, biasShape) in [(false, [5]), (true, [1, 5])] {
             let g = exportedLinearGELU(halfFirst: halfFirst, biasShape: biasShape)
