@@ -24,14 +24,15 @@ public struct CPUThreads: Sendable {
             return
         }
         let workers = min(count, chunks)
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                // Static contiguous partition: chunks of equal cost stay on one thread, which keeps
-                // packed panels in that core's cache.
-                let lo = chunks * w / workers, hi = chunks * (w + 1) / workers
-                for i in lo..<hi { body(i) }
-            }
+        // Static contiguous partition: chunks of equal cost stay on one thread, which keeps
+        // packed panels in that core's cache.
+        let member = { (w: Int) in
+            for i in (chunks * w / workers)..<(chunks * (w + 1) / workers) { body(i) }
         }
+        // The team's helpers; Dispatch's pool when another team holds them (a kernel called
+        // from inside a team).
+        if runTeam(workers, pinCaller: false, member) { return }
+        withoutActuallyEscaping(member) { member in DispatchQueue.concurrentPerform(iterations: workers, execute: member) }
     }
 
     /// Splits 0..<n into at most `count` contiguous ranges and runs them in parallel.
@@ -40,11 +41,9 @@ public struct CPUThreads: Sendable {
         if n <= 0 { return }
         let workers = max(1, min(count, n / max(minimumPerThread, 1)))
         if workers == 1 { body(0..<n); return }
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                body((n * w / workers)..<(n * (w + 1) / workers))
-            }
-        }
+        let member = { (w: Int) in body((n * w / workers)..<(n * (w + 1) / workers)) }
+        if runTeam(workers, pinCaller: false, member) { return }
+        withoutActuallyEscaping(member) { member in DispatchQueue.concurrentPerform(iterations: workers, execute: member) }
     }
 }
 
@@ -102,48 +101,57 @@ extension CPUThreads {
 
     /// Runs `member(0)` … `member(team - 1)` at once, each on a core of its own: the caller is
     /// member 0, parked helper threads the others. Returns false, having run nothing, if another
-    /// team holds the helpers.
+    /// team holds the helpers. `pinCaller` holds the caller on the first allowed CPU for the run
+    /// (three system calls: worth it for a long run such as a recurrence or a batch, not for
+    /// one layer).
     ///
     /// Not Dispatch's pool: a member spinning at a barrier must not wait for a pool thread that
-    /// other work holds, and a pool thread may wake on the caller's core (measured: runs at
-    /// one-core speed one time in three). Not fresh threads either: a new thread starts on its
-    /// creator's core.
-    public func runTeam(_ team: Int, _ member: (Int) -> Void) -> Bool {
+    /// other work holds, and a pool thread may wake on the caller's core or not at all (measured:
+    /// runs at one-core speed one time in three, and a two-thread FMA peak that read as one
+    /// core's). Not fresh threads either: a new thread starts on its creator's core.
+    public func runTeam(_ team: Int, pinCaller: Bool = true, _ member: (Int) -> Void) -> Bool {
         if team <= 1 { if team == 1 { member(0) }; return true }
         let pool = TeamPool.shared
         guard pool.inUse.try() else { return false }
         defer { pool.inUse.unlock() }
         withoutActuallyEscaping(member) { member in
             let helpers = pool.helpers(team - 1)
-            // Helper i stays on CPU i + 1 of the allowed set; the caller is held on the first
-            // for the team's run only.
-            let restore = pool.pinCaller()
+            // Helper i stays on CPU i + 1 of the allowed set.
+            let restore = pinCaller ? pool.pinCaller() : {}
             defer { restore() }
             for (i, helper) in helpers.enumerated() { helper.run { member(i + 1) } }
             member(0)
-            for helper in helpers { helper.finished.wait() }
+            for helper in helpers { helper.waitUntilFinished() }
         }
         return true
     }
 }
 
-/// The parked helper threads of `teamSteps` (created on first use, kept for the process).
+/// The parked helper threads of `runTeam` (created on first use, kept for the process).
 final class TeamPool: @unchecked Sendable {
     static let shared = TeamPool()
-    /// Held by the sequence that uses the helpers.
+    /// Held by the team that uses the helpers.
     let inUse = NSLock()
     private var parked: [Helper] = []
 
+    /// A thread that takes one job at a time. Hand-over is through an atomic state, spun on
+    /// for a while on both sides before sleeping on a semaphore: a layer of a batch-1 model
+    /// lasts tens of microseconds, about what a semaphore wake-up costs.
     final class Helper: @unchecked Sendable {
+        private enum State { static let idle = 0, posted = 1, done = 2 }
+        private let state = Atomic<Int>(State.idle)
+        /// Set while the helper sleeps (or is about to) on `wake`.
+        private let sleeping = Atomic<Bool>(false)
         private let wake = DispatchSemaphore(value: 0)
-        let finished = DispatchSemaphore(value: 0)
         private var job: (() -> Void)?
+        /// Spins before sleeping: about 50 µs of checks.
+        private static let spins = 20_000
 
         init(cpu: Int?) {
             let thread = Thread { [unowned self] in
                 if let cpu { pin(toCPU: cpu) }
                 while true {
-                    self.wake.wait()
+                    self.waitForJob()
                     do {
                         let work = self.job!
                         self.job = nil
@@ -151,14 +159,44 @@ final class TeamPool: @unchecked Sendable {
                     }
                     // The job is released before the caller hears of it (it borrows the
                     // caller's closures).
-                    self.finished.signal()
+                    self.state.store(State.done, ordering: .releasing)
                 }
             }
             thread.name = "quarry-team"
             thread.start()
         }
 
-        func run(_ work: @escaping () -> Void) { job = work; wake.signal() }
+        private func waitForJob() {
+            while true {
+                for _ in 0..<Self.spins where state.load(ordering: .acquiring) == State.posted { return }
+                // Announce the sleep, then look once more: a job posted in between is seen here
+                // or its poster sees `sleeping` and signals (both orders are sequentially
+                // consistent). A signal that finds the helper awake leaves a count that only
+                // costs one extra pass of this loop.
+                sleeping.store(true, ordering: .sequentiallyConsistent)
+                if state.load(ordering: .sequentiallyConsistent) == State.posted {
+                    sleeping.store(false, ordering: .relaxed)
+                    return
+                }
+                wake.wait()
+                sleeping.store(false, ordering: .relaxed)
+            }
+        }
+
+        func run(_ work: @escaping () -> Void) {
+            job = work
+            state.store(State.posted, ordering: .sequentiallyConsistent)
+            if sleeping.load(ordering: .sequentiallyConsistent) { wake.signal() }
+        }
+
+        func waitUntilFinished() {
+            var spins = 0
+            while state.load(ordering: .acquiring) != State.done {
+                spins += 1
+                if spins >= 4_000 { sched_yield(); spins = 0 }
+            }
+            state.store(State.idle, ordering: .relaxed)
+        }
     }
 
     /// `n` helpers; call with `inUse` held.
