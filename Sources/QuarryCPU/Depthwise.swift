@@ -109,23 +109,50 @@ struct DepthwisePlan {
 }
 
 extension CPUKernels {
-    /// One filter per channel, through `DepthwisePlan`; planes are split over the threads, each
-    /// with its own scratch.
+    /// One filter per channel: the 3x3 stride-1 and stride-2 layers read their planes in place
+    /// (`Depthwise3x3`), others go through `DepthwisePlan`'s phase planes.
     static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
                                     activation: Activation?, threads: CPUThreads) -> CPUKernel {
+        let clamp = FusedClamp(activation)
+        let inPlane = g.height * g.width, planes = batch * channels
         if Depthwise3x3.supports(g) {
-            return makeDepthwise3x3(Depthwise3x3(g), batch: batch, channels: channels, hasBias: hasBias,
-                                    activation: activation, threads: threads)
+            let kernel = Depthwise3x3(g)
+            let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
+            // Planes whose loads could leave the tensor: those within `before` floats of its
+            // start or `after` floats of its end.
+            let firstDirect = (Depthwise3x3.before + inPlane - 1) / inPlane
+            let lastDirect = planes - 1 - (Depthwise3x3.after + inPlane - 1) / inPlane
+            return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
+                                   threads: threads, scratchCount: kernel.scratchCount) { plane, src, weights, bias, scratch, dst in
+                if plane >= firstDirect && plane <= lastDirect {
+                    kernel.run(src: src, weights: weights, bias: bias, clip: clip, dst: dst)
+                } else {
+                    kernel.runCopied(src: src, weights: weights, bias: bias, clip: clip, scratch: scratch, dst: dst)
+                }
+            }
         }
         let plan = DepthwisePlan(g)
+        return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
+                               threads: threads, scratchCount: plan.scratchCount) { _, src, weights, bias, scratch, dst in
+            plan.run(src: src, weights: weights, bias: bias, clamp: clamp, scratch: scratch, dst: dst)
+        }
+    }
+
+    /// The planes split over the threads, each thread with a scratch buffer of its own; `convolve`
+    /// gets the plane's index, input, filter, bias, scratch and output, and activations other
+    /// than a clamp (which `convolve` applies) run over the output plane afterwards.
+    private static func depthwisePlanes(
+        _ g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool, activation: Activation?, threads: CPUThreads,
+        scratchCount: Int,
+        _ convolve: @escaping (_ plane: Int, _ src: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ bias: Float,
+                               _ scratch: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>) -> Void
+    ) -> CPUKernel {
         let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let taps = g.kernelH * g.kernelW
-        let clamp = FusedClamp(activation)
-        // Activations other than a clamp run over the output plane afterwards.
-        let after: Activation? = clamp == nil ? activation : nil
+        let after: Activation? = FusedClamp(activation) == nil ? activation : nil
         let planes = batch * channels
         let workers = max(1, min(threads.count, planes))
-        let scratch = (0..<workers).map { _ in ScratchBuffer(count: plan.scratchCount) }
+        let scratch = (0..<workers).map { _ in ScratchBuffer(count: scratchCount) }
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
             threads.parallelFor(workers) { w in
@@ -133,42 +160,7 @@ extension CPUKernels {
                     for plane in (planes * w / workers)..<(planes * (w + 1) / workers) {
                         let c = plane % channels
                         let dst = y + plane * outPlane
-                        plan.run(src: xp + plane * inPlane, weights: wp + c * taps, bias: bias?[c] ?? 0, clamp: clamp,
-                                 scratch: s, dst: dst)
-                        if let after { applyActivation(after, dst, count: outPlane) }
-                    }
-                }
-            }
-        }
-    }
-
-    static func makeDepthwise3x3(_ kernel: Depthwise3x3, batch: Int, channels: Int, hasBias: Bool,
-                                 activation: Activation?, threads: CPUThreads) -> CPUKernel {
-        let g = kernel.g
-        let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
-        let clamp = FusedClamp(activation)
-        let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
-        let after: Activation? = clamp == nil ? activation : nil
-        let planes = batch * channels
-        // Planes whose loads could leave the tensor: those within `before` floats of its start
-        // or `after` floats of its end.
-        let firstDirect = (Depthwise3x3.before + inPlane - 1) / inPlane
-        let lastDirect = planes - 1 - (Depthwise3x3.after + inPlane - 1) / inPlane
-        let workers = max(1, min(threads.count, planes))
-        let scratch = (0..<workers).map { _ in ScratchBuffer(count: kernel.scratchCount) }
-        return { inputs, outputs in
-            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
-            threads.parallelFor(workers) { w in
-                scratch[w].with { s in
-                    for plane in (planes * w / workers)..<(planes * (w + 1) / workers) {
-                        let c = plane % channels
-                        let src = xp + plane * inPlane, dst = y + plane * outPlane
-                        if plane >= firstDirect && plane <= lastDirect {
-                            kernel.run(src: src, weights: wp + c * 9, bias: bias?[c] ?? 0, clip: clip, dst: dst)
-                        } else {
-                            kernel.runCopied(src: src, weights: wp + c * 9, bias: bias?[c] ?? 0, clip: clip,
-                                             scratch: s, dst: dst)
-                        }
+                        convolve(plane, xp + plane * inPlane, wp + c * taps, bias?[c] ?? 0, s, dst)
                         if let after { applyActivation(after, dst, count: outPlane) }
                     }
                 }
