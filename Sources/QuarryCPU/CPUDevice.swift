@@ -126,8 +126,10 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
 
     private func makePlan(_ graph: Graph, _ inputShapes: [String: [Int]], threads: CPUThreads) throws -> Plan {
         let shapes = try graph.inferShapes(inputShapes: inputShapes)
-        // Fusions that need concrete shapes are made per plan.
-        let graph = ProcessInfo.processInfo.environment["QUARRY_FUSE_RESIDUAL"] == "0" ? graph : graph.fusingResidualAdds(keeping: Set(outputs), shapes: shapes)
+        // Fusions that need concrete shapes are made per plan (`QUARRY_FUSE_RESIDUAL=0` turns the
+        // residual fusion off, to compare).
+        let fuseResidual = ProcessInfo.processInfo.environment["QUARRY_FUSE_RESIDUAL"] != "0"
+        let graph = fuseResidual ? graph.fusingResidualAdds(keeping: Set(outputs), shapes: shapes) : graph
         let memory = MemoryPlan(graph: graph, shapes: shapes, keep: Set(outputs))
         var steps: [(Node, CPUKernel)] = []
         for node in graph.nodes where !memory.aliasedNodes.contains(node.name) {
@@ -170,9 +172,10 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
             let slice = Self.laneRows(lane, of: count, rows: rows).count
             let sliceShapes = inputShapes.mapValues { [slice] + $0.dropFirst() }
             // A graph that cannot take the slice's shapes runs whole.
-            guard let p = try? makePlan(graphForShapes.map { try $0(sliceShapes).optimized(for: outputs, evaluate: CPUKernels.evaluate) } ?? graph,
-                                        sliceShapes, threads: CPUThreads(count: 1))
-            else { made = nil; break }
+            let sliceGraph = { [self] in
+                try graphForShapes.map { try $0(sliceShapes).optimized(for: outputs, evaluate: CPUKernels.evaluate) } ?? graph
+            }
+            guard let p = try? makePlan(sliceGraph(), sliceShapes, threads: CPUThreads(count: 1)) else { made = nil; break }
             let split = outputs.allSatisfy { name in
                 guard let whole = full[name], let part = p.shapes[name], !whole.isEmpty else { return false }
                 return whole[0] == rows && part == [slice] + whole.dropFirst()
