@@ -134,9 +134,10 @@ final class TeamPool: @unchecked Sendable {
     let inUse = NSLock()
     private var parked: [Helper] = []
 
-    /// A thread that takes one job at a time. Hand-over is through an atomic state, spun on
-    /// for a while on both sides before sleeping on a semaphore: a layer of a batch-1 model
-    /// lasts tens of microseconds, about what a semaphore wake-up costs.
+    /// A thread that takes one job at a time. Hand-over is through an atomic state: the helper
+    /// spins on it for a while before sleeping on a semaphore (a layer of a batch-1 model lasts
+    /// tens of microseconds, about what a wake-up costs), and the caller spins, yielding the
+    /// core now and then, until the helper is done (the caller has nothing else to run then).
     final class Helper: @unchecked Sendable {
         private enum State { static let idle = 0, posted = 1, done = 2 }
         private let state = Atomic<Int>(State.idle)
