@@ -362,18 +362,16 @@ extension CPUKernels {
     }
 }
 
-/// dst = activation(src + residual) over `count` floats (src defaults to dst itself).
+/// dst = activation(src + residual) over `count` floats (src defaults to dst itself): the binary
+/// add's dense loop, the activation on pieces still in L1 (as `makeBinary` does).
 func addResidual(_ dst: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>, count: Int,
                  activation: Activation?, from src: UnsafePointer<Float>? = nil) {
     let src = src ?? UnsafePointer(dst)
-    let clip = FusedClamp(activation).map(Clip.init)
     var i = 0
     while i < count {
-        let n = min(16, count - i)
-        var v = n == 16 ? load16(src + i) + load16(residual + i) : loadPartial(src + i, n) + loadPartial(residual + i, n)
-        if let clip { v = clip(v) }
-        if n == 16 { store16(v, dst + i) } else { storePartial(v, dst + i, n) }
-        i += 16
+        let n = min(4096, count - i)
+        binaryLoop(src + i, 1, residual + i, 1, dst + i, n, { $0 + $1 }, { $0 + $1 })
+        if let activation { applyActivation(activation, dst + i, count: n) }
+        i += n
     }
-    if clip == nil, let activation { applyActivation(activation, dst, count: count) }
 }
