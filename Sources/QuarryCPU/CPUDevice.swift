@@ -156,9 +156,12 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
     /// slice also has a smaller working set than the whole batch. `QUARRY_CPU_LANES=0` turns lanes
     /// off (to compare).
     func laneCount(rows: Int) -> Int {
-        if ProcessInfo.processInfo.environment["QUARRY_CPU_LANES"] == "0" { return 1 }
+        if Self.lanesOff { return 1 }
         return threads.count > 1 && rows >= threads.count ? threads.count : 1
     }
+
+    /// Read once: building the environment dictionary on every run would cost each run.
+    private static let lanesOff = ProcessInfo.processInfo.environment["QUARRY_CPU_LANES"] == "0"
 
     /// One plan per lane for a batch of these shapes (lane i takes rows `laneRows(i)`), or nil if
     /// the graph does not treat the first dimension of its inputs as independent rows: every
