@@ -109,12 +109,21 @@ struct DepthwisePlan {
 }
 
 extension CPUKernels {
-    /// One filter per channel: the 3x3 stride-1 and stride-2 layers read their planes in place
-    /// (`Depthwise3x3`), others go through `DepthwisePlan`'s phase planes.
+    /// One filter per channel: stride-1 layers on planes up to 32 wide run on the flattened plane
+    /// (`DepthwiseFlat`), other 3x3 stride-1 and stride-2 layers read their planes in place
+    /// (`Depthwise3x3`), the rest go through `DepthwisePlan`'s phase planes.
     static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
                                     activation: Activation?, threads: CPUThreads) -> CPUKernel {
         let clamp = FusedClamp(activation)
         let inPlane = g.height * g.width, planes = batch * channels
+        if DepthwiseFlat.supports(g) {
+            let kernel = DepthwiseFlat(g)
+            let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
+            return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
+                                   threads: threads, scratchCount: kernel.scratchCount) { _, nearEnd, src, weights, bias, scratch, dst in
+                kernel.run(src: src, weights: weights, bias: bias, clip: clip, scratch: scratch, dst: dst, spill: !nearEnd)
+            }
+        }
         if Depthwise3x3.supports(g) {
             let kernel = Depthwise3x3(g)
             let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
@@ -123,7 +132,7 @@ extension CPUKernels {
             let firstDirect = (Depthwise3x3.before + inPlane - 1) / inPlane
             let lastDirect = planes - 1 - (Depthwise3x3.after + inPlane - 1) / inPlane
             return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
-                                   threads: threads, scratchCount: kernel.scratchCount) { plane, src, weights, bias, scratch, dst in
+                                   threads: threads, scratchCount: kernel.scratchCount) { plane, _, src, weights, bias, scratch, dst in
                 if plane >= firstDirect && plane <= lastDirect {
                     kernel.run(src: src, weights: weights, bias: bias, clip: clip, dst: dst)
                 } else {
@@ -133,18 +142,19 @@ extension CPUKernels {
         }
         let plan = DepthwisePlan(g)
         return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
-                               threads: threads, scratchCount: plan.scratchCount) { _, src, weights, bias, scratch, dst in
+                               threads: threads, scratchCount: plan.scratchCount) { _, _, src, weights, bias, scratch, dst in
             plan.run(src: src, weights: weights, bias: bias, clamp: clamp, scratch: scratch, dst: dst)
         }
     }
 
     /// The planes split over the threads, each thread with a scratch buffer of its own; `convolve`
-    /// gets the plane's index, input, filter, bias, scratch and output, and activations other
-    /// than a clamp (which `convolve` applies) run over the output plane afterwards.
+    /// gets the plane's index, whether less than a vector of its thread's output follows, the input, filter,
+    /// bias, scratch and output, and activations other than a clamp (which `convolve` applies)
+    /// run over the output plane afterwards.
     private static func depthwisePlanes(
         _ g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool, activation: Activation?, threads: CPUThreads,
         scratchCount: Int,
-        _ convolve: @escaping (_ plane: Int, _ src: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ bias: Float,
+        _ convolve: @escaping (_ plane: Int, _ nearEnd: Bool, _ src: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ bias: Float,
                                _ scratch: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>) -> Void
     ) -> CPUKernel {
         let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
@@ -157,10 +167,13 @@ extension CPUKernels {
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
             threads.parallelFor(workers) { w in
                 scratch[w].with { s in
-                    for plane in (planes * w / workers)..<(planes * (w + 1) / workers) {
+                    let end = planes * (w + 1) / workers
+                    for plane in (planes * w / workers)..<end {
                         let c = plane % channels
                         let dst = y + plane * outPlane
-                        convolve(plane, xp + plane * inPlane, wp + c * taps, bias?[c] ?? 0, s, dst)
+                        // Whether less than a vector of this thread's output follows the plane.
+                        let nearEnd = (end - 1 - plane) * outPlane < 16
+                        convolve(plane, nearEnd, xp + plane * inPlane, wp + c * taps, bias?[c] ?? 0, s, dst)
                         if let after { applyActivation(after, dst, count: outPlane) }
                     }
                 }

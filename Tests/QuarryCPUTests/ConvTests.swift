@@ -178,6 +178,32 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// The flattened-plane kernel (stride 1, output as large as the input, up to 32 wide): every
+    /// kernel size up to 7 in each direction with every split of its "same" padding, planes from
+    /// 1x1 to 32 wide (a vector count that is and is not a multiple of four), one and two threads
+    /// (a thread's last plane is stored partially, the others spill into the next plane).
+    func testDepthwiseFlattenedPlanes() throws {
+        var rng = makeTestRNG()
+        try check(n: 2, c: 37, h: 7, w: 7, o: 37, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 37,
+                                                                   activation: .relu6), &rng)
+        try check(n: 1, c: 9, h: 14, w: 14, o: 9, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 9),
+                  bias: false, threads: 1, &rng)
+        try check(n: 1, c: 5, h: 1, w: 1, o: 5, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 5), &rng)
+        let activations: [Activation?] = [nil, .relu, .relu6, .silu]
+        for _ in 0..<14 {
+            let kh = [1, 3, 3, 5, 7].randomElement(using: &rng)!, kw = [1, 3, 3, 5, 7].randomElement(using: &rng)!
+            let top = Int.random(in: 0..<kh, using: &rng), left = Int.random(in: 0..<kw, using: &rng)
+            let pad = Padding2D(top: top, left: left, bottom: kh - 1 - top, right: kw - 1 - left)
+            let h = Int.random(in: 1...20, using: &rng), w = Int.random(in: 1...32, using: &rng)
+            let c = Int.random(in: 1...40, using: &rng)
+            try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: c,
+                      Conv2DAttributes(kernel: (kh, kw), padding: pad, groups: c,
+                                       activation: activations.randomElement(using: &rng)!),
+                      bias: Bool.random(using: &rng), constantWeights: Bool.random(using: &rng),
+                      threads: Int.random(in: 1...2, using: &rng), &rng)
+        }
+    }
+
     func referenceConvTranspose(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, _ a: ConvTranspose2DAttributes,
                                 outShape: [Int]) -> [Double] {
         let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
