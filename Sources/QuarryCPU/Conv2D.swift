@@ -132,15 +132,13 @@ func copyWindowRow(from row: UnsafePointer<Float>, width: Int, firstX: Int, stri
 /// Runs the GEMM with A either packed or not, and B from any source.
 func gemmWith<B: GEMMSourceB>(
     m: Int, n: Int, k: Int, packedA: PackedMatrix?, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
-    b: B, c: UnsafeMutablePointer<Float>, ldc: Int, epilogue: GEMMEpilogue, threads: CPUThreads,
-    workspace: GEMMWorkspace
+    b: B, c: UnsafeMutablePointer<Float>, ldc: Int, epilogue: GEMMEpilogue, threads: CPUThreads
 ) {
     if let packedA {
-        gemmDriver(m: m, n: n, k: k, a: packedA, b: b, c: c, ldc: ldc, epilogue: epilogue, threads: threads,
-                   workspace: workspace)
+        gemmDriver(m: m, n: n, k: k, a: packedA, b: b, c: c, ldc: ldc, epilogue: epilogue, threads: threads)
     } else {
         gemmDriver(m: m, n: n, k: k, a: DenseOperand(base: a, ld: lda, transposed: transposeA), b: b, c: c,
-                   ldc: ldc, epilogue: epilogue, threads: threads, workspace: workspace)
+                   ldc: ldc, epilogue: epilogue, threads: threads)
     }
 }
 
@@ -214,7 +212,6 @@ extension CPUKernels {
         let splitImages = threads.count > 1 && imageWork < 1 << 25
             && (batch % threads.count == 0 || batch >= 4 * threads.count)
         let imageWorkers = splitImages ? threads.count : 1
-        let workspaces = (0..<imageWorkers).map { _ in GEMMWorkspace() }
         let oneThread = CPUThreads(count: 1)
         // Small planes (ResNet's and MobileNet's 7x7 and 14x14 stages) leave a partial column
         // panel per image: 49 pixels fill two panels of 32 to 77%, and the partial one goes through
@@ -226,12 +223,12 @@ extension CPUKernels {
         // 3% of a panel lost per image) the copies cost more: 94-101 GFLOP/s unstacked, 79-94
         // stacked.
         let stackImages = groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 512
-        let stacked = stackImages ? ScratchBuffer(count: ((pointwise ? channels : 0) + outChannels) * batch * pixels) : nil
+        let stackedCount = stackImages ? ((pointwise ? channels : 0) + outChannels) * batch * pixels : 0
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
             let residual = hasResidual ? inputs[3] : nil
-            if let stacked {
-                stacked.with { buffer in
+            if stackImages {
+                ThreadBuffers.current.withScratch(stackedCount) { buffer in
                     let columns = batch * pixels
                     // With a residual the activation follows the sum, in the scatter.
                     let epilogue = GEMMEpilogue(bias: bias, biasAxis: .rows, activation: residual == nil ? activation : nil)
@@ -247,12 +244,12 @@ extension CPUKernels {
                         }
                         gemmWith(m: outChannels, n: columns, k: channels, packedA: packed?.groups[0], a: wp, lda: channels,
                                  b: DenseOperand(base: xs, ld: columns, transposed: false), c: ys, ldc: columns,
-                                 epilogue: epilogue, threads: threads, workspace: workspaces[0])
+                                 epilogue: epilogue, threads: threads)
                     } else {
                         ys = buffer
                         gemmWith(m: outChannels, n: columns, k: depth, packedA: packed?.groups[0], a: wp, lda: depth,
                                  b: Im2ColSource(image: xp, g: geometry, images: batch, imageStride: channels * imagePlane),
-                                 c: ys, ldc: columns, epilogue: epilogue, threads: threads, workspace: workspaces[0])
+                                 c: ys, ldc: columns, epilogue: epilogue, threads: threads)
                     }
                     for n in 0..<batch {
                         for o in 0..<outChannels {
@@ -268,7 +265,7 @@ extension CPUKernels {
                 }
                 return
             }
-            func convolve(image n: Int, threads: CPUThreads, workspace: GEMMWorkspace) {
+            func convolve(image n: Int, threads: CPUThreads) {
                 for g in 0..<groups {
                     let image = xp + (n * channels + g * groupIn) * imagePlane
                     let c = y + (n * outChannels + g * groupOut) * pixels
@@ -279,22 +276,22 @@ extension CPUKernels {
                     if pointwise {
                         gemmWith(m: groupOut, n: pixels, k: depth, packedA: packed?.groups[g], a: wg, lda: depth,
                                  b: DenseOperand(base: image, ld: imagePlane, transposed: false), c: c, ldc: pixels,
-                                 epilogue: epilogue, threads: threads, workspace: workspace)
+                                 epilogue: epilogue, threads: threads)
                     } else {
                         gemmWith(m: groupOut, n: pixels, k: depth, packedA: packed?.groups[g], a: wg, lda: depth,
                                  b: Im2ColSource(image: image, g: geometry), c: c, ldc: pixels,
-                                 epilogue: epilogue, threads: threads, workspace: workspace)
+                                 epilogue: epilogue, threads: threads)
                     }
                 }
             }
             if splitImages {
                 threads.parallelFor(imageWorkers) { w in
                     for n in (batch * w / imageWorkers)..<(batch * (w + 1) / imageWorkers) {
-                        convolve(image: n, threads: oneThread, workspace: workspaces[w])
+                        convolve(image: n, threads: oneThread)
                     }
                 }
             } else {
-                for n in 0..<batch { convolve(image: n, threads: threads, workspace: workspaces[0]) }
+                for n in 0..<batch { convolve(image: n, threads: threads) }
             }
         }
     }
@@ -317,7 +314,6 @@ extension CPUKernels {
                 })
             }
         }
-        let workspace = GEMMWorkspace()
         let columns = ScratchBuffer(count: rows * pixels)
         let activation = a.activation
         return { inputs, outputs in
@@ -329,7 +325,7 @@ extension CPUKernels {
                         gemmWith(m: rows, n: pixels, k: groupIn, packedA: packed?.groups[g], a: wp + g * groupIn * rows,
                                  lda: rows, transposeA: true,
                                  b: DenseOperand(base: image, ld: pixels, transposed: false), c: cols, ldc: pixels,
-                                 epilogue: .none, threads: threads, workspace: workspace)
+                                 epilogue: .none, threads: threads)
                         // col2im: each output channel's plane is written by one thread only.
                         threads.parallelFor(groupOut) { o in
                             let oc = g * groupOut + o

@@ -19,12 +19,11 @@ extension CPUKernels {
                 PackedMatrix(b: weights.pointer, k: k, n: n, ldb: k, transposed: true)
             }
         }
-        let workspace = GEMMWorkspace()
         return { inputs, outputs in
             let b: GEMMOperand = packed.map { .packed($0) } ?? .matrix(inputs[1]!, ld: k, transposed: true)
             let epilogue = GEMMEpilogue(bias: hasBias ? inputs[2] : nil, biasAxis: .columns, activation: activation)
             sgemm(m: m, n: n, k: k, a: .matrix(inputs[0]!, ld: k, transposed: false), b: b, c: outputs[0], ldc: n,
-                  epilogue: epilogue, threads: threads, workspace: workspace)
+                  epilogue: epilogue, threads: threads)
         }
     }
 
@@ -42,7 +41,6 @@ extension CPUKernels {
         let aBatch = batchOffsets(Array(aShape.dropLast(2)), into: batchShape)
         let bBatch = batchOffsets(Array(bShape.dropLast(2)), into: batchShape)
         let threads = ctx.threads
-        let workspace = GEMMWorkspace()
         // B without batch dimensions and A in row order: the batch is just more rows of A.
         let foldBatch = bShape.count == 2 && !transposeA && aShape.count == outShape.count
             && Array(aShape.dropLast(2)) == batchShape
@@ -56,31 +54,30 @@ extension CPUKernels {
         let workers = min(threads.count, batchCount)
         let splitBatch = !foldBatch && workers > 1 && batchCount >= threads.count && m * n * k <= 1 << 22
         let single = CPUThreads(count: 1)
-        let workspaces = splitBatch ? (0..<workers).map { _ in GEMMWorkspace() } : []
         return { inputs, outputs in
             let a = inputs[0]!, b = inputs[1]!, c = outputs[0]
             if foldBatch {
                 let opB: GEMMOperand = packedB.map { .packed($0) } ?? .matrix(b, ld: ldb, transposed: transposeB)
                 sgemm(m: m * batchCount, n: n, k: k, a: .matrix(a, ld: lda, transposed: false), b: opB, c: c, ldc: n,
-                      threads: threads, workspace: workspace)
+                      threads: threads)
                 return
             }
-            func product(_ i: Int, threads: CPUThreads, workspace: GEMMWorkspace) {
+            func product(_ i: Int, threads: CPUThreads) {
                 let opB: GEMMOperand = packedB.map { .packed($0) }
                     ?? .matrix(b + bBatch[i] * bMatrix, ld: ldb, transposed: transposeB)
                 sgemm(m: m, n: n, k: k, a: .matrix(a + aBatch[i] * aMatrix, ld: lda, transposed: transposeA), b: opB,
-                      c: c + i * m * n, ldc: n, threads: threads, workspace: workspace)
+                      c: c + i * m * n, ldc: n, threads: threads)
             }
             if splitBatch {
                 // Many small products (attention's per-head QKᵀ and AV): each thread takes whole
                 // products, rather than every product being forked over the threads.
                 threads.parallelFor(workers) { w in
                     for i in (batchCount * w / workers)..<(batchCount * (w + 1) / workers) {
-                        product(i, threads: single, workspace: workspaces[w])
+                        product(i, threads: single)
                     }
                 }
             } else {
-                for i in 0..<batchCount { product(i, threads: threads, workspace: workspace) }
+                for i in 0..<batchCount { product(i, threads: threads) }
             }
         }
     }

@@ -12,7 +12,8 @@
 //
 // Threads each take a rectangle of C (a range of row panels or of column panels, whichever dimension
 // has more of them), pack their own operands and never synchronise: there is no barrier and no
-// shared mutable state apart from disjoint parts of C and each thread's own workspace.
+// shared mutable state apart from disjoint parts of C and each thread's own packing buffers
+// (`ThreadBuffers`).
 
 import CCPUHints
 import Foundation
@@ -120,33 +121,6 @@ public enum GEMMOperand {
     case packed(PackedMatrix)
 }
 
-/// Per-thread packing buffers, allocated once and reused by every call that is given them.
-public final class GEMMWorkspace: @unchecked Sendable {
-    private var buffers: [UnsafeMutablePointer<Float>] = []
-    private let lock = NSLock()
-
-    public init() {}
-    deinit { for b in buffers { b.deallocate() } }
-
-    static let aFloats = GEMMBlocking.mc * GEMMBlocking.kc
-    static let bFloats = GEMMBlocking.kc * GEMMBlocking.nc
-
-    /// Runs `body` with one A and one B buffer per thread. A workspace that another call holds is
-    /// not shared: the second caller gets temporary buffers, so concurrent runs stay correct.
-    func withBuffers<R>(threads: Int, _ body: ([UnsafeMutablePointer<Float>]) -> R) -> R {
-        if lock.try() {
-            defer { lock.unlock() }
-            while buffers.count < 2 * threads {
-                buffers.append(allocateFloats(buffers.count % 2 == 0 ? Self.aFloats : Self.bFloats))
-            }
-            return body(buffers)
-        }
-        let temp = (0..<(2 * threads)).map { allocateFloats($0 % 2 == 0 ? Self.aFloats : Self.bFloats) }
-        defer { for b in temp { b.deallocate() } }
-        return body(temp)
-    }
-}
-
 func allocateFloats(_ n: Int) -> UnsafeMutablePointer<Float> {
     UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
 }
@@ -155,26 +129,26 @@ func allocateFloats(_ n: Int) -> UnsafeMutablePointer<Float> {
 /// A `.packed` operand must have been packed for the same side and sizes.
 public func sgemm(
     m: Int, n: Int, k: Int, a: GEMMOperand, b: GEMMOperand, c: UnsafeMutablePointer<Float>, ldc: Int,
-    epilogue: GEMMEpilogue = .none, threads: CPUThreads, workspace: GEMMWorkspace
+    epilogue: GEMMEpilogue = .none, threads: CPUThreads
 ) {
     switch (a, b) {
     case (.matrix(let pa, let lda, let ta), .matrix(let pb, let ldb, let tb)):
         gemmDriver(m: m, n: n, k: k, a: DenseOperand(base: pa, ld: lda, transposed: ta),
                    b: DenseOperand(base: pb, ld: ldb, transposed: tb), c: c, ldc: ldc,
-                   epilogue: epilogue, threads: threads, workspace: workspace)
+                   epilogue: epilogue, threads: threads)
     case (.packed(let pa), .matrix(let pb, let ldb, let tb)):
         precondition(pa.side == .a && pa.outer == m && pa.depth == k, "packed A does not match the GEMM")
         gemmDriver(m: m, n: n, k: k, a: pa, b: DenseOperand(base: pb, ld: ldb, transposed: tb), c: c, ldc: ldc,
-                   epilogue: epilogue, threads: threads, workspace: workspace)
+                   epilogue: epilogue, threads: threads)
     case (.matrix(let pa, let lda, let ta), .packed(let pb)):
         precondition(pb.side == .b && pb.outer == n && pb.depth == k, "packed B does not match the GEMM")
         gemmDriver(m: m, n: n, k: k, a: DenseOperand(base: pa, ld: lda, transposed: ta), b: pb, c: c, ldc: ldc,
-                   epilogue: epilogue, threads: threads, workspace: workspace)
+                   epilogue: epilogue, threads: threads)
     case (.packed(let pa), .packed(let pb)):
         precondition(pa.side == .a && pb.side == .b && pa.outer == m && pb.outer == n && pa.depth == k && pb.depth == k,
                      "packed operands do not match the GEMM")
         gemmDriver(m: m, n: n, k: k, a: pa, b: pb, c: c, ldc: ldc,
-                   epilogue: epilogue, threads: threads, workspace: workspace)
+                   epilogue: epilogue, threads: threads)
     }
 }
 
@@ -321,7 +295,7 @@ struct DenseOperand: GEMMSourceA, GEMMSourceB {
 /// The blocked, threaded GEMM over any pair of operand sources (specialised per pair).
 func gemmDriver<A: GEMMSourceA, B: GEMMSourceB>(
     m: Int, n: Int, k: Int, a: A, b: B, c: UnsafeMutablePointer<Float>, ldc: Int,
-    epilogue: GEMMEpilogue, threads: CPUThreads, workspace: GEMMWorkspace
+    epilogue: GEMMEpilogue, threads: CPUThreads
 ) {
     if m <= 0 || n <= 0 { return }
     if k <= 0 {
@@ -344,9 +318,9 @@ func gemmDriver<A: GEMMSourceA, B: GEMMSourceB>(
     // the columns when possible keeps each thread's C rows long (better for the epilogue).
     let splitColumns = colPanels >= 2 * threads.count || colPanels >= rowPanels
     let parts = min(threads.count, splitColumns ? colPanels : rowPanels)
-    workspace.withBuffers(threads: parts) { buffers in
-        threads.parallelFor(parts) { t in
-            let scratchA = buffers[2 * t], scratchB = buffers[2 * t + 1]
+    threads.parallelFor(parts) { t in
+        // Each thread packs into its own buffers, warm from its previous GEMM.
+        ThreadBuffers.current.withPackBuffers { scratchA, scratchB in
             if splitColumns {
                 let p0 = colPanels * t / parts, p1 = colPanels * (t + 1) / parts
                 gemmRegion(m0: 0, m1: m, n0: p0 * nr, n1: min(n, p1 * nr), k: k, a: a, b: b, c: c, ldc: ldc,

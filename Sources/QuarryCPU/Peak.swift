@@ -67,10 +67,10 @@ public func benchmarkGEMM(m: Int, n: Int, k: Int, threads: Int, repeats: Int = 1
     var rng = SeededGenerator(seed: 42)
     let a = Tensor.random(shape: [m, k], using: &rng), b = Tensor.random(shape: [k, n], using: &rng)
     let c = Tensor(shape: [m, n])
-    let pool = CPUThreads(count: threads), ws = GEMMWorkspace()
+    let pool = CPUThreads(count: threads)
     let seconds = medianSeconds(repeats: repeats) {
         sgemm(m: m, n: n, k: k, a: .matrix(a.pointer, ld: k, transposed: false),
-              b: .matrix(b.pointer, ld: n, transposed: false), c: c.pointer, ldc: n, threads: pool, workspace: ws)
+              b: .matrix(b.pointer, ld: n, transposed: false), c: c.pointer, ldc: n, threads: pool)
     }
     return GEMMBenchmarkResult(m: m, n: n, k: k, threads: pool.count, seconds: seconds,
                                gflops: 2 * Double(m) * Double(n) * Double(k) / seconds * 1e-9)

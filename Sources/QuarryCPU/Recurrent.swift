@@ -251,7 +251,6 @@ extension CPUKernels {
             reverseOnly: attrs.direction == .reverse,
             hasBias: ctx.hasInput(3), hasH0: ctx.hasInput(4), hasC0: isLSTM && ctx.hasInput(5))
         let threads = ctx.threads
-        let workspace = GEMMWorkspace()
         // Pack once when the weights are parameters; otherwise on every run.
         var packed: RecurrentWeights? = nil
         if let w = ctx.constants[1], let r = ctx.constants[2], !layer.hasBias || ctx.constants[3] != nil {
@@ -267,7 +266,7 @@ extension CPUKernels {
                 weights = layer.makeWeights()
                 weights.pack(w: inputs[1]!, r: inputs[2]!, bias: layer.hasBias ? inputs[3] : nil, splitRecurrentN: layer.splitsRecurrentN)
             }
-            layer.run(weights, workspace, inputs, outputs, threads)
+            layer.run(weights, inputs, outputs, threads)
         }
     }
 }
@@ -285,7 +284,7 @@ struct RecurrentLayer {
         RecurrentWeights(gates: gates, hidden: hidden, input: input, directions: directions)
     }
 
-    func run(_ wts: RecurrentWeights, _ workspace: GEMMWorkspace, _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads) {
+    func run(_ wts: RecurrentWeights, _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads) {
         let c = wts.columns, rows = batch * steps
         let proj = UnsafeMutablePointer<Float>.allocate(capacity: max(directions * rows * c, 1))
         defer { proj.deallocate() }
@@ -294,7 +293,7 @@ struct RecurrentLayer {
         for d in 0..<directions where rows > 0 {
             sgemm(m: rows, n: c, k: input, a: .matrix(x, ld: input, transposed: false), b: .packed(wts.packedInput[d]),
                   c: proj + d * rows * c, ldc: c, epilogue: GEMMEpilogue(bias: wts.biasIn(d), biasAxis: .columns),
-                  threads: threads, workspace: workspace)
+                  threads: threads)
         }
         if directions == 2 && threads.count > 1 {
             threads.parallelFor(2) { d in recur(d, wts, proj + d * rows * c, inputs, outputs, CPUThreads(count: 1)) }

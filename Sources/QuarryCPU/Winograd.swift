@@ -122,15 +122,15 @@ extension CPUKernels {
         let parts = blocks >= threads.count ? threads.count : 1
         let one = CPUThreads(count: 1)
         let vFloats = 36 * channels * tb, mFloats = 36 * outChannels * tb
-        let scratch = ScratchBuffer(count: parts * (vFloats + mFloats))
-        let workspaces = (0..<threads.count).map { _ in GEMMWorkspace() }
         let inPlane = g.height * g.width, outPlane = g.outHeight * g.outWidth
         let clamp = FusedClamp(activation)
 
         return { inputs, outputs in
             let x = inputs[0]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
-            scratch.with { base in
-                if parts == 1 && threads.count > 1 {
+            // V and M in the scratch of the thread that transforms into them (warm from the
+            // layer before); with one part the calling thread's, shared by the team.
+            if parts == 1 && threads.count > 1 {
+                ThreadBuffers.current.withScratch(vFloats + mFloats) { base in
                     let v = base, m = v + vFloats
                     for block in 0..<blocks {
                         let t0 = block * tb, count = min(tb, tiles - t0)
@@ -143,8 +143,7 @@ extension CPUKernels {
                             for xi in (36 * w / workers)..<(36 * (w + 1) / workers) {
                                 gemmDriver(m: outChannels, n: count, k: channels, a: weights.u[xi],
                                            b: PrepackedPanelsB(base: UnsafePointer(v + xi * channels * tb), paddedN: tb),
-                                           c: m + xi * outChannels * tb, ldc: tb, epilogue: .none, threads: one,
-                                           workspace: workspaces[w])
+                                           c: m + xi * outChannels * tb, ldc: tb, epilogue: .none, threads: one)
                             }
                         }
                         threads.parallelRanges(outChannels) { os in
@@ -153,10 +152,12 @@ extension CPUKernels {
                                            clamp: clamp, activation: clamp == nil ? activation : nil, channelRange: os)
                         }
                     }
-                    return
                 }
-                threads.parallelFor(parts) { part in
-                    let v = base + part * (vFloats + mFloats), m = v + vFloats
+                return
+            }
+            threads.parallelFor(parts) { part in
+                ThreadBuffers.current.withScratch(vFloats + mFloats) { base in
+                    let v = base, m = v + vFloats
                     for block in (blocks * part / parts)..<(blocks * (part + 1) / parts) {
                         let t0 = block * tb, count = min(tb, tiles - t0)
                         winogradInput(x, g: g, tilesX: tilesX, tilesPerImage: tilesPerImage, inPlane: inPlane,
@@ -164,8 +165,7 @@ extension CPUKernels {
                         for xi in 0..<36 {
                             gemmDriver(m: outChannels, n: count, k: channels, a: weights.u[xi],
                                        b: PrepackedPanelsB(base: UnsafePointer(v + xi * channels * tb), paddedN: tb),
-                                       c: m + xi * outChannels * tb, ldc: tb, epilogue: .none, threads: one,
-                                       workspace: workspaces[part])
+                                       c: m + xi * outChannels * tb, ldc: tb, epilogue: .none, threads: one)
                         }
                         winogradOutput(m, y, g: g, outChannels: outChannels, tilesX: tilesX, tilesPerImage: tilesPerImage,
                                        outPlane: outPlane, t0: t0, count: count, tb: tb, bias: bias,

@@ -31,7 +31,7 @@ case "gemm-packed-a":
     let m = int(1), n = int(2), k = int(3), pool = CPUThreads(count: int(4))
     var rng = SeededGenerator(seed: 1)
     let a = Tensor.random(shape: [m, k], using: &rng), b = Tensor.random(shape: [k, n], using: &rng)
-    let c = Tensor(shape: [m, n]), ws = GEMMWorkspace()
+    let c = Tensor(shape: [m, n])
     let pa = PackedMatrix(a: a.pointer, m: m, k: k, lda: k)
     let bias = Tensor.random(shape: [m], using: &rng)
     let env = ProcessInfo.processInfo.environment
@@ -40,7 +40,7 @@ case "gemm-packed-a":
     var times: [Double] = []
     for _ in 0..<6 {
         let t0 = Date()
-        sgemm(m: m, n: n, k: k, a: .packed(pa), b: .matrix(b.pointer, ld: n, transposed: false), c: c.pointer, ldc: n, epilogue: epilogue, threads: pool, workspace: ws)
+        sgemm(m: m, n: n, k: k, a: .packed(pa), b: .matrix(b.pointer, ld: n, transposed: false), c: c.pointer, ldc: n, epilogue: epilogue, threads: pool)
         times.append(Date().timeIntervalSince(t0))
     }
     times.sort()

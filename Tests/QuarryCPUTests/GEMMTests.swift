@@ -52,7 +52,7 @@ final class GEMMTests: XCTestCase {
             bias: t.bias == nil ? nil : UnsafePointer(bias.pointer), biasAxis: t.bias ?? .rows,
             accumulate: t.accumulate, activation: t.activation)
         sgemm(m: t.m, n: t.n, k: t.k, a: opA, b: opB, c: c.pointer, ldc: ldc, epilogue: epilogue,
-              threads: CPUThreads(count: t.threads), workspace: GEMMWorkspace())
+              threads: CPUThreads(count: t.threads))
 
         let got = Tensor(shape: [t.m * t.n])
         for i in 0..<t.m { for j in 0..<t.n { got[flat: i * t.n + j] = c[flat: i * ldc + j] } }
