@@ -429,7 +429,10 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: Unsa
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
         let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
-        microKernel12(kc, a, b, t, nr, TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil))
+        // At most 16 columns (MobileNet's and ResNet's 7x7 layers, 4 of 196 stacked columns): the
+        // half-width kernel, half the multiply-adds.
+        let plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil)
+        if cols <= 16 { microKernel12Half(kc, a, b, t, nr, plain) } else { microKernel12(kc, a, b, t, nr, plain) }
         // The merge runs in vectors, a partial one for the last columns: written per element it
         // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
         let clip = e.clamp.map(Clip.init)
@@ -461,6 +464,11 @@ func microKernel12(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Floa
     microKernel(rows: 12, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
 }
 @inline(never)
+func microKernel12Half(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                       _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 12, kc: kc, a: a, b: b, c: c, ldc: ldc, e, half: true)
+}
+@inline(never)
 func microKernel8(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                   _ ldc: Int, _ e: TileEpilogue) {
     microKernel(rows: 8, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
@@ -476,9 +484,10 @@ func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float
 /// so that after inlining every `rows > i` test folds away: one body gives the full 12 x 32 kernel
 /// (24 SIMD16 accumulators, leaving room for the two B vectors and a broadcast in AVX-512's 32
 /// registers) and exact kernels for the 4- and 8-row panels that power-of-two channel counts leave.
+/// `half` (also a literal) computes the first 16 columns only; the other 16 stay zero.
 @inline(__always)
 func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
-                 ldc: Int, _ e: TileEpilogue) {
+                 ldc: Int, _ e: TileEpilogue, half: Bool = false) {
     let z = SIMD16<Float>()
     var c0a = z, c0b = z, c1a = z, c1b = z, c2a = z, c2b = z, c3a = z, c3b = z
     var c4a = z, c4b = z, c5a = z, c5b = z, c6a = z, c6b = z, c7a = z, c7b = z
@@ -500,19 +509,19 @@ func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<F
     }
     var pa = a, pb = UnsafeRawPointer(b)
     for _ in 0..<kc {
-        let b0 = pb.load(as: SIMD16<Float>.self), b1 = pb.load(fromByteOffset: 64, as: SIMD16<Float>.self)
-        if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProductFast(x, b0); c0b.addProductFast(x, b1) }
-        if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProductFast(x, b0); c1b.addProductFast(x, b1) }
-        if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProductFast(x, b0); c2b.addProductFast(x, b1) }
-        if rows > 3 { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProductFast(x, b0); c3b.addProductFast(x, b1) }
-        if rows > 4 { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProductFast(x, b0); c4b.addProductFast(x, b1) }
-        if rows > 5 { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProductFast(x, b0); c5b.addProductFast(x, b1) }
-        if rows > 6 { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProductFast(x, b0); c6b.addProductFast(x, b1) }
-        if rows > 7 { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProductFast(x, b0); c7b.addProductFast(x, b1) }
-        if rows > 8 { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProductFast(x, b0); c8b.addProductFast(x, b1) }
-        if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProductFast(x, b0); c9b.addProductFast(x, b1) }
-        if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProductFast(x, b0); c10b.addProductFast(x, b1) }
-        if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProductFast(x, b0); c11b.addProductFast(x, b1) }
+        let b0 = pb.load(as: SIMD16<Float>.self), b1 = half ? b0 : pb.load(fromByteOffset: 64, as: SIMD16<Float>.self)
+        if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProductFast(x, b0); if !half { c0b.addProductFast(x, b1) } }
+        if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProductFast(x, b0); if !half { c1b.addProductFast(x, b1) } }
+        if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProductFast(x, b0); if !half { c2b.addProductFast(x, b1) } }
+        if rows > 3 { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProductFast(x, b0); if !half { c3b.addProductFast(x, b1) } }
+        if rows > 4 { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProductFast(x, b0); if !half { c4b.addProductFast(x, b1) } }
+        if rows > 5 { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProductFast(x, b0); if !half { c5b.addProductFast(x, b1) } }
+        if rows > 6 { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProductFast(x, b0); if !half { c6b.addProductFast(x, b1) } }
+        if rows > 7 { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProductFast(x, b0); if !half { c7b.addProductFast(x, b1) } }
+        if rows > 8 { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProductFast(x, b0); if !half { c8b.addProductFast(x, b1) } }
+        if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProductFast(x, b0); if !half { c9b.addProductFast(x, b1) } }
+        if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProductFast(x, b0); if !half { c10b.addProductFast(x, b1) } }
+        if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProductFast(x, b0); if !half { c11b.addProductFast(x, b1) } }
         pa += 12; pb += 128
     }
 
