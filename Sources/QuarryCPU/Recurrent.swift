@@ -60,11 +60,13 @@ final class RecurrentWeights {
                     let wr = w + (d * gh + row) * input
                     for i in 0..<input { wt[i * columns + col] = wr[i] }
                     let rr = r + (d * gh + row) * h
-                    // Rᵀ is stored block by block ([unit block][k][gates · 16]): a step streams
-                    // each block's rows contiguously instead of 256 bytes every `columns` floats,
-                    // which the prefetcher follows (R is 4 MiB at H = 512, read from L3 every step).
-                    let gb = gates * 16, blockBase = (col / gb) * h * gb + col % gb
-                    for k in 0..<h { rt[blockBase + k * gb] = rr[k] }
+                    // Rᵀ is stored block by block, and each block's columns in panels of 32 (the
+                    // last of a GRU block 16), each panel [k][32] contiguous: a step streams every
+                    // panel as one run of memory, which the prefetcher follows (R is 4 MiB at
+                    // H = 512, read from L3 every step), not 128 of every 256 bytes.
+                    let gb = gates * 16, cb = col % gb, panel = cb / 32, width = min(32, gb - 32 * panel)
+                    let panelBase = (col / gb) * h * gb + panel * 32 * h + cb % 32
+                    for k in 0..<h { rt[panelBase + k * width] = rr[k] }
                     guard let bias else { continue }
                     let bw = bias[d * 2 * gh + row], bRec = bias[d * 2 * gh + gh + row]
                     if splitRecurrentN && g == 2 { bi[col] = bw; br[col] = bRec } else { bi[col] = bw + bRec }
@@ -74,22 +76,28 @@ final class RecurrentWeights {
     }
 }
 
-/// out[r, c] = initial[r, c] + Σ_k a[r, k] · b[k, c] for c in `cols` (bounds multiples of 16).
+/// out[r, c] = initial[r, c] + Σ_k a[r, k] · b[k, c] for c in `cols` (bounds multiples of 16, a
+/// panel's columns all in or all out). b is a block of `width` columns in panels of 32 (the last
+/// one 16 when `width` is not a multiple of 32), each panel's K x 32 floats contiguous.
 /// `ldi` 0 broadcasts one initial row (a bias) to every row. Column panels are the outer loop so
 /// a K x 32 panel of b (32 KiB for K = 256) stays in L1 across all row groups.
 @inline(__always)
 func multiplyAccumulate(
     _ a: UnsafePointer<Float>, lda: Int, rows: Int, k: Int,
-    _ b: UnsafePointer<Float>, ldb: Int, cols: Range<Int>,
+    _ blockB: UnsafePointer<Float>, width: Int, cols: Range<Int>,
     initial: UnsafePointer<Float>, ldi: Int, _ out: UnsafeMutablePointer<Float>, ldo: Int
 ) {
     if rows == 1 {
-        multiplyAccumulateRow(a, k: k, b, ldb: ldb, cols: cols, initial: initial, out)
+        multiplyAccumulateRow(a, k: k, blockB, width: width, cols: cols, initial: initial, out)
         return
     }
     var c = cols.lowerBound
     while c < cols.upperBound {
         let wide = c + 32 <= cols.upperBound
+        // Panel c / 32 as a K x ldb matrix whose column 0 is c (b's columns shifted by c, so the
+        // loads below read b + kk * ldb + c).
+        let ldb = min(32, width - c / 32 * 32)
+        let b = blockB + (c / 32) * 32 * k - c
         var r = 0
         // Eight rows at a time where they exist: 16 accumulators per 2 loads of b, half the
         // passes over R of the four-row kernel (batch 8 reads each unit block twice, not four times).
@@ -159,49 +167,53 @@ func multiplyAccumulate(
 }
 
 /// `multiplyAccumulate` for one row (batch 1): the four-row kernel would compute three aliased rows
-/// for nothing and leave two accumulators, too few to cover the FMA latency. Here even and odd k
-/// go to separate accumulators over 64 columns: eight independent chains.
+/// for nothing and leave two accumulators, too few to cover the FMA latency. Here four k phases go
+/// to separate accumulators over a panel's 32 columns: eight independent chains.
 @inline(__always)
 func multiplyAccumulateRow(
-    _ a: UnsafePointer<Float>, k: Int, _ b: UnsafePointer<Float>, ldb: Int, cols: Range<Int>,
+    _ a: UnsafePointer<Float>, k: Int, _ blockB: UnsafePointer<Float>, width: Int, cols: Range<Int>,
     initial: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
 ) {
     var c = cols.lowerBound
-    while c + 64 <= cols.upperBound {
-        var x0 = load16(initial + c), x1 = load16(initial + c + 16)
-        var x2 = load16(initial + c + 32), x3 = load16(initial + c + 48)
-        var y0 = V16(repeating: 0), y1 = y0, y2 = y0, y3 = y0
-        var kk = 0
-        while kk + 2 <= k {
-            let p = b + kk * ldb + c, q = p + ldb
-            let s = a[kk], t = a[kk + 1]
-            x0 = x0.addingProductFast(s, load16(p)); x1 = x1.addingProductFast(s, load16(p + 16))
-            x2 = x2.addingProductFast(s, load16(p + 32)); x3 = x3.addingProductFast(s, load16(p + 48))
-            y0 = y0.addingProductFast(t, load16(q)); y1 = y1.addingProductFast(t, load16(q + 16))
-            y2 = y2.addingProductFast(t, load16(q + 32)); y3 = y3.addingProductFast(t, load16(q + 48))
-            kk += 2
-        }
-        if kk < k {
-            let p = b + kk * ldb + c, s = a[kk]
-            x0 = x0.addingProductFast(s, load16(p)); x1 = x1.addingProductFast(s, load16(p + 16))
-            x2 = x2.addingProductFast(s, load16(p + 32)); x3 = x3.addingProductFast(s, load16(p + 48))
-        }
-        store16(x0 + y0, out + c); store16(x1 + y1, out + c + 16)
-        store16(x2 + y2, out + c + 32); store16(x3 + y3, out + c + 48)
-        c += 64
-    }
     while c < cols.upperBound {
-        var x0 = load16(initial + c), x1 = V16(repeating: 0), x2 = x1, x3 = x1
-        var kk = 0
-        while kk + 4 <= k {
-            let p = b + kk * ldb + c
-            x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk + 1], load16(p + ldb))
-            x2 = x2.addingProductFast(a[kk + 2], load16(p + 2 * ldb)); x3 = x3.addingProductFast(a[kk + 3], load16(p + 3 * ldb))
-            kk += 4
+        let ldb = min(32, width - c / 32 * 32)
+        let b = blockB + (c / 32) * 32 * k - c
+        if c + 32 <= cols.upperBound {
+            // Four k phases x two vectors: eight chains.
+            var x0 = load16(initial + c), x1 = load16(initial + c + 16)
+            let z = V16(repeating: 0)
+            var y0 = z, y1 = z, u0 = z, u1 = z, v0 = z, v1 = z
+            var kk = 0
+            while kk + 4 <= k {
+                let p = b + kk * ldb + c
+                x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk], load16(p + 16))
+                y0 = y0.addingProductFast(a[kk + 1], load16(p + ldb)); y1 = y1.addingProductFast(a[kk + 1], load16(p + ldb + 16))
+                u0 = u0.addingProductFast(a[kk + 2], load16(p + 2 * ldb))
+                u1 = u1.addingProductFast(a[kk + 2], load16(p + 2 * ldb + 16))
+                v0 = v0.addingProductFast(a[kk + 3], load16(p + 3 * ldb))
+                v1 = v1.addingProductFast(a[kk + 3], load16(p + 3 * ldb + 16))
+                kk += 4
+            }
+            while kk < k {
+                let p = b + kk * ldb + c
+                x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk], load16(p + 16))
+                kk += 1
+            }
+            store16((x0 + y0) + (u0 + v0), out + c); store16((x1 + y1) + (u1 + v1), out + c + 16)
+            c += 32
+        } else {
+            var x0 = load16(initial + c), x1 = V16(repeating: 0), x2 = x1, x3 = x1
+            var kk = 0
+            while kk + 4 <= k {
+                let p = b + kk * ldb + c
+                x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk + 1], load16(p + ldb))
+                x2 = x2.addingProductFast(a[kk + 2], load16(p + 2 * ldb)); x3 = x3.addingProductFast(a[kk + 3], load16(p + 3 * ldb))
+                kk += 4
+            }
+            while kk < k { x0 = x0.addingProductFast(a[kk], load16(b + kk * ldb + c)); kk += 1 }
+            store16((x0 + x1) + (x2 + x3), out + c)
+            c += 16
         }
-        while kk < k { x0 = x0.addingProductFast(a[kk], load16(b + kk * ldb + c)); kk += 1 }
-        store16((x0 + x1) + (x2 + x3), out + c)
-        c += 16
     }
 }
 
@@ -286,8 +298,29 @@ struct RecurrentLayer {
 
     func run(_ wts: RecurrentWeights, _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads) {
         let c = wts.columns, rows = batch * steps
-        let proj = UnsafeMutablePointer<Float>.allocate(capacity: max(directions * rows * c, 1))
-        defer { proj.deallocate() }
+        // The projections and each direction's state in the thread's scratch: allocated per run,
+        // the 2 MiB projection of a 256->512 LSTM at batch 4 was fresh pages, faulted in and
+        // zeroed on every run.
+        let stateCount = 3 * batch * wts.paddedHidden + batch * c
+        ThreadBuffers.current.withScratch(directions * (rows * c + stateCount)) { proj in
+            project(wts, proj, inputs, threads)
+            let states = proj + directions * rows * c
+            if directions == 2 && threads.count > 1 {
+                threads.parallelFor(2) { d in
+                    recur(d, wts, proj + d * rows * c, states + d * stateCount, inputs, outputs, CPUThreads(count: 1))
+                }
+            } else {
+                for d in 0..<directions {
+                    recur(d, wts, proj + d * rows * c, states + d * stateCount, inputs, outputs, threads)
+                }
+            }
+        }
+    }
+
+    /// The input projection of every step, for every direction, into `proj`.
+    private func project(_ wts: RecurrentWeights, _ proj: UnsafeMutablePointer<Float>, _ inputs: [UnsafePointer<Float>?],
+                         _ threads: CPUThreads) {
+        let c = wts.columns, rows = batch * steps
         let x = inputs[0]!
         // Input projection for every step: one SGEMM per direction, bias in its epilogue.
         for d in 0..<directions where rows > 0 {
@@ -295,24 +328,17 @@ struct RecurrentLayer {
                   c: proj + d * rows * c, ldc: c, epilogue: GEMMEpilogue(bias: wts.biasIn(d), biasAxis: .columns),
                   threads: threads)
         }
-        if directions == 2 && threads.count > 1 {
-            threads.parallelFor(2) { d in recur(d, wts, proj + d * rows * c, inputs, outputs, CPUThreads(count: 1)) }
-        } else {
-            for d in 0..<directions { recur(d, wts, proj + d * rows * c, inputs, outputs, threads) }
-        }
     }
 
     /// The recurrence of direction `d` over all steps.
     func recur(
-        _ d: Int, _ wts: RecurrentWeights, _ proj: UnsafeMutablePointer<Float>,
+        _ d: Int, _ wts: RecurrentWeights, _ proj: UnsafeMutablePointer<Float>, _ state: UnsafeMutablePointer<Float>,
         _ inputs: [UnsafePointer<Float>?], _ outputs: [UnsafeMutablePointer<Float>], _ threads: CPUThreads
     ) {
         let hp = wts.paddedHidden, c = wts.columns, h = hidden, g = gates
         let blocks = hp / 16
         // State: h (two buffers), c or r ⊙ h, and the gates of one step.
-        let state = UnsafeMutablePointer<Float>.allocate(capacity: 3 * batch * hp + batch * c)
-        defer { state.deallocate() }
-        state.initialize(repeating: 0, count: 3 * batch * hp + batch * c)
+        state.update(repeating: 0, count: 3 * batch * hp + batch * c)
         // h of step s is read from buffer s % 2 and written to the other.
         let hBuffers = (state, state + batch * hp)
         let cell = state + 2 * batch * hp, gatesBuf = state + 3 * batch * hp
@@ -337,10 +363,10 @@ struct RecurrentLayer {
                 let gb = g * 16, cols = (blk * gb)..<((blk + 1) * gb), c0 = cols.lowerBound
                 let rb = rt + blk * h * gb
                 if isLSTM {
-                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
+                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, width: gb, cols: 0..<gb,
                                        initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
                 } else {
-                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, ldb: gb, cols: 0..<gb,
+                    multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rb, width: gb, cols: 0..<gb,
                                        initial: biasRec + c0, ldi: 0, gatesBuf + c0, ldo: c)
                 }
                 for b in 0..<batch {
@@ -357,7 +383,7 @@ struct RecurrentLayer {
             } else if phase == 0 {
                 // GRU, reset before the product: r and z for every unit first, then n from r ⊙ h.
                 let rh = cell, c0 = blk * 48
-                multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48, cols: 0..<32,
+                multiplyAccumulate(hIn, lda: hp, rows: batch, k: h, rt + blk * h * 48, width: 48, cols: 0..<32,
                                    initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
                 for b in 0..<batch {
                     let gp = gatesBuf + b * c + c0, u = blk * 16
@@ -367,7 +393,7 @@ struct RecurrentLayer {
                 }
             } else {
                 let rh = cell, c0 = blk * 48
-                multiplyAccumulate(UnsafePointer(rh), lda: hp, rows: batch, k: h, rt + blk * h * 48, ldb: 48,
+                multiplyAccumulate(UnsafePointer(rh), lda: hp, rows: batch, k: h, rt + blk * h * 48, width: 48,
                                    cols: 32..<48, initial: projT + c0, ldi: steps * c, gatesBuf + c0, ldo: c)
                 for b in 0..<batch {
                     let gp = gatesBuf + b * c + c0, u = blk * 16
