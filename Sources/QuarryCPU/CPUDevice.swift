@@ -228,7 +228,9 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         lastRunLanes = 1
         var result: [String: Tensor] = [:]
         for name in outputs { result[name] = Tensor(uninitializedShape: plan.shapes[name]!) }
-        execute(plan, inputs: inputs.mapValues(\.pointer), outputs: result.mapValues(\.pointer), profiler: profiler)
+        threads.withCallerPinned {
+            execute(plan, inputs: inputs.mapValues(\.pointer), outputs: result.mapValues(\.pointer), profiler: profiler)
+        }
         return result
     }
 
