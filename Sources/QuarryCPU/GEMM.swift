@@ -166,6 +166,13 @@ protocol GEMMSourceA {
 protocol GEMMSourceB {
     func blockB(k0: Int, kc: Int, j0: Int, cols: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
     var isPrepacked: Bool { get }
+    /// Where the micro-kernel may read B's full panels in place: element (k0 + k, j0 + j) at
+    /// base[k * ld + j]; nil when B must be packed.
+    func directB(k0: Int, j0: Int) -> (base: UnsafePointer<Float>, ld: Int)?
+}
+
+extension GEMMSourceB {
+    func directB(k0: Int, j0: Int) -> (base: UnsafePointer<Float>, ld: Int)? { nil }
 }
 
 extension PackedMatrix: GEMMSourceA, GEMMSourceB {
@@ -185,7 +192,13 @@ struct DenseOperand: GEMMSourceA, GEMMSourceB {
     let base: UnsafePointer<Float>
     let ld: Int
     let transposed: Bool
+    /// As B, read in place rather than packed (see `directB`).
+    var inPlace = false
     var isPrepacked: Bool { false }
+
+    func directB(k0: Int, j0: Int) -> (base: UnsafePointer<Float>, ld: Int)? {
+        inPlace && !transposed ? (base + k0 * ld + j0, ld) : nil
+    }
 
     func blockA(i0: Int, rows: Int, k0: Int, kc: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
         packA(i0: i0, rows: rows, k0: k0, kc: kc, into: scratch)
@@ -349,7 +362,13 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
         while pc < k {
             let kcb = min(GEMMBlocking.kc, k - pc)
             let first = pc == 0, last = pc + kcb == k
-            let bBlock = b.blockB(k0: pc, kc: kcb, j0: jc, cols: ncb, scratch: scratchB)
+            // B read in place where the source allows it (only a partial last panel is packed),
+            // otherwise packed block by block.
+            let direct = b.directB(k0: pc, j0: jc)
+            let fullCols = ncb / nr * nr
+            let bBlock = direct == nil ? b.blockB(k0: pc, kc: kcb, j0: jc, cols: ncb, scratch: scratchB)
+                : fullCols < ncb ? b.blockB(k0: pc, kc: kcb, j0: jc + fullCols, cols: ncb - fullCols, scratch: scratchB)
+                : UnsafePointer(scratchB)
             var ic = m0
             while ic < m1 {
                 let mcb = min(GEMMBlocking.mc, m1 - ic)
@@ -373,16 +392,22 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                         if first, let bias = epilogue.bias {
                             if epilogue.biasAxis == .rows { tile.rowBias = bias + i } else { tile.colBias = bias + j }
                         }
-                        let bp = bBlock + jr * kcb
+                        let bp: UnsafePointer<Float>, bStride: Int
+                        if let direct {
+                            (bp, bStride) = cols == nr ? (direct.base + jr, direct.ld) : (bBlock, nr)
+                        } else {
+                            (bp, bStride) = (bBlock + jr * kcb, nr)
+                        }
                         let ct = c + i * ldc + j
                         if cols == nr && rows == mr {
-                            microKernel12(kcb, ap, bp, ct, ldc, tile)
+                            microKernel12(kcb, ap, bp, bStride, ct, ldc, tile)
                         } else if cols == nr && rows == 8 {
-                            microKernel8(kcb, ap, bp, ct, ldc, tile)
+                            microKernel8(kcb, ap, bp, bStride, ct, ldc, tile)
                         } else if cols == nr && rows == 4 {
-                            microKernel4(kcb, ap, bp, ct, ldc, tile)
+                            microKernel4(kcb, ap, bp, bStride, ct, ldc, tile)
                         } else {
-                            edgeTile(kc: kcb, a: ap, b: bp, c: c + i * ldc + j, ldc: ldc, rows: rows, cols: cols, tile)
+                            edgeTile(kc: kcb, a: ap, b: bp, bStride: bStride, c: c + i * ldc + j, ldc: ldc, rows: rows,
+                                     cols: cols, tile)
                         }
                         if last, fused == nil, let act = epilogue.activation {
                             for r in 0..<rows { applyActivation(act, c + (i + r) * ldc + j, count: cols) }
@@ -424,15 +449,15 @@ struct TileEpilogue {
 
 /// A partial tile: the full micro-kernel writes into a stack tile, and the valid part is merged.
 @inline(never)
-func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
-              rows: Int, cols: Int, _ e: TileEpilogue) {
+func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride: Int, c: UnsafeMutablePointer<Float>,
+              ldc: Int, rows: Int, cols: Int, _ e: TileEpilogue) {
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
         let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
         // At most 16 columns (MobileNet's and ResNet's 7x7 layers, 4 of 196 stacked columns): the
         // half-width kernel, half the multiply-adds.
         let plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil)
-        if cols <= 16 { microKernel12Half(kc, a, b, t, nr, plain) } else { microKernel12(kc, a, b, t, nr, plain) }
+        if cols <= 16 { microKernel12Half(kc, a, b, bStride, t, nr, plain) } else { microKernel12(kc, a, b, bStride, t, nr, plain) }
         // The merge runs in vectors, a partial one for the last columns: written per element it
         // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
         let clip = e.clamp.map(Clip.init)
@@ -459,35 +484,36 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: Unsa
 
 // The instances of the micro-kernel, each a function of its own so that `rows` is a constant in it.
 @inline(never)
-func microKernel12(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                   _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 12, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+func microKernel12(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
+                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 12, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
 }
 @inline(never)
-func microKernel12Half(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                       _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 12, kc: kc, a: a, b: b, c: c, ldc: ldc, e, half: true)
+func microKernel12Half(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
+                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 12, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e, half: true)
 }
 @inline(never)
-func microKernel8(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                  _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 8, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+func microKernel8(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
+                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 8, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
 }
 @inline(never)
-func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                  _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 4, kc: kc, a: a, b: b, c: c, ldc: ldc, e)
+func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
+                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 4, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
 }
 
-/// The micro-kernel: C tile (+)= A panel (rows x kc) * B panel (kc x 32), then the tile epilogue,
+/// The micro-kernel: C tile (+)= A panel (rows x kc) * B panel (kc x 32, row k at b + k * bStride:
+/// 32 for a packed panel, B's leading dimension when read in place), then the tile epilogue,
 /// for `rows` <= 12 (the A panel keeps its stride of 12 per k). Callers pass `rows` as a literal
 /// so that after inlining every `rows > i` test folds away: one body gives the full 12 x 32 kernel
 /// (24 SIMD16 accumulators, leaving room for the two B vectors and a broadcast in AVX-512's 32
 /// registers) and exact kernels for the 4- and 8-row panels that power-of-two channel counts leave.
 /// `half` (also a literal) computes the first 16 columns only; the other 16 stay zero.
 @inline(__always)
-func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
-                 ldc: Int, _ e: TileEpilogue, half: Bool = false) {
+func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride: Int,
+                 c: UnsafeMutablePointer<Float>, ldc: Int, _ e: TileEpilogue, half: Bool = false) {
     let z = SIMD16<Float>()
     var c0a = z, c0b = z, c1a = z, c1b = z, c2a = z, c2b = z, c3a = z, c3b = z
     var c4a = z, c4b = z, c5a = z, c5b = z, c6a = z, c6b = z, c7a = z, c7b = z
@@ -508,8 +534,10 @@ func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<F
         }
     }
     var pa = a, pb = UnsafeRawPointer(b)
+    let stepB = 4 * bStride
     for _ in 0..<kc {
-        let b0 = pb.load(as: SIMD16<Float>.self), b1 = half ? b0 : pb.load(fromByteOffset: 64, as: SIMD16<Float>.self)
+        let b0 = pb.loadUnaligned(as: SIMD16<Float>.self)
+        let b1 = half ? b0 : pb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
         if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProductFast(x, b0); if !half { c0b.addProductFast(x, b1) } }
         if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProductFast(x, b0); if !half { c1b.addProductFast(x, b1) } }
         if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProductFast(x, b0); if !half { c2b.addProductFast(x, b1) } }
@@ -522,7 +550,7 @@ func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<F
         if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProductFast(x, b0); if !half { c9b.addProductFast(x, b1) } }
         if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProductFast(x, b0); if !half { c10b.addProductFast(x, b1) } }
         if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProductFast(x, b0); if !half { c11b.addProductFast(x, b1) } }
-        pa += 12; pb += 128
+        pa += 12; pb += stepB
     }
 
     var tile = AccumulatorTile(
