@@ -91,6 +91,53 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         init(graph: Graph, shapes: [String: [Int]], memory: MemoryPlan, steps: [(Node, CPUKernel)]) {
             self.graph = graph; self.shapes = shapes; self.memory = memory; self.steps = steps
         }
+
+        /// Each step's operand pointers, resolved once (the arena and the parameters do not move):
+        /// per run only operands that are graph inputs are filled in, at the listed positions.
+        /// Resolving every name per step per run (dictionary lookups, two arrays) cost about a
+        /// microsecond a layer.
+        private(set) lazy var bound: [BoundStep] = steps.map { node, kernel in
+            var step = BoundStep(kernel: kernel, ins: [], outs: [], inputSlots: [], outputSlots: [])
+            for (i, name) in node.inputs.enumerated() {
+                if name.isEmpty { step.ins.append(nil); continue }
+                switch resolve(name) {
+                case .pointer(let p): step.ins.append(UnsafePointer(p))
+                case .input(let ext): step.ins.append(nil); step.inputSlots.append((i, ext))
+                }
+            }
+            for (i, name) in node.outputs.enumerated() {
+                switch resolve(name) {
+                case .pointer(let p): step.outs.append(p)
+                case .input(let ext): step.outs.append(arena.pointer); step.outputSlots.append((i, ext))
+                }
+            }
+            return step
+        }
+
+        struct BoundStep {
+            let kernel: CPUKernel
+            var ins: [UnsafePointer<Float>?]
+            var outs: [UnsafeMutablePointer<Float>]
+            /// Operand positions that are graph inputs, and their names.
+            var inputSlots: [(Int, String)]
+            var outputSlots: [(Int, String)]
+        }
+
+        enum Resolved { case pointer(UnsafeMutablePointer<Float>), input(String) }
+
+        /// Where a value lives: the arena, a parameter, or (known per run) a graph input.
+        func resolve(_ name: String) -> Resolved {
+            switch memory.locations[name]! {
+            case .arena(let off): return .pointer(arena.pointer + off)
+            case .external(let ext):
+                // A graph input wins over a parameter of the same name (an ONNX initializer that
+                // is also an input is a default the caller may override).
+                if !graph.inputs.contains(where: { $0.name == ext }), let value = graph.parameters[ext]?.value {
+                    return .pointer(value.pointer)
+                }
+                return .input(ext)
+            }
+        }
     }
 
     init(device: CPUDevice, graph source: Graph, outputs: [String]) throws {
@@ -238,24 +285,23 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
     /// requested outputs to `outputs`.
     private func execute(_ plan: Plan, inputs: [String: UnsafeMutablePointer<Float>],
                          outputs: [String: UnsafeMutablePointer<Float>], profiler: Profiler?) {
-        let arena = plan.arena.pointer
         func pointer(_ name: String) -> UnsafeMutablePointer<Float> {
-            switch plan.memory.locations[name]! {
-            case .arena(let off): return arena + off
-            case .external(let ext):
-                if let p = inputs[ext] { return p }
-                return plan.graph.parameters[ext]!.value!.pointer
+            switch plan.resolve(name) {
+            case .pointer(let p): return p
+            case .input(let ext): return inputs[ext]!
             }
         }
-        for (node, kernel) in plan.steps {
-            let ins = node.inputs.map { $0.isEmpty ? nil : UnsafePointer(pointer($0)) }
-            let outs = node.outputs.map(pointer)
+        for (index, step) in plan.bound.enumerated() {
+            var ins = step.ins, outs = step.outs
+            for (i, ext) in step.inputSlots { ins[i] = UnsafePointer(inputs[ext]!) }
+            for (i, ext) in step.outputSlots { outs[i] = inputs[ext]! }
             if let profiler {
+                let node = plan.steps[index].node
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                kernel(ins, outs)
+                step.kernel(ins, outs)
                 profiler.record(node: node.name, op: node.op.name, seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             } else {
-                kernel(ins, outs)
+                step.kernel(ins, outs)
             }
         }
         for (name, dst) in outputs {
