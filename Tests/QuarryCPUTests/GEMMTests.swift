@@ -14,6 +14,8 @@ final class GEMMTests: XCTestCase {
         var accumulate = false
         var activation: Activation? = nil
         var threads = 1
+        /// B read by the micro-kernel where it lies (a 1x1 convolution's planes), not packed.
+        var bInPlace = false
     }
 
     func run(_ t: Case, _ rng: inout SeededGenerator) {
@@ -51,8 +53,16 @@ final class GEMMTests: XCTestCase {
         let epilogue = GEMMEpilogue(
             bias: t.bias == nil ? nil : UnsafePointer(bias.pointer), biasAxis: t.bias ?? .rows,
             accumulate: t.accumulate, activation: t.activation)
-        sgemm(m: t.m, n: t.n, k: t.k, a: opA, b: opB, c: c.pointer, ldc: ldc, epilogue: epilogue,
-              threads: CPUThreads(count: t.threads))
+        if t.bInPlace {
+            precondition(!t.transB && !t.packB)
+            let packedA = t.packA ? PackedMatrix(a: a.pointer, m: t.m, k: t.k, lda: lda, transposed: t.transA) : nil
+            gemmWith(m: t.m, n: t.n, k: t.k, packedA: packedA, a: a.pointer, lda: lda, transposeA: t.transA,
+                     b: DenseOperand(base: b.pointer, ld: ldb, transposed: false, inPlace: true), c: c.pointer, ldc: ldc,
+                     epilogue: epilogue, threads: CPUThreads(count: t.threads))
+        } else {
+            sgemm(m: t.m, n: t.n, k: t.k, a: opA, b: opB, c: c.pointer, ldc: ldc, epilogue: epilogue,
+                  threads: CPUThreads(count: t.threads))
+        }
 
         let got = Tensor(shape: [t.m * t.n])
         for i in 0..<t.m { for j in 0..<t.n { got[flat: i * t.n + j] = c[flat: i * ldc + j] } }
@@ -119,6 +129,28 @@ final class GEMMTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// B read in place: full panels straight from B (row stride ldb), a partial last panel
+    /// packed; K across several KC blocks, N across panels and NC, half-width edge tiles.
+    func testBReadInPlace() {
+        var rng = makeTestRNG()
+        let activations: [Activation?] = [nil, .relu, .relu6]
+        for trial in 0..<16 {
+            var t = Case(m: Int.random(in: 1...50, using: &rng), n: Int.random(in: 1...150, using: &rng),
+                         k: Int.random(in: 1...600, using: &rng))
+            t.bInPlace = true
+            t.packA = trial % 2 == 0
+            t.transA = trial % 4 == 1
+            t.padB = Int.random(in: 0...9, using: &rng)
+            t.padC = Int.random(in: 0...3, using: &rng)
+            t.bias = trial % 3 == 0 ? .rows : nil
+            t.accumulate = trial % 5 == 0
+            t.activation = activations.randomElement(using: &rng)!
+            t.threads = 1 + trial % 2
+            run(t, &rng)
+        }
+        run(Case(m: 13, n: 2100, k: 40, threads: 2, bInPlace: true), &rng)
     }
 
     func testEmptyDepthGivesBiasOnly() {
