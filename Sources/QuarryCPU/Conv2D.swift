@@ -19,22 +19,6 @@ final class PackedGroups {
     init(_ groups: [PackedMatrix]) { self.groups = groups }
 }
 
-/// Reusable float scratch memory for a kernel. A kernel closure may in principle be called from two
-/// threads at once; the second caller then gets a temporary buffer instead of sharing this one.
-final class ScratchBuffer: @unchecked Sendable {
-    private let lock = NSLock()
-    private let storage: UnsafeMutablePointer<Float>
-    let count: Int
-    init(count: Int) { self.count = count; storage = allocateFloats(count) }
-    deinit { storage.deallocate() }
-    func with<R>(_ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        if lock.try() { defer { lock.unlock() }; return body(storage) }
-        let temp = allocateFloats(count)
-        defer { temp.deallocate() }
-        return body(temp)
-    }
-}
-
 /// Geometry of a 2-D window over an image, shared by the convolution kernels.
 struct ConvGeometry {
     var channels, height, width: Int
@@ -329,11 +313,11 @@ extension CPUKernels {
                 })
             }
         }
-        let columns = ScratchBuffer(count: rows * pixels)
+        let columnCount = rows * pixels
         let activation = a.activation
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
-            columns.with { cols in
+            ThreadBuffers.current.withScratch(columnCount) { cols in
                 for n in 0..<batch {
                     for g in 0..<groups {
                         let image = xp + (n * channels + g * groupIn) * pixels

@@ -147,7 +147,7 @@ extension CPUKernels {
         }
     }
 
-    /// The planes split over the threads, each thread with a scratch buffer of its own; `convolve`
+    /// The planes split over the threads, each with its thread's scratch; `convolve`
     /// gets the plane's index, whether less than a vector of its thread's output follows, the input, filter,
     /// bias, scratch and output, and activations other than a clamp (which `convolve` applies)
     /// run over the output plane afterwards.
@@ -162,11 +162,10 @@ extension CPUKernels {
         let after: Activation? = FusedClamp(activation) == nil ? activation : nil
         let planes = batch * channels
         let workers = max(1, min(threads.count, planes))
-        let scratch = (0..<workers).map { _ in ScratchBuffer(count: scratchCount) }
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
             threads.parallelFor(workers) { w in
-                scratch[w].with { s in
+                ThreadBuffers.current.withScratch(scratchCount) { s in
                     let end = planes * (w + 1) / workers
                     for plane in (planes * w / workers)..<end {
                         let c = plane % channels
