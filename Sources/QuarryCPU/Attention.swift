@@ -31,12 +31,13 @@ extension CPUKernels {
         return { inputs, outputs in
             let qp = inputs[0]!, kp = inputs[1]!, vp = inputs[2]!, mask = inputs.count > 3 ? inputs[3] : nil
             let out = outputs[0]
-            // Contiguous task ranges, one scratch buffer each (heap: probing the stack for a
-            // temporary allocation this size costs more than malloc).
+            // Contiguous task ranges, each with its thread's scratch (not the stack: probing it
+            // for a temporary allocation this size costs more than a heap buffer; not a fresh
+            // heap buffer per run: past 128 KiB, at long sequences, those are fresh pages).
             threads.parallelRanges(tasks) { r in
-                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: geometry.scratchCount)
-                defer { scratch.deallocate() }
-                for task in r { geometry.run(task: task, qp, kp, vp, geometry.hasMask ? mask : nil, out, scratch: scratch) }
+                ThreadBuffers.current.withScratch(geometry.scratchCount) { scratch in
+                    for task in r { geometry.run(task: task, qp, kp, vp, geometry.hasMask ? mask : nil, out, scratch: scratch) }
+                }
             }
         }
     }
