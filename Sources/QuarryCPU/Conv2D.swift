@@ -231,7 +231,8 @@ extension CPUKernels {
                     let epilogue = GEMMEpilogue(bias: bias, biasAxis: .rows, activation: residual == nil ? activation : nil)
                     let ys: UnsafeMutablePointer<Float>
                     if pointwise {
-                        // The planes gathered side by side, so that B packs as a plain matrix.
+                        // The planes gathered side by side, so that B is one plain matrix (read in
+                        // place or packed).
                         let xs = buffer
                         ys = buffer + channels * columns
                         for n in 0..<batch {
@@ -241,8 +242,7 @@ extension CPUKernels {
                         }
                         gemmWith(m: outChannels, n: columns, k: channels, packedA: packed?.groups[0], a: wp, lda: channels,
                                  b: DenseOperand(base: xs, ld: columns, transposed: false, inPlace: stackedInPlace),
-                                 c: ys, ldc: columns,
-                                 epilogue: epilogue, threads: threads)
+                                 c: ys, ldc: columns, epilogue: epilogue, threads: threads)
                     } else {
                         ys = buffer
                         gemmWith(m: outChannels, n: columns, k: depth, packedA: packed?.groups[0], a: wp, lda: depth,
@@ -274,8 +274,7 @@ extension CPUKernels {
                     if pointwise {
                         gemmWith(m: groupOut, n: pixels, k: depth, packedA: packed?.groups[g], a: wg, lda: depth,
                                  b: DenseOperand(base: image, ld: imagePlane, transposed: false, inPlace: planesInPlace),
-                                 c: c, ldc: pixels,
-                                 epilogue: epilogue, threads: threads)
+                                 c: c, ldc: pixels, epilogue: epilogue, threads: threads)
                     } else {
                         gemmWith(m: groupOut, n: pixels, k: depth, packedA: packed?.groups[g], a: wg, lda: depth,
                                  b: Im2ColSource(image: image, g: geometry), c: c, ldc: pixels,

@@ -115,10 +115,11 @@ extension CPUKernels {
     static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
                                     activation: Activation?, threads: CPUThreads) -> CPUKernel {
         let clamp = FusedClamp(activation)
+        // Always applied: without a clamp activation the bounds are infinite.
+        let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
         let inPlane = g.height * g.width, planes = batch * channels
         if DepthwiseFlat.supports(g) {
             let kernel = DepthwiseFlat(g)
-            let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
             return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
                                    threads: threads, scratchCount: kernel.scratchCount) { _, nearEnd, src, weights, bias, scratch, dst in
                 kernel.run(src: src, weights: weights, bias: bias, clip: clip, scratch: scratch, dst: dst, spill: !nearEnd)
@@ -126,7 +127,6 @@ extension CPUKernels {
         }
         if Depthwise3x3.supports(g) {
             let kernel = Depthwise3x3(g)
-            let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
             // Planes whose loads could leave the tensor: those within `before` floats of its
             // start or `after` floats of its end.
             let firstDirect = (Depthwise3x3.before + inPlane - 1) / inPlane
