@@ -66,9 +66,11 @@ extension BenchCommand {
             let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: deviceOptions.microBatch ?? (workers.count == 1 ? rows : nil)))
 
             for _ in 0..<max(warmup, 1) { _ = try scheduler.runBatch(inputs) }
-            // After a run: a shape-specialised graph then holds the graph of these shapes.
-            let shapes = try compiled.graph.inferShapes(inputShapes: inputShapes)
-            let flopsPerBatch = 2 * Double(compiled.graph.nodes.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
+            // A shape-specialised graph holds the graph of the shapes it ran last: a micro-batch's,
+            // not the whole batch's, when --micro-batch splits it.
+            let batchGraph = try (compiled as? ShapeSpecializedGraph)?.graph(for: inputShapes) ?? compiled.graph
+            let shapes = try batchGraph.inferShapes(inputShapes: inputShapes)
+            let flopsPerBatch = 2 * Double(batchGraph.nodes.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
             // On one device, batch after batch, each timed alone (what a peer runtime's latency
             // means). Across devices, one stream of identical batches, as an extraction runs
             // them: the devices move on to the next batch while one is finished (a micro-batch

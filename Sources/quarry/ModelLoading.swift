@@ -129,6 +129,9 @@ final class ShapeSpecializedGraph: CompiledGraph, @unchecked Sendable {
         return c
     }
 
+    /// The graph imported for these input shapes, uncompiled (the one a run on them compiles).
+    func graph(for shapes: [String: [Int]]) throws -> Graph { try make(shapes) }
+
     func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
         try specialised(inputs.mapValues(\.shape)).run(inputs, profiler: profiler)
     }

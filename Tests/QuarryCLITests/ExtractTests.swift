@@ -153,6 +153,23 @@ final class ExtractTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.npy"))
     }
 
+    func testBenchSplitsAShapeSpecialisedModelIntoMicroBatches() throws {
+        // The import depends on the batch size, so each micro-batch runs a graph of its own
+        // shapes; the batch's figures must still come from the whole batch's shapes (this once
+        // failed: "input 'x' dimension 0 must be 2, got 4").
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fixtures/onnx/shape_subgraph/model.onnx").standardized.path
+        let r = try Tool.run(["bench", model, "--batch", "4", "--micro-batch", "2", "--seconds", "0.05", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let last = try XCTUnwrap(r.stdout.split(separator: "\n").last)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        XCTAssertEqual(json["batch"] as? Double, 4)
+        let shares = try XCTUnwrap(json["device_shares"] as? [[String: Any]])
+        let items = try XCTUnwrap(shares.first?["items"] as? Double), microBatches = try XCTUnwrap(shares.first?["micro_batches"] as? Double)
+        XCTAssertEqual(items, 2 * microBatches, "micro-batches of 2 items")
+        XCTAssertNotNil(json["layers"], "the per-layer profile of the whole batch")
+    }
+
     func testExtractFromAnONNXModelWithShapeSubgraphsMatchesOneRun() throws {
         // The model reshapes with a shape computed from its input (Shape -> Gather -> Concat ->
         // Reshape), so every batch size needs its own import; extract batches of 3 must give the
