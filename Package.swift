@@ -18,7 +18,7 @@ let package = Package(
         .target(name: "Quarry"),
         // The CPU SIMD backend: packed GEMM, convolutions and every other op, multithreaded.
         .target(name: "QuarryCPU", dependencies: ["Quarry", "CCPUHints"]),
-        // Software prefetch for the GEMM micro-kernel (a C builtin Swift has no spelling for).
+        // What Swift has no spelling for: software prefetch, vector shuffles, thread affinity.
         .target(name: "CCPUHints"),
         // OpenCL 1.2 headers and the ICD loader (Debian: ocl-icd-opencl-dev, opencl-headers).
         .systemLibrary(

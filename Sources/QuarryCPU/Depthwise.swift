@@ -109,7 +109,8 @@ struct DepthwisePlan {
 }
 
 extension CPUKernels {
-    /// One filter per channel: stride-1 layers on planes up to 32 wide run on the flattened plane
+    /// One filter per channel: 3x3 layers on planes up to 32x32 with channels in sixteens run
+    /// sixteen channels at a time (`DepthwiseInterleaved`), other stride-1 layers on planes up to 32 wide run on the flattened plane
     /// (`DepthwiseFlat`), other 3x3 stride-1 and stride-2 layers read their planes in place
     /// (`Depthwise3x3`), the rest go through `DepthwisePlan`'s phase planes.
     static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
@@ -118,6 +119,10 @@ extension CPUKernels {
         // Always applied: without a clamp activation the bounds are infinite.
         let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
         let inPlane = g.height * g.width, planes = batch * channels
+        if DepthwiseInterleaved.supports(g, channels: channels) {
+            return depthwiseInterleaved(DepthwiseInterleaved(g), batch: batch, channels: channels, hasBias: hasBias,
+                                        activation: activation, clip: clip, threads: threads)
+        }
         if DepthwiseFlat.supports(g) {
             let kernel = DepthwiseFlat(g)
             return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
@@ -144,6 +149,31 @@ extension CPUKernels {
         return depthwisePlanes(g, batch: batch, channels: channels, hasBias: hasBias, activation: activation,
                                threads: threads, scratchCount: plan.scratchCount) { _, _, src, weights, bias, scratch, dst in
             plan.run(src: src, weights: weights, bias: bias, clamp: clamp, scratch: scratch, dst: dst)
+        }
+    }
+
+    /// Blocks of sixteen channels of one image split over the threads, each with its thread's
+    /// scratch (the padded buffer's border zeroed once).
+    private static func depthwiseInterleaved(_ kernel: DepthwiseInterleaved, batch: Int, channels: Int, hasBias: Bool,
+                                             activation: Activation?, clip: Clip, threads: CPUThreads) -> CPUKernel {
+        let inPlane = kernel.inPixels, outPlane = kernel.outPixels
+        let after: Activation? = FusedClamp(activation) == nil ? activation : nil
+        let blocks = channels / 16, units = batch * blocks
+        let workers = max(1, min(threads.count, units))
+        return { inputs, outputs in
+            let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
+            threads.parallelFor(workers) { w in
+                ThreadBuffers.current.withScratch(kernel.scratchCount) { s in
+                    kernel.prepare(scratch: s)
+                    for unit in (units * w / workers)..<(units * (w + 1) / workers) {
+                        let c0 = unit % blocks * 16, plane = unit / blocks * channels + c0
+                        let dst = y + plane * outPlane
+                        kernel.run(src: xp + plane * inPlane, weights: wp + c0 * 9, bias: bias.map { $0 + c0 }, clip: clip,
+                                   scratch: s, dst: dst)
+                        if let after { applyActivation(after, dst, count: 16 * outPlane) }
+                    }
+                }
+            }
         }
     }
 

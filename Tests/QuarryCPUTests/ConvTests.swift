@@ -158,6 +158,34 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// The sixteen-channel kernel for small planes: channels in sixteens (with batch 1 to 3 and
+    /// one or two threads, blocks split across images), planes from 1x1 to 32x32 (pixel counts
+    /// that are and are not multiples of 16, input pixels a stride-2 window never reads), stride
+    /// 1 and 2, every padding from 0 to 2 on each side, fused and unfused activations.
+    func testDepthwiseSixteenChannelsAtATime() throws {
+        var rng = makeTestRNG()
+        try check(n: 2, c: 32, h: 7, w: 7, o: 32, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 32,
+                                                                   activation: .relu6), &rng)
+        try check(n: 1, c: 48, h: 14, w: 14, o: 48, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1),
+                                                                     groups: 48, activation: .relu6), &rng)
+        try check(n: 3, c: 16, h: 1, w: 1, o: 16, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 16),
+                  bias: false, threads: 1, &rng)
+        let activations: [Activation?] = [nil, .relu, .relu6, .silu]
+        for _ in 0..<14 {
+            let stride = Int.random(in: 1...2, using: &rng)
+            let h = Int.random(in: 1...32, using: &rng), w = Int.random(in: 1...32, using: &rng)
+            let pad = Padding2D(top: Int.random(in: 0...2, using: &rng), left: Int.random(in: 0...2, using: &rng),
+                                bottom: Int.random(in: 0...2, using: &rng), right: Int.random(in: 0...2, using: &rng))
+            if h + pad.top + pad.bottom < 3 || w + pad.left + pad.right < 3 { continue }
+            let c = 16 * Int.random(in: 1...3, using: &rng)
+            try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: c,
+                      Conv2DAttributes(kernel: (3, 3), stride: (stride, stride), padding: pad, groups: c,
+                                       activation: activations.randomElement(using: &rng)!),
+                      bias: Bool.random(using: &rng), constantWeights: Bool.random(using: &rng),
+                      threads: Int.random(in: 1...2, using: &rng), &rng)
+        }
+    }
+
     /// The direct 3x3 depthwise kernel: enough planes that most are read in place (the few at
     /// the tensor's ends are copied first), rows of one to three vectors, stride 1 and 2, every
     /// padding from 0 to 2 on each side.
