@@ -178,6 +178,18 @@ extension CPUKernels {
 
         let depth = groupIn * a.kernelH * a.kernelW
         let pixels = out[2] * out[3], imagePlane = x[2] * x[3]
+        let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
+            && a.padding == .zero
+        let stackImages = groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 512
+        if pointwise && !stackImages && runsPixelMajor(groups: groups, pixels: pixels, outChannels: outChannels),
+           let weights = ctx.constants[1] {
+            let weightsT = ctx.packCache.value("\(ctx.node.name)/conv2d-weights-transposed") {
+                PackedMatrix(b: weights.pointer, k: channels, n: outChannels, ldb: channels, transposed: true)
+            }
+            return makePixelMajorPointwise(batch: batch, channels: channels, outChannels: outChannels, pixels: pixels,
+                                           weightsT: weightsT, hasBias: hasBias, hasResidual: hasResidual,
+                                           activation: a.activation, threads: threads)
+        }
         let packed: PackedGroups? = ctx.constants[1].map { weights in
             ctx.packCache.value("\(ctx.node.name)/conv2d-weights") {
                 PackedGroups((0..<groups).map { g in
@@ -185,8 +197,6 @@ extension CPUKernels {
                 })
             }
         }
-        let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
-            && a.padding == .zero
         let activation = a.activation
         // A small image's GEMM (MobileNet's 1x1 layers: 16-320 channels, 7x7-56x56 pixels) has too
         // few panels to split well and pays a thread dispatch per image and group; at batch >= threads
@@ -206,7 +216,6 @@ extension CPUKernels {
         // 14x14 (196 pixels, batch 4, one thread) stacking measured 5% faster; at 28x28 (784,
         // 3% of a panel lost per image) the copies cost more: 94-101 GFLOP/s unstacked, 79-94
         // stacked.
-        let stackImages = groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 512
         // A 1x1 layer's B is the image's planes, 32 pixels of each of K planes per panel: the
         // micro-kernel reads them where they are instead of copying them into packed panels
         // first (a copy of the whole input per image). One thread, batch 4: MobileNetV2's

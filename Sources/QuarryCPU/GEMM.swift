@@ -405,6 +405,8 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                             microKernel8(kcb, ap, bp, bStride, ct, ldc, tile)
                         } else if cols == nr && rows == 4 {
                             microKernel4(kcb, ap, bp, bStride, ct, ldc, tile)
+                        } else if cols == nr && rows == 1 {
+                            microKernel1(kcb, ap, bp, bStride, ct, ldc, tile)
                         } else {
                             edgeTile(kc: kcb, a: ap, b: bp, bStride: bStride, c: c + i * ldc + j, ldc: ldc, rows: rows,
                                      cols: cols, tile)
@@ -502,6 +504,14 @@ func microKernel8(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float
 func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
     microKernel(rows: 4, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
+}
+
+/// One row: a 49-pixel plane's last row (`PointwisePixelMajor`) at a twelfth of the full
+/// kernel's multiply-adds, where `edgeTile` would run all twelve.
+@inline(never)
+func microKernel1(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
+                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
+    microKernel(rows: 1, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
 }
 
 /// The micro-kernel: C tile (+)= A panel (rows x kc) * B panel (kc x 32, row k at b + k * bStride:
