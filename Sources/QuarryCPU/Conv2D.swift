@@ -181,7 +181,7 @@ extension CPUKernels {
         let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
             && a.padding == .zero
         let stackImages = groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 512
-        if pointwise && !stackImages && runsPixelMajor(groups: groups, pixels: pixels, outChannels: outChannels),
+        if pointwise && runsPixelMajor(groups: groups, pixels: pixels, outChannels: outChannels),
            let weights = ctx.constants[1] {
             let weightsT = ctx.packCache.value("\(ctx.node.name)/conv2d-weights-transposed") {
                 PackedMatrix(b: weights.pointer, k: channels, n: outChannels, ldb: channels, transposed: true)

@@ -113,20 +113,26 @@ final class ConvTests: XCTestCase {
         try check(n: 2, c: 8, h: 9, w: 7, o: 12, Conv2DAttributes(kernel: (1, 1), stride: (2, 2)), &rng)
     }
 
-    /// One image's 1x1 convolution on a plane of at most 64 pixels, pixel-major (the output
-    /// transposed back into planes): 7x7 with MobileNet's channel counts (five column panels
-    /// split by pixels, ten by channels), a 1x1 plane, random planes and depths, a residual with
-    /// a clamp and with another activation after it, with and without bias, one and two threads.
+    /// 1x1 convolutions on planes of at most 64 pixels, pixel-major (every image's pixels as
+    /// rows, the output transposed back into planes): 7x7 with MobileNet's channel counts (five
+    /// column panels split by pixels, ten by channels, more than 256 channels in blocks, 12-row
+    /// panels and 16-pixel blocks across image boundaries), a 1x1 plane, random planes, depths
+    /// and batches, a residual with a clamp and with another activation after it, with and
+    /// without bias, one and two threads.
     func testPointwiseOnSmallPlanesPixelMajor() throws {
         var rng = makeTestRNG()
         try check(n: 1, c: 960, h: 7, w: 7, o: 160, Conv2DAttributes(kernel: (1, 1)), residual: true, &rng)
         try check(n: 1, c: 320, h: 7, w: 7, o: 1280, Conv2DAttributes(kernel: (1, 1), activation: .relu6), &rng)
+        try check(n: 4, c: 96, h: 7, w: 7, o: 320, Conv2DAttributes(kernel: (1, 1), activation: .relu6), threads: 1,
+                  residual: true, &rng)
+        try check(n: 6, c: 40, h: 7, w: 7, o: 48, Conv2DAttributes(kernel: (1, 1)), &rng)
         try check(n: 1, c: 5, h: 1, w: 1, o: 16, Conv2DAttributes(kernel: (1, 1)), bias: false, threads: 1, &rng)
         let activations: [Activation?] = [nil, .relu, .relu6, .silu]
         for _ in 0..<12 {
             let h = Int.random(in: 1...8, using: &rng), w = Int.random(in: 1...8, using: &rng)
             if h * w % 32 == 0 { continue }
-            try check(n: 1, c: Int.random(in: 1...300, using: &rng), h: h, w: w, o: 16 * Int.random(in: 1...12, using: &rng),
+            try check(n: Int.random(in: 1...5, using: &rng), c: Int.random(in: 1...300, using: &rng), h: h, w: w,
+                      o: 16 * Int.random(in: 1...20, using: &rng),
                       Conv2DAttributes(kernel: (1, 1), activation: activations.randomElement(using: &rng)!),
                       bias: Bool.random(using: &rng), threads: Int.random(in: 1...2, using: &rng),
                       residual: Bool.random(using: &rng), &rng)
