@@ -88,9 +88,34 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         let steps: [(node: Node, kernel: CPUKernel)]
         /// Made on first run: a plan asked only for its memory needs (or replaced by lanes) holds none.
         private(set) lazy var arena = TensorStorage(count: memory.arenaCount)
-        init(graph: Graph, shapes: [String: [Int]], memory: MemoryPlan, steps: [(Node, CPUKernel)]) {
-            self.graph = graph; self.shapes = shapes; self.memory = memory; self.steps = steps
+        /// The requested outputs.
+        let outputs: [String]
+        init(graph: Graph, shapes: [String: [Int]], memory: MemoryPlan, steps: [(Node, CPUKernel)], outputs: [String]) {
+            self.graph = graph; self.shapes = shapes; self.memory = memory; self.steps = steps; self.outputs = outputs
         }
+
+        /// Values computed straight into a requested output's buffer, with that output's name:
+        /// an output that lives in the arena, and every value that shares its bytes through
+        /// layout ops (a flatten's input). Copying them out after the run cost a pass over
+        /// every output, and for large feature maps more than the layer itself. An output that is a
+        /// graph input or a parameter, or that shares its bytes with another output, is copied.
+        private(set) lazy var direct: [String: String] = {
+            var root: [String: String] = [:]
+            for node in graph.nodes where memory.aliasedNodes.contains(node.name) {
+                root[node.outputs[0]] = root[node.inputs[0]] ?? node.inputs[0]
+            }
+            func rootOf(_ v: String) -> String { root[v] ?? v }
+            var owners: [String: [String]] = [:]
+            for name in Set(outputs) {
+                if case .arena = memory.locations[name] { owners[rootOf(name), default: []].append(name) }
+            }
+            var result: [String: String] = [:]
+            for (value, location) in memory.locations {
+                guard case .arena = location, let o = owners[rootOf(value)], o.count == 1 else { continue }
+                result[value] = o[0]
+            }
+            return result
+        }()
 
         /// Each step's operand pointers, resolved once (the arena and the parameters do not move):
         /// per run only operands that are graph inputs are filled in, at the listed positions.
@@ -100,15 +125,17 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
             var step = BoundStep(kernel: kernel, ins: [], outs: [], inputSlots: [], outputSlots: [])
             for (i, name) in node.inputs.enumerated() {
                 if name.isEmpty { step.ins.append(nil); continue }
+                if let output = direct[name] { step.ins.append(nil); step.inputSlots.append((i, output, true)); continue }
                 switch resolve(name) {
                 case .pointer(let p): step.ins.append(UnsafePointer(p))
-                case .input(let ext): step.ins.append(nil); step.inputSlots.append((i, ext))
+                case .input(let ext): step.ins.append(nil); step.inputSlots.append((i, ext, false))
                 }
             }
             for (i, name) in node.outputs.enumerated() {
+                if let output = direct[name] { step.outs.append(arena.pointer); step.outputSlots.append((i, output, true)); continue }
                 switch resolve(name) {
                 case .pointer(let p): step.outs.append(p)
-                case .input(let ext): step.outs.append(arena.pointer); step.outputSlots.append((i, ext))
+                case .input(let ext): step.outs.append(arena.pointer); step.outputSlots.append((i, ext, false))
                 }
             }
             return step
@@ -118,9 +145,10 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
             let kernel: CPUKernel
             var ins: [UnsafePointer<Float>?]
             var outs: [UnsafeMutablePointer<Float>]
-            /// Operand positions that are graph inputs, and their names.
-            var inputSlots: [(Int, String)]
-            var outputSlots: [(Int, String)]
+            /// Operand positions filled per run, with the name of a graph input or (`output`
+            /// true) of a requested output, whose buffer the operand is.
+            var inputSlots: [(index: Int, name: String, output: Bool)]
+            var outputSlots: [(index: Int, name: String, output: Bool)]
         }
 
         enum Resolved { case pointer(UnsafeMutablePointer<Float>), input(String) }
@@ -190,7 +218,7 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
                 threads: threads, packCache: packCache)
             steps.append((node, try CPUKernels.make(ctx)))
         }
-        return Plan(graph: graph, shapes: shapes, memory: memory, steps: steps)
+        return Plan(graph: graph, shapes: shapes, memory: memory, steps: steps, outputs: outputs)
     }
 
     /// How many batch lanes a run of `rows` rows uses: one per thread when every thread gets a
@@ -281,8 +309,8 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         return result
     }
 
-    /// Runs a plan's steps over its arena, reading the graph inputs from `inputs` and copying the
-    /// requested outputs to `outputs`.
+    /// Runs a plan's steps over its arena, reading the graph inputs from `inputs` and writing the
+    /// requested outputs to `outputs` (computed there, or copied there at the end).
     private func execute(_ plan: Plan, inputs: [String: UnsafeMutablePointer<Float>],
                          outputs: [String: UnsafeMutablePointer<Float>], profiler: Profiler?) {
         func pointer(_ name: String) -> UnsafeMutablePointer<Float> {
@@ -293,8 +321,8 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         }
         for (index, step) in plan.bound.enumerated() {
             var ins = step.ins, outs = step.outs
-            for (i, ext) in step.inputSlots { ins[i] = UnsafePointer(inputs[ext]!) }
-            for (i, ext) in step.outputSlots { outs[i] = inputs[ext]! }
+            for (i, name, isOutput) in step.inputSlots { ins[i] = UnsafePointer(isOutput ? outputs[name]! : inputs[name]!) }
+            for (i, name, isOutput) in step.outputSlots { outs[i] = isOutput ? outputs[name]! : inputs[name]! }
             if let profiler {
                 let node = plan.steps[index].node
                 let t0 = DispatchTime.now().uptimeNanoseconds
@@ -304,7 +332,7 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
                 step.kernel(ins, outs)
             }
         }
-        for (name, dst) in outputs {
+        for (name, dst) in outputs where plan.direct[name] == nil {
             dst.update(from: pointer(name), count: plan.shapes[name]!.reduce(1, *))
         }
     }

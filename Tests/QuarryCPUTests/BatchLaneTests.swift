@@ -83,4 +83,37 @@ final class BatchLaneTests: XCTestCase {
             }
         }
     }
+
+    /// Requested outputs are computed in the caller's buffers (a layout op's input in its
+    /// output's): an intermediate output that later layers read ("conv", read by "flat" and
+    /// "fc"), one reached through a flatten ("flat": "conv" writes into it), and two outputs
+    /// sharing bytes (copied), in one lane and in two. Every set must give the values of the
+    /// copy path, and "fc" must be the dense layer of the returned "flat".
+    func testOutputsComputedInTheCallersBuffers() throws {
+        var rng = makeTestRNG()
+        let g = graph(batch: .symbol("batch"))
+        let fw = try XCTUnwrap(g.parameters["fw"]?.value), fb = try XCTUnwrap(g.parameters["fb"]?.value)
+        for threads in [1, 2] {
+            let input = randomTensor([3, 3, 7, 6], &rng)
+            // conv and flat share their bytes: both copied out after the run.
+            let copied = try CPUDevice(threads: threads).compile(g, outputs: ["conv", "flat", "fc"]).run(["x": input])
+            let flat = try XCTUnwrap(copied["flat"])
+            var expected = [Double](repeating: 0, count: 3 * 5)
+            for r in 0..<3 {
+                for j in 0..<5 {
+                    var sum = Double(fb[flat: j])
+                    for k in 0..<(4 * 7 * 6) { sum += Double(flat[flat: r * 168 + k]) * Double(fw[flat: j * 168 + k]) }
+                    expected[r * 5 + j] = sum
+                }
+            }
+            assertClose(copied["fc"]!, expected, "fc, threads \(threads)")
+            XCTAssertEqual(copied["conv"]!.scalars, flat.scalars)
+            for outputs in [["conv", "fc"], ["flat", "fc"], ["fc"], ["conv"]] {
+                let got = try CPUDevice(threads: threads).compile(g, outputs: outputs).run(["x": input])
+                for name in outputs {
+                    XCTAssertEqual(got[name]!.scalars, copied[name]!.scalars, "\(name) of \(outputs), threads \(threads)")
+                }
+            }
+        }
+    }
 }
