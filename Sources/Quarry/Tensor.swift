@@ -1,6 +1,8 @@
 // Tensor: a dense, row-major float32 array with a shape. Images are NCHW, sequences
 // [batch, sequence, features]. Storage is 64-byte aligned so SIMD loads never straddle cache lines.
 
+import Foundation
+
 /// Owned, aligned float storage. A class so that tensors share it cheaply; copy-on-write is not
 /// implemented because kernels write into buffers the executor owns, never into a user's tensor.
 public final class TensorStorage: @unchecked Sendable {
@@ -9,12 +11,51 @@ public final class TensorStorage: @unchecked Sendable {
 
     public init(count: Int) {
         self.count = count
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let raw = LargeBufferCache.shared.take(bytes) ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit {
+        let raw = UnsafeMutableRawPointer(pointer)
+        if !LargeBufferCache.shared.keep(raw, bytes: max(count, 1) * MemoryLayout<Float>.stride) { raw.deallocate() }
+    }
+}
+
+/// The last few large buffers freed, kept for the next storage of the same size. A run returns
+/// its outputs in new tensors; malloc serves blocks over 32 MiB from fresh mappings and unmaps
+/// them on free, so every batch of a large feature map paid a page fault per 4 KiB and the
+/// kernel's zeroing of every page: a 1x1 layer whose batch-8 output is 38 MiB ran in 17 ms, of
+/// which the convolution was 4. Buffers of 1 MiB and more, at most 8 of them and 256 MiB in all;
+/// the oldest go first.
+final class LargeBufferCache: @unchecked Sendable {
+    static let shared = LargeBufferCache()
+    static let minimumBytes = 1 << 20, maximumCount = 8, maximumBytes = 256 << 20
+    private var buffers: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
+    private var total = 0
+    private let lock = NSLock()
+
+    func take(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard bytes >= Self.minimumBytes else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        guard let i = buffers.lastIndex(where: { $0.bytes == bytes }) else { return nil }
+        total -= bytes
+        return buffers.remove(at: i).pointer
+    }
+
+    /// Whether `pointer` was kept (otherwise the caller frees it).
+    func keep(_ pointer: UnsafeMutableRawPointer, bytes: Int) -> Bool {
+        guard bytes >= Self.minimumBytes, bytes <= Self.maximumBytes else { return false }
+        lock.lock(); defer { lock.unlock() }
+        while !buffers.isEmpty && (buffers.count >= Self.maximumCount || total + bytes > Self.maximumBytes) {
+            let oldest = buffers.removeFirst()
+            total -= oldest.bytes
+            oldest.pointer.deallocate()
+        }
+        buffers.append((pointer, bytes))
+        total += bytes
+        return true
+    }
 }
 
 public enum DType: String, Sendable, Codable {
