@@ -162,7 +162,9 @@ func mapInPlace<F: VectorFunction>(_ p: UnsafeMutablePointer<Float>, _ count: In
     return v
 }
 
+/// Stores the first `n` <= 16 floats of `v` (all 16 as one vector store).
 @inline(__always) func storePartial(_ v: V16, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    if n == 16 { store16(v, p); return }
     for j in 0..<n { p[j] = v[j] }
 }
 
