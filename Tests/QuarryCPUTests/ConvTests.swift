@@ -196,20 +196,27 @@ final class ConvTests: XCTestCase {
                                                                      groups: 48, activation: .relu6), &rng)
         try check(n: 3, c: 16, h: 1, w: 1, o: 16, Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 16),
                   bias: false, threads: 1, &rng)
-        let activations: [Activation?] = [nil, .relu, .relu6, .silu]
         for _ in 0..<14 {
-            let stride = Int.random(in: 1...2, using: &rng)
-            let h = Int.random(in: 1...32, using: &rng), w = Int.random(in: 1...32, using: &rng)
-            let pad = Padding2D(top: Int.random(in: 0...2, using: &rng), left: Int.random(in: 0...2, using: &rng),
-                                bottom: Int.random(in: 0...2, using: &rng), right: Int.random(in: 0...2, using: &rng))
-            if h + pad.top + pad.bottom < 3 || w + pad.left + pad.right < 3 { continue }
-            let c = 16 * Int.random(in: 1...3, using: &rng)
-            try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: c,
-                      Conv2DAttributes(kernel: (3, 3), stride: (stride, stride), padding: pad, groups: c,
-                                       activation: activations.randomElement(using: &rng)!),
-                      bias: Bool.random(using: &rng), constantWeights: Bool.random(using: &rng),
-                      threads: Int.random(in: 1...2, using: &rng), &rng)
+            try checkRandomDepthwise3x3(channels: 16 * Int.random(in: 1...3, using: &rng), h: Int.random(in: 1...32, using: &rng),
+                                        w: Int.random(in: 1...32, using: &rng), randomConstantWeights: true, &rng)
         }
+    }
+
+    /// A depthwise 3x3 case of random stride (1 or 2), padding (0 to 2 on each side; a shape the
+    /// window does not fit is skipped), batch (1 to 3), activation, bias and thread count, with
+    /// constant weights or, if `randomConstantWeights`, either.
+    func checkRandomDepthwise3x3(channels c: Int, h: Int, w: Int, randomConstantWeights: Bool,
+                                 _ rng: inout SeededGenerator, file: StaticString = #filePath, line: UInt = #line) throws {
+        let activations: [Activation?] = [nil, .relu, .relu6, .silu]
+        let stride = Int.random(in: 1...2, using: &rng)
+        let pad = Padding2D(top: Int.random(in: 0...2, using: &rng), left: Int.random(in: 0...2, using: &rng),
+                            bottom: Int.random(in: 0...2, using: &rng), right: Int.random(in: 0...2, using: &rng))
+        if h + pad.top + pad.bottom < 3 || w + pad.left + pad.right < 3 { return }
+        try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: c,
+                  Conv2DAttributes(kernel: (3, 3), stride: (stride, stride), padding: pad, groups: c,
+                                   activation: activations.randomElement(using: &rng)!),
+                  bias: Bool.random(using: &rng), constantWeights: randomConstantWeights ? Bool.random(using: &rng) : true,
+                  threads: Int.random(in: 1...2, using: &rng), &rng, file: file, line: line)
     }
 
     /// The direct 3x3 depthwise kernel: enough planes that most are read in place (the few at
@@ -217,18 +224,9 @@ final class ConvTests: XCTestCase {
     /// padding from 0 to 2 on each side.
     func testDepthwise3x3ReadInPlaceAndCopied() throws {
         var rng = makeTestRNG()
-        let activations: [Activation?] = [nil, .relu, .relu6, .silu]
         for _ in 0..<12 {
-            let stride = Int.random(in: 1...2, using: &rng)
-            let h = Int.random(in: 2...30, using: &rng), w = Int.random(in: 2...40, using: &rng)
-            let pad = Padding2D(top: Int.random(in: 0...2, using: &rng), left: Int.random(in: 0...2, using: &rng),
-                                bottom: Int.random(in: 0...2, using: &rng), right: Int.random(in: 0...2, using: &rng))
-            if h + pad.top + pad.bottom < 3 || w + pad.left + pad.right < 3 { continue }
-            let c = Int.random(in: 8...40, using: &rng)
-            try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: c,
-                      Conv2DAttributes(kernel: (3, 3), stride: (stride, stride), padding: pad, groups: c,
-                                       activation: activations.randomElement(using: &rng)!),
-                      bias: Bool.random(using: &rng), threads: Int.random(in: 1...2, using: &rng), &rng)
+            try checkRandomDepthwise3x3(channels: Int.random(in: 8...40, using: &rng), h: Int.random(in: 2...30, using: &rng),
+                                        w: Int.random(in: 2...40, using: &rng), randomConstantWeights: false, &rng)
         }
     }
 
