@@ -110,9 +110,9 @@ struct DepthwisePlan {
 
 extension CPUKernels {
     /// One filter per channel: 3x3 layers on planes up to 32x32 with channels in sixteens run
-    /// sixteen channels at a time (`DepthwiseInterleaved`), other stride-1 layers on planes up to 32 wide run on the flattened plane
-    /// (`DepthwiseFlat`), other 3x3 stride-1 and stride-2 layers read their planes in place
-    /// (`Depthwise3x3`), the rest go through `DepthwisePlan`'s phase planes.
+    /// sixteen channels at a time (`DepthwiseInterleaved`), other stride-1 layers on planes up to
+    /// 32 wide on the flattened plane (`DepthwiseFlat`), other 3x3 stride-1 and stride-2 layers
+    /// read their planes in place (`Depthwise3x3`), the rest go through `DepthwisePlan`'s phase planes.
     static func makeDepthwiseConv2D(geometry g: ConvGeometry, batch: Int, channels: Int, hasBias: Bool,
                                     activation: Activation?, threads: CPUThreads) -> CPUKernel {
         let clamp = FusedClamp(activation)
