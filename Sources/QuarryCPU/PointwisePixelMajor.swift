@@ -1,14 +1,16 @@
-// 1x1 convolutions on planes of at most 64 pixels (MobileNet's and ResNet's 7x7 stages), one
-// image at a time, with the pixels as the GEMM's rows.
+// 1x1 convolutions on planes of at most 64 pixels (MobileNet's and ResNet's 7x7 stages), with
+// the pixels of every image in the batch as the GEMM's rows.
 //
 // The usual orientation, out[O, pixels] = W[O, C] · x[C, pixels], puts the pixels in the
 // vector lanes: 49 pixels are one 32-column panel and 17 columns that cost a second whole panel,
 // so 77% of the multiply-adds do work. Transposed, outᵀ[pixels, O] = xᵀ[pixels, C] · Wᵀ[C, O]:
 // the output channels (multiples of 16, usually of 32) fill the panels, and the 49 pixels are
-// four 12-row tiles and a 1-row tile that costs a twelfth of one. xᵀ is packed straight from
-// the planes (each k gives 12 adjacent pixels), Wᵀ is packed once at load, and outᵀ, kept in
-// the thread's scratch, goes back to planes through 16x16 transposes, adding the residual and
-// applying the activation on the way.
+// four 12-row tiles and a 1-row tile that costs a twelfth of one (at batch 4, 196 rows: 16 full
+// tiles and a 4-row one). xᵀ is packed straight from the planes (each k gives 12 adjacent
+// pixels; a panel across two images is gathered row by row), Wᵀ is packed once at load, and
+// outᵀ, a block at a time in the thread's scratch, goes back to planes through 16x16
+// transposes, adding the residual and applying the activation on the way. This replaces the
+// stacked-planes path (gather, GEMM, scatter) for these layers.
 
 import CCPUHints
 import Quarry
