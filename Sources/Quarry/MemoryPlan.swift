@@ -20,6 +20,11 @@ public struct MemoryPlan: Sendable {
     public let unsharedBytes: Int
     /// Nodes that need no kernel because their output aliases their input.
     public let aliasedNodes: Set<String>
+    /// Per value that aliases another through layout ops, the value whose storage it shares.
+    private let roots: [String: String]
+
+    /// The value whose storage `value` shares (itself unless a layout op's output).
+    public func root(of value: String) -> String { roots[value] ?? value }
 
     static let alignment = 16
 
@@ -107,5 +112,6 @@ public struct MemoryPlan: Sendable {
         arenaCount = top
         unsharedBytes = unshared * MemoryLayout<Float>.stride
         aliasedNodes = aliased
+        roots = root
     }
 }

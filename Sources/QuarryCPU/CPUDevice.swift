@@ -100,18 +100,13 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         /// every output, and for large feature maps more than the layer itself. An output that is a
         /// graph input or a parameter, or that shares its bytes with another output, is copied.
         private(set) lazy var direct: [String: String] = {
-            var root: [String: String] = [:]
-            for node in graph.nodes where memory.aliasedNodes.contains(node.name) {
-                root[node.outputs[0]] = root[node.inputs[0]] ?? node.inputs[0]
-            }
-            func rootOf(_ v: String) -> String { root[v] ?? v }
             var owners: [String: [String]] = [:]
             for name in Set(outputs) {
-                if case .arena = memory.locations[name] { owners[rootOf(name), default: []].append(name) }
+                if case .arena = memory.locations[name] { owners[memory.root(of: name), default: []].append(name) }
             }
             var result: [String: String] = [:]
             for (value, location) in memory.locations {
-                guard case .arena = location, let o = owners[rootOf(value)], o.count == 1 else { continue }
+                guard case .arena = location, let o = owners[memory.root(of: value)], o.count == 1 else { continue }
                 result[value] = o[0]
             }
             return result
