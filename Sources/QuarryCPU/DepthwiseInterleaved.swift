@@ -64,10 +64,13 @@ struct DepthwiseInterleaved {
         tapOffsets = (0..<9).map { t in ((t / 3) * pitch + t % 3) * 16 }
     }
 
-    /// Floats of the padded buffer, and scratch floats for one worker (the buffer, then the
-    /// output pixels rounded up to 16).
+    /// Floats of the padded buffer.
     var paddedCount: Int { paddedH * paddedW * 16 }
-    var scratchCount: Int { paddedCount + (max((outPixels + 15) & ~15, 16) + 16) * 16 }
+    /// Floats of the output pixels' scratch: whole blocks of 16 pixels, and room for the nine
+    /// filter vectors.
+    var outFloats: Int { max((outPixels + 15) & ~15, 16) * 16 }
+    /// Scratch floats for one worker: the padded buffer, the output pixels, a 16x16 tile.
+    var scratchCount: Int { paddedCount + outFloats + 16 * 16 }
 
     /// Zeroes the padded buffer's border (all of it): once per worker, before its blocks.
     func prepare(scratch: UnsafeMutablePointer<Float>) {
@@ -80,9 +83,9 @@ struct DepthwiseInterleaved {
     func run(src: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, clip: Clip,
              scratch: UnsafeMutablePointer<Float>, dst: UnsafeMutablePointer<Float>) {
         let padded = scratch, out = scratch + paddedCount
-        // Sixteen pixels at a time through a 16x16 tile (after the output pixels' scratch, which
-        // is only written later): planes to pixel vectors, each then stored at its place.
-        let tile = out + 16 * 16
+        // Sixteen pixels at a time through a 16x16 tile after the output pixels' scratch: planes
+        // to pixel vectors, each then stored at its place.
+        let tile = out + outFloats
         inputOffsets.withUnsafeBufferPointer { inOff in
             var p0 = 0
             while p0 < inPixels {
@@ -132,15 +135,8 @@ struct DepthwiseInterleaved {
         }
         var p0 = 0
         while p0 < outPixels {
-            // Pixels past the last one (up to the next 16) pass through the transpose into lanes
-            // that are not stored.
-            let n = min(16, outPixels - p0)
-            if n == 16 {
-                quarry_transpose16x16(out + p0 * 16, 16, dst + p0, outPixels)
-            } else {
-                quarry_transpose16x16(out + p0 * 16, 16, tile, 16)
-                for c in 0..<16 { storePartial(load16(tile + c * 16), dst + c * outPixels + p0, n) }
-            }
+            storeRowsAsPlanes(out + p0 * 16, ld: 16, rows: min(16, outPixels - p0), to: dst + p0, planeStride: outPixels,
+                              tile: tile)
             p0 += 16
         }
     }

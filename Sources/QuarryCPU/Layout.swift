@@ -6,6 +6,7 @@
 // source stride is 1. Transpose first coalesces dimensions that stay adjacent and in order, so
 // NCHW -> NHWC becomes a batched 2-D transpose and takes the blocked path.
 
+import CCPUHints
 import Foundation
 import Quarry
 
@@ -159,17 +160,16 @@ struct StridedCopy {
     }
 }
 
-/// dst[b, c, r] = src[b, r, c], in 16x16 tiles: sixteen 16-wide row loads go through a tile in L1
-/// and leave as sixteen 16-wide stores, so both sides move whole cache lines. A task owns a block
-/// of 64 source columns, i.e. 64 whole destination rows, which it writes front to back.
+/// dst[b, c, r] = src[b, r, c], in 16x16 tiles: sixteen 16-wide row loads, transposed in
+/// registers (`quarry_transpose16x16`), leave as sixteen 16-wide stores, so both sides move whole
+/// cache lines. A task owns a block of 64 source columns, i.e. 64 whole destination rows, which
+/// it writes front to back.
 func transposeBatched(
     _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, rows: Int, cols: Int, _ threads: CPUThreads
 ) {
     let t = 16, block = 64
     let colBlocks = (cols + block - 1) / block
     threads.parallelRanges(batch * colBlocks, minimumPerThread: max(1, 16384 / max(rows * block, 1))) { r in
-        let tile = UnsafeMutablePointer<Float>.allocate(capacity: t * t)
-        defer { tile.deallocate() }
         for task in r {
             let b = task / colBlocks, cb0 = (task % colBlocks) * block, cb1 = min(cb0 + block, cols)
             let s = src + b * rows * cols, d = dst + b * rows * cols
@@ -179,11 +179,7 @@ func transposeBatched(
                 var c0 = cb0
                 if r1 - r0 == t {
                     while c0 + t <= cb1 {
-                        for rr in 0..<t {
-                            let v = load16(s + (r0 + rr) * cols + c0)
-                            for j in 0..<t { tile[j * t + rr] = v[j] }
-                        }
-                        for j in 0..<t { store16(load16(tile + j * t), d + (c0 + j) * rows + r0) }
+                        quarry_transpose16x16(s + r0 * cols + c0, cols, d + c0 * rows + r0, rows)
                         c0 += t
                     }
                 }
@@ -354,5 +350,32 @@ final class UpsampleTables: @unchecked Sendable {
 
     deinit {
         y0.deallocate(); y1.deallocate(); fy.deallocate(); x0.deallocate(); x1.deallocate(); fx.deallocate()
+    }
+}
+
+/// Rows 0..<n (n <= 16) of a row-major block 16 wide (row stride `ld`: pixels by channels) into
+/// sixteen planes, as pixels 0..<n of each: column c goes to `planes + c * planeStride`, plus the
+/// same place of `residual` if given, clipped if `clip` is given. `tile` is 256 floats of scratch.
+/// The inverse of the layout the channel-vector kernels (`DepthwiseInterleaved`,
+/// `PointwisePixelMajor`) compute in.
+@inline(__always)
+func storeRowsAsPlanes(_ src: UnsafePointer<Float>, ld: Int, rows n: Int, to planes: UnsafeMutablePointer<Float>,
+                       planeStride: Int, residual: UnsafePointer<Float>? = nil, clip: Clip? = nil,
+                       tile: UnsafeMutablePointer<Float>) {
+    if n == 16 && residual == nil && clip == nil {
+        quarry_transpose16x16(src, ld, planes, planeStride)
+        return
+    }
+    // Rows past n stay whatever the tile held: they land in lanes that are not stored.
+    for i in 0..<n { store16(load16(src + i * ld), tile + i * 16) }
+    quarry_transpose16x16(tile, 16, tile, 16)
+    for c in 0..<16 {
+        var v = load16(tile + c * 16)
+        if let residual {
+            let q = residual + c * planeStride
+            v += n == 16 ? load16(q) : loadPartial(q, n)
+        }
+        if let clip { v = clip(v) }
+        storePartial(v, planes + c * planeStride, n)
     }
 }

@@ -12,7 +12,6 @@
 // transposes, adding the residual and applying the activation on the way. This replaces the
 // stacked-planes path (gather, GEMM, scatter) for these layers.
 
-import CCPUHints
 import Quarry
 
 extension CPUKernels {
@@ -76,23 +75,10 @@ extension CPUKernels {
                                     while o < j1 {
                                         var r = r0
                                         while r < r1 {
-                                            let np = min(16, r1 - r), p = r - n * pixels
-                                            let src = ct + (r - c0) * width + (o - j0), dst = out + o * pixels + p
-                                            if np == 16 && res == nil {
-                                                quarry_transpose16x16(src, width, dst, pixels)
-                                            } else {
-                                                for i in 0..<np { store16(load16(src + i * width), tile + i * 16) }
-                                                quarry_transpose16x16(tile, 16, tile, 16)
-                                                for c in 0..<16 {
-                                                    var v = load16(tile + c * 16)
-                                                    if let res {
-                                                        let q = res + (o + c) * pixels + p
-                                                        v += np == 16 ? load16(q) : loadPartial(q, np)
-                                                    }
-                                                    if let clip { v = clip(v) }
-                                                    if np == 16 { store16(v, dst + c * pixels) } else { storePartial(v, dst + c * pixels, np) }
-                                                }
-                                            }
+                                            let p = r - n * pixels
+                                            storeRowsAsPlanes(ct + (r - c0) * width + (o - j0), ld: width, rows: min(16, r1 - r),
+                                                              to: out + o * pixels + p, planeStride: pixels,
+                                                              residual: res.map { $0 + o * pixels + p }, clip: clip, tile: tile)
                                             r += 16
                                         }
                                         if let after {
