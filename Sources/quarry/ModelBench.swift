@@ -89,7 +89,7 @@ extension BenchCommand {
             if workers.count == 1 {
                 while latencies.count < minIterations || now() - start < seconds {
                     let t0 = now()
-                    record(try scheduler.run(batches: AnyIterator([inputs].makeIterator())) { _, _ in })
+                    record(try scheduler.run(batch: inputs).shares)
                     lastDone = now()
                     latencies.append(lastDone - t0)
                     if latencies.count >= 10_000 { break }

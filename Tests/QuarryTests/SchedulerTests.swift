@@ -28,6 +28,8 @@ final class FaultyDevice: FakeDevice, @unchecked Sendable {
     var runs = 0
     /// When each run started and the first value of its input (the tests encode the batch in it).
     var started: [(time: Double, first: Float)] = []
+    /// The thread of each run.
+    var threads: [Thread] = []
     let lock = NSLock()
 
     init(_ spec: String, failOnRuns: Set<Int> = [], delay: Double = 0) {
@@ -46,7 +48,8 @@ final class FaultyDevice: FakeDevice, @unchecked Sendable {
         func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
             let d = device as! FaultyDevice
             d.lock.lock(); let n = d.runs; d.runs += 1
-            d.started.append((Double(DispatchTime.now().uptimeNanoseconds) / 1e9, inputs["x"]![flat: 0])); d.lock.unlock()
+            d.started.append((Double(DispatchTime.now().uptimeNanoseconds) / 1e9, inputs["x"]![flat: 0]))
+            d.threads.append(Thread.current); d.lock.unlock()
             if d.delay > 0 { Thread.sleep(forTimeInterval: d.delay) }
             if d.failOnRuns.contains(n) { throw QuarryError.device("\(d.info.spec): injected fault on run \(n)") }
             let x = inputs["x"]!
@@ -190,6 +193,23 @@ final class SchedulerTests: XCTestCase {
         XCTAssertThrowsError(try s.runBatch(batches(1, rows: 5)[0])) { error in
             XCTAssertTrue("\(error)".contains("injected fault"), "\(error)")
         }
+    }
+
+    func testOneDeviceRunsOneBatchOnTheCallingThread() throws {
+        let device = FaultyDevice("one")
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: [device])
+        let input = batches(1, rows: 7)[0]
+        let (out, shares) = try s.run(batch: input)
+        XCTAssertEqual(out["y"]!.scalars, input["x"]!.scalars.map { 2 * $0 })
+        XCTAssertEqual(device.threads.count, 1, "one micro-batch: the whole batch")
+        XCTAssertTrue(device.threads.first === Thread.current)
+        XCTAssertEqual(shares[0].items, 7)
+        XCTAssertEqual(shares[0].microBatches, 1)
+        // A fixed micro-batch smaller than the batch goes through the workers, in pieces.
+        let split = try Scheduler(graph: graph, outputs: ["y"], devices: [FaultyDevice("two")], options: SchedulerOptions(microBatch: 3))
+        let (out2, shares2) = try split.run(batch: input)
+        XCTAssertEqual(out2["y"]!.scalars, input["x"]!.scalars.map { 2 * $0 })
+        XCTAssertEqual(shares2[0].microBatches, 3)
     }
 
     func testCancellationStopsTheRun() throws {
