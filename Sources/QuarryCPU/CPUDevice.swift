@@ -199,7 +199,8 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         // Fusions that need concrete shapes are made per plan (`QUARRY_FUSE_RESIDUAL=0` turns the
         // residual fusion off, to compare).
         let fuseResidual = ProcessInfo.processInfo.environment["QUARRY_FUSE_RESIDUAL"] != "0"
-        let graph = fuseResidual ? graph.fusingResidualAdds(keeping: Set(outputs), shapes: shapes) : graph
+        var graph = graph.foldingTransposes(keeping: Set(outputs), shapes: shapes)
+        if fuseResidual { graph = graph.fusingResidualAdds(keeping: Set(outputs), shapes: shapes) }
         let memory = MemoryPlan(graph: graph, shapes: shapes, keep: Set(outputs))
         var steps: [(Node, CPUKernel)] = []
         for node in graph.nodes where !memory.aliasedNodes.contains(node.name) {

@@ -175,6 +175,53 @@ final class GraphTests: XCTestCase {
         for i in 0..<20 { XCTAssertEqual(folded[flat: i], expected[i], accuracy: 1e-5) }
     }
 
+    func testTransposeChainsThatCancelBecomeAnAlias() throws {
+        // A batch-first sequence made time-major, given a unit axis, and made batch-first again
+        // (what an exported batch-first LSTM's output goes through) is the input's elements in
+        // order: one reshape of x. A chain that does not cancel keeps its transposes.
+        func chain(_ perms: [[Int]], unitAfterFirst: Bool) -> Graph {
+            let b = GraphBuilder()
+            var v = b.input("x", shape: [.symbol("n"), 3, 4])
+            for (i, p) in perms.enumerated() {
+                v = b.add("t\(i)", .transpose(perm: p), v)
+                if i == 0 && unitAfterFirst { v = b.add("unsqueeze", .reshape(shape: [3, -1, 1, 4]), v) }
+            }
+            let y = b.add("y", .activation(.tanh), v)
+            return b.build(outputs: [y])
+        }
+        var rng = SeededGenerator(seed: 21)
+        for n in [1, 2, 5] {
+            let shapes = ["x": [n, 3, 4]]
+            let cancelling = chain([[1, 0, 2], [1, 0, 2, 3]], unitAfterFirst: true)
+            let folded = cancelling.foldingTransposes(keeping: ["y"], shapes: try cancelling.inferShapes(inputShapes: shapes))
+            XCTAssertEqual(folded.nodes.map(\.name), ["t1", "y"], "n = \(n)")
+            XCTAssertEqual(folded.nodes.first?.inputs, ["x"])
+            XCTAssertTrue(folded.nodes.first?.op.isLayoutOnly ?? false)
+            // Asked for, the chain's first transpose stays; the last still reads x.
+            let kept = cancelling.foldingTransposes(keeping: ["y", "t0"], shapes: try cancelling.inferShapes(inputShapes: shapes))
+            XCTAssertEqual(kept.nodes.map(\.name), ["t0", "t1", "y"])
+            XCTAssertEqual(kept.nodes[1].inputs, ["x"])
+            let other = chain([[1, 0, 2], [0, 2, 1]], unitAfterFirst: false)
+            let notFolded = other.foldingTransposes(keeping: ["y"], shapes: try other.inferShapes(inputShapes: shapes))
+            // At n = 1 both transposes only move the unit axis: the last is a reshape of x.
+            XCTAssertEqual(notFolded.nodes.map(\.name), n == 1 ? ["t1", "y"] : ["t0", "t1", "y"], "n = \(n)")
+            XCTAssertEqual(notFolded.nodes.filter { $0.op.isLayoutOnly }.count, n == 1 ? 1 : 0, "n = \(n)")
+
+            // Both run on the CPU as their elements say, with the output poisoned before.
+            let x = Tensor.random(shape: [n, 3, 4], using: &rng)
+            for (g, expectedIndex) in [(cancelling, { (b: Int, s: Int, i: Int) in (b * 3 + s) * 4 + i }),
+                                       (other, { (b: Int, s: Int, i: Int) in (s * 4 + i) * n + b })] {
+                let y = try CPUDevice(threads: 1).compile(g, outputs: ["y"]).run(["x": x])["y"]!
+                XCTAssertEqual(y.count, n * 12)
+                // y[s, i, b] for the second chain ([S, B, I] transposed to [S, I, B]).
+                for b in 0..<n { for s in 0..<3 { for i in 0..<4 {
+                    let want = Float(tanh(Double(x[flat: (b * 3 + s) * 4 + i])))
+                    XCTAssertEqual(y[flat: expectedIndex(b, s, i)], want, accuracy: 1e-6)
+                } } }
+            }
+        }
+    }
+
     /// dense without bias, + b, then GELU written out as PyTorch exports it to ONNX, in both
     /// orders of its final products.
     func exportedLinearGELU(halfFirst: Bool, biasShape: [Int]) -> Graph {
