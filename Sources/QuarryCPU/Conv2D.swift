@@ -168,6 +168,11 @@ extension CPUKernels {
                                        activation: a.activation, threads: threads)
         }
 
+        if !hasResidual && FewChannelConv.supports(geometry, outChannels: outChannels, groups: groups) {
+            return makeFewChannelConv2D(geometry, batch: batch, outChannels: outChannels, constantWeights: ctx.constants[1],
+                                        hasBias: hasBias, activation: a.activation, threads: threads)
+        }
+
         if let weights = ctx.constants[1], winograd {
             let transformed = ctx.packCache.value("\(ctx.node.name)/conv2d-winograd-weights") {
                 WinogradWeights(weights: weights.pointer, outChannels: outChannels, channels: channels)

@@ -230,6 +230,33 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// Stems (few input channels, `FewChannelConv`): random kernel sizes to 7, strides 1 and 2,
+    /// asymmetric padding, rows of one to several vectors with a partial last one, batches of
+    /// one to three on one or two threads (whole images per thread, or an image's rows split),
+    /// clamps fused and other activations after, constant and run-time weights.
+    func testFewInputChannelConvolutions() throws {
+        var rng = makeTestRNG()
+        let activations: [Activation?] = [nil, .relu, .relu6, .leakyRelu(alpha: 0.1), .silu]
+        var cases = 0
+        while cases < 14 {
+            let kh = [1, 3, 3, 5, 7].randomElement(using: &rng)!, kw = [1, 3, 3, 5, 7].randomElement(using: &rng)!
+            let stride = Int.random(in: 1...2, using: &rng)
+            let pad = Padding2D(top: Int.random(in: 0...kh / 2 + 1, using: &rng), left: Int.random(in: 0...kw / 2 + 1, using: &rng),
+                                bottom: Int.random(in: 0...kh / 2, using: &rng), right: Int.random(in: 0...kw / 2, using: &rng))
+            let h = Int.random(in: kh...24, using: &rng), w = Int.random(in: (16 * stride + kw)...(70 * stride), using: &rng)
+            let c = Int.random(in: 1...4, using: &rng), o = 8 * Int.random(in: 1...4, using: &rng)
+            let a = Conv2DAttributes(kernel: (kh, kw), stride: (stride, stride), padding: pad,
+                                     activation: activations.randomElement(using: &rng)!)
+            let out = try inferOutputShapes(.conv2d(a), [[1, c, h, w], [o, c, kh, kw]])[0]
+            let g = ConvGeometry(channels: c, height: h, width: w, outHeight: out[2], outWidth: out[3], kernelH: kh, kernelW: kw,
+                                 strideH: stride, strideW: stride, dilationH: 1, dilationW: 1, padTop: pad.top, padLeft: pad.left)
+            guard FewChannelConv.supports(g, outChannels: o, groups: 1) else { continue }
+            try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: o, a, bias: Bool.random(using: &rng),
+                      constantWeights: Bool.random(using: &rng), threads: Int.random(in: 1...2, using: &rng), &rng)
+            cases += 1
+        }
+    }
+
     /// The flattened-plane kernel (stride 1, output as large as the input, up to 32 wide): every
     /// kernel size up to 7 in each direction with every split of its "same" padding, planes from
     /// 1x1 to 32 wide (a vector count that is and is not a multiple of four), one and two threads
