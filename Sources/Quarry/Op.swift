@@ -128,6 +128,20 @@ public struct RecurrentAttributes: Hashable, Sendable, Codable {
     }
 }
 
+/// An inverted-residual block's convolutions run as one op: a 1x1 expansion, a depthwise
+/// convolution and a 1x1 projection (each with its bias and fused activation, the projection
+/// with an optional residual), made by the CPU plan from three conv2d nodes (see its pass).
+public struct ExpandDepthwiseProjectAttributes: Hashable, Sendable, Codable {
+    public var expandActivation: Activation?
+    /// The depthwise convolution (its groups, stride, padding and activation).
+    public var depthwise: Conv2DAttributes
+    /// Applied after the projection (and the residual).
+    public var projectActivation: Activation?
+    public init(expandActivation: Activation?, depthwise: Conv2DAttributes, projectActivation: Activation?) {
+        self.expandActivation = expandActivation; self.depthwise = depthwise; self.projectActivation = projectActivation
+    }
+}
+
 public enum UpsampleMode: String, Hashable, Sendable, Codable {
     /// PyTorch nearest: source index = floor(dst * in / out).
     case nearest
@@ -209,6 +223,9 @@ public enum Op: Hashable, Sendable {
     case flatten(axis: Int)
     /// Removes nothing, copies its input; kept so taps can name a value (`nn.Identity`).
     case identity
+    /// x, expand weight [E, C, 1, 1] and bias [E], depthwise weight [E, 1, kh, kw] and bias [E],
+    /// projection weight [O, E, 1, 1] and bias [O], optional residual [N, O, OH, OW] -> [N, O, OH, OW].
+    case expandDepthwiseProject(ExpandDepthwiseProjectAttributes)
 }
 
 extension Op {
@@ -246,6 +263,7 @@ extension Op {
         case .transpose: return "transpose"
         case .flatten: return "flatten"
         case .identity: return "identity"
+        case .expandDepthwiseProject: return "expand_depthwise_project"
         }
     }
 

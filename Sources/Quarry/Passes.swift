@@ -71,14 +71,14 @@ extension Graph {
     }
 
     /// The index of the node that produces each value.
-    func producerIndices() -> [String: Int] {
+    public func producerIndices() -> [String: Int] {
         var index: [String: Int] = [:]
         for (i, n) in nodes.enumerated() { for o in n.outputs { index[o] = i } }
         return index
     }
 
     /// How many node operands read each value.
-    func consumerCounts() -> [String: Int] {
+    public func consumerCounts() -> [String: Int] {
         var counts: [String: Int] = [:]
         for node in nodes { for i in node.inputs where !i.isEmpty { counts[i, default: 0] += 1 } }
         return counts

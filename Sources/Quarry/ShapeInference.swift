@@ -166,6 +166,16 @@ extension Graph {
             }
             return [[x[0], w[0], oh, ow]]
 
+        case .expandDepthwiseProject(let a):
+            // Each convolution's shapes checked as its own node's would be.
+            func conv(_ attrs: Conv2DAttributes, _ operands: [[Int]?]) throws -> [Int] {
+                try inferNode(Node(name: name, op: .conv2d(attrs), inputs: operands.map { $0 == nil ? "" : "v" }, outputs: [name]),
+                              operands)[0]
+            }
+            let expanded = try conv(Conv2DAttributes(kernel: (1, 1), activation: a.expandActivation), [try need(0, "input"), opt(1), opt(2)])
+            let filtered = try conv(a.depthwise, [expanded, opt(3), opt(4)])
+            return [try conv(Conv2DAttributes(kernel: (1, 1), activation: a.projectActivation), [filtered, opt(5), opt(6), opt(7)])]
+
         case .convTranspose2d(let a):
             let x = try need(0, "input"), w = try need(1, "weight")
             try rank(x, 4, "input"); try rank(w, 4, "weight")

@@ -66,7 +66,21 @@ struct Depthwise3x3 {
     @inline(__always)
     func run(src: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: Float, clip: Clip,
              dst: UnsafeMutablePointer<Float>) {
-        if stride == 1 { rows(stride: 1, src, weights, bias, clip, dst) } else { rows(stride: 2, src, weights, bias, clip, dst) }
+        run(rows: 0..<g.outHeight, src: src, weights: weights, bias: bias, clip: clip, dst: dst)
+    }
+
+    /// Output rows `rows` of one plane, written from `dst` on (row oy at `dst + (oy - rows.lowerBound)
+    /// * outWidth`); input row iy is read at `src + iy * width`, for the rows inside the image the
+    /// window of those output rows covers. Loads reach `before` floats ahead of such a row and
+    /// `after` floats past it; the last vector of the band is stored partially.
+    @inline(__always)
+    func run(rows: Range<Int>, src: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: Float, clip: Clip,
+             dst: UnsafeMutablePointer<Float>) {
+        if stride == 1 {
+            self.rows(rows, stride: 1, src, weights, bias, clip, dst)
+        } else {
+            self.rows(rows, stride: 2, src, weights, bias, clip, dst)
+        }
     }
 
     /// Copies the plane into `scratch` between zeroed margins and convolves the copy.
@@ -80,22 +94,22 @@ struct Depthwise3x3 {
     }
 
     @inline(__always)
-    private func rows(stride s: Int, _ src: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ bias: Float,
-                      _ clip: Clip, _ dst: UnsafeMutablePointer<Float>) {
+    private func rows(_ range: Range<Int>, stride s: Int, _ src: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+                      _ bias: Float, _ clip: Clip, _ dst: UnsafeMutablePointer<Float>) {
         let w0 = V16(repeating: weights[0]), w1 = V16(repeating: weights[1]), w2 = V16(repeating: weights[2])
         let w3 = V16(repeating: weights[3]), w4 = V16(repeating: weights[4]), w5 = V16(repeating: weights[5])
         let w6 = V16(repeating: weights[6]), w7 = V16(repeating: weights[7]), w8 = V16(repeating: weights[8])
         let b = V16(repeating: bias)
-        let width = g.width, height = g.height, outW = g.outWidth, outH = g.outHeight, padLeft = g.padLeft
-        let outPlane = outW * outH
+        let width = g.width, height = g.height, outW = g.outWidth, padLeft = g.padLeft
+        let end = range.upperBound * outW
         padding.withUnsafeBufferPointer { masks in
             padded.withUnsafeBufferPointer { padded in
-                for oy in 0..<outH {
+                for oy in range {
                     let iy = s * oy - g.padTop
                     let has0 = iy >= 0 && iy < height, has1 = iy + 1 >= 0 && iy + 1 < height
                     let has2 = iy + 2 >= 0 && iy + 2 < height
                     let r0 = src + iy * width, r1 = r0 + width, r2 = r1 + width
-                    let out = dst + oy * outW
+                    let out = dst + (oy - range.lowerBound) * outW
                     for v in 0..<vectors {
                         let x = s * 16 * v - padLeft
                         let mask = padded[v] ? masks.baseAddress! + 3 * v : nil
@@ -106,9 +120,9 @@ struct Depthwise3x3 {
                         let acc1 = has1 ? tapRow(s, r1 + x, mask, w3, w4, w5, z) : z
                         let acc2 = has2 ? tapRow(s, r2 + x, mask, w6, w7, w8, z) : z
                         let acc = clip(acc0 + acc1 + acc2)
-                        // A vector that would pass the plane's end (into a plane that another
+                        // A vector that would pass the band's end (into a plane that another
                         // thread may own) is stored partially.
-                        let left = outPlane - (oy * outW + 16 * v)
+                        let left = end - (oy * outW + 16 * v)
                         if left < 16 {
                             storePartial(acc, out + 16 * v, left)
                         } else {

@@ -75,6 +75,7 @@ public enum CPUKernels {
         case .concat, .split, .slice, .pad, .transpose, .reshape, .flatten, .identity:
             return try makeLayout(ctx)
         case .upsample: return try makeUpsample(ctx)
+        case .expandDepthwiseProject: return try makeExpandDepthwiseProject(ctx)
         }
     }
 }

@@ -129,6 +129,8 @@ final class Lowering {
         case .upsample(let mode, _, _, _): try lowerUpsample(mode)
         case .transpose(let perm): try lowerTranspose(perm)
         case .reshape, .flatten, .identity: try lowerCopy()
+        // Made only by the CPU plan's fusion pass, never in a graph a device compiles.
+        case .expandDepthwiseProject: throw unsupported("a CPU plan's fused block")
         }
     }
 

@@ -75,6 +75,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         switch op {
         case .input, .constant:
             return "\(op.name) is not a computing node"
+        case .expandDepthwiseProject:
+            return "a block fused by the CPU plan (its three convolutions run on OpenCL as they are)"
         case .gru(let a) where !a.linearBeforeReset:
             return "GRU with the reset gate applied before the recurrent matmul (ONNX linear_before_reset = 0) needs a second launch per step; only PyTorch's form is a kernel"
         default:

@@ -169,9 +169,12 @@ extension BenchCommand {
         var rows: [(String, String, Double, Double, Double, Double)] = []
         var result: [JSONValue] = []
         for r in records {
-            guard let node = nodes[r.node] else { continue }
-            let flops = 2 * Double(macs(of: node, shapes: shapes))
-            let bytes = Double(bytesMoved(of: node, shapes: shapes))
+            // A node the plan fused from several ("a+b+c") has their work; its own moves less.
+            let parts = nodes[r.node].map { [$0] } ?? r.node.split(separator: "+").compactMap { nodes[String($0)] }
+            guard !parts.isEmpty else { continue }
+            let flops = 2 * Double(parts.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
+            let bytes = parts.count == 1 ? Double(bytesMoved(of: parts[0], shapes: shapes))
+                : Double(fusedBytesMoved(parts, shapes: shapes))
             let gflops = flops / max(r.seconds, 1e-9) / 1e9
             let intensity = bytes > 0 ? flops / bytes : 0
             let attainable = min(limits.peakGFLOPS, intensity * limits.bandwidthGBps)
@@ -195,6 +198,16 @@ extension BenchCommand {
         }
         return result
     }
+}
+
+/// Bytes a fused chain of nodes reads and writes: the operands that no node of the chain makes,
+/// and the last node's outputs.
+func fusedBytesMoved(_ nodes: [Node], shapes: [String: [Int]]) -> Int {
+    let made = Set(nodes.flatMap(\.outputs))
+    var elements = 0
+    for n in nodes { for v in n.inputs where !v.isEmpty && !made.contains(v) { elements += shapes[v]?.reduce(1, *) ?? 0 } }
+    for v in nodes.last?.outputs ?? [] { elements += shapes[v]?.reduce(1, *) ?? 0 }
+    return elements * MemoryLayout<Float>.size
 }
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
