@@ -29,6 +29,24 @@ static inline void quarry_prefetch_for_read(const void *p) { __builtin_prefetch(
 /// permutes (one instruction each below on AVX-512; several narrower ones elsewhere).
 typedef float quarry_v16f __attribute__((ext_vector_type(16), aligned(4)));
 
+/// Sixteen consecutive floats of the 32 in (a, b) from element 1 (a[1..15], b[0]) and from
+/// element 15 (a[15], b[0..14]): a row's neighbours one column right and left, from vectors
+/// already loaded (one lane rotation each instead of an unaligned load that splits cache lines).
+static inline quarry_v16f quarry_next1(quarry_v16f a, quarry_v16f b) {
+    return __builtin_shufflevector(a, b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+}
+static inline quarry_v16f quarry_prev1(quarry_v16f a, quarry_v16f b) {
+    return __builtin_shufflevector(a, b, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30);
+}
+
+/// The even and the odd elements of the 32 in (a, b): a row's columns at a stride of two.
+static inline quarry_v16f quarry_even(quarry_v16f a, quarry_v16f b) {
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+static inline quarry_v16f quarry_odd(quarry_v16f a, quarry_v16f b) {
+    return __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
 /// dst[j * dstStride + i] = src[i * srcStride + j] for i, j < 16: the 16x16 transpose as 64
 /// single-instruction shuffles (unpack pairs, 4x4 within 128-bit lanes, then two rounds of
 /// 128-bit lane shuffles). Swift's SIMD halves and element-wise initialisers compiled to two or
