@@ -39,9 +39,11 @@ public func macs(of node: Node, shapes: [String: [Int]]) -> Int {
         return q[0] * q[1] * k[1] * q[2] + q[0] * q[1] * k[1] * v[2]
     case .expandDepthwiseProject(let a):
         // The expansion over the input's pixels, the depthwise window over the output's, the projection.
-        guard let x = shape(0), x.count == 4, let e = shape(1), e.count == 4, out.count == 4 else { return 0 }
-        let expandedOut = out[0] * e[0] * out[2] * out[3]
-        return x[0] * x[2] * x[3] * e[0] * e[1] + expandedOut * a.depthwise.kernelH * a.depthwise.kernelW + product(out) * e[0]
+        guard let x = shape(0), x.count == 4, out.count == 4 else { return 0 }
+        let e = shape(1)
+        let wide = e?[0] ?? x[1], expandedOut = out[0] * wide * out[2] * out[3]
+        let expansion = e.map { x[0] * x[2] * x[3] * $0[0] * $0[1] } ?? 0
+        return expansion + expandedOut * a.depthwise.kernelH * a.depthwise.kernelW + product(out) * wide
     case .lstm(let a), .gru(let a):
         guard let x = shape(0), x.count == 3 else { return 0 }
         let gates: Int

@@ -128,7 +128,7 @@ public struct RecurrentAttributes: Hashable, Sendable, Codable {
     }
 }
 
-/// An inverted-residual block's convolutions run as one op: a 1x1 expansion, a depthwise
+/// An inverted-residual block's convolutions run as one op: a 1x1 expansion (optional), a depthwise
 /// convolution and a 1x1 projection (each with its bias and fused activation, the projection
 /// with an optional residual), made by the CPU plan from three conv2d nodes (see its pass).
 public struct ExpandDepthwiseProjectAttributes: Hashable, Sendable, Codable {
@@ -223,8 +223,9 @@ public enum Op: Hashable, Sendable {
     case flatten(axis: Int)
     /// Removes nothing, copies its input; kept so taps can name a value (`nn.Identity`).
     case identity
-    /// x, expand weight [E, C, 1, 1] and bias [E], depthwise weight [E, 1, kh, kw] and bias [E],
-    /// projection weight [O, E, 1, 1] and bias [O], optional residual [N, O, OH, OW] -> [N, O, OH, OW].
+    /// x, expand weight [E, C, 1, 1] and bias [E] (both absent: no expansion, E = C), depthwise weight
+    /// [E, 1, kh, kw] and bias [E], projection weight [O, E, 1, 1] and bias [O], optional residual
+    /// [N, O, OH, OW] -> [N, O, OH, OW].
     case expandDepthwiseProject(ExpandDepthwiseProjectAttributes)
 }
 

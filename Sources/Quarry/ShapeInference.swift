@@ -172,7 +172,9 @@ extension Graph {
                 try inferNode(Node(name: name, op: .conv2d(attrs), inputs: operands.map { $0 == nil ? "" : "v" }, outputs: [name]),
                               operands)[0]
             }
-            let expanded = try conv(Conv2DAttributes(kernel: (1, 1), activation: a.expandActivation), [try need(0, "input"), opt(1), opt(2)])
+            // No expansion weight: the depthwise filter reads the input.
+            let x = try need(0, "input")
+            let expanded = opt(1) == nil ? x : try conv(Conv2DAttributes(kernel: (1, 1), activation: a.expandActivation), [x, opt(1), opt(2)])
             let filtered = try conv(a.depthwise, [expanded, opt(3), opt(4)])
             return [try conv(Conv2DAttributes(kernel: (1, 1), activation: a.projectActivation), [filtered, opt(5), opt(6), opt(7)])]
 

@@ -18,8 +18,10 @@ extension Graph {
     /// Replaces each 1x1 conv -> depthwise 3x3 conv -> 1x1 conv chain whose wide tensors (the
     /// expansion's and the depthwise's outputs, read only by the next of the three and not asked
     /// for) are at least `minWideFloats` an image, by one `expandDepthwiseProject` node named
-    /// "expand+depthwise+project" after the three. Every convolution must have a bias, the first
-    /// two a clamp activation or none; the projection keeps its residual and activation.
+    /// "expand+depthwise+project" after the three; a depthwise -> 1x1 chain whose input is not
+    /// such an expansion (MobileNetV2's first block) likewise, without the expansion. Every
+    /// convolution must have a bias, the first ones a clamp activation or none; the projection keeps
+    /// its residual and activation.
     func fusingExpandDepthwiseProject(keeping keep: Set<String>, shapes: [String: [Int]], minWideFloats: Int) -> Graph {
         let consumers = consumerCounts()
         let producer = producerIndices()
@@ -34,27 +36,36 @@ extension Graph {
             guard case .conv2d(let pa) = project.op, isPointwise(pa), project.inputs.count >= 3, !project.inputs[2].isEmpty,
                   let di = producer[project.inputs[0]], soleUse(project.inputs[0]),
                   case .conv2d(let da) = nodes[di].op, nodes[di].inputs.count == 3, !nodes[di].inputs[2].isEmpty,
-                  let ei = producer[nodes[di].inputs[0]], soleUse(nodes[di].inputs[0]),
-                  case .conv2d(let ea) = nodes[ei].op, isPointwise(ea), nodes[ei].inputs.count == 3, !nodes[ei].inputs[2].isEmpty,
-                  ea.activation == nil || FusedClamp(ea.activation) != nil, da.activation == nil || FusedClamp(da.activation) != nil,
-                  let wide = shapes[nodes[ei].outputs[0]], wide.count == 4, da.groups == wide[1],
-                  let expandW = shapes[nodes[ei].inputs[1]], let projectW = shapes[project.inputs[1]], expandW.count == 4, projectW.count == 4
+                  da.activation == nil || FusedClamp(da.activation) != nil,
+                  let wide = shapes[nodes[di].inputs[0]], wide.count == 4, da.groups == wide[1], !removed.contains(di)
             else { continue }
+            // The expansion, when the depthwise input is a fusable 1x1 conv's output read by it alone
+            // (and that conv is not already the projection of a chain fused before).
+            var ei: Int? = nil
+            if let i = producer[nodes[di].inputs[0]], soleUse(nodes[di].inputs[0]), !removed.contains(i),
+               case .conv2d(let ea) = g.nodes[i].op, isPointwise(ea), nodes[i].inputs.count == 3, !nodes[i].inputs[2].isEmpty,
+               ea.activation == nil || FusedClamp(ea.activation) != nil {
+                ei = i
+            }
             let filtered = shapes[nodes[di].outputs[0]] ?? []
             let depthwise = ConvGeometry(channels: 1, height: wide[2], width: wide[3], outHeight: filtered.count == 4 ? filtered[2] : 0,
                                          outWidth: filtered.count == 4 ? filtered[3] : 0, kernelH: da.kernelH, kernelW: da.kernelW,
                                          strideH: da.strideH, strideW: da.strideW, dilationH: da.dilationH, dilationW: da.dilationW,
                                          padTop: da.padding.top, padLeft: da.padding.left)
             guard Depthwise3x3.supports(depthwise), wide[1] * wide[2] * wide[3] >= minWideFloats else { continue }
-            let expand = nodes[ei], filter = nodes[di]
+            let expand = ei.map { nodes[$0] }, filter = nodes[di]
+            var expandActivation: Activation? = nil
+            if let expand, case .conv2d(let ea) = expand.op { expandActivation = ea.activation }
             var fused = project
-            fused.name = [expand.name, filter.name, project.name].joined(separator: "+")
+            fused.name = ((expand.map { [$0.name] } ?? []) + [filter.name, project.name]).joined(separator: "+")
             fused.op = .expandDepthwiseProject(ExpandDepthwiseProjectAttributes(
-                expandActivation: ea.activation, depthwise: da, projectActivation: pa.activation))
-            fused.inputs = [expand.inputs[0], expand.inputs[1], expand.inputs[2], filter.inputs[1], filter.inputs[2],
-                            project.inputs[1], project.inputs[2]] + (project.inputs.count > 3 ? [project.inputs[3]] : [])
+                expandActivation: expandActivation, depthwise: da, projectActivation: pa.activation))
+            fused.inputs = (expand.map { [$0.inputs[0], $0.inputs[1], $0.inputs[2]] } ?? [filter.inputs[0], "", ""])
+                + [filter.inputs[1], filter.inputs[2], project.inputs[1], project.inputs[2]]
+                + (project.inputs.count > 3 ? [project.inputs[3]] : [])
             g.nodes[pi] = fused
-            removed.formUnion([ei, di])
+            removed.insert(di)
+            if let ei { removed.insert(ei) }
         }
         if removed.isEmpty { return self }
         g.nodes = g.nodes.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
@@ -99,7 +110,7 @@ struct ExpandDepthwiseProject {
 
     /// Output rows `rows` of one image (`x`: its input planes, `out`: its output planes,
     /// `residual`: its residual planes), band after band.
-    func run(rows: Range<Int>, x: UnsafePointer<Float>, expand: (a: PackedMatrix?, w: UnsafePointer<Float>, bias: UnsafePointer<Float>),
+    func run(rows: Range<Int>, x: UnsafePointer<Float>, expand: (a: PackedMatrix?, w: UnsafePointer<Float>, bias: UnsafePointer<Float>)?,
              filter: (w: UnsafePointer<Float>, bias: UnsafePointer<Float>),
              project: (a: PackedMatrix?, w: UnsafePointer<Float>, bias: UnsafePointer<Float>),
              expandActivation: Activation?, filterClip: Clip, projectActivation: Activation?,
@@ -127,11 +138,18 @@ struct ExpandDepthwiseProject {
                 }
             }
             let first = lo + have
-            if hi > first {
+            if hi > first, let expand {
                 gemmWith(m: wide, n: (hi - first) * g.width, k: inChannels, packedA: expand.a, a: expand.w, lda: inChannels,
                          b: DenseOperand(base: x + first * g.width, ld: inPlane, transposed: false),
                          c: expanded + have * g.width, ldc: expandedStride,
                          epilogue: GEMMEpilogue(bias: expand.bias, biasAxis: .rows, activation: expandActivation), threads: one)
+            } else if hi > first {
+                // No expansion: the input rows themselves, copied (the depthwise loads reach past
+                // a row, which in place could leave the tensor).
+                for c in 0..<wide {
+                    (expanded + c * expandedStride + have * g.width).update(from: x + c * inPlane + first * g.width,
+                                                                            count: (hi - first) * g.width)
+                }
             }
             top = lo; held = max(hi - lo, 0)
             // Image row iy of channel c is at expanded + c * stride + (iy - lo) * width.
@@ -154,13 +172,14 @@ struct ExpandDepthwiseProject {
 extension CPUKernels {
     static func makeExpandDepthwiseProject(_ ctx: KernelContext) throws -> CPUKernel {
         guard case .expandDepthwiseProject(let a) = ctx.node.op else { preconditionFailure() }
-        let x = ctx.shape(0), e = ctx.shape(1), out = ctx.outputShapes[0]
-        let batch = x[0], inChannels = x[1], wide = e[0], outChannels = out[1]
+        let x = ctx.shape(0), out = ctx.outputShapes[0]
+        let expands = ctx.hasInput(1)
+        let batch = x[0], inChannels = x[1], wide = expands ? ctx.shape(1)[0] : x[1], outChannels = out[1]
         let d = a.depthwise
         let g = ConvGeometry(channels: 1, height: x[2], width: x[3], outHeight: out[2], outWidth: out[3],
                              kernelH: d.kernelH, kernelW: d.kernelW, strideH: d.strideH, strideW: d.strideW,
                              dilationH: d.dilationH, dilationW: d.dilationW, padTop: d.padding.top, padLeft: d.padding.left)
-        guard Depthwise3x3.supports(g), d.groups == wide, ctx.hasInput(2), ctx.hasInput(4), ctx.hasInput(6) else {
+        guard Depthwise3x3.supports(g), d.groups == wide, !expands || ctx.hasInput(2), ctx.hasInput(4), ctx.hasInput(6) else {
             throw QuarryError.unsupported("expand_depthwise_project '\(ctx.node.name)': needs biases and a 3x3 depthwise filter of stride 1 or 2")
         }
         let block = ExpandDepthwiseProject(inChannels: inChannels, wide: wide, outChannels: outChannels, depthwise: g)
@@ -180,7 +199,7 @@ extension CPUKernels {
         let units = batch * splits
         return { inputs, outputs in
             let xp = inputs[0]!, y = outputs[0]
-            let expand = (a: expandA, w: inputs[1]!, bias: inputs[2]!), filter = (w: inputs[3]!, bias: inputs[4]!)
+            let expand = expands ? (a: expandA, w: inputs[1]!, bias: inputs[2]!) : nil, filter = (w: inputs[3]!, bias: inputs[4]!)
             let project = (a: projectA, w: inputs[5]!, bias: inputs[6]!)
             threads.parallelFor(min(threads.count, units)) { worker in
                 let workers = min(threads.count, units)

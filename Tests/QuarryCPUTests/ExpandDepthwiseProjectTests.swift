@@ -7,14 +7,19 @@ import XCTest
 /// against the three convolutions computed in float64, and the plan pass that makes it.
 final class ExpandDepthwiseProjectTests: XCTestCase {
     struct Block {
-        var x, we, be, wd, bd, wp, bp: Tensor
+        var x: Tensor
+        /// Nil: no expansion (the depthwise filter reads x).
+        var we, be: Tensor?
+        var wd, bd, wp, bp: Tensor
         var residual: Tensor?
         var attrs: ExpandDepthwiseProjectAttributes
         var operands: [Tensor?] { [x, we, be, wd, bd, wp, bp] + (residual.map { [$0] } ?? []) }
+        var wide: Int { we?.shape[0] ?? x.shape[1] }
     }
 
     func randomBlock(n: Int, c: Int, e: Int, o: Int, h: Int, w: Int, stride: Int, pad: Padding2D, residual: Bool,
-                     _ rng: inout SeededGenerator) throws -> Block {
+                     expands: Bool = true, _ rng: inout SeededGenerator) throws -> Block {
+        let e = expands ? e : c
         let clamps: [Activation?] = [nil, .relu, .relu6]
         let dw = Conv2DAttributes(kernel: (3, 3), stride: (stride, stride), padding: pad, groups: e,
                                   activation: clamps.randomElement(using: &rng)!)
@@ -22,8 +27,9 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
                                                      projectActivation: [nil, .relu].randomElement(using: &rng)!)
         let x = randomTensor([n, c, h, w], &rng)
         let outShape = try inferOutputShapes(.expandDepthwiseProject(attrs),
-                                             [[n, c, h, w], [e, c, 1, 1], [e], [e, 1, 3, 3], [e], [o, e, 1, 1], [o]])[0]
-        return Block(x: x, we: randomTensor([e, c, 1, 1], &rng), be: randomTensor([e], &rng),
+                                             [[n, c, h, w], expands ? [e, c, 1, 1] : nil, expands ? [e] : nil, [e, 1, 3, 3], [e],
+                                              [o, e, 1, 1], [o]])[0]
+        return Block(x: x, we: expands ? randomTensor([e, c, 1, 1], &rng) : nil, be: expands ? randomTensor([e], &rng) : nil,
                      wd: randomTensor([e, 1, 3, 3], &rng), bd: randomTensor([e], &rng),
                      wp: randomTensor([o, e, 1, 1], &rng), bp: randomTensor([o], &rng),
                      residual: residual ? randomTensor(outShape, &rng) : nil, attrs: attrs)
@@ -32,7 +38,7 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
     /// The three convolutions in float64, from their definitions.
     func reference(_ b: Block) -> [Double] {
         let (n, c, h, w) = (b.x.shape[0], b.x.shape[1], b.x.shape[2], b.x.shape[3])
-        let e = b.we.shape[0], o = b.wp.shape[0], d = b.attrs.depthwise
+        let e = b.wide, o = b.wp.shape[0], d = b.attrs.depthwise
         let oh = (h + d.padding.top + d.padding.bottom - 3) / d.strideH + 1
         let ow = (w + d.padding.left + d.padding.right - 3) / d.strideW + 1
         func act(_ a: Activation?, _ v: Double) -> Double { a.map { referenceActivation($0, v) } ?? v }
@@ -41,8 +47,12 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
             var expanded = [Double](repeating: 0, count: e * h * w)
             for ch in 0..<e {
                 for p in 0..<(h * w) {
-                    var s = Double(b.be[flat: ch])
-                    for k in 0..<c { s += Double(b.we[flat: ch * c + k]) * Double(b.x[flat: (img * c + k) * h * w + p]) }
+                    guard let we = b.we, let be = b.be else {
+                        expanded[ch * h * w + p] = Double(b.x[flat: (img * c + ch) * h * w + p])
+                        continue
+                    }
+                    var s = Double(be[flat: ch])
+                    for k in 0..<c { s += Double(we[flat: ch * c + k]) * Double(b.x[flat: (img * c + k) * h * w + p]) }
                     expanded[ch * h * w + p] = act(b.attrs.expandActivation, s)
                 }
             }
@@ -76,7 +86,7 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
     }
 
     func tolerance(_ b: Block) -> Double {
-        let c = Double(b.x.shape[1]), e = Double(b.we.shape[0])
+        let c = Double(b.x.shape[1]), e = Double(b.wide)
         return 2e-5 * (c.squareRoot() * 3 * e.squareRoot())
     }
 
@@ -99,7 +109,7 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
         shapes.append((1, 24, 144, 32, 56, 56, 2, Padding2D(1)))
         for s in shapes {
             let block = try randomBlock(n: s.n, c: s.c, e: s.e, o: s.o, h: s.h, w: s.w, stride: s.stride, pad: s.pad,
-                                        residual: Bool.random(using: &rng), &rng)
+                                        residual: Bool.random(using: &rng), expands: Int.random(in: 0..<4, using: &rng) > 0, &rng)
             let constants: Set<Int> = Bool.random(using: &rng) ? [1, 2, 3, 4, 5, 6] : []
             let out = try runCPUNode(.expandDepthwiseProject(block.attrs), block.operands, constantIndices: constants,
                                      threads: Int.random(in: 1...2, using: &rng))[0]
@@ -119,13 +129,13 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
             let (c, e, o) = (Int.random(in: 1...8, using: &rng), Int.random(in: 1...20, using: &rng), Int.random(in: 1...12, using: &rng))
             let (h, w) = (Int.random(in: 6...24, using: &rng), Int.random(in: 3...40, using: &rng))
             let b = try randomBlock(n: 1, c: c, e: e, o: o, h: h, w: w, stride: stride, pad: pad,
-                                    residual: Bool.random(using: &rng), &rng)
+                                    residual: Bool.random(using: &rng), expands: Bool.random(using: &rng), &rng)
             let expected = reference(b)
             let oh = (h + pad.top + pad.bottom - 3) / stride + 1, ow = (w + pad.left + pad.right - 3) / stride + 1
             let g = ConvGeometry(channels: 1, height: h, width: w, outHeight: oh, outWidth: ow, kernelH: 3, kernelW: 3,
                                  strideH: stride, strideW: stride, dilationH: 1, dilationW: 1, padTop: pad.top, padLeft: pad.left)
-            let budget = e * (Int.random(in: 1...3, using: &rng) * stride + 3) * w
-            let block = ExpandDepthwiseProject(inChannels: c, wide: e, outChannels: o, depthwise: g, budget: budget)
+            let budget = b.wide * (Int.random(in: 1...3, using: &rng) * stride + 3) * w
+            let block = ExpandDepthwiseProject(inChannels: c, wide: b.wide, outChannels: o, depthwise: g, budget: budget)
             XCTAssertLessThan(block.bandRows, 4)
             let out = Tensor(shape: [1, o, oh, ow], repeating: .nan)
             let split = Int.random(in: 0...oh, using: &rng)
@@ -133,7 +143,8 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
             let clamp = FusedClamp(b.attrs.depthwise.activation)
             let clip = Clip(lo: V16(repeating: clamp?.lo ?? -.infinity), hi: V16(repeating: clamp?.hi ?? .infinity))
             for rows in [0..<split, split..<oh] where !rows.isEmpty {
-                block.run(rows: rows, x: b.x.pointer, expand: (nil, UnsafePointer(b.we.pointer), UnsafePointer(b.be.pointer)),
+                let expand = b.we.map { we in (a: PackedMatrix?.none, w: UnsafePointer(we.pointer), bias: UnsafePointer(b.be!.pointer)) }
+                block.run(rows: rows, x: b.x.pointer, expand: expand,
                           filter: (UnsafePointer(b.wd.pointer), UnsafePointer(b.bd.pointer)),
                           project: (nil, UnsafePointer(b.wp.pointer), UnsafePointer(b.bp.pointer)), expandActivation: b.attrs.expandActivation,
                           filterClip: clip, projectActivation: b.attrs.projectActivation,
@@ -144,8 +155,8 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
     }
 
     /// The plan fuses a chain whose wide tensors are large enough and read only along the chain,
-    /// names the node after the three, and leaves a chain alone when the caller asks for a wide
-    /// tensor; either way the outputs are the three convolutions'.
+    /// names the node after the three, and leaves the expansion out when the caller asks for its
+    /// output; either way the outputs are the three convolutions'.
     func testPlanFusesLargeChainsOnly() throws {
         var rng = makeTestRNG()
         let b = GraphBuilder()
@@ -164,7 +175,7 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
         graph.materializeParameters(seed: 5)
 
         let input = randomTensor([2, 8, 56, 56], &rng)
-        let block = Block(x: input, we: graph.parameters["expand.weight"]!.value!, be: graph.parameters["expand.bias"]!.value!,
+        let block = Block(x: input, we: graph.parameters["expand.weight"]!.value, be: graph.parameters["expand.bias"]!.value,
                           wd: graph.parameters["depthwise.weight"]!.value!, bd: graph.parameters["depthwise.bias"]!.value!,
                           wp: graph.parameters["project.weight"]!.value!, bp: graph.parameters["project.bias"]!.value!,
                           residual: nil, attrs: ExpandDepthwiseProjectAttributes(
@@ -175,7 +186,8 @@ final class ExpandDepthwiseProjectTests: XCTestCase {
         for (outputs, fused) in [(["project"], true), (["project", "expand"], false)] {
             let compiled = try CPUDevice(threads: 1).compile(graph, outputs: outputs) as! CPUCompiledGraph
             let plan = try compiled.plan(for: ["x": [2, 8, 56, 56]])
-            XCTAssertEqual(plan.graph.nodes.map(\.name), fused ? ["expand+depthwise+project"] : ["expand", "depthwise", "project"])
+            // Asked for, the expansion stays, and the depthwise and projection fuse without it.
+            XCTAssertEqual(plan.graph.nodes.map(\.name), fused ? ["expand+depthwise+project"] : ["expand", "depthwise+project"])
             assertClose(try compiled.run(["x": input])["project"]!, expected, rtol: 1e-4, atol: tolerance(block), "outputs \(outputs)")
         }
         // At 28x28 the wide tensor (75 Ki floats) stays unfused.
