@@ -399,6 +399,22 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                             (bp, bStride) = (bBlock + jr * kcb, nr)
                         }
                         let ct = c + i * ldc + j
+                        // The tile's residual rows, and its output lines when this is their first
+                        // write (one depth block: a 1x1 convolution's), asked for while the
+                        // micro-kernel runs its K loop: cold at the store, they stalled it.
+                        // ResNet-50 batch 8: its 1x1 layers with a residual 81.6 -> 78.6 ms.
+                        if last, let addend = tile.addend {
+                            for r in 0..<rows {
+                                quarry_prefetch_for_read(addend + r * tile.addendLd)
+                                quarry_prefetch_for_read(addend + r * tile.addendLd + 16)
+                            }
+                        }
+                        if first && last && !epilogue.accumulate {
+                            for r in 0..<rows {
+                                quarry_prefetch_for_write(ct + r * ldc)
+                                quarry_prefetch_for_write(ct + r * ldc + 16)
+                            }
+                        }
                         if cols == nr && rows == mr {
                             microKernel12(kcb, ap, bp, bStride, ct, ldc, tile)
                         } else if cols == nr && rows == 8 {
