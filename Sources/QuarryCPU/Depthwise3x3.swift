@@ -123,47 +123,30 @@ struct Depthwise3x3 {
                         let r1 = iy + 1 >= 0 && iy + 1 < height ? src + (iy + 1) * width : zero
                         let r2 = iy + 2 >= 0 && iy + 2 < height ? src + (iy + 2) * width : zero
                         let out = dst + (oy - range.lowerBound) * outW
-                        if s == 1 && padLeft == 1 {
-                            // Each row's vectors loaded once: the left and right neighbours are
-                            // lane rotations of the vector and the ones beside it.
-                            var p0 = V16(), c0 = load16(r0), p1 = V16(), c1 = load16(r1), p2 = V16(), c2 = load16(r2)
+                        if padLeft == 1 {
+                            // Each row's vectors loaded once. Stride 1: the left and right
+                            // neighbours are lane rotations of the vector and the ones beside it.
+                            // Stride 2: a vector's 32 columns split into even and odd ones, and the
+                            // left neighbour is the odd one before, a lane rotation.
+                            var p0 = V16(), c0 = s == 1 ? load16(r0) : V16(), p1 = V16(), c1 = s == 1 ? load16(r1) : V16()
+                            var p2 = V16(), c2 = s == 1 ? load16(r2) : V16()
                             for v in 0..<vectors {
-                                let n0 = load16(r0 + 16 * v + 16), n1 = load16(r1 + 16 * v + 16), n2 = load16(r2 + 16 * v + 16)
-                                var a0 = quarry_prev1(p0, c0), e0 = quarry_next1(c0, n0)
-                                var a1 = quarry_prev1(p1, c1), e1 = quarry_next1(c1, n1)
-                                var a2 = quarry_prev1(p2, c2), e2 = quarry_next1(c2, n2)
-                                var m0 = c0, m1 = c1, m2 = c2
-                                if padded[v] {
-                                    let k = keep.baseAddress! + 3 * v
-                                    func and(_ x: inout V16, _ m: SIMD16<UInt32>) {
-                                        x = unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt32>.self) & m, to: V16.self)
-                                    }
-                                    and(&a0, k[0]); and(&m0, k[1]); and(&e0, k[2])
-                                    and(&a1, k[0]); and(&m1, k[1]); and(&e1, k[2])
-                                    and(&a2, k[0]); and(&m2, k[1]); and(&e2, k[2])
+                                var a0: V16, m0: V16, e0: V16, a1: V16, m1: V16, e1: V16, a2: V16, m2: V16, e2: V16
+                                if s == 1 {
+                                    let n0 = load16(r0 + 16 * v + 16), n1 = load16(r1 + 16 * v + 16), n2 = load16(r2 + 16 * v + 16)
+                                    a0 = quarry_prev1(p0, c0); m0 = c0; e0 = quarry_next1(c0, n0)
+                                    a1 = quarry_prev1(p1, c1); m1 = c1; e1 = quarry_next1(c1, n1)
+                                    a2 = quarry_prev1(p2, c2); m2 = c2; e2 = quarry_next1(c2, n2)
+                                    p0 = c0; c0 = n0; p1 = c1; c1 = n1; p2 = c2; c2 = n2
+                                } else {
+                                    let q0 = r0 + 32 * v, q1 = r1 + 32 * v, q2 = r2 + 32 * v
+                                    let x0 = load16(q0), y0 = load16(q0 + 16), x1 = load16(q1), y1 = load16(q1 + 16)
+                                    let x2 = load16(q2), y2 = load16(q2 + 16)
+                                    m0 = quarry_even(x0, y0); e0 = quarry_odd(x0, y0); a0 = quarry_prev1(p0, e0)
+                                    m1 = quarry_even(x1, y1); e1 = quarry_odd(x1, y1); a1 = quarry_prev1(p1, e1)
+                                    m2 = quarry_even(x2, y2); e2 = quarry_odd(x2, y2); a2 = quarry_prev1(p2, e2)
+                                    p0 = e0; p1 = e1; p2 = e2
                                 }
-                                let acc0 = b.addingProductFast(a0, w0).addingProductFast(m0, w1).addingProductFast(e0, w2)
-                                let acc1 = (a1 * w3).addingProductFast(m1, w4).addingProductFast(e1, w5)
-                                let acc2 = (a2 * w6).addingProductFast(m2, w7).addingProductFast(e2, w8)
-                                let acc = clip(acc0 + acc1 + acc2)
-                                let left = end - (oy * outW + 16 * v)
-                                if left < 16 { storePartial(acc, out + 16 * v, left) } else { store16(acc, out + 16 * v) }
-                                p0 = c0; c0 = n0; p1 = c1; c1 = n1; p2 = c2; c2 = n2
-                            }
-                            continue
-                        }
-                        if s == 2 && padLeft == 1 {
-                            // Each row's 32 columns of a vector loaded once and split into even and
-                            // odd columns; the left neighbour is the odd one before, a lane rotation.
-                            var o0 = V16(), o1 = V16(), o2 = V16()
-                            for v in 0..<vectors {
-                                let q0 = r0 + 32 * v, q1 = r1 + 32 * v, q2 = r2 + 32 * v
-                                let x0 = load16(q0), y0 = load16(q0 + 16), x1 = load16(q1), y1 = load16(q1 + 16)
-                                let x2 = load16(q2), y2 = load16(q2 + 16)
-                                var m0 = quarry_even(x0, y0), e0 = quarry_odd(x0, y0), a0 = quarry_prev1(o0, e0)
-                                var m1 = quarry_even(x1, y1), e1 = quarry_odd(x1, y1), a1 = quarry_prev1(o1, e1)
-                                var m2 = quarry_even(x2, y2), e2 = quarry_odd(x2, y2), a2 = quarry_prev1(o2, e2)
-                                o0 = e0; o1 = e1; o2 = e2
                                 if padded[v] {
                                     let k = keep.baseAddress! + 3 * v
                                     func and(_ x: inout V16, _ m: SIMD16<UInt32>) {
