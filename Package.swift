@@ -6,7 +6,7 @@ import PackageDescription
 let package = Package(
     name: "Quarry",
     products: [
-        .library(name: "Quarry", targets: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
+        .library(name: "Quarry", targets: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryRuntime"]),
         .executable(name: "quarry", targets: ["quarry"]),
     ],
     dependencies: [
@@ -43,10 +43,15 @@ let package = Package(
         .target(
             name: "QuarryFormats",
             dependencies: ["Quarry", "CImageCodecs", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // What the tool does, as a library: open a model, resolve devices, run, extract (with
+        // preprocessing, resumable chunks and manifests). The tool and the C ABI are thin over it.
+        .target(
+            name: "QuarryRuntime",
+            dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
         .executableTarget(
             name: "quarry",
             dependencies: [
-                "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats",
+                "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Compute benchmarks of the CPU backend alone (bench/gemm_vs_openblas.sh).
@@ -59,6 +64,7 @@ let package = Package(
         .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels", "QuarryOpenCL"]),
         // Runs the built `quarry` tool as a user would (exit statuses, files written, resume).
         .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats"]),
+        .testTarget(name: "QuarryRuntimeTests", dependencies: ["QuarryRuntime", "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
         .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

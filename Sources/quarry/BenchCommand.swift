@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import Quarry
+import QuarryRuntime
 import QuarryCPU
 
 struct BenchCommand: ParsableCommand {
@@ -94,9 +95,9 @@ struct BenchCommand: ParsableCommand {
 extension BenchCommand {
     func benchGEMM() throws -> [String: JSONValue] {
         let devices = try deviceOptions.devices()
-        guard devices.count == 1 else { throw ToolError(message: "bench gemm takes one device, got \(devices.count)") }
+        guard devices.count == 1 else { throw RuntimeError(message: "bench gemm takes one device, got \(devices.count)") }
         let device = devices[0]
-        guard m > 0, n > 0, k > 0 else { throw ToolError(message: "--m, --n and --k must be positive") }
+        guard m > 0, n > 0, k > 0 else { throw RuntimeError(message: "--m, --n and --k must be positive") }
         let figures: (seconds: Double, gflops: Double, peak: Double)
         switch device {
         case let cpu as CPUDevice:
@@ -120,13 +121,13 @@ extension BenchCommand {
     func benchConv() throws -> [String: JSONValue] {
         let dims = inputShape.lowercased().split(separator: "x").compactMap { Int($0) }
         guard dims.count == 4, dims.allSatisfy({ $0 > 0 }) else {
-            throw ToolError(message: "--input-shape must be NxCxHxW, got '\(inputShape)'")
+            throw RuntimeError(message: "--input-shape must be NxCxHxW, got '\(inputShape)'")
         }
         let b = GraphBuilder()
         let x = b.input("x", shape: dims.map { Dim.fixed($0) })
         let attributes = Conv2DAttributes(kernel: (kernel, kernel), stride: (stride, stride), padding: Padding2D(pad), groups: groups)
         guard groups >= 1, dims[1] % groups == 0, outChannels % groups == 0 else {
-            throw ToolError(message: "--groups \(groups) must divide the input channels \(dims[1]) and --out-channels \(outChannels)")
+            throw RuntimeError(message: "--groups \(groups) must divide the input channels \(dims[1]) and --out-channels \(outChannels)")
         }
         let w = b.parameter("conv.weight", shape: [outChannels, dims[1] / groups, kernel, kernel], initializer: .he(fanIn: dims[1] / groups * kernel * kernel))
         let bias = b.parameter("conv.bias", shape: [outChannels], initializer: .constant(0.01))
@@ -164,16 +165,16 @@ enum JSONValue: Codable, ExpressibleByStringLiteral {
 }
 
 func loadReport(_ path: String) throws -> [String: JSONValue] {
-    guard let data = FileManager.default.contents(atPath: path) else { throw ToolError(message: "\(path): cannot read") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError(message: "\(path): cannot read") }
     // A saved --json run may hold the whole stdout: take its last non-empty line.
     let text = String(decoding: data, as: UTF8.self)
     guard let line = text.split(separator: "\n").last(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
-        throw ToolError(message: "\(path): empty")
+        throw RuntimeError(message: "\(path): empty")
     }
     do {
         return try JSONDecoder().decode([String: JSONValue].self, from: Data(line.utf8))
     } catch {
-        throw ToolError(message: "\(path): not a `quarry bench --json` report (\(error))")
+        throw RuntimeError(message: "\(path): not a `quarry bench --json` report (\(error))")
     }
 }
 

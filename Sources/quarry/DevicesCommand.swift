@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import Quarry
+import QuarryRuntime
 import QuarryCPU
 
 struct DevicesCommand: ParsableCommand {

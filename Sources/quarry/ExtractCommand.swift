@@ -9,6 +9,7 @@ import Foundation
 import Quarry
 import QuarryFormats
 import QuarryModels
+import QuarryRuntime
 
 struct ExtractCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -85,7 +86,24 @@ struct ExtractCommand: ParsableCommand {
 
     func run() throws {
         try exitingOnError {
-            let status = try extract()
+            var job = Extraction(model: model, input: input, output: output)
+            job.layer = layer
+            job.batch = batch
+            job.device = deviceOptions.device
+            job.cpuThreads = deviceOptions.cpuThreads
+            job.microBatch = deviceOptions.microBatch
+            job.weights = weights
+            job.resize = resize
+            job.crop = crop
+            job.mean = mean
+            job.std = std
+            job.pool = pool.flatMap(FeaturePooling.init(rawValue:))
+            job.l2Normalize = l2Normalize
+            job.strict = strict
+            job.resume = resume
+            job.quiet = quiet
+            job.stopsOnSignals = true
+            let status = try job.run()
             if status != .success { throw ExitCode(status.rawValue) }
         }
     }

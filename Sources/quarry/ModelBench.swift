@@ -4,20 +4,7 @@
 import Foundation
 import Quarry
 import QuarryCPU
-
-/// Measured limits of a device: fp32 peak and memory bandwidth.
-struct DeviceLimits {
-    var peakGFLOPS: Double
-    var bandwidthGBps: Double
-}
-
-func measureLimits(_ device: Device) throws -> DeviceLimits {
-    if let cpu = device as? CPUDevice {
-        return DeviceLimits(peakGFLOPS: measureFP32PeakGFLOPS(threads: cpu.threads),
-                            bandwidthGBps: measureMemoryBandwidthGBps(threads: cpu.threads))
-    }
-    return try measureOpenCLLimits(device)
-}
+import QuarryRuntime
 
 extension BenchCommand {
     func benchModel() throws -> [String: JSONValue] {

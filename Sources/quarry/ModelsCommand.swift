@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import Quarry
+import QuarryRuntime
 import QuarryModels
 
 struct ModelsCommand: ParsableCommand {

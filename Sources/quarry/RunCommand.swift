@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Quarry
 import QuarryFormats
+import QuarryRuntime
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,9 +43,8 @@ struct RunCommand: ParsableCommand {
     }
 
     func runOnce() throws {
-        let devices = try deviceOptions.devices()
-        let loaded = try loadModel(model, weights: weights)
-        let declared = loaded.onnx?.inputs ?? loaded.graph.inputs
+        let engine = try Engine(model: model, weights: weights, device: deviceOptions.device, cpuThreads: deviceOptions.cpuThreads)
+        let declared = engine.inputs
         let names = declared.map(\.name).joined(separator: ", ")
 
         var tensors: [String: Tensor] = [:]
@@ -55,52 +55,41 @@ struct RunCommand: ParsableCommand {
             } else if declared.count == 1 {
                 name = declared[0].name; file = spec
             } else {
-                throw ToolError(message: "--input '\(spec)' must be NAME=FILE.npy; the model's inputs are \(names)")
+                throw RuntimeError(message: "--input '\(spec)' must be NAME=FILE.npy; the model's inputs are \(names)")
             }
             guard declared.contains(where: { $0.name == name }) else {
-                throw ToolError(message: "the model has no input '\(name)'; its inputs are \(names)")
+                throw RuntimeError(message: "the model has no input '\(name)'; its inputs are \(names)")
             }
-            guard tensors[name] == nil else { throw ToolError(message: "input '\(name)' is given twice") }
+            guard tensors[name] == nil else { throw RuntimeError(message: "input '\(name)' is given twice") }
             tensors[name] = try NumPy.readTensor(path: file)
         }
         let missing = declared.filter { tensors[$0.name] == nil }.map(\.name)
-        guard missing.isEmpty else { throw ToolError(message: "missing --input for \(missing.joined(separator: ", "))") }
+        guard missing.isEmpty else { throw RuntimeError(message: "missing --input for \(missing.joined(separator: ", "))") }
 
-        var graph = loaded.graph
-        if let onnx = loaded.onnx { graph = try onnx.graph(inputShapes: tensors.mapValues(\.shape)) }
-        if graph.parameters.values.contains(where: { $0.value == nil }) {
-            graph.materializeParameters()
-            printError("warning: \(loaded.name) has no --weights; running with untrained (random) parameters")
+        let requested = outputs.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? engine.model.graph.outputs
+        guard !requested.isEmpty else { throw RuntimeError(message: "--outputs names no tensor") }
+        if engine.untrained {
+            printError("warning: \(engine.model.name) has no --weights; running with untrained (random) parameters")
         }
-        let requested = outputs.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? graph.outputs
-        guard !requested.isEmpty else { throw ToolError(message: "--outputs names no tensor") }
-        let known = graph.valueNames
-        let unknown = requested.filter { !known.contains($0) }
-        guard unknown.isEmpty else {
-            let folded = unknown.filter { loaded.onnx?.tensorNames.contains($0) ?? false }
-            let hint = folded.isEmpty ? "" : " (\(folded.joined(separator: ", ")) only hold constants folded at import)"
-            throw ToolError(message: "no tensor named \(unknown.joined(separator: ", ")) in '\(model)'\(hint)")
-        }
+        // File names are checked before the run, so a clash costs no compute.
         var files: [String: String] = [:]
         for name in requested {
             let file = NumPy.fileName(forTensor: name)
-            if let other = files.values.first(where: { $0 == file }).flatMap({ f in files.first { $0.value == f }?.key }) {
-                throw ToolError(message: "outputs '\(other)' and '\(name)' both map to the file name '\(file)'")
+            if let other = files.first(where: { $0.value == file })?.key {
+                throw RuntimeError(message: "outputs '\(other)' and '\(name)' both map to the file name '\(file)'")
             }
             files[name] = file
         }
-
-        let compiled = try devices[0].compile(graph, outputs: requested)
-        let results = try compiled.run(tensors)
+        let results = try engine.run(tensors, outputs: requested)
 
         do {
             try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
         } catch {
-            throw ToolError(message: "cannot create the output folder '\(outputDir)': \(error.localizedDescription)")
+            throw RuntimeError(message: "cannot create the output folder '\(outputDir)': \(error.localizedDescription)")
         }
         for name in requested {
-            guard let t = results[name] else { throw ToolError(message: "the run produced no '\(name)'") }
-            let path = (outputDir as NSString).appendingPathComponent(files[name]!)
+            guard let t = results[name] else { throw RuntimeError(message: "the run produced no '\(name)'") }
+            let path = (outputDir as NSString).appendingPathComponent(NumPy.fileName(forTensor: name))
             try NumPy.write(t, to: path)
             print("\(name) \(t.shape) -> \(path)")
         }

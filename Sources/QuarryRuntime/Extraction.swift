@@ -1,5 +1,7 @@
-// The work of `quarry extract`: list inputs, decode and preprocess them in parallel, run batches
-// through the scheduler, pool features, and keep every batch as a chunk file until the end.
+// Extraction, the main job: list inputs, decode and preprocess them in parallel, run batches
+// through the scheduler on every chosen device, pool features, and keep every batch as a chunk
+// file until the end (so a killed run resumes), then write the output and manifest atomically.
+// `quarry extract` is a thin command over it; the C ABI and the Python package reach it too.
 
 import Dispatch
 import Foundation
@@ -8,13 +10,59 @@ import QuarryFormats
 import QuarryModels
 
 /// One input to extract: where it came from and how to load it as a model input row.
-struct ExtractItem {
-    var source: String
-    var load: () throws -> Tensor
+public struct ExtractItem {
+    public var source: String
+    public var load: () throws -> Tensor
+    public init(source: String, load: @escaping () throws -> Tensor) {
+        self.source = source
+        self.load = load
+    }
 }
 
-extension ExtractCommand {
-    func extract() throws -> ExitStatus {
+/// One extraction: what to run, on what, into which file. The fields mirror `quarry extract`'s
+/// options (README documents their meaning).
+public struct Extraction {
+    /// A zoo model name or an .onnx file.
+    public var model: String
+    /// Image files, folders, .npy arrays or text files listing paths.
+    public var input: [String]
+    /// The output file: .npy (one layer) or .safetensors (one tensor per layer).
+    public var output: String
+    /// Tensor names to extract; empty: the model's feature layer.
+    public var layer: [String] = []
+    public var batch: Int = 16
+    /// A device spec (see `resolveDevices`).
+    public var device: String = "cpu"
+    public var cpuThreads: Int? = nil
+    public var microBatch: Int? = nil
+    /// Safetensors weights for a zoo model.
+    public var weights: String? = nil
+    /// Preprocessing overrides: shorter side (0: none), crop "N" or "HxW" (0: none), mean, std.
+    public var resize: Int? = nil
+    public var crop: String? = nil
+    public var mean: String? = nil
+    public var std: String? = nil
+    /// Pooling of each feature; nil: the model's own for its feature layer, else none.
+    public var pool: FeaturePooling? = nil
+    public var l2Normalize = false
+    /// Stop at the first input that cannot be read.
+    public var strict = false
+    /// Continue an interrupted run of the same extraction.
+    public var resume = false
+    /// No progress lines or notes on stderr.
+    public var quiet = false
+    /// Stop after what is in flight on SIGINT / SIGTERM (a command-line run); off for a library caller.
+    public var stopsOnSignals = false
+
+    public init(model: String, input: [String], output: String) {
+        self.model = model
+        self.input = input
+        self.output = output
+    }
+
+    /// Runs the extraction: `.success`, or `.partial` when some inputs could not be read (they are
+    /// named on stderr and in the manifest). Throws a RuntimeError for bad arguments and on interrupt.
+    public func run() throws -> ExitStatus {
         let loaded = try loadModel(model, weights: weights)
         var graph = loaded.graph
         if graph.parameters.values.contains(where: { $0.value == nil }) {
@@ -24,35 +72,35 @@ extension ExtractCommand {
         let layers = layer.isEmpty ? loaded.featureLayers : layer
         _ = try graph.pruned(to: layers)  // names every unknown layer before any work
         if (output as NSString).pathExtension.lowercased() == "npy" && layers.count != 1 {
-            throw ToolError(message: "a .npy output holds one layer; use a .safetensors output for \(layers.count) layers")
+            throw RuntimeError(message: "a .npy output holds one layer; use a .safetensors output for \(layers.count) layers")
         }
         // One data input; any others must be attention masks, made from the ids (0 is padding, as
         // in BERT's vocabulary) so that padded tokens are masked and `--pool mean` skips them.
         let dataInputs = graph.inputs.filter { !loaded.maskInputs.contains($0.name) }
         guard dataInputs.count == 1, let inputName = dataInputs.first?.name else {
-            throw ToolError(message: "extract feeds models with one data input; \(loaded.name) takes \(graph.inputs.map(\.name)) (use `quarry run`)")
+            throw RuntimeError(message: "extract feeds models with one data input; \(loaded.name) takes \(graph.inputs.map(\.name)) (use `quarry run`)")
         }
         let maskNames = graph.inputs.map(\.name).filter { loaded.maskInputs.contains($0) }
-        let pooling = pool.map { FeaturePooling(rawValue: $0)! } ?? (layer.isEmpty ? loaded.defaultPooling : .none)
+        let pooling = pool ?? (layer.isEmpty ? loaded.defaultPooling : .none)
         let preprocessing = try makePreprocessing(defaults: loaded.preprocessing)
         let items = try listExtractItems(input, preprocessing: preprocessing)
-        guard !items.isEmpty else { throw ToolError(message: "no inputs found in \(input.joined(separator: ", "))") }
+        guard !items.isEmpty else { throw RuntimeError(message: "no inputs found in \(input.joined(separator: ", "))") }
 
         let signature = RunSignature(model: model, weights: weights, layers: layers, pool: pooling.rawValue, l2: l2Normalize,
                                      preprocessing: "\(preprocessing)", sources: items.map(\.source))
         let partial = PartialRun(output: output)
         var progressState = try resume ? partial.resume(signature) : partial.start(signature)
 
-        let devices = try deviceOptions.devices()
+        let devices = try resolveDevices(device, cpuThreads: cpuThreads)
         // Each device compiles its own copy (an ONNX model once per distinct batch shape, so its
         // micro-batches keep a fixed size). One device runs each batch whole.
         var compileable = loaded
         compileable.graph = graph
         let workers = try devices.map { try compileable.compile(on: $0, outputs: layers) }
-        let fixed: Int? = deviceOptions.microBatch
+        let fixed: Int? = microBatch
             ?? (devices.count == 1 ? batch : (loaded.onnx != nil ? max(1, batch / devices.count) : nil))
         let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: fixed))
-        let interrupt = InterruptWatch(scheduler: scheduler)
+        let interrupt = InterruptWatch(scheduler: scheduler, watching: stopsOnSignals)
         let progress = Progress(total: items.count, label: "extract \(loaded.name)", quiet: quiet)
         progress.advance(by: progressState.processed, failed: progressState.failed.count)
 
@@ -73,7 +121,7 @@ extension ExtractCommand {
         var lookahead: DispatchWorkItem? = nil
         var nextLoaded: [Result<Tensor, Error>] = []
         func load(_ range: Range<Int>) -> [Result<Tensor, Error>] {
-            var results = [Result<Tensor, Error>](repeating: .failure(ToolError(message: "not loaded")), count: range.count)
+            var results = [Result<Tensor, Error>](repeating: .failure(RuntimeError(message: "not loaded")), count: range.count)
             results.withUnsafeMutableBufferPointer { out in
                 let out = out
                 DispatchQueue.concurrentPerform(iterations: range.count) { i in
@@ -114,7 +162,7 @@ extension ExtractCommand {
                 }
                 for f in failed {
                     printError("cannot read \(f.source): \(f.error)")
-                    if strict { throw ToolError(message: "stopped at the first unreadable input (--strict): \(f.source)") }
+                    if strict { throw RuntimeError(message: "stopped at the first unreadable input (--strict): \(f.source)") }
                 }
                 readUpTo = range.upperBound
                 var chunk = ReadChunk(range: range, sources: good.map { items[$0.index].source }, failed: failed,
@@ -168,7 +216,7 @@ extension ExtractCommand {
         let start = written
         if interrupt.fired || start < items.count {
             progress.finish()
-            throw ToolError(message: "interrupted after \(start) of \(items.count) inputs; run the same command with --resume to continue", status: .interrupted)
+            throw RuntimeError(message: "interrupted after \(start) of \(items.count) inputs; run the same command with --resume to continue", status: .interrupted)
         }
         progress.finish()
         try partial.finish(layers: layers, modelName: loaded.name, untrained: graph.untrained, state: progressState)
@@ -188,31 +236,31 @@ extension ExtractCommand {
             switch parts.count {
             case 1: p.crop = parts[0] > 0 ? (height: parts[0], width: parts[0]) : nil
             case 2: p.crop = (height: parts[0], width: parts[1])
-            default: throw ToolError(message: "--crop takes N or HxW, got '\(crop)'")
+            default: throw RuntimeError(message: "--crop takes N or HxW, got '\(crop)'")
             }
         }
         func floats(_ s: String, _ flag: String) throws -> [Float] {
             let v = s.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
-            guard v.count == 3 || v.count == 1 else { throw ToolError(message: "\(flag) takes 1 or 3 comma-separated numbers, got '\(s)'") }
+            guard v.count == 3 || v.count == 1 else { throw RuntimeError(message: "\(flag) takes 1 or 3 comma-separated numbers, got '\(s)'") }
             return v.count == 1 ? [v[0], v[0], v[0]] : v
         }
         if let mean { p.mean = try floats(mean, "--mean") }
         if let std {
             p.std = try floats(std, "--std")
-            guard p.std.allSatisfy({ $0 != 0 }) else { throw ToolError(message: "--std must not contain 0") }
+            guard p.std.allSatisfy({ $0 != 0 }) else { throw RuntimeError(message: "--std must not contain 0") }
         }
         return p
     }
 }
 
 /// One feature row per input from a layer's output `t` ([N, ...]).
-func poolFeatures(_ t: Tensor, pool: FeaturePooling, l2: Bool, layer: String, mask: Tensor? = nil) throws -> Tensor {
+public func poolFeatures(_ t: Tensor, pool: FeaturePooling, l2: Bool, layer: String, mask: Tensor? = nil) throws -> Tensor {
     do {
         // A mask applies to sequence outputs [N, S, D] whose S matches it.
         let useMask = mask.flatMap { m in t.rank == 3 && m.shape == Array(t.shape.prefix(2)) ? m : nil }
         return try pool.apply(to: t, attentionMask: useMask, l2Normalize: l2)
     } catch {
-        throw ToolError(message: "layer '\(layer)' of shape \(t.shape): \(error)")
+        throw RuntimeError(message: "layer '\(layer)' of shape \(t.shape): \(error)")
     }
 }
 
@@ -223,8 +271,8 @@ final class InterruptWatch {
     private var value = false
     var fired: Bool { flag.lock(); defer { flag.unlock() }; return value }
 
-    init(scheduler: Scheduler) {
-        for sig in [SIGINT, SIGTERM] {
+    init(scheduler: Scheduler, watching: Bool) {
+        for sig in [SIGINT, SIGTERM] where watching {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler { [weak self] in
@@ -238,7 +286,7 @@ final class InterruptWatch {
 }
 
 /// The items `paths` stand for, each with a loader that gives one model input row.
-func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessing) throws -> [ExtractItem] {
+public func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessing) throws -> [ExtractItem] {
     var items: [ExtractItem] = []
     for item in try listInputs(paths) {
         switch item {
@@ -248,7 +296,7 @@ func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessing) thro
             // One item per row of the array's first axis; the array is read once, when listed.
             let array = try NumPy.readTensor(path: path)
             guard array.rank >= 1, array.shape[0] > 0 else {
-                throw ToolError(message: "\(path): an input array needs at least one row, got shape \(array.shape)")
+                throw RuntimeError(message: "\(path): an input array needs at least one row, got shape \(array.shape)")
             }
             for r in 0..<array.shape[0] {
                 items.append(ExtractItem(source: "\(path)[\(r)]") {

@@ -44,12 +44,12 @@ struct PartialRun {
     /// Begins a new run, refusing to overwrite the state of an interrupted one.
     func start(_ signature: RunSignature) throws -> RunProgress {
         if FileManager.default.fileExists(atPath: folder) {
-            throw ToolError(message: "\(folder) holds an interrupted run: add --resume to continue it, or delete the folder to start again")
+            throw RuntimeError(message: "\(folder) holds an interrupted run: add --resume to continue it, or delete the folder to start again")
         }
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw ToolError(message: "cannot create \(folder): \(error.localizedDescription)")
+            throw RuntimeError(message: "cannot create \(folder): \(error.localizedDescription)")
         }
         try writeAtomically(try JSONEncoder().encode(signature), to: signaturePath)
         return RunProgress()
@@ -59,15 +59,15 @@ struct PartialRun {
     func resume(_ signature: RunSignature) throws -> RunProgress {
         guard let data = FileManager.default.contents(atPath: signaturePath) else {
             if FileManager.default.fileExists(atPath: output) {
-                throw ToolError(message: "nothing to resume: \(output) is already complete")
+                throw RuntimeError(message: "nothing to resume: \(output) is already complete")
             }
             return try start(signature)
         }
         guard let saved = try? JSONDecoder().decode(RunSignature.self, from: data) else {
-            throw ToolError(message: "\(signaturePath) is damaged: delete \(folder) to start again")
+            throw RuntimeError(message: "\(signaturePath) is damaged: delete \(folder) to start again")
         }
         guard saved == signature else {
-            throw ToolError(message: "--resume: \(folder) belongs to a different command (model, layers, options or inputs differ); delete it to start again")
+            throw RuntimeError(message: "--resume: \(folder) belongs to a different command (model, layers, options or inputs differ); delete it to start again")
         }
         var progress = RunProgress()
         while FileManager.default.fileExists(atPath: chunkPath(progress.chunks)) {
@@ -75,7 +75,7 @@ struct PartialRun {
             guard let items = chunk.metadata["items"].flatMap(Int.init),
                   let failedJSON = chunk.metadata["failed"]?.data(using: .utf8),
                   let failed = try? JSONDecoder().decode([FailedInput].self, from: failedJSON) else {
-                throw ToolError(message: "\(chunkPath(progress.chunks)) is damaged: delete \(folder) to start again")
+                throw RuntimeError(message: "\(chunkPath(progress.chunks)) is damaged: delete \(folder) to start again")
             }
             progress.record(items: items, failed: failed)
         }

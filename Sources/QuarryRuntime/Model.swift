@@ -1,4 +1,5 @@
-// Turning the MODEL argument of run / bench / extract into a graph: a zoo name or an .onnx file.
+// Opening a model: a zoo name (with optional safetensors weights) or an .onnx file, as a graph with
+// what a caller needs to feed it (symbolic sizes, id and mask inputs, default taps, preprocessing).
 
 import Foundation
 import Quarry
@@ -7,27 +8,27 @@ import QuarryFormats
 import QuarryModels
 
 /// A model ready to compile, with what the tool needs to feed it.
-struct LoadedModel {
-    var name: String
+public struct LoadedModel {
+    public var name: String
     /// The graph; for an ONNX file, imported at the example input shapes (see `compile`).
-    var graph: Graph
+    public var graph: Graph
     /// Set for ONNX files, whose import folds shape subgraphs for concrete input shapes.
-    var onnx: OnnxModel? = nil
+    public var onnx: OnnxModel? = nil
     /// Sizes for symbolic input dimensions other than the batch (e.g. S = 128).
-    var symbolDefaults: [String: Int] = [:]
+    public var symbolDefaults: [String: Int] = [:]
     /// Inputs that hold integer ids, with their exclusive upper bound, for synthetic inputs.
-    var integerInputs: [String: Int] = [:]
+    public var integerInputs: [String: Int] = [:]
     /// Inputs that hold a 0/1 mask (attention masks), filled with ones for synthetic inputs.
-    var maskInputs: Set<String> = []
+    public var maskInputs: Set<String> = []
     /// The layers `extract` writes by default, and how each becomes one row per input.
-    var featureLayers: [String]
-    var defaultPooling: FeaturePooling = .none
+    public var featureLayers: [String]
+    public var defaultPooling: FeaturePooling = .none
     /// Image preprocessing the model's reference uses.
-    var preprocessing: ImagePreprocessing = .imagenet
+    public var preprocessing: ImagePreprocessing = .imagenet
 
     /// Compiles the model for `outputs` on `device`. ONNX models compile once per distinct input
     /// shapes (their import depends on them), zoo models once.
-    func compile(on device: Device, outputs: [String]) throws -> CompiledGraph {
+    public func compile(on device: Device, outputs: [String]) throws -> CompiledGraph {
         if let onnx {
             return try ShapeSpecializedGraph(device: device, outputs: outputs, example: graph) { shapes in
                 try onnx.graph(inputShapes: shapes)
@@ -37,14 +38,14 @@ struct LoadedModel {
     }
 }
 
-func loadModel(_ spec: String, weights: String?) throws -> LoadedModel {
+public func loadModel(_ spec: String, weights: String?) throws -> LoadedModel {
     if spec.lowercased().hasSuffix(".onnx") || (FileManager.default.fileExists(atPath: spec) && ModelZoo.all.allSatisfy { $0.name != spec }) {
-        if weights != nil { throw ToolError(message: "--weights applies to zoo models; an ONNX file carries its own") }
+        if weights != nil { throw RuntimeError(message: "--weights applies to zoo models; an ONNX file carries its own") }
         return try loadONNX(spec)
     }
     let entry: ModelEntry
     do { entry = try ModelZoo.entry(named: spec.lowercased()) } catch {
-        throw ToolError(message: "unknown model '\(spec)': not a file, and not in the zoo (see `quarry models`)")
+        throw RuntimeError(message: "unknown model '\(spec)': not a file, and not in the zoo (see `quarry models`)")
     }
     var graph = try entry.build()
     if let weights {
@@ -76,7 +77,7 @@ private func idBound(_ graph: Graph) -> Int {
     return 1000
 }
 
-func loadONNX(_ path: String) throws -> LoadedModel {
+public func loadONNX(_ path: String) throws -> LoadedModel {
     let onnx = try OnnxModel(path: path)
     var example: [String: [Int]] = [:]
     var model = LoadedModel(name: (path as NSString).lastPathComponent, graph: Graph(inputs: onnx.inputs, nodes: [], parameters: [:], outputs: onnx.outputs),
@@ -98,51 +99,8 @@ func loadONNX(_ path: String) throws -> LoadedModel {
     return model
 }
 
-/// A compiled graph that compiles its model anew for every distinct set of input shapes (kept),
-/// for ONNX models whose import depends on the shapes. The scheduler sees one graph.
-final class ShapeSpecializedGraph: CompiledGraph, @unchecked Sendable {
-    let device: Device
-    let outputs: [String]
-    private let make: ([String: [Int]]) throws -> Graph
-    private var compiled: [String: CompiledGraph] = [:]
-    private var latest: CompiledGraph
-    private let lock = NSLock()
-
-    init(device: Device, outputs: [String], example: Graph, make: @escaping ([String: [Int]]) throws -> Graph) throws {
-        self.device = device
-        self.outputs = outputs
-        self.make = make
-        latest = try device.compile(example, outputs: outputs)
-    }
-
-    var graph: Graph { lock.lock(); defer { lock.unlock() }; return latest.graph }
-
-    private func specialised(_ shapes: [String: [Int]]) throws -> CompiledGraph {
-        let key = shapes.keys.sorted().map { "\($0)=\(shapes[$0]!)" }.joined(separator: ";")
-        lock.lock(); defer { lock.unlock() }
-        if let c = compiled[key] { latest = c; return c }
-        let c = try device.compile(try make(shapes), outputs: outputs)
-        // The CPU runs a batch as slices, one per thread, each needing the graph of its shapes.
-        (c as? CPUCompiledGraph)?.graphForShapes = make
-        compiled[key] = c
-        latest = c
-        return c
-    }
-
-    /// The graph imported for these input shapes, uncompiled (the one a run on them compiles).
-    func graph(for shapes: [String: [Int]]) throws -> Graph { try make(shapes) }
-
-    func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
-        try specialised(inputs.mapValues(\.shape)).run(inputs, profiler: profiler)
-    }
-
-    func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int {
-        try specialised(inputShapes).peakActivationBytes(inputShapes: inputShapes)
-    }
-}
-
 /// Random inputs of batch size `batch` for every graph input, reproducible from `seed`.
-func syntheticInputs(for model: LoadedModel, batch: Int, dims: [String: Int], seed: UInt64 = 1) throws -> [String: Tensor] {
+public func syntheticInputs(for model: LoadedModel, batch: Int, dims: [String: Int], seed: UInt64 = 1) throws -> [String: Tensor] {
     var rng = SeededGenerator(seed: seed)
     var result: [String: Tensor] = [:]
     for input in model.graph.inputs {
@@ -153,7 +111,7 @@ func syntheticInputs(for model: LoadedModel, batch: Int, dims: [String: Int], se
             case .symbol(let s):
                 if i == 0 { shape.append(batch); continue }
                 guard let v = dims[s] ?? model.symbolDefaults[s] else {
-                    throw ToolError(message: "input '\(input.name)' has a symbolic dimension '\(s)': give its size with --dim \(s)=N")
+                    throw RuntimeError(message: "input '\(input.name)' has a symbolic dimension '\(s)': give its size with --dim \(s)=N")
                 }
                 shape.append(v)
             }
@@ -172,12 +130,12 @@ func syntheticInputs(for model: LoadedModel, batch: Int, dims: [String: Int], se
 }
 
 /// Parses NAME=VALUE pairs of --dim.
-func parseDims(_ pairs: [String]) throws -> [String: Int] {
+public func parseDims(_ pairs: [String]) throws -> [String: Int] {
     var out: [String: Int] = [:]
     for p in pairs {
         let parts = p.split(separator: "=", maxSplits: 1)
         guard parts.count == 2, let v = Int(parts[1]), v > 0 else {
-            throw ToolError(message: "--dim takes NAME=VALUE with a positive VALUE, got '\(p)'")
+            throw RuntimeError(message: "--dim takes NAME=VALUE with a positive VALUE, got '\(p)'")
         }
         out[String(parts[0])] = v
     }

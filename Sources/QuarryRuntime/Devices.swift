@@ -1,0 +1,80 @@
+// Device specs ("cpu", "opencl:1", "cpu,opencl:0", "all") turned into devices, and each device's
+// measured limits (fp32 peak and memory bandwidth) that benchmarks and rooflines compare against.
+
+import Quarry
+import QuarryCPU
+import QuarryOpenCL
+
+/// The OpenCL devices of this machine, numbered as `opencl:N`; throws with the reason when there
+/// are none (no platform, no ICD, no device).
+public func openCLDevices() throws -> [Device] {
+    let all = OpenCLRuntime.devices()
+    if all.isEmpty {
+        throw RuntimeError(message: "no OpenCL device: \(OpenCLRuntime.discoveryError ?? "no platform reported a device")")
+    }
+    return all
+}
+
+/// Parses a device spec into devices, in the order given. "all" is every OpenCL device and the CPU.
+public func resolveDevices(_ spec: String, cpuThreads: Int?) throws -> [Device] {
+    var result: [Device] = []
+    var seen = Set<String>()
+    for raw in spec.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) {
+        let picked: [Device]
+        switch raw {
+        case "cpu":
+            picked = [CPUDevice(threads: cpuThreads)]
+        case "all":
+            picked = ((try? openCLDevices()) ?? []) + [CPUDevice(threads: cpuThreads)]
+        case "opencl":
+            let all = try openCLDevices()
+            guard let first = all.first else { throw RuntimeError(message: "no OpenCL device found") }
+            picked = [first]
+        case let s where s.hasPrefix("opencl:"):
+            guard let n = Int(s.dropFirst("opencl:".count)), n >= 0 else {
+                throw RuntimeError(message: "bad device '\(raw)': expected opencl:N with N a device number")
+            }
+            let all = try openCLDevices()
+            guard n < all.count else {
+                throw RuntimeError(message: "no device opencl:\(n): \(all.count) OpenCL device(s) found (see `quarry devices`)")
+            }
+            picked = [all[n]]
+        default:
+            throw RuntimeError(message: "unknown device '\(raw)': use cpu, opencl, opencl:N, a comma list, or all")
+        }
+        for d in picked where !seen.contains(d.info.spec) {
+            seen.insert(d.info.spec)
+            result.append(d)
+        }
+    }
+    guard !result.isEmpty else { throw RuntimeError(message: "no device selected by '\(spec)'") }
+    return result
+}
+
+/// Measured limits of a device: fp32 peak and memory bandwidth.
+public struct DeviceLimits: Sendable {
+    public var peakGFLOPS: Double
+    public var bandwidthGBps: Double
+    public init(peakGFLOPS: Double, bandwidthGBps: Double) {
+        self.peakGFLOPS = peakGFLOPS
+        self.bandwidthGBps = bandwidthGBps
+    }
+}
+
+/// Measures `device`'s limits: an FMA loop and a streaming kernel (takes seconds).
+public func measureLimits(_ device: Device) throws -> DeviceLimits {
+    if let cpu = device as? CPUDevice {
+        return DeviceLimits(peakGFLOPS: measureFP32PeakGFLOPS(threads: cpu.threads),
+                            bandwidthGBps: measureMemoryBandwidthGBps(threads: cpu.threads))
+    }
+    guard let cl = device as? OpenCLDevice else { throw RuntimeError(message: "\(device.info.spec): no way to measure its limits") }
+    return DeviceLimits(peakGFLOPS: try cl.measurePeakGFLOPS(), bandwidthGBps: try cl.measureBandwidthGBps())
+}
+
+/// Times an OpenCL SGEMM of m x n x k on `device` (median of its runs) against its measured peak.
+public func benchmarkOpenCLGEMM(_ device: Device, m: Int, n: Int, k: Int) throws -> (seconds: Double, gflops: Double, peak: Double) {
+    guard let cl = device as? OpenCLDevice else { throw RuntimeError(message: "\(device.info.spec) is not an OpenCL device") }
+    let limits = try measureLimits(cl)
+    let r = try cl.benchmarkGEMM(m: m, n: n, k: k)
+    return (r.medianSeconds, r.medianGFLOPS, limits.peakGFLOPS)
+}

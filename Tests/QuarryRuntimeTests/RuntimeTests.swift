@@ -1,0 +1,160 @@
+// The runtime module as a library caller uses it: an engine on a zoo model and on an ONNX file
+// (checked against onnxruntime's outputs kept with the fixture), its errors, shape-specialised
+// ONNX graphs (one compile per shape, submitted asynchronously on OpenCL), and an extraction
+// whose rows equal the engine's direct run.
+
+import Foundation
+import Quarry
+import QuarryCPU
+import QuarryFormats
+import QuarryModels
+import QuarryOpenCL
+@testable import QuarryRuntime
+import XCTest
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+private func onnxFixture(_ name: String) -> (model: String, inputs: [String: Tensor], outputs: [String: Tensor]) {
+    let dir = fixtures.appendingPathComponent("onnx").appendingPathComponent(name)
+    let inputs = (try? NumPy.readArchive(path: dir.appendingPathComponent("inputs.npz").path)) ?? [:]
+    let outputs = (try? NumPy.readArchive(path: dir.appendingPathComponent("outputs.npz").path)) ?? [:]
+    return (dir.appendingPathComponent("model.onnx").path, inputs.mapValues { $0.tensor() }, outputs.mapValues { $0.tensor() })
+}
+
+private func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
+    guard a.shape == b.shape else { return .infinity }
+    var worst: Float = 0
+    for i in 0..<a.count {
+        let d = abs(a[flat: i] - b[flat: i])
+        if d.isNaN { return .infinity }
+        worst = max(worst, d)
+    }
+    return worst
+}
+
+private func temporaryFolder() throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quarry-runtime-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.path
+}
+
+final class EngineTests: XCTestCase {
+    func testONNXEngineMatchesOnnxruntimeAtSeveralBatchSizes() throws {
+        let f = onnxFixture("shape_subgraph")
+        XCTAssertFalse(f.inputs.isEmpty)
+        let engine = try Engine(model: f.model, device: "cpu", cpuThreads: 2)
+        XCTAssertEqual(engine.inputs.map(\.name), ["x"])
+        XCTAssertEqual(engine.inputs[0].shape.first, .symbol("batch"))
+        XCTAssertTrue(engine.taps.contains("y"))
+        let x = f.inputs["x"]!
+        // The whole batch, then its first rows alone: the reshape targets fold per batch size.
+        for rows in [x.shape[0], 1, 2] {
+            let out = try engine.run(["x": x.rows(0..<rows)], outputs: ["y", "z", "w"])
+            for name in ["y", "z", "w"] {
+                let expected = f.outputs[name]!.rows(0..<rows)
+                XCTAssertLessThan(maxDifference(out[name]!, expected), 1e-5, "\(name) at batch \(rows)")
+            }
+        }
+    }
+
+    func testZooEngineIsDeterministicAndTapsIntermediateLayers() throws {
+        let engine = try Engine(model: "plain_cnn", device: "cpu", cpuThreads: 1)
+        XCTAssertTrue(engine.untrained)
+        var rng = SeededGenerator(seed: 7)
+        let x = Tensor.random(shape: [3, 3, 32, 32], using: &rng)
+        let a = try engine.run(["input": x], outputs: ["features.0", "flatten"])
+        let b = try Engine(model: "plain_cnn", device: "cpu", cpuThreads: 2).run(["input": x], outputs: ["flatten"])
+        XCTAssertEqual(a["flatten"]!.shape.first, 3)
+        XCTAssertEqual(maxDifference(a["flatten"]!, b["flatten"]!), 0, "two engines on the same seeded weights")
+        XCTAssertEqual(a["features.0"]!.shape.first, 3)
+    }
+
+    func testEngineErrorsNameWhatIsWrong() throws {
+        XCTAssertThrowsError(try Engine(model: "no_such_model")) { XCTAssertTrue("\($0)".contains("no_such_model")) }
+        XCTAssertThrowsError(try Engine(model: "plain_cnn", device: "tpu:3")) { XCTAssertTrue("\($0)".contains("tpu:3")) }
+        let engine = try Engine(model: "plain_cnn")
+        let x = Tensor(shape: [1, 3, 32, 32], repeating: 0.5)
+        XCTAssertThrowsError(try engine.run(["image": x])) { XCTAssertTrue("\($0)".contains("'image'")) }
+        XCTAssertThrowsError(try engine.run([:])) { XCTAssertTrue("\($0)".contains("input")) }
+        XCTAssertThrowsError(try engine.run(["input": Tensor(shape: [1, 3, 31, 32], repeating: 0.5)])) {
+            XCTAssertTrue("\($0)".contains("dimension 2 must be 32"), "\($0)")
+        }
+        XCTAssertThrowsError(try engine.run(["input": x], outputs: ["features.99"])) { XCTAssertTrue("\($0)".contains("features.99")) }
+    }
+
+    func testEngineRunsFromSeveralThreads() throws {
+        let engine = try Engine(model: "plain_cnn", device: "cpu", cpuThreads: 1)
+        var rng = SeededGenerator(seed: 3)
+        let inputs = (0..<4).map { _ in Tensor.random(shape: [2, 3, 32, 32], using: &rng) }
+        let expected = try inputs.map { try engine.run(["input": $0], outputs: ["flatten"])["flatten"]! }
+        var got = [Tensor?](repeating: nil, count: 8)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            let t = try? engine.run(["input": inputs[i % 4]], outputs: ["flatten"])["flatten"]
+            lock.lock(); got[i] = t; lock.unlock()
+        }
+        for i in 0..<8 { XCTAssertEqual(got[i].map { maxDifference($0, expected[i % 4]) }, 0, "call \(i)") }
+    }
+}
+
+final class ShapeSpecializedGraphTests: XCTestCase {
+    func testCompilesOncePerShapeOnTheCPU() throws {
+        let f = onnxFixture("shape_subgraph")
+        let model = try loadONNX(f.model)
+        let device = CPUDevice(threads: 2)
+        let compiled = try XCTUnwrap(try model.compile(on: device, outputs: ["y"]) as? ShapeSpecializedGraph)
+        let x = f.inputs["x"]!
+        for rows in [3, 1, 3, 1, 2] {
+            let y = try compiled.run(["x": x.rows(0..<rows)])["y"]!
+            XCTAssertLessThan(maxDifference(y, f.outputs["y"]!.rows(0..<rows)), 1e-5)
+        }
+        XCTAssertEqual(compiled.specialisations, 3)
+        XCTAssertEqual(try compiled.graph(for: ["x": [2, 8, 2]]).inputs.first?.name, "x")
+    }
+
+    func testSubmitsWithoutWaitingOnOpenCL() throws {
+        guard let device = OpenCLRuntime.devices().first else { throw XCTSkip("no OpenCL device") }
+        let f = onnxFixture("shape_subgraph")
+        let model = try loadONNX(f.model)
+        let compiled = try XCTUnwrap(try model.compile(on: device, outputs: ["y", "w"]) as? ShapeSpecializedGraph)
+        let x = f.inputs["x"]!
+        // Two runs of different shapes in flight at once; each waits for its own outputs.
+        let first = try compiled.submit(["x": x.rows(0..<2)])
+        let second = try compiled.submit(["x": x])
+        XCTAssertFalse(first is CompletedRun, "OpenCL runs are handed back before they finish")
+        let a = try first.wait(), b = try second.wait()
+        XCTAssertLessThan(maxDifference(a["y"]!, f.outputs["y"]!.rows(0..<2)), 1e-5)
+        XCTAssertLessThan(maxDifference(b["w"]!, f.outputs["w"]!), 1e-5)
+    }
+}
+
+final class ExtractionLibraryTests: XCTestCase {
+    func testExtractionRowsEqualTheEngineRun() throws {
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var rng = SeededGenerator(seed: 11)
+        let items = Tensor.random(shape: [5, 3, 32, 32], using: &rng)
+        let input = dir + "/items.npy"
+        try NumPy.write(items, to: input)
+        var job = Extraction(model: "plain_cnn", input: [input], output: dir + "/feats.npy")
+        job.batch = 2
+        job.quiet = true
+        XCTAssertEqual(try job.run(), .success)
+        let features = try NumPy.readTensor(path: dir + "/feats.npy")
+        let direct = try Engine(model: "plain_cnn").run(["input": items], outputs: ["flatten"])["flatten"]!
+        XCTAssertEqual(features.shape, direct.shape)
+        XCTAssertLessThan(maxDifference(features, direct), 1e-5)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/feats.manifest.json"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/feats.npy.partial"))
+    }
+
+    func testBadInputIsAnErrorAndWritesNothing() throws {
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var job = Extraction(model: "plain_cnn", input: [dir + "/missing"], output: dir + "/feats.npy")
+        job.quiet = true
+        XCTAssertThrowsError(try job.run()) { XCTAssertTrue("\($0)".contains("missing"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/feats.npy"))
+    }
+}
