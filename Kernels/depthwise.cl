@@ -1,14 +1,19 @@
 // Depthwise convolution (groups == input channels), one work-item per output pixel. Output
 // channel o reads input channel o / MULT (the channel multiplier O / C). KH and KW are build
-// constants so the window loops unroll.
+// constants so the window loops unroll. A residual (the same shape as Y) is added before the
+// activation when HAS_RESIDUAL.
 
 #ifndef HAS_BIAS
 #define HAS_BIAS 0
+#endif
+#ifndef HAS_RESIDUAL
+#define HAS_RESIDUAL 0
 #endif
 
 __kernel void depthwise_conv2d(__global const float* X, const long xOff,
                                __global const float* Wt, const long wOff,
                                __global const float* bias, const long bOff,
+                               __global const float* R, const long rOff,
                                __global float* Y, const long yOff,
                                const int C, const int H, const int W, const int O, const int OH, const int OW,
                                const int SH, const int SW, const int PT, const int PL, const int DH, const int DW) {
@@ -33,5 +38,9 @@ __kernel void depthwise_conv2d(__global const float* X, const long xOff,
 #if HAS_BIAS
     acc += bias[bOff + o];
 #endif
-    Y[yOff + ((long)img * O + o) * OH * OW + pix] = activate(acc);
+    const long at = ((long)img * O + o) * OH * OW + pix;
+#if HAS_RESIDUAL
+    acc += R[rOff + at];
+#endif
+    Y[yOff + at] = activate(acc);
 }

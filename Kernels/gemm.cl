@@ -6,6 +6,8 @@
 //   and alias in the cache's sets.
 //   BIAS 0: none, 1: per column (dense), 2: per row (convolution: rows are output channels, and
 //   batch index g reads biases from g * M, one group of output channels per batch index).
+//   RESIDUAL 1: R (laid out as C, at the same offsets) is added before the activation: a skip
+//   connection fused into the convolution that produces one operand of its add.
 //   OUT_MODE 0: C[m * ldc + n]; 1: convolution output, column n = image * P + pixel written to
 //   C[image * imgStride + m * P + pixel], so one GEMM covers every image of a batch.
 // Two schedules share the epilogue:
@@ -25,21 +27,27 @@
 #ifndef OUT_MODE
 #define OUT_MODE 0
 #endif
+#ifndef RESIDUAL
+#define RESIDUAL 0
+#endif
 
 inline void store_c(__global float* C, int ldc, int P, long imgStride, __global const float* bias,
-                    int m, int n, float v) {
+                    __global const float* R, int m, int n, float v) {
 #if BIAS == 1
     v += bias[n];
 #elif BIAS == 2
     v += bias[m];
 #endif
-    v = activate(v);
 #if OUT_MODE == 0
-    C[(long)m * ldc + n] = v;
+    const long at = (long)m * ldc + n;
 #else
     const int img = n / P, pix = n - img * P;
-    C[img * imgStride + (long)m * P + pix] = v;
+    const long at = img * imgStride + (long)m * P + pix;
 #endif
+#if RESIDUAL
+    v += R[at];
+#endif
+    C[at] = activate(v);
 }
 
 #ifndef TM
@@ -73,7 +81,8 @@ __kernel void gemm(const int M, const int N, const int K,
                    __global const float* A, const long aOff, const int lda, const long sA,
                    __global const float* B, const long bOff, const long sB,
                    __global float* C, const long cOff, const int ldc, const long sC,
-                   __global const float* bias, const long biasOff, const int P, const long imgStride) {
+                   __global const float* bias, const long biasOff, const int P, const long imgStride,
+                   __global const float* R, const long rOff) {
     // Work-items next to each other share the B panel (dimension 0 walks rows of C), which keeps
     // the panel in the core's cache while A streams through.
     const int mb = get_global_id(0), nb = get_global_id(1), g = get_global_id(2);
@@ -102,6 +111,7 @@ __kernel void gemm(const int M, const int N, const int K,
         }
     }
     __global float* c = C + cOff + g * sC;
+    __global const float* r = R + rOff + g * sC;
     // Per-row biases follow the batch when it is the convolution's group (M rows a group).
     __global const float* bs = bias + biasOff + (BIAS == 2 ? (long)g * M : 0);
     #pragma unroll
@@ -113,7 +123,7 @@ __kernel void gemm(const int M, const int N, const int K,
         for (int v = 0; v < NV; ++v) vstoreV(acc[i][v], 0, row + v * VW);
         for (int j = 0; j < TN; ++j) {
             const int n = n0 + j;
-            if (n < N) store_c(c, ldc, P, imgStride, bs, m, n, row[j]);
+            if (n < N) store_c(c, ldc, P, imgStride, bs, r, m, n, row[j]);
         }
     }
 }
@@ -134,7 +144,8 @@ void gemm_tiled(const int M, const int N, const int K,
                 __global const float* A, const long aOff, const int lda, const long sA,
                 __global const float* B, const long bOff, const long sB,
                 __global float* C, const long cOff, const int ldc, const long sC,
-                __global const float* bias, const long biasOff, const int P, const long imgStride) {
+                __global const float* bias, const long biasOff, const int P, const long imgStride,
+                __global const float* R, const long rOff) {
     __local float As[TK][TILE + 1];
     __local float Bs[TK][TILE];
     const int tx = get_local_id(0), ty = get_local_id(1), g = get_global_id(2);
@@ -165,6 +176,7 @@ void gemm_tiled(const int M, const int N, const int K,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     __global float* c = C + cOff + g * sC;
+    __global const float* r = R + rOff + g * sC;
     // Per-row biases follow the batch when it is the convolution's group (M rows a group).
     __global const float* bs = bias + biasOff + (BIAS == 2 ? (long)g * M : 0);
     for (int i = 0; i < WPT; ++i) {
@@ -172,7 +184,7 @@ void gemm_tiled(const int M, const int N, const int K,
         if (m >= M) continue;
         for (int j = 0; j < WPT; ++j) {
             const int n = n0 + tx + LT * j;
-            if (n < N) store_c(c, ldc, P, imgStride, bs, m, n, acc[i][j]);
+            if (n < N) store_c(c, ldc, P, imgStride, bs, r, m, n, acc[i][j]);
         }
     }
 }

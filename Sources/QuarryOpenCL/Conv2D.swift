@@ -11,8 +11,10 @@ extension Lowering {
         let n = x[0], c = x[1], h = x[2], wd = x[3], o = w[0], oh = out[2], ow = out[3]
         let g = a.groups
         let bias: BufferRef? = has(2) ? try input(2) : nil
+        // Operand 3, a skip connection the plan fused in, is added before the activation.
+        let residual: BufferRef? = has(3) ? try input(3) : nil
         if g > 1 && g == c {
-            try lowerDepthwise(a, bias: bias)
+            try lowerDepthwise(a, bias: bias, residual: residual)
             return
         }
         let cg = c / g, og = o / g
@@ -42,18 +44,19 @@ extension Lowering {
             a: try input(1), lda: kk, strideA: og * kk,
             b: bRef, strideB: kk * ldp,
             c: output, ldc: np, strideC: og * p,
-            bias: bias, biasPerRow: true, activation: a.activation,
+            bias: bias, biasPerRow: true, residual: residual, activation: a.activation,
             convPixels: p, imageStride: o * p))
     }
 
-    func lowerDepthwise(_ a: Conv2DAttributes, bias: BufferRef?) throws {
+    func lowerDepthwise(_ a: Conv2DAttributes, bias: BufferRef?, residual: BufferRef?) throws {
         let x = shape(0), w = shape(1), out = outputShape
         let options = activationOptions(a.activation) + [
             "-DKH=\(a.kernelH)", "-DKW=\(a.kernelW)", "-DHAS_BIAS=\(bias == nil ? 0 : 1)",
+            "-DHAS_RESIDUAL=\(residual == nil ? 0 : 1)",
         ]
         try launch("depthwise", "depthwise_conv2d", options: options, args: [
-            .buffer(try input(0)), .buffer(try input(1)), .buffer(try bias ?? dummy()), .buffer(output),
-            .int(x[1]), .int(x[2]), .int(x[3]), .int(w[0]), .int(out[2]), .int(out[3]),
+            .buffer(try input(0)), .buffer(try input(1)), .buffer(try bias ?? dummy()), .buffer(try residual ?? dummy()),
+            .buffer(output), .int(x[1]), .int(x[2]), .int(x[3]), .int(w[0]), .int(out[2]), .int(out[3]),
             .int(a.strideH), .int(a.strideW), .int(a.padding.top), .int(a.padding.left),
             .int(a.dilationH), .int(a.dilationW),
         ], global: [out[2] * out[3], w[0], x[0]])

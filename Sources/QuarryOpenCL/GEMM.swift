@@ -63,6 +63,8 @@ struct GEMMCall {
     var c: BufferRef, ldc: Int, strideC = 0
     var bias: BufferRef? = nil
     var biasPerRow = false
+    /// Added before the activation, read at C's offsets (a fused skip connection).
+    var residual: BufferRef? = nil
     var activation: Activation? = nil
     /// When > 0, columns are (image, pixel) pairs of a convolution output with this many pixels
     /// per image, and images are `imageStride` floats apart in C.
@@ -78,12 +80,14 @@ extension Lowering {
         var options = s.options + s.panelOptions + activationOptions(call.activation)
         options.append("-DBIAS=\(call.bias == nil ? 0 : call.biasPerRow ? 2 : 1)")
         options.append("-DOUT_MODE=\(call.convPixels > 0 ? 1 : 0)")
+        options.append("-DRESIDUAL=\(call.residual == nil ? 0 : 1)")
         let args: [KernelArg] = [
             .int(call.m), .int(call.n), .int(call.k),
             .buffer(call.a), .int(call.lda), .long(call.strideA),
             .buffer(call.b), .long(call.strideB),
             .buffer(call.c), .int(call.ldc), .long(call.strideC),
             .buffer(try call.bias ?? dummy()), .int(max(call.convPixels, 1)), .long(call.imageStride),
+            .buffer(try call.residual ?? dummy()),
         ]
         if s.tiled {
             let t = s.lt * s.wpt

@@ -35,7 +35,7 @@ final class ConvTests: XCTestCase {
         var rng = makeTestRNG()
         // (groups kind) general, 1x1, grouped, depthwise, depthwise with multiplier
         for kind in 0..<5 {
-            for _ in 0..<2 {
+            for _ in 0..<3 {
                 let n = Int.random(in: 1...2, using: &rng)
                 var c = Int.random(in: 1...6, using: &rng), o = Int.random(in: 1...7, using: &rng)
                 var groups = 1
@@ -57,10 +57,17 @@ final class ConvTests: XCTestCase {
                 let x = randomTensor([n, c, h, wd], &rng), w = randomTensor([o, c / groups, k, kw], &rng)
                 let withBias = Bool.random(using: &rng)
                 let b = withBias ? randomTensor([o], &rng) : nil
-                let out = try runOpenCLNode(.conv2d(a), [x, w, b], constantIndices: [1, 2], device: device)[0]
+                // Half the cases carry a fused skip connection (operand 3), added before the activation.
+                let oh = (h + pad.top + pad.bottom - dil.0 * (k - 1) - 1) / stride.0 + 1
+                let ow = (wd + pad.left + pad.right - dil.1 * (kw - 1) - 1) / stride.1 + 1
+                let residual = Bool.random(using: &rng) ? randomTensor([n, o, oh, ow], &rng) : nil
+                var operands: [Tensor?] = [x, w, b]
+                if let residual { operands.append(residual) }
+                let out = try runOpenCLNode(.conv2d(a), operands, constantIndices: [1, 2], device: device)[0]
                 var ref = referenceConv2D(x, w, b, a, outShape: out.shape)
+                if let residual { for i in ref.indices { ref[i] += Double(residual[flat: i]) } }
                 if act != nil { ref = relu(ref) }
-                assertClose(out, ref, rtol: 1e-4, atol: 1e-5, "conv kind \(kind) x \(x.shape) w \(w.shape) \(a)")
+                assertClose(out, ref, rtol: 1e-4, atol: 1e-5, "conv kind \(kind) x \(x.shape) w \(w.shape) residual \(residual != nil) \(a)")
             }
         }
     }
