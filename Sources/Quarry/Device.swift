@@ -67,11 +67,28 @@ public final class Profiler: @unchecked Sendable {
     }
 }
 
+/// Arithmetic a run may use. fp32 is exact to the reference bounds; the others trade accuracy for
+/// speed where a device has the units for them.
+public enum Precision: String, CaseIterable, Sendable, Codable {
+    case fp32, tf32, bf16, fp16
+}
+
+/// A device's answer to "do you run this node yourself?".
+public enum Support: Equatable, Sendable {
+    case yes
+    /// No, and why (logged when the node falls back to the CPU).
+    case no(String)
+    public var reason: String? { if case .no(let why) = self { return why } else { return nil } }
+}
+
 public protocol Device: AnyObject {
     var info: DeviceInfo { get }
-    /// Whether this device runs `op` itself. A graph with ops it does not support still compiles:
-    /// those nodes run on the CPU, and the compiled graph says which and why.
+    /// Whether this device runs `op` itself, for some shapes.
     func supports(_ op: Op) -> Bool
+    /// Whether this device runs `node` itself at these operand shapes and precision. A plan asks
+    /// before lowering: a node answered `.no` runs on the CPU (the compiled graph says which and
+    /// why, and logs it once).
+    func supports(_ node: Node, inputShapes: [[Int]?], precision: Precision) -> Support
     func allocate(byteCount: Int) throws -> DeviceBuffer
     func upload(_ tensor: Tensor, to buffer: DeviceBuffer) throws -> DeviceEvent
     func download(_ buffer: DeviceBuffer, into tensor: Tensor) throws -> DeviceEvent
@@ -90,6 +107,14 @@ public protocol CompiledGraph: AnyObject {
     func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor]
     /// Peak bytes of intermediate activations for these input shapes, from the memory plan.
     func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int
+}
+
+extension Device {
+    /// A device that knows no shape limits: fp32 and whatever `supports(op)` says.
+    public func supports(_ node: Node, inputShapes: [[Int]?], precision: Precision) -> Support {
+        guard precision == .fp32 else { return .no("\(precision.rawValue) is not available on \(info.spec)") }
+        return supports(node.op) ? .yes : .no("\(info.spec) does not run \(node.op.name)")
+    }
 }
 
 extension CompiledGraph {

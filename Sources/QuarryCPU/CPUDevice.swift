@@ -31,6 +31,12 @@ public final class CPUDevice: Device, @unchecked Sendable {
 
     public func supports(_ op: Op) -> Bool { CPUKernels.supports(op) }
 
+    /// Every computing node in fp32: the CPU is the reference backend and every other's fallback.
+    public func supports(_ node: Node, inputShapes: [[Int]?], precision: Precision) -> Support {
+        guard precision == .fp32 else { return .no("\(precision.rawValue) is not available on the CPU (fp32 only)") }
+        return CPUKernels.supports(node.op) ? .yes : .no("\(node.op.name) is not a computing node")
+    }
+
     public func allocate(byteCount: Int) throws -> DeviceBuffer {
         HostBuffer(count: (byteCount + 3) / 4)
     }
@@ -64,9 +70,13 @@ public final class HostBuffer: DeviceBuffer {
 }
 
 public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
+    // @unchecked: the plan caches and `lastRunLanes` are touched only under `lock`; the plans'
+    // arenas belong to the run that holds it.
     public let device: Device
-    public let graph: Graph
-    public let outputs: [String]
+    /// The one plan builder (checks, optimisation, plan passes); the CPU adds its fused blocks.
+    public let builder: PlanBuilder
+    public var graph: Graph { builder.graph }
+    public var outputs: [String] { builder.outputs }
     let threads: CPUThreads
     let packCache = PackCache()
     private var plans: [[Int]: Plan] = [:]
@@ -166,13 +176,16 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
     init(device: CPUDevice, graph source: Graph, outputs: [String]) throws {
         self.device = device
         self.threads = device.threads
-        self.outputs = outputs
-        for (name, p) in source.parameters where p.value == nil {
-            throw QuarryError.invalidArgument(
-                "parameter '\(name)' has no value: load a checkpoint or call materializeParameters()")
-        }
-        graph = try source.optimized(for: outputs, evaluate: CPUKernels.evaluate)
+        builder = try PlanBuilder(source, outputs: outputs, backendPasses: CPUCompiledGraph.planPasses, evaluate: CPUKernels.evaluate)
     }
+
+    /// The CPU's own plan pass, after the common ones. Inverted-residual blocks whose wide tensors
+    /// pass 1 MiB an image (MobileNetV2's 112x112 and 56x56 stages) run fused; at 28x28 (600 KB)
+    /// and 14x14 the separate layers measured faster (their depthwise kernel takes sixteen
+    /// channels at a time). `QUARRY_FUSE_BLOCKS=0` turns it off, to compare.
+    static let planPasses = [PlanPass(name: "fusing_expand_depthwise_project") { g, keep, shapes in
+        Switches.current.fuseBlocks ? g.fusingExpandDepthwiseProject(keeping: keep, shapes: shapes, minWideFloats: 1 << 18) : g
+    }]
 
     public func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int {
         // Locked: the scheduler asks while another thread may be running this graph.
@@ -181,13 +194,9 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
         return try plan(for: inputShapes).memory.peakBytes
     }
 
-    func shapeKey(_ inputShapes: [String: [Int]]) -> [Int] {
-        graph.inputs.flatMap { (inputShapes[$0.name] ?? []) + [-1] }
-    }
-
     /// The plan for these input shapes, made on first use. Call with the lock held or before sharing.
     func plan(for inputShapes: [String: [Int]]) throws -> Plan {
-        let key = shapeKey(inputShapes)
+        let key = builder.shapeKey(inputShapes)
         if let p = plans[key] { return p }
         let p = try makePlan(graph, inputShapes, threads: threads)
         plans[key] = p
@@ -195,36 +204,14 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
     }
 
     private func makePlan(_ graph: Graph, _ inputShapes: [String: [Int]], threads: CPUThreads) throws -> Plan {
-        let shapes = try graph.inferShapes(inputShapes: inputShapes)
-        // Fusions that need concrete shapes are made per plan (`QUARRY_FUSE_RESIDUAL=0` turns the
-        // residual fusion off, to compare).
-        let fuseResidual = ProcessInfo.processInfo.environment["QUARRY_FUSE_RESIDUAL"] != "0"
-        var graph = graph.foldingTransposes(keeping: Set(outputs), shapes: shapes)
-        if fuseResidual { graph = graph.fusingResidualAdds(keeping: Set(outputs), shapes: shapes) }
-        // Inverted-residual blocks whose wide tensors pass 1 MiB an image (MobileNetV2's 112x112
-        // and 56x56 stages) run fused; at 28x28 (600 KB) and 14x14 the separate layers measured
-        // faster (their depthwise kernel takes sixteen channels at a time). `QUARRY_FUSE_BLOCKS=0`
-        // turns it off, to compare.
-        if Self.fuseBlocks {
-            graph = graph.fusingExpandDepthwiseProject(keeping: Set(outputs), shapes: shapes, minWideFloats: 1 << 18)
+        let planned = try builder.plan(inputShapes, graph: graph)
+        let steps = try planned.nodes.map { n -> (Node, CPUKernel) in
+            let ctx = KernelContext(node: n.node, inputShapes: n.inputShapes, outputShapes: n.outputShapes,
+                                    constants: n.constants, threads: threads, packCache: packCache)
+            return (n.node, try CPUKernels.make(ctx))
         }
-        let memory = MemoryPlan(graph: graph, shapes: shapes, keep: Set(outputs))
-        var steps: [(Node, CPUKernel)] = []
-        for node in graph.nodes where !memory.aliasedNodes.contains(node.name) {
-            var constants: [Int: Tensor] = [:]
-            for (i, name) in node.inputs.enumerated() {
-                if let v = graph.parameters[name]?.value { constants[i] = v }
-            }
-            let ctx = KernelContext(
-                node: node, inputShapes: node.inputs.map { $0.isEmpty ? nil : shapes[$0] },
-                outputShapes: node.outputs.map { shapes[$0]! }, constants: constants,
-                threads: threads, packCache: packCache)
-            steps.append((node, try CPUKernels.make(ctx)))
-        }
-        return Plan(graph: graph, shapes: shapes, memory: memory, steps: steps, outputs: outputs)
+        return Plan(graph: planned.graph, shapes: planned.shapes, memory: planned.memory, steps: steps, outputs: outputs)
     }
-
-    private static let fuseBlocks = ProcessInfo.processInfo.environment["QUARRY_FUSE_BLOCKS"] != "0"
 
     /// How many batch lanes a run of `rows` rows uses: one per thread when every thread gets a
     /// row, else one (the whole batch, each layer split across the threads).
@@ -236,18 +223,15 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
     /// slice also has a smaller working set than the whole batch. `QUARRY_CPU_LANES=0` turns lanes
     /// off (to compare).
     func laneCount(rows: Int) -> Int {
-        if Self.lanesOff { return 1 }
+        if !Switches.current.cpuLanes { return 1 }
         return threads.count > 1 && rows >= threads.count ? threads.count : 1
     }
-
-    /// Read once: building the environment dictionary on every run would cost each run.
-    private static let lanesOff = ProcessInfo.processInfo.environment["QUARRY_CPU_LANES"] == "0"
 
     /// One plan per lane for a batch of these shapes (lane i takes rows `laneRows(i)`), or nil if
     /// the graph does not treat the first dimension of its inputs as independent rows: every
     /// output must keep that dimension, sized by the slice, and the rest of its shape.
     private func lanes(for inputShapes: [String: [Int]], rows: Int, count: Int) throws -> [Plan]? {
-        let key = shapeKey(inputShapes)
+        let key = builder.shapeKey(inputShapes)
         if let cached = lanePlans[key] { return cached }
         let full = try graph.inferShapes(inputShapes: inputShapes)
         var made: [Plan]? = []
@@ -275,9 +259,7 @@ public final class CPUCompiledGraph: CompiledGraph, @unchecked Sendable {
     }
 
     public func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
-        for gi in graph.inputs where inputs[gi.name] == nil {
-            throw QuarryError.invalidArgument("missing input '\(gi.name)' (the graph takes \(graph.inputs.map(\.name)))")
-        }
+        try builder.checkInputs(inputs)
         lock.lock()
         defer { lock.unlock() }
         let shapes = inputs.mapValues(\.shape)

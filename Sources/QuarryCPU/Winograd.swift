@@ -97,7 +97,7 @@ extension CPUKernels {
                              outHeight: Int, outWidth: Int, constantWeights: Bool, threads: Int) -> Bool {
         guard a.kernelH == 3, a.kernelW == 3, a.strideH == 1, a.strideW == 1, a.dilationH == 1, a.dilationW == 1,
               a.groups == 1, constantWeights, channels >= 16, outChannels >= 16 else { return false }
-        if ProcessInfo.processInfo.environment["QUARRY_WINOGRAD"] == "0" { return false }
+        if !Switches.current.winograd { return false }
         // Below half a panel of tiles the padding eats the gain. Measured on one thread, 512
         // channels at 7x7 (4 tiles an image): 16 tiles (batch 4) 10.6 ms against 15.7 with
         // im2col, 8 tiles 9.4 against 7.9; 256 channels at 14x14, 16 tiles: 2.5 against 3.1.

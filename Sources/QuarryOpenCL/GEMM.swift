@@ -39,7 +39,7 @@ struct GEMMSchedule: Hashable {
     }
 
     static func forDevice(dedicatedLocalMemory: Bool, maxWorkGroupSize: Int) -> GEMMSchedule {
-        if let s = ProcessInfo.processInfo.environment["QUARRY_GEMM"], let parsed = parse(s) { return parsed }
+        if let s = Switches.current.openCLGEMM, let parsed = parse(s) { return parsed }
         if dedicatedLocalMemory && maxWorkGroupSize >= 256 { return GEMMSchedule(tiled: true) }
         return GEMMSchedule(tiled: false)
     }

@@ -3,7 +3,10 @@
 // intermediate in one arena buffer, each node is lowered to launches whose arguments are set
 // there and then, and a run only uploads the inputs, enqueues, and downloads the outputs (copies
 // are asynchronous, ordered by the device's in-order queue and waited on by events).
-// Nodes the device does not run go to the CPU backend, with the reason in `fallbacks` and the log.
+// Plans come from the one plan builder (Quarry/PlanBuilder.swift). Before lowering, each node is
+// put to the device's `supports`; those it does not run go to the CPU backend, with the reason in
+// `fallbacks` and in the log (once a node). Consecutive CPU nodes form one host segment: its
+// operands are read from the device once and the values it makes stay on the host until its end.
 
 import COpenCL
 import Foundation
@@ -11,12 +14,20 @@ import Quarry
 import QuarryCPU
 
 public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Sendable {
+    // @unchecked: `plans` and `fallbacks` change only under `lock`; a plan's buffers belong to the
+    // in-order queue, which orders every run's use of them.
     public var device: Device { clDevice }
     public let clDevice: OpenCLDevice
-    public let graph: Graph
-    public let outputs: [String]
+    public let builder: PlanBuilder
+    public var graph: Graph { builder.graph }
+    public var outputs: [String] { builder.outputs }
+    /// The arithmetic this graph runs in.
+    public let precision: Precision = .fp32
     /// Node name → why it runs on the CPU instead.
-    public private(set) var fallbacks: [String: String] = [:]
+    public var fallbacks: [String: String] { lock.lock(); defer { lock.unlock() }; return fallbackReasons }
+    private var fallbackReasons: [String: String] = [:]
+    /// Nodes named on the command line of `forceCPU` (tests of the fallback path).
+    private let forceCPU: Set<String>
     let weights: WeightStore
     let cpuThreads = CPUThreads()
     let packCache = PackCache()
@@ -25,7 +36,17 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
 
     enum Step {
         case device(Node, [Launch])
-        case host(Node, CPUKernel, inputs: [BufferRef?], inputShapes: [[Int]?], outputs: [BufferRef], outputShapes: [[Int]])
+        /// Consecutive nodes on the CPU.
+        case host([HostNode])
+    }
+
+    struct HostNode {
+        let node: Node
+        let kernel: CPUKernel
+        let inputs: [BufferRef?]
+        let inputShapes: [[Int]?]
+        let outputs: [BufferRef]
+        let outputShapes: [[Int]]
     }
 
     final class Plan {
@@ -45,17 +66,13 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
     /// `forceCPU` names nodes to run on the CPU regardless (tests of the fallback path).
     init(device: OpenCLDevice, graph source: Graph, outputs: [String], forceCPU: Set<String> = []) throws {
         clDevice = device
-        self.outputs = outputs
-        for (name, p) in source.parameters where p.value == nil {
-            throw QuarryError.invalidArgument(
-                "parameter '\(name)' has no value: load a checkpoint or call materializeParameters()")
-        }
-        graph = try source.optimized(for: outputs, evaluate: CPUKernels.evaluate)
+        self.forceCPU = forceCPU
+        builder = try PlanBuilder(source, outputs: outputs, evaluate: CPUKernels.evaluate)
         weights = WeightStore(device: device)
-        for node in graph.nodes {
-            if let why = OpenCLDevice.unsupportedReason(node.op) ?? (forceCPU.contains(node.name) ? "forced onto the CPU" : nil) {
-                fallbacks[node.name] = why
-                OpenCLLog.log("node '\(node.name)' (\(node.op.name)) runs on the CPU: \(why)")
+        // What falls back whatever the shapes is known (and logged) now; shape limits per plan.
+        for node in builder.graph.nodes {
+            if let why = forceCPU.contains(node.name) ? "forced onto the CPU" : OpenCLDevice.unsupportedReason(node.op) {
+                fallBack(node, why)
             }
         }
         // Weights go to the device now, once; plans for new shapes reuse them.
@@ -72,15 +89,19 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
         return try plan(for: inputShapes).memory.peakBytes
     }
 
-    private func shapeKey(_ inputShapes: [String: [Int]]) -> [Int] {
-        graph.inputs.flatMap { (inputShapes[$0.name] ?? []) + [-1] }
+    /// Records that `node` runs on the CPU, logging it the first time.
+    private func fallBack(_ node: Node, _ why: String) {
+        if fallbackReasons[node.name] == nil {
+            OpenCLLog.log("node '\(node.name)' (\(node.op.name)) runs on the CPU: \(why)")
+        }
+        fallbackReasons[node.name] = why
     }
 
     private func plan(for inputShapes: [String: [Int]]) throws -> Plan {
-        let key = shapeKey(inputShapes)
+        let key = builder.shapeKey(inputShapes)
         if let p = plans[key] { return p }
-        let shapes = try graph.inferShapes(inputShapes: inputShapes)
-        let memory = MemoryPlan(graph: graph, shapes: shapes, keep: Set(outputs))
+        let planned = try builder.plan(inputShapes)
+        let graph = planned.graph, shapes = planned.shapes, memory = planned.memory
         var inputBuffers: [String: CLMem] = [:]
         for gi in graph.inputs {
             inputBuffers[gi.name] = try CLMem(device: clDevice, floats: shapes[gi.name]?.reduce(1, *) ?? 1)
@@ -99,36 +120,29 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
         }
         var steps: [Step] = []
         var scratchFloats = 0
-        for node in graph.nodes where !memory.aliasedNodes.contains(node.name) {
-            var constants: [Int: Tensor] = [:]
-            for (i, name) in node.inputs.enumerated() {
-                if let v = graph.parameters[name]?.value { constants[i] = v }
-            }
-            let inShapes = node.inputs.map { $0.isEmpty ? nil : shapes[$0] }
-            let outShapes = try node.outputs.map { name -> [Int] in
-                guard let s = shapes[name] else { throw QuarryError.unknownValue(name) }
-                return s
-            }
+        for planned in planned.nodes {
+            let node = planned.node, inShapes = planned.inputShapes, outShapes = planned.outputShapes
             let inRefs = try node.inputs.map { $0.isEmpty ? nil : try ref($0) }
             let outRefs = try node.outputs.map(ref)
-            var reason = fallbacks[node.name]
+            var reason = forceCPU.contains(node.name) ? "forced onto the CPU"
+                : clDevice.supports(node, inputShapes: inShapes, precision: precision).reason
             if reason == nil {
                 let lowering = Lowering(
                     device: clDevice, node: node, inputShapes: inShapes, outputShapes: outShapes,
-                    inputs: inRefs, outputs: outRefs, constants: constants, weights: weights)
+                    inputs: inRefs, outputs: outRefs, constants: planned.constants, weights: weights)
                 do {
                     try lowering.lower()
                     steps.append(.device(node, lowering.launches))
                     scratchFloats = max(scratchFloats, lowering.scratchFloats)
                     continue
                 } catch QuarryError.unsupported(let why) {
+                    // A limit `supports` does not know yet: still a fallback, not a failure.
                     reason = why
-                    fallbacks[node.name] = why
-                    OpenCLLog.log("node '\(node.name)' (\(node.op.name)) runs on the CPU: \(why)")
                 }
             }
+            fallBack(node, reason ?? "")
             let ctx = KernelContext(
-                node: node, inputShapes: inShapes, outputShapes: outShapes, constants: constants,
+                node: node, inputShapes: inShapes, outputShapes: outShapes, constants: planned.constants,
                 threads: cpuThreads, packCache: packCache)
             let kernel: CPUKernel
             do {
@@ -136,7 +150,12 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
             } catch {
                 throw QuarryError.unsupported("node '\(node.name)' (\(node.op.name)) runs neither on \(clDevice.info.spec) (\(reason ?? "")) nor on the CPU (\(error))")
             }
-            steps.append(.host(node, kernel, inputs: inRefs, inputShapes: inShapes, outputs: outRefs, outputShapes: outShapes))
+            let hostNode = HostNode(node: node, kernel: kernel, inputs: inRefs, inputShapes: inShapes, outputs: outRefs, outputShapes: outShapes)
+            if case .host(let segment)? = steps.last {
+                steps[steps.count - 1] = .host(segment + [hostNode])
+            } else {
+                steps.append(.host([hostNode]))
+            }
         }
         let arena = try CLMem(device: clDevice, floats: memory.arenaCount)
         let scratch = try CLMem(device: clDevice, floats: scratchFloats)
@@ -156,7 +175,7 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
         for step in try plan(for: inputShapes).steps {
             switch step {
             case .device(let node, let launches): out[node.name] = launches.map(\.kernel.name)
-            case .host(let node, _, _, _, _, _): out[node.name] = ["cpu"]
+            case .host(let segment): for h in segment { out[h.node.name] = ["cpu"] }
             }
         }
         return out
@@ -187,9 +206,7 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
     }
 
     private func enqueue(_ inputs: [String: Tensor], profiler: Profiler?) throws -> OpenCLPendingRun {
-        for gi in graph.inputs where inputs[gi.name] == nil {
-            throw QuarryError.invalidArgument("missing input '\(gi.name)' (the graph takes \(graph.inputs.map(\.name)))")
-        }
+        try builder.checkInputs(inputs)
         lock.lock()
         defer { lock.unlock() }
         let plan = try self.plan(for: inputs.mapValues(\.shape))
@@ -210,34 +227,46 @@ public final class OpenCLCompiledGraph: AsynchronousCompiledGraph, @unchecked Se
             }
         }
         for step in plan.steps {
-            let t0 = profiler == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-            let node: Node
             switch step {
-            case .device(let n, let launches):
-                node = n
+            case .device(let node, let launches):
+                let t0 = profiler == nil ? 0 : DispatchTime.now().uptimeNanoseconds
                 for l in launches { try l.enqueue(on: queue) }
-                if profiler != nil { try clDevice.finish() }
-            case .host(let n, let kernel, let inRefs, let inShapes, let outRefs, let outShapes):
-                node = n
-                // Blocking copies: the in-order queue finishes earlier work before them.
-                var hostIn: [Tensor?] = []
-                for (r, s) in zip(inRefs, inShapes) {
-                    guard let r, let s else { hostIn.append(nil); continue }
-                    let t = Tensor(uninitializedShape: s)
-                    try clCheck(clEnqueueReadBuffer(queue, mem(r), cl_bool(CL_TRUE), r.offset * 4, t.count * 4, t.pointer, 0, nil, nil),
-                                "download of an input of CPU node '\(n.name)'")
-                    hostIn.append(t)
+                if let profiler {
+                    try clDevice.finish()
+                    profiler.record(node: node.name, op: node.op.name, seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                 }
-                let hostOut = outShapes.map { Tensor(uninitializedShape: $0) }
-                kernel(hostIn.map { $0.map { UnsafePointer($0.pointer) } }, hostOut.map(\.pointer))
-                for (r, t) in zip(outRefs, hostOut) {
-                    try clCheck(clEnqueueWriteBuffer(queue, mem(r), cl_bool(CL_TRUE), r.offset * 4, t.count * 4, t.pointer, 0, nil, nil),
-                                "upload of an output of CPU node '\(n.name)'")
+            case .host(let segment):
+                // Values made inside the segment stay here; the rest are read from the device
+                // once (blocking reads: the in-order queue finishes earlier work first).
+                var onHost: [String: Tensor] = [:]
+                for h in segment {
+                    let t0 = profiler == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+                    var hostIn: [Tensor?] = []
+                    for (name, (r, s)) in zip(h.node.inputs, zip(h.inputs, h.inputShapes)) {
+                        guard let r, let s else { hostIn.append(nil); continue }
+                        if let t = onHost[name] { hostIn.append(t); continue }
+                        let t = Tensor(uninitializedShape: s)
+                        try clCheck(clEnqueueReadBuffer(queue, mem(r), cl_bool(CL_TRUE), r.offset * 4, t.count * 4, t.pointer, 0, nil, nil),
+                                    "download of an input of CPU node '\(h.node.name)'")
+                        onHost[name] = t
+                        hostIn.append(t)
+                    }
+                    let hostOut = h.outputShapes.map { Tensor(uninitializedShape: $0) }
+                    h.kernel(hostIn.map { $0.map { UnsafePointer($0.pointer) } }, hostOut.map(\.pointer))
+                    for (name, t) in zip(h.node.outputs, hostOut) { onHost[name] = t }
+                    if let profiler {
+                        profiler.record(node: h.node.name, op: h.node.op.name, seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                    }
                 }
-            }
-            if let profiler {
-                profiler.record(node: node.name, op: node.op.name,
-                                seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                // Every value the segment made goes to its place on the device (later steps and
+                // outputs read it there).
+                for h in segment {
+                    for (name, r) in zip(h.node.outputs, h.outputs) {
+                        guard let t = onHost[name], t.count > 0 else { continue }
+                        try clCheck(clEnqueueWriteBuffer(queue, mem(r), cl_bool(CL_TRUE), r.offset * 4, t.count * 4, t.pointer, 0, nil, nil),
+                                    "upload of an output of CPU node '\(h.node.name)'")
+                    }
+                }
             }
         }
         var result: [String: Tensor] = [:]

@@ -70,6 +70,42 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     /// backend, and `unsupportedReason` says why.
     public func supports(_ op: Op) -> Bool { OpenCLDevice.unsupportedReason(op) == nil }
 
+    /// The op-level reasons, then the limits of the kernels at these shapes (ranks, head widths,
+    /// broadcasts), so that a plan learns before lowering which nodes fall back.
+    public func supports(_ node: Node, inputShapes: [[Int]?], precision: Precision) -> Support {
+        guard precision == .fp32 else { return .no("\(precision.rawValue) is not available on OpenCL (fp32 only)") }
+        if let why = OpenCLDevice.unsupportedReason(node.op) ?? OpenCLDevice.shapeLimit(node.op, inputShapes) { return .no(why) }
+        return .yes
+    }
+
+    /// Why the kernels cannot take `op` at these operand shapes, or nil.
+    static func shapeLimit(_ op: Op, _ shapes: [[Int]?]) -> String? {
+        let ranks = shapes.compactMap { $0?.count }
+        switch op {
+        case .attention(let heads, _):
+            guard shapes.count >= 3, let q = shapes[0], let v = shapes[2], q.count == 3, v.count == 3, heads > 0 else { return nil }
+            let widest = max(q[2] / heads, v[2] / heads)
+            // The per-query rows live in private memory and the key/value block in local memory.
+            return widest > 256 ? "head width \(widest) exceeds 256" : nil
+        case .binary, .reduce, .slice, .pad, .transpose:
+            let rank = ranks.max() ?? 0
+            return rank > 6 ? "rank \(rank) exceeds the kernels' 6" : nil
+        case .matmul:
+            guard shapes.count >= 2, let a = shapes[0], let b = shapes[1], a.count >= 2, b.count >= 2 else { return nil }
+            // Each operand's batch either matches the output's or is one matrix (stride 0).
+            let ba = Array(a.dropLast(2)), bb = Array(b.dropLast(2))
+            let rank = max(ba.count, bb.count)
+            let pa = Array(repeating: 1, count: rank - ba.count) + ba, pb = Array(repeating: 1, count: rank - bb.count) + bb
+            let out = zip(pa, pb).map { max($0, $1) }
+            for (operand, padded) in [(ba, pa), (bb, pb)] where operand.reduce(1, *) != 1 && padded != out {
+                return "batch dimensions \(operand) broadcast per dimension against \(out)"
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
     /// Why `op` does not run on OpenCL, or nil when it does.
     public static func unsupportedReason(_ op: Op) -> String? {
         switch op {

@@ -7,27 +7,27 @@ import Quarry
 import QuarryRuntime
 import QuarryCPU
 
+/// `quarry bench`: a group of three subcommands. `model` is the default, so the older spelling
+/// `quarry bench MODEL` (and `quarry bench gemm` / `conv`, now subcommands) keeps working.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmark a model, a GEMM or a convolution on the chosen devices.",
         discussion: """
-            TARGET is a zoo model (see `quarry models`), an .onnx file, `gemm` or `conv`.
             Prints latency percentiles, items/s, achieved GFLOP/s and its fraction of the devices'
-            measured peak, and a per-layer profile. With --json the last stdout line is one JSON
-            object (items_per_second, median_ms, gflops, peak_gflops, ...).
+            measured peak, and (models) a per-layer profile. With --json the last stdout line is one
+            JSON object (items_per_second, median_ms, gflops, peak_gflops, ...).
             Examples:
-              quarry bench resnet50 --batch 1 8 --device cpu
+              quarry bench resnet50 --batch 1 8 --device cpu      (same as: quarry bench model resnet50 ...)
               quarry bench gemm --m 2048 --n 2048 --k 2048 --device cpu --json
               quarry bench conv --input-shape 1x64x56x56 --out-channels 64 --kernel 3 --pad 1
-            """)
+            """,
+        subcommands: [BenchModelCommand.self, BenchGEMMCommand.self, BenchConvCommand.self],
+        defaultSubcommand: BenchModelCommand.self)
+}
 
-    @Argument(help: "A zoo model name, an .onnx file, `gemm` or `conv`.")
-    var target: String
-
-    @Option(name: .long, parsing: .upToNextOption, help: "Batch sizes to measure (models).")
-    var batch: [Int] = [8]
-
+/// Options every bench subcommand takes.
+struct BenchOptions: ParsableArguments {
     @OptionGroup var deviceOptions: DeviceOptions
 
     @Flag(name: .long, help: "End with one JSON line holding the figures.")
@@ -48,6 +48,30 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Skip the per-layer profile.")
     var noProfile = false
 
+    func validate() throws {
+        guard seconds > 0, minIterations >= 1, warmup >= 0 else { throw ValidationError("--seconds, --min-iterations and --warmup must be positive") }
+    }
+
+    /// Prints the comparison and the JSON line a subcommand's report asks for.
+    func finish(_ report: [String: JSONValue]) throws {
+        if let compare { printComparison(report, against: try loadReport(compare)) }
+        if json { print(try jsonLine(report)) }
+    }
+}
+
+struct BenchModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Benchmark a zoo model or an .onnx file (the default: `quarry bench MODEL`).")
+
+    @Argument(help: "A zoo model name or an .onnx file.")
+    var target: String
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Batch sizes to measure.")
+    var batch: [Int] = [8]
+
+    @OptionGroup var options: BenchOptions
+
     @Option(name: .long, help: "Model tensors to stop at (comma list); default: the model's outputs.")
     var outputs: String?
 
@@ -58,9 +82,34 @@ struct BenchCommand: ParsableCommand {
             help: "Sizes of symbolic input dimensions other than the batch, NAME=VALUE (e.g. sequence=128).")
     var dim: [String] = []
 
+    func validate() throws {
+        guard !batch.isEmpty, batch.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batch takes sizes of at least 1") }
+    }
+
+    func run() throws {
+        try exitingOnError {
+            var bench = ModelBench(options: options, outputs: outputs)
+            bench.dims = try parseDims(dim)
+            try options.finish(try bench.benchModel(target, weights: weights, batches: batch))
+        }
+    }
+}
+
+struct BenchGEMMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gemm", abstract: "Benchmark one SGEMM of m x n x k.")
+
     @Option(name: .long, help: "GEMM rows.") var m: Int = 2048
     @Option(name: .long, help: "GEMM columns.") var n: Int = 2048
     @Option(name: .long, help: "GEMM depth.") var k: Int = 2048
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        try exitingOnError { try options.finish(try benchGEMM()) }
+    }
+}
+
+struct BenchConvCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "conv", abstract: "Benchmark one convolution layer.")
 
     @Option(name: .long, help: "Convolution input NxCxHxW.") var inputShape: String = "1x64x56x56"
     @Option(name: .long, help: "Convolution output channels.") var outChannels: Int = 64
@@ -68,33 +117,18 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Convolution stride.") var stride: Int = 1
     @Option(name: .long, help: "Convolution padding (all sides).") var pad: Int = 1
     @Option(name: .long, help: "Convolution groups.") var groups: Int = 1
-
-    func validate() throws {
-        guard !batch.isEmpty, batch.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batch takes sizes of at least 1") }
-        guard seconds > 0, minIterations >= 1, warmup >= 0 else { throw ValidationError("--seconds, --min-iterations and --warmup must be positive") }
-    }
+    @OptionGroup var options: BenchOptions
 
     func run() throws {
-        try exitingOnError {
-            var report: [String: JSONValue]
-            switch target.lowercased() {
-            case "gemm": report = try benchGEMM()
-            case "conv": report = try benchConv()
-            default: report = try benchModel()
-            }
-            if let compare {
-                printComparison(report, against: try loadReport(compare))
-            }
-            if json { print(try jsonLine(report)) }
-        }
+        try exitingOnError { try options.finish(try benchConv()) }
     }
 }
 
 // MARK: - GEMM and convolution
 
-extension BenchCommand {
+extension BenchGEMMCommand {
     func benchGEMM() throws -> [String: JSONValue] {
-        let devices = try deviceOptions.devices()
+        let devices = try options.deviceOptions.devices()
         guard devices.count == 1 else { throw RuntimeError(message: "bench gemm takes one device, got \(devices.count)") }
         let device = devices[0]
         guard m > 0, n > 0, k > 0 else { throw RuntimeError(message: "--m, --n and --k must be positive") }
@@ -117,7 +151,9 @@ extension BenchCommand {
             "fraction_of_peak": .number(figures.gflops / figures.peak),
         ]
     }
+}
 
+extension BenchConvCommand {
     func benchConv() throws -> [String: JSONValue] {
         let dims = inputShape.lowercased().split(separator: "x").compactMap { Int($0) }
         guard dims.count == 4, dims.allSatisfy({ $0 > 0 }) else {
@@ -135,7 +171,7 @@ extension BenchCommand {
         var graph = b.build(outputs: [y])
         graph.materializeParameters(seed: 1)
         let label = "conv \(inputShape) -> \(outChannels) k\(kernel) s\(stride) p\(pad)" + (groups > 1 ? " g\(groups)" : "")
-        return try benchGraph(graph, label: label, batches: [dims[0]], fixedBatch: true)
+        return try ModelBench(options: options, outputs: nil).benchGraph(graph, label: label, batches: [dims[0]], fixedBatch: true)
     }
 }
 

@@ -6,15 +6,33 @@ import Quarry
 import QuarryCPU
 import QuarryRuntime
 
-extension BenchCommand {
-    func benchModel() throws -> [String: JSONValue] {
+/// A benchmark run with its options: the timing loop shared by `bench model` and `bench conv`.
+struct ModelBench {
+    var options: BenchOptions
+    /// Model tensors to stop at (comma list); nil: the graph's outputs.
+    var outputs: String?
+    /// Sizes of symbolic dimensions other than the batch.
+    var dims: [String: Int] = [:]
+
+    var deviceOptions: DeviceOptions { options.deviceOptions }
+    var warmup: Int { options.warmup }
+    var seconds: Double { options.seconds }
+    var minIterations: Int { options.minIterations }
+    var noProfile: Bool { options.noProfile }
+
+    init(options: BenchOptions, outputs: String?) {
+        self.options = options
+        self.outputs = outputs
+    }
+
+    func benchModel(_ target: String, weights: String?, batches: [Int]) throws -> [String: JSONValue] {
         let model = try loadModel(target, weights: weights)
         var graph = model.graph
         if graph.parameters.values.contains(where: { $0.value == nil }) { graph.materializeParameters(seed: 0) }
-        let dims = try parseDims(dim)
+        let dims = self.dims
         // An ONNX import depends on the input shapes (reshapes fold the batch size), so the model
         // compiles through `LoadedModel.compile`, once per batch size.
-        return try benchGraph(graph, label: model.name, batches: batch, fixedBatch: false,
+        return try benchGraph(graph, label: model.name, batches: batches, fixedBatch: false,
                               makeInputs: { b in try syntheticInputs(for: model, batch: b, dims: dims) },
                               compile: { device, outputs in
                                   var m = model

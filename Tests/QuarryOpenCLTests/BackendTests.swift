@@ -72,7 +72,7 @@ final class BackendTests: XCTestCase {
     }
 
     /// A small network through the compiled graph: conv + batch norm (folded) + relu (fused),
-    /// pooling, a residual add, a node forced onto the CPU (the fallback path, logged), flatten
+    /// pooling, a residual add, two nodes forced onto the CPU (one host segment, logged once), flatten
     /// (aliased) and dense; two batch sizes (two plans) and runs from several threads at once.
     func testCompiledGraphWithFallbackAndThreads() throws {
         let device = try testDevice()
@@ -96,8 +96,9 @@ final class BackendTests: XCTestCase {
         let log = LogCollector()
         OpenCLLog.setHandler { log.append($0) }
         defer { OpenCLLog.setHandler { FileHandle.standardError.write(Data("quarry opencl: \($0)\n".utf8)) } }
-        let compiled = try OpenCLCompiledGraph(device: device, graph: graph, outputs: ["fc", "relu"], forceCPU: ["sig"])
+        let compiled = try OpenCLCompiledGraph(device: device, graph: graph, outputs: ["fc", "relu"], forceCPU: ["sig", "res"])
         XCTAssertEqual(compiled.fallbacks["sig"], "forced onto the CPU")
+        XCTAssertEqual(compiled.fallbacks["res"], "forced onto the CPU")
         XCTAssertTrue(log.all.contains { $0.contains("'sig'") && $0.contains("CPU") }, "fallback not logged: \(log.all)")
         XCTAssertFalse(compiled.graph.nodes.contains { $0.name == "bn" }, "batch norm was not folded")
 
@@ -131,6 +132,8 @@ final class BackendTests: XCTestCase {
             assertClose(out["relu"]!, relu, rtol: 1e-3, atol: 1e-4, "relu tap, batch \(input.shape[0])")
         }
         XCTAssertGreaterThan(try compiled.peakActivationBytes(inputShapes: ["x": x.shape]), 0)
+        XCTAssertEqual(log.all.filter { $0.contains("'sig'") }.count, 1, "a fallback is logged once, whatever the plans: \(log.all)")
+        XCTAssertEqual(try compiled.kernelNames(inputShapes: ["x": x.shape])["res"], ["cpu"])
         // Several threads share the compiled graph (as a scheduler's workers would).
         let (fc, _) = reference(x)
         let failures = LogCollector()
@@ -143,6 +146,64 @@ final class BackendTests: XCTestCase {
             } catch { failures.append("\(error)") }
         }
         XCTAssertEqual(failures.all, [])
+    }
+}
+
+final class PlanBuilderBackendTests: XCTestCase {
+    /// Both backends plan through one builder: the common passes run on OpenCL too, so a residual
+    /// add moves into the convolution's epilogue there as on the CPU, and the sum is right.
+    func testResidualAddFusesOnOpenCLAndMatchesTheReference() throws {
+        let device = try testDevice()
+        var rng = makeTestRNG()
+        let x = randomTensor([2, 3, 9, 8], &rng)
+        let w = randomTensor([3, 3, 3, 3], &rng), cb = randomTensor([3], &rng)
+        let attributes = Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1))
+        let graph = GraphBuilderShim().graph(params: ["w": w, "cb": cb], nodes: [
+            Node(name: "conv", op: .conv2d(attributes), inputs: ["x", "w", "cb"], outputs: ["conv"]),
+            Node(name: "add", op: .binary(.add, activation: .relu), inputs: ["conv", "x"], outputs: ["add"]),
+        ], output: "add")
+        let compiled = try OpenCLCompiledGraph(device: device, graph: graph, outputs: ["add"])
+        XCTAssertEqual(compiled.builder.passNames, ["folding_transposes", "fusing_residual_adds"])
+        let kernels = try compiled.kernelNames(inputShapes: ["x": x.shape])
+        XCTAssertEqual(kernels.count, 1, "the add runs in the convolution's epilogue: \(kernels)")
+        try compiled.poisonArena(inputShapes: ["x": x.shape])
+        let out = try compiled.run(["x": x])["add"]!
+        var ref = referenceConv2D(x, w, cb, attributes, outShape: [2, 3, 9, 8])
+        for i in ref.indices { ref[i] = max(ref[i] + Double(x[flat: i]), 0) }
+        assertClose(out, ref, rtol: 1e-4, atol: 1e-5, "fused residual on OpenCL")
+        let cpu = try CPUDevice(threads: 1).compile(graph, outputs: ["add"]) as! CPUCompiledGraph
+        XCTAssertEqual(cpu.builder.passNames, ["folding_transposes", "fusing_residual_adds", "fusing_expand_depthwise_project"])
+    }
+
+    /// `supports` is asked before lowering, with the shapes: attention whose heads are wider than
+    /// the kernel's 256 falls back (logged once over two plans) and still gives the right answer.
+    func testShapeLimitsAreAskedBeforeLowering() throws {
+        let device = try testDevice()
+        let node = Node(name: "att", op: .attention(heads: 1, causal: false), inputs: ["q", "k", "v"], outputs: ["o"])
+        XCTAssertEqual(device.supports(node, inputShapes: [[1, 4, 300], [1, 4, 300], [1, 4, 300]], precision: .fp32),
+                       .no("head width 300 exceeds 256"))
+        XCTAssertEqual(device.supports(node, inputShapes: [[1, 4, 64], [1, 4, 64], [1, 4, 64]], precision: .fp32), .yes)
+        XCTAssertNotNil(device.supports(node, inputShapes: [[1, 4, 64], [1, 4, 64], [1, 4, 64]], precision: .bf16).reason)
+        let mm = Node(name: "mm", op: .matmul(transposeA: false, transposeB: false), inputs: ["a", "b"], outputs: ["c"])
+        XCTAssertNotNil(device.supports(mm, inputShapes: [[2, 1, 3, 4], [1, 3, 4, 5]], precision: .fp32).reason)
+        XCTAssertEqual(device.supports(mm, inputShapes: [[2, 3, 3, 4], [4, 5]], precision: .fp32), .yes)
+
+        var rng = makeTestRNG()
+        let graph = Graph(inputs: [GraphInput(name: "q", shape: [.symbol("B"), 3, 260])],
+                          nodes: [Node(name: "att", op: .attention(heads: 1, causal: true), inputs: ["q", "q", "q"], outputs: ["o"])],
+                          parameters: [:], outputs: ["o"])
+        let log = LogCollector()
+        OpenCLLog.setHandler { log.append($0) }
+        defer { OpenCLLog.setHandler { FileHandle.standardError.write(Data("quarry opencl: \($0)\n".utf8)) } }
+        let compiled = try OpenCLCompiledGraph(device: device, graph: graph, outputs: ["o"])
+        let cpu = try CPUDevice(threads: 1).compile(graph, outputs: ["o"])
+        for batch in [1, 2, 1] {
+            let q = randomTensor([batch, 3, 260], &rng)
+            let got = try compiled.run(["q": q])["o"]!, expected = try cpu.run(["q": q])["o"]!
+            assertClose(got, doubles(expected), rtol: 1e-5, atol: 1e-6, "attention fallback, batch \(batch)")
+        }
+        XCTAssertEqual(compiled.fallbacks["att"], "head width 260 exceeds 256")
+        XCTAssertEqual(log.all.filter { $0.contains("'att'") }.count, 1, "\(log.all)")
     }
 }
 
