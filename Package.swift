@@ -3,6 +3,10 @@
 // other packages can depend on them; build the tool with the host's vector width as README.md says.
 import PackageDescription
 
+// Swift 6 language mode everywhere but the targets listed with this, whose extraction pipeline
+// hands closures over non-Sendable inputs to Dispatch; they move to Swift 6 with that pipeline.
+let swift5Mode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
 let package = Package(
     name: "Quarry",
     products: [
@@ -47,7 +51,8 @@ let package = Package(
         // preprocessing, resumable chunks and manifests). The tool and the C ABI are thin over it.
         .target(
             name: "QuarryRuntime",
-            dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
+            dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"],
+            swiftSettings: swift5Mode),
         .executableTarget(
             name: "quarry",
             dependencies: [
@@ -67,5 +72,5 @@ let package = Package(
         .testTarget(name: "QuarryRuntimeTests", dependencies: ["QuarryRuntime", "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
         .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

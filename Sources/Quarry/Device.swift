@@ -53,6 +53,7 @@ public struct CompletedEvent: DeviceEvent {
 }
 
 /// Per-node timings of one run, for `quarry bench`'s per-layer profile.
+// @unchecked: `records` changes only under `lock`.
 public final class Profiler: @unchecked Sendable {
     public struct Record: Sendable {
         public var node: String

@@ -72,6 +72,9 @@ public enum SchedulerError: Error, CustomStringConvertible {
     }
 }
 
+// @unchecked: `speed` and `alive` change only in `run`, which works on copies under the
+// stream's lock and writes them back after its workers have stopped; `log` is set before use;
+// the cancel flag is thread-safe.
 public final class Scheduler: @unchecked Sendable {
     public let workers: [CompiledGraph]
     public let options: SchedulerOptions
@@ -246,10 +249,13 @@ public final class Scheduler: @unchecked Sendable {
         stream.window.append(first)
 
         let group = DispatchGroup()
+        // The workers share this call's local state (the stream, shares, speeds), every access
+        // under `lock`; the box says so to the compiler, which cannot see a lock's discipline.
+        let work = UncheckedSendable(worker)
         for w in workers.indices where alive[w] {
             group.enter()
             Thread.detachNewThread {
-                worker(w)
+                work.value(w)
                 lock.lock(); lock.broadcast(); lock.unlock()
                 group.leave()
             }
@@ -498,9 +504,17 @@ final class BatchState {
 }
 
 /// A flag set from any thread (a signal handler's task, another worker) and read without a lock.
+// @unchecked: `value` is read and written under `lock`.
 final class ManagedAtomicFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
     func set() { lock.lock(); value = true; lock.unlock() }
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// A value handed to another thread whose accesses are synchronised by other means (a lock the
+/// value's users hold); say which where it is made.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

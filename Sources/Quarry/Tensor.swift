@@ -5,6 +5,9 @@ import Foundation
 
 /// Owned, aligned float storage. A class so that tensors share it cheaply; copy-on-write is not
 /// implemented because kernels write into buffers the executor owns, never into a user's tensor.
+// @unchecked: the memory is owned for the storage's life; which thread writes which elements is
+// the executor's discipline (a kernel writes buffers nothing else reads during the run), beyond
+// what the compiler can check.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
@@ -28,6 +31,7 @@ public final class TensorStorage: @unchecked Sendable {
 /// kernel's zeroing of every page: a 1x1 layer whose batch-8 output is 38 MiB ran in 17 ms, of
 /// which the convolution was 4. Buffers of 1 MiB and more, at most 8 of them and 256 MiB in all;
 /// the oldest go first.
+// @unchecked: `buffers` and `total` change only under `lock`.
 final class LargeBufferCache: @unchecked Sendable {
     static let shared = LargeBufferCache()
     static let minimumBytes = 1 << 20, maximumCount = 8, maximumBytes = 256 << 20
@@ -62,6 +66,7 @@ public enum DType: String, Sendable, Codable {
     case float32
 }
 
+// @unchecked: a shape and a TensorStorage (see there).
 public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     public let shape: [Int]
     public let storage: TensorStorage

@@ -5,6 +5,7 @@
 import Foundation
 import Quarry
 
+// @unchecked: immutable after init (CPUThreads is read-only and its team is locked).
 public final class CPUDevice: Device, @unchecked Sendable {
     public let threads: CPUThreads
     public let info: DeviceInfo

@@ -55,7 +55,7 @@ public struct GEMMEpilogue {
         self.bias = bias; self.biasAxis = biasAxis; self.accumulate = accumulate
         self.addend = addend; self.addendLd = addendLd; self.activation = activation
     }
-    public static let none = GEMMEpilogue()
+    public static var none: GEMMEpilogue { GEMMEpilogue() }
 }
 
 /// A constant operand packed once into the micro-kernel's panel layout.
@@ -64,6 +64,7 @@ public struct GEMMEpilogue {
 /// `b * kc * paddedOuter` and holds `paddedOuter / panel` panels of `panel x kcb` floats, element
 /// (k, r) of a panel at `k * panel + r`. The outer dimension (M for A, N for B) is zero-padded to
 /// a whole panel.
+// @unchecked: the panels are written once while packing and only read afterwards.
 public final class PackedMatrix: @unchecked Sendable {
     public enum Side { case a, b }
     public let side: Side

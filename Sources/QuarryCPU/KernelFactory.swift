@@ -34,6 +34,7 @@ public struct KernelContext {
 }
 
 /// Keeps packed weights alive for the life of a compiled graph.
+// @unchecked: used only while its compiled graph's lock is held (plans are made under it).
 public final class PackCache: @unchecked Sendable {
     private var storage: [String: AnyObject] = [:]
     public init() {}

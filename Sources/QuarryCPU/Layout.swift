@@ -334,6 +334,7 @@ extension CPUKernels {
 }
 
 /// Source rows / columns and weights per output row / column, kept for the kernel's life.
+// @unchecked: the tables are written once at init and only read by the kernel afterwards.
 final class UpsampleTables: @unchecked Sendable {
     let y0, y1, x0, x1: UnsafeMutablePointer<Int>
     let fy, fx: UnsafeMutablePointer<Float>

@@ -6,6 +6,7 @@ import Foundation
 import Quarry
 
 /// Sink that keeps the peak loop's results observable so the optimiser cannot drop the loop.
+// @unchecked: each thread writes its own element of `values`; they are read after the join.
 private final class PeakSink: @unchecked Sendable {
     var values: [Float]
     init(_ n: Int) { values = Array(repeating: 0, count: n) }

@@ -15,7 +15,9 @@ import Glibc
 import Darwin
 #endif
 
-final class ThreadBuffers {
+// @unchecked Sendable: a thread's buffers are used by that thread alone; they cross threads only
+// through `pool`, after their thread has ended.
+final class ThreadBuffers: @unchecked Sendable {
     private var packA: UnsafeMutablePointer<Float>?
     private var packB: UnsafeMutablePointer<Float>?
     private var packInUse = false

@@ -32,7 +32,7 @@ public struct CPUThreads: Sendable {
         // The team's helpers; Dispatch's pool when another team holds them (a kernel called
         // from inside a team).
         if runTeam(workers, pinCaller: false, member) { return }
-        withoutActuallyEscaping(member) { member in DispatchQueue.concurrentPerform(iterations: workers, execute: member) }
+        concurrentlyOnDispatch(workers, member)
     }
 
     /// Splits 0..<n into at most `count` contiguous ranges and runs them in parallel.
@@ -43,13 +43,14 @@ public struct CPUThreads: Sendable {
         if workers == 1 { body(0..<n); return }
         let member = { (w: Int) in body((n * w / workers)..<(n * (w + 1) / workers)) }
         if runTeam(workers, pinCaller: false, member) { return }
-        withoutActuallyEscaping(member) { member in DispatchQueue.concurrentPerform(iterations: workers, execute: member) }
+        concurrentlyOnDispatch(workers, member)
     }
 }
 
 /// A barrier for a fixed team of threads that meet many times in quick succession (every step of
 /// a recurrence): arriving threads spin on a generation counter, yielding the core after a while
 /// so that a team on a busy machine still progresses.
+// @unchecked: its state is atomics.
 final class SpinBarrier: @unchecked Sendable {
     let parties: Int
     private let arrived = Atomic<Int>(0)
@@ -140,6 +141,7 @@ extension CPUThreads {
 }
 
 /// The parked helper threads of `runTeam` (created on first use, kept for the process).
+// @unchecked: `parked` is touched only by the thread holding `inUse`.
 final class TeamPool: @unchecked Sendable {
     static let shared = TeamPool()
     /// Held by the team that uses the helpers.
@@ -150,6 +152,8 @@ final class TeamPool: @unchecked Sendable {
     /// spins on it for a while before sleeping on a semaphore (a layer of a batch-1 model lasts
     /// tens of microseconds, about what a wake-up costs), and the caller spins, yielding the
     /// core now and then, until the helper is done (the caller has nothing else to run then).
+    // @unchecked: `job` is written by the caller before the atomic `state` hands it over and
+    // cleared by the helper before it hands back (release / acquire order).
     final class Helper: @unchecked Sendable {
         private enum State { static let idle = 0, posted = 1, done = 2 }
         private let state = Atomic<Int>(State.idle)
@@ -242,4 +246,20 @@ private func threadCPUs() -> [Int] {
 private func pin(toCPU cpu: Int) {
     var c = Int32(cpu)
     _ = quarry_set_thread_cpus(&c, 1)
+}
+
+/// Runs `member(0..<count)` on Dispatch's pool and returns when all are done. The members write
+/// disjoint parts of buffers they are handed as pointers; nothing outlives the call, so the
+/// closure is handed over unchecked.
+@inline(__always)
+func concurrentlyOnDispatch(_ count: Int, _ member: (Int) -> Void) {
+    withoutActuallyEscaping(member) { member in
+        let box = UncheckedMember(member)
+        DispatchQueue.concurrentPerform(iterations: count) { box.run($0) }
+    }
+}
+
+private struct UncheckedMember: @unchecked Sendable {
+    let run: (Int) -> Void
+    init(_ run: @escaping (Int) -> Void) { self.run = run }
 }

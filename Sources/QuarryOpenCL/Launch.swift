@@ -7,6 +7,7 @@ import Foundation
 import Quarry
 
 /// A cl_kernel owned by one launch (kernel arguments are per object, so objects are not shared).
+// @unchecked: immutable; a kernel object's arguments are set by the one launch that owns it.
 final class CLKernel: @unchecked Sendable {
     let kernel: cl_kernel
     let name: String
@@ -15,6 +16,7 @@ final class CLKernel: @unchecked Sendable {
 }
 
 /// A device buffer held by a plan or a compiled graph.
+// @unchecked: immutable; OpenCL memory objects are thread-safe handles.
 final class CLMem: @unchecked Sendable {
     let mem: cl_mem
     let floats: Int

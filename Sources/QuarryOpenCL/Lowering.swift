@@ -8,6 +8,7 @@ import Quarry
 
 /// Device copies of parameters and of weights packed for a kernel, made once per compiled graph
 /// and shared by every plan (weights are uploaded once and stay on the device).
+// @unchecked: `buffers` changes only under `lock`.
 final class WeightStore: @unchecked Sendable {
     let device: OpenCLDevice
     private var buffers: [String: CLMem] = [:]

@@ -6,6 +6,8 @@ import COpenCL
 import Foundation
 import Quarry
 
+// @unchecked: immutable after init but for the queue (OpenCL command queues are thread-safe
+// from OpenCL 1.1) and the program cache (locked).
 public final class OpenCLDevice: Device, @unchecked Sendable {
     public let info: DeviceInfo
     public let platform: OpenCLPlatformInfo
@@ -168,6 +170,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
 }
 
 /// Device memory. Released when the last reference goes.
+// @unchecked: immutable; OpenCL memory objects are thread-safe handles.
 public final class OpenCLBuffer: DeviceBuffer, @unchecked Sendable {
     public let byteCount: Int
     let mem: cl_mem
@@ -179,6 +182,7 @@ public final class OpenCLBuffer: DeviceBuffer, @unchecked Sendable {
 }
 
 /// An enqueued copy or launch; holds host memory the copy reads or writes until it completes.
+// @unchecked: `event` and `kept` change only under `lock`.
 public final class OpenCLEvent: DeviceEvent, @unchecked Sendable {
     private var event: cl_event?
     private var kept: AnyObject?

@@ -13,6 +13,7 @@ public struct OpenCLPlatformInfo: Sendable, Hashable {
 }
 
 public enum OpenCLRuntime {
+    // @unchecked: made once by a static initialiser (which Swift runs once) and only read.
     private struct Discovery: @unchecked Sendable {
         var platforms: [OpenCLPlatformInfo] = []
         var devices: [OpenCLDevice] = []

@@ -23,6 +23,7 @@ public struct OpenCLBuildError: Error, CustomStringConvertible {
     }
 }
 
+// @unchecked: `programs` and `statistics` change only under `lock`.
 public final class ProgramCache: @unchecked Sendable {
     public struct Statistics: Sendable {
         public var builtFromSource = 0

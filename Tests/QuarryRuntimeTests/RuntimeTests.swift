@@ -88,14 +88,20 @@ final class EngineTests: XCTestCase {
         var rng = SeededGenerator(seed: 3)
         let inputs = (0..<4).map { _ in Tensor.random(shape: [2, 3, 32, 32], using: &rng) }
         let expected = try inputs.map { try engine.run(["input": $0], outputs: ["flatten"])["flatten"]! }
-        var got = [Tensor?](repeating: nil, count: 8)
-        let lock = NSLock()
+        let got = Results()
         DispatchQueue.concurrentPerform(iterations: 8) { i in
-            let t = try? engine.run(["input": inputs[i % 4]], outputs: ["flatten"])["flatten"]
-            lock.lock(); got[i] = t; lock.unlock()
+            got.set(i, try? engine.run(["input": inputs[i % 4]], outputs: ["flatten"])["flatten"])
         }
-        for i in 0..<8 { XCTAssertEqual(got[i].map { maxDifference($0, expected[i % 4]) }, 0, "call \(i)") }
+        for i in 0..<8 { XCTAssertEqual(got.get(i).map { maxDifference($0, expected[i % 4]) }, 0, "call \(i)") }
     }
+}
+
+/// Results written from several threads, under a lock.
+private final class Results: @unchecked Sendable {
+    private var values: [Int: Tensor] = [:]
+    private let lock = NSLock()
+    func set(_ i: Int, _ t: Tensor?) { lock.lock(); values[i] = t; lock.unlock() }
+    func get(_ i: Int) -> Tensor? { lock.lock(); defer { lock.unlock() }; return values[i] }
 }
 
 final class ShapeSpecializedGraphTests: XCTestCase {

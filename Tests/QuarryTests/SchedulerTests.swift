@@ -69,7 +69,8 @@ final class AsyncDevice: FakeDevice, @unchecked Sendable {
     var outstanding = 0, mostOutstanding = 0
     func compile(_ graph: Graph, outputs: [String]) throws -> CompiledGraph { Graph_(device: self, graph: graph) }
 
-    final class Pending: PendingRun {
+    // @unchecked: `y` is written before `done` is signalled and read after it is waited on.
+    final class Pending: PendingRun, @unchecked Sendable {
         let done = DispatchSemaphore(value: 0)
         var y: Tensor?
         func wait() throws -> [String: Tensor] { done.wait(); done.signal(); return ["y": y!] }

@@ -9,6 +9,7 @@ import Foundation
 import Quarry
 import SwiftProtobuf
 
+// @unchecked: immutable after loading; every import makes a graph of its own.
 public final class OnnxModel: @unchecked Sendable {
     /// The supported range of the default ("ai.onnx") operator set.
     public static let supportedOpsets = 7...21

@@ -6,7 +6,7 @@
 import Foundation
 import Quarry
 
-typealias OnnxHandler = (inout NodeContext) throws -> Void
+typealias OnnxHandler = @Sendable (inout NodeContext) throws -> Void
 
 extension NodeContext {
     func normAxis(_ a: Int, rank: Int) throws -> Int {
@@ -330,7 +330,7 @@ extension OnnxImporter {
             let attrs = ConvTranspose2DAttributes(kernel: (k[0], k[1]), stride: (strides[0], strides[1]), padding: Padding2D(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3]), outputPadding: (outPad[0], outPad[1]), dilation: (dil[0], dil[1]), groups: group)
             try c.emit(.convTranspose2d(attrs), [try c.value(0), try c.value(1)] + (c.hasInput(2) ? [try c.value(2)] : []))
         }
-        func pool(_ c: inout NodeContext, max isMax: Bool) throws {
+        @Sendable func pool(_ c: inout NodeContext, max isMax: Bool) throws {
             let x = try c.shape(0)
             guard x.count == 4 else { throw c.unsupported("pooling on rank \(x.count) input (2-D is supported)") }
             guard let k = c.ints("kernel_shape"), k.count == 2 else { throw c.unsupported("kernel_shape must have two values") }
@@ -389,7 +389,7 @@ extension OnnxImporter {
         }
 
         // MARK: reductions
-        func reduce(_ c: inout NodeContext, _ op: ReduceOp, axesInputFrom: Int) throws {
+        @Sendable func reduce(_ c: inout NodeContext, _ op: ReduceOp, axesInputFrom: Int) throws {
             let keep = c.int("keepdims", 1) != 0
             let noop = c.int("noop_with_empty_axes", 0) != 0
             let x = try c.shape(0)

@@ -11,6 +11,7 @@ import Darwin
 
 /// A whole file mapped read-only. The mapping lives as long as this object; readers keep it and
 /// copy out (converting to float32) only the tensors asked for.
+// @unchecked: a read-only mapping, immutable for the object's life.
 public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let count: Int

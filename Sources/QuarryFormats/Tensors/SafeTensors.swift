@@ -6,6 +6,7 @@
 import Foundation
 import Quarry
 
+// @unchecked: immutable after parsing the header; reads copy out of a read-only mapping.
 public final class SafeTensorsFile: @unchecked Sendable {
     public struct Info: Sendable, Equatable {
         public var type: ElementType
