@@ -139,9 +139,10 @@ extension CPUKernels {
         let hasBias = ctx.hasInput(2)
         let threads = ctx.threads
         let hasResidual = ctx.hasInput(3)
-        let winograd = ctx.constants[1] != nil
-            && usesWinograd(a, channels: channels, outChannels: outChannels, batch: batch, outHeight: out[2],
-                            outWidth: out[3], constantWeights: true, threads: threads.count)
+        let variant = KernelChoice.convolution(
+            ConvolutionQuery(a, input: x, weight: w, output: out, constantWeights: ctx.constants[1] != nil, residual: hasResidual),
+            device: CPUKernels.capabilities(threads: threads))
+        let winograd = variant.name == "cpu.conv2d.winograd_f4x3"
 
         // The GEMM paths below add a residual in their epilogue; the depthwise and Winograd
         // kernels run without it and the sum and activation follow in one pass.
@@ -163,18 +164,18 @@ extension CPUKernels {
             }
         }
 
-        if groupIn == 1 && groupOut == 1 {
+        if variant.name == "cpu.conv2d.depthwise" {
             return makeDepthwiseConv2D(geometry: geometry, batch: batch, channels: channels, hasBias: hasBias,
                                        activation: a.activation, threads: threads)
         }
 
-        if !hasResidual && FewChannelConv.supports(geometry, outChannels: outChannels, groups: groups) {
+        if variant.name == "cpu.conv2d.few_channels_direct" {
             return makeFewChannelConv2D(geometry, batch: batch, outChannels: outChannels, constantWeights: ctx.constants[1],
                                         hasBias: hasBias, activation: a.activation, threads: threads)
         }
 
         if let weights = ctx.constants[1], winograd {
-            let transformed = ctx.packCache.value("\(ctx.node.name)/conv2d-winograd-weights") {
+            let transformed = ctx.packCache.value("\(ctx.node.name)/\(variant.key)") {
                 WinogradWeights(weights: weights.pointer, outChannels: outChannels, channels: channels)
             }
             return makeWinogradConv2D(geometry: geometry, batch: batch, outChannels: outChannels, weights: transformed,
@@ -186,9 +187,8 @@ extension CPUKernels {
         let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
             && a.padding == .zero
         let stackImages = groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 512
-        if pointwise && runsPixelMajor(groups: groups, pixels: pixels, outChannels: outChannels),
-           let weights = ctx.constants[1] {
-            let weightsT = ctx.packCache.value("\(ctx.node.name)/conv2d-weights-transposed") {
+        if variant.name == "cpu.conv2d.pointwise_pixel_major", let weights = ctx.constants[1] {
+            let weightsT = ctx.packCache.value("\(ctx.node.name)/\(variant.key)") {
                 PackedMatrix(b: weights.pointer, k: channels, n: outChannels, ldb: channels, transposed: true)
             }
             return makePixelMajorPointwise(batch: batch, channels: channels, outChannels: outChannels, pixels: pixels,
@@ -196,7 +196,7 @@ extension CPUKernels {
                                            activation: a.activation, threads: threads)
         }
         let packed: PackedGroups? = ctx.constants[1].map { weights in
-            ctx.packCache.value("\(ctx.node.name)/conv2d-weights") {
+            ctx.packCache.value("\(ctx.node.name)/\(variant.key)") {
                 PackedGroups((0..<groups).map { g in
                     PackedMatrix(a: weights.pointer + g * groupOut * depth, m: groupOut, k: depth, lda: depth)
                 })

@@ -23,14 +23,6 @@ struct FewChannelConv {
     /// Per tap (c, ky, kx): the offset of its first input in the phases of output row 0.
     let tapOffsets: [Int]
 
-    /// Channels and output channels this kernel takes: few in (the gathers it saves are per input
-    /// channel), output channels in blocks of eight, rows at least a vector wide.
-    static func supports(_ g: ConvGeometry, outChannels: Int, groups: Int) -> Bool {
-        groups == 1 && g.channels <= 4 && outChannels % 8 == 0 && g.dilationH == 1 && g.dilationW == 1
-            && g.strideH == g.strideW && (g.strideH == 1 || g.strideH == 2) && g.outWidth >= 16 && g.outHeight > 0
-            && g.kernelH <= 11 && g.kernelW <= 11
-    }
-
     init(_ g: ConvGeometry, outChannels: Int) {
         self.g = g
         self.outChannels = outChannels
@@ -163,7 +155,7 @@ struct FewChannelConv {
 }
 
 extension CPUKernels {
-    /// A convolution with few input channels (`FewChannelConv.supports`), without a residual.
+    /// A convolution with few input channels (chosen by `KernelChoice.convolution`), without a residual.
     static func makeFewChannelConv2D(_ g: ConvGeometry, batch: Int, outChannels: Int, constantWeights: Tensor?,
                                      hasBias: Bool, activation: Activation?, threads: CPUThreads) -> CPUKernel {
         let conv = FewChannelConv(g, outChannels: outChannels)

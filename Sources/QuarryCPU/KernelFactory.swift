@@ -47,6 +47,12 @@ public final class PackCache: @unchecked Sendable {
 }
 
 public enum CPUKernels {
+    /// What the CPU's kernel choice depends on: the threads and the GEMM micro-kernel's blocking.
+    public static func capabilities(threads: CPUThreads) -> DeviceCapabilities {
+        DeviceCapabilities(kind: .cpu, threads: threads.count, gemmRows: GEMMBlocking.mr, gemmColumns: GEMMBlocking.nr,
+                           gemmDepth: GEMMBlocking.kc)
+    }
+
     /// The ops the CPU backend runs: all of them (it is the reference backend).
     public static func supports(_ op: Op) -> Bool {
         switch op {

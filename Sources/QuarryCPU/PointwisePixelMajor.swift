@@ -15,12 +15,6 @@
 import Quarry
 
 extension CPUKernels {
-    /// Whether a 1x1 convolution runs pixel-major: one group, a plane of at most 64 pixels that
-    /// does not fill whole column panels, output channels in sixteens.
-    static func runsPixelMajor(groups: Int, pixels: Int, outChannels: Int) -> Bool {
-        groups == 1 && pixels <= 64 && pixels % GEMMBlocking.nr != 0 && outChannels % 16 == 0
-    }
-
     static func makePixelMajorPointwise(batch: Int, channels: Int, outChannels: Int, pixels: Int, weightsT: PackedMatrix,
                                         hasBias: Bool, hasResidual: Bool, activation: Activation?,
                                         threads: CPUThreads) -> CPUKernel {

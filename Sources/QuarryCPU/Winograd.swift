@@ -90,21 +90,6 @@ private func outputRows(_ m0: SIMD16<Float>, _ m1: SIMD16<Float>, _ m2: SIMD16<F
 }
 
 extension CPUKernels {
-    /// Whether a convolution takes the Winograd path: 3x3, stride and dilation 1, one group,
-    /// constant weights, enough channels for the transforms to pay, and enough tiles to fill a GEMM
-    /// panel. QUARRY_WINOGRAD=0 turns it off (for measuring both paths).
-    static func usesWinograd(_ a: Conv2DAttributes, channels: Int, outChannels: Int, batch: Int,
-                             outHeight: Int, outWidth: Int, constantWeights: Bool, threads: Int) -> Bool {
-        guard a.kernelH == 3, a.kernelW == 3, a.strideH == 1, a.strideW == 1, a.dilationH == 1, a.dilationW == 1,
-              a.groups == 1, constantWeights, channels >= 16, outChannels >= 16 else { return false }
-        if !Switches.current.winograd { return false }
-        // Below half a panel of tiles the padding eats the gain. Measured on one thread, 512
-        // channels at 7x7 (4 tiles an image): 16 tiles (batch 4) 10.6 ms against 15.7 with
-        // im2col, 8 tiles 9.4 against 7.9; 256 channels at 14x14, 16 tiles: 2.5 against 3.1.
-        let tiles = batch * ((outHeight + 3) / 4) * ((outWidth + 3) / 4)
-        return tiles >= GEMMBlocking.nr / 2
-    }
-
     static func makeWinogradConv2D(geometry g: ConvGeometry, batch: Int, outChannels: Int, weights: WinogradWeights,
                                    hasBias: Bool, activation: Activation?, threads: CPUThreads) -> CPUKernel {
         let channels = g.channels, nr = GEMMBlocking.nr

@@ -13,7 +13,11 @@ extension Lowering {
         let bias: BufferRef? = has(2) ? try input(2) : nil
         // Operand 3, a skip connection the plan fused in, is added before the activation.
         let residual: BufferRef? = has(3) ? try input(3) : nil
-        if g > 1 && g == c {
+        let variant = KernelChoice.convolution(
+            ConvolutionQuery(a, input: x, weight: w, output: out, constantWeights: constants[1] != nil, residual: residual != nil),
+            device: DeviceCapabilities(kind: .opencl, threads: device.info.computeUnits, dedicatedLocalMemory: device.hasDedicatedLocalMemory,
+                                       maxWorkGroupSize: device.maxWorkGroupSize))
+        if variant.name == "opencl.conv2d.depthwise" {
             try lowerDepthwise(a, bias: bias, residual: residual)
             return
         }
@@ -22,8 +26,7 @@ extension Lowering {
         let p = oh * ow, np = n * p
         let schedule = gemmSchedule
         let ldp = roundUp(np, schedule.columnTile)
-        let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
-            && a.padding == .zero
+        let pointwise = variant.name == "opencl.conv2d.pointwise_gemm"
         let rows = c * a.kernelH * a.kernelW
         let bRef = scratch(rows * ldp)
         if pointwise {

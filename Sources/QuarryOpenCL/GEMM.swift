@@ -7,12 +7,23 @@
 import Foundation
 import Quarry
 
-/// How gemm.cl is specialised for a device. QUARRY_GEMM overrides it: "tiled", or
-/// "reg:TM,VW,NV" (rows per work-item, vector width, vectors per row).
+/// How gemm.cl is specialised for a device: the parameters of the variant `KernelChoice.openCLGEMM`
+/// picks (QUARRY_GEMM overrides it: "tiled", or "reg:TM,VW,NV": rows per work-item, vector width,
+/// vectors per row).
 struct GEMMSchedule: Hashable {
     var tiled: Bool
     var tm = 8, vw = 16, nv = 1
     var lt = 16, wpt = 4, tk = 16
+
+    init(tiled: Bool, tm: Int = 8, vw: Int = 16, nv: Int = 1) {
+        self.tiled = tiled; self.tm = tm; self.vw = vw; self.nv = nv
+    }
+
+    init(_ variant: KernelVariant) {
+        tiled = variant.name == "opencl.gemm.tiled"
+        tm = variant.parameter("tm") ?? tm; vw = variant.parameter("vw") ?? vw; nv = variant.parameter("nv") ?? nv
+        lt = variant.parameter("lt") ?? lt; wpt = variant.parameter("wpt") ?? wpt; tk = variant.parameter("tk") ?? tk
+    }
 
     /// Columns of C one work-item (register) or work-group (tiled) covers: B is padded to it.
     var columnTile: Int { tiled ? lt * wpt : vw * nv }
@@ -36,20 +47,6 @@ struct GEMMSchedule: Hashable {
             for nn in 0..<n { p[((nn / bp) * k + kk) * bp + nn % bp] = value(kk, nn) }
         }
         return t
-    }
-
-    static func forDevice(dedicatedLocalMemory: Bool, maxWorkGroupSize: Int) -> GEMMSchedule {
-        if let s = Switches.current.openCLGEMM, let parsed = parse(s) { return parsed }
-        if dedicatedLocalMemory && maxWorkGroupSize >= 256 { return GEMMSchedule(tiled: true) }
-        return GEMMSchedule(tiled: false)
-    }
-
-    static func parse(_ s: String) -> GEMMSchedule? {
-        if s == "tiled" { return GEMMSchedule(tiled: true) }
-        guard s.hasPrefix("reg:") else { return nil }
-        let v = s.dropFirst(4).split(separator: ",").compactMap { Int($0) }
-        guard v.count == 3, v[0] > 0, [4, 8, 16].contains(v[1]), v[2] > 0 else { return nil }
-        return GEMMSchedule(tiled: false, tm: v[0], vw: v[1], nv: v[2])
     }
 }
 

@@ -26,6 +26,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     let queue: cl_command_queue
     /// Built programs of this device (memory and disk cache).
     public private(set) var programs: ProgramCache!
+    /// The GEMM schedule every GEMM of this device uses, from the kernel choice.
     let gemmSchedule: GEMMSchedule
 
     init(platform p: cl_platform_id?, device d: cl_device_id?, platformInfo: OpenCLPlatformInfo, spec: String) throws {
@@ -37,7 +38,8 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         openCLCVersion = deviceString(d, CL_DEVICE_OPENCL_C_VERSION)
         hasDedicatedLocalMemory = deviceValue(d, CL_DEVICE_LOCAL_MEM_TYPE, as: cl_uint.self) == cl_uint(CL_LOCAL)
         maxWorkGroupSize = Int(deviceValue(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self))
-        gemmSchedule = GEMMSchedule.forDevice(dedicatedLocalMemory: hasDedicatedLocalMemory, maxWorkGroupSize: maxWorkGroupSize)
+        gemmSchedule = GEMMSchedule(KernelChoice.openCLGEMM(device: DeviceCapabilities(
+            kind: .opencl, threads: 1, dedicatedLocalMemory: hasDedicatedLocalMemory, maxWorkGroupSize: maxWorkGroupSize)))
         info = DeviceInfo(
             spec: spec, kind: .opencl, name: deviceString(d, CL_DEVICE_NAME),
             vendor: deviceString(d, CL_DEVICE_VENDOR), driverVersion: deviceString(d, CL_DRIVER_VERSION),

@@ -248,9 +248,9 @@ final class ConvTests: XCTestCase {
             let a = Conv2DAttributes(kernel: (kh, kw), stride: (stride, stride), padding: pad,
                                      activation: activations.randomElement(using: &rng)!)
             let out = try inferOutputShapes(.conv2d(a), [[1, c, h, w], [o, c, kh, kw]])[0]
-            let g = ConvGeometry(channels: c, height: h, width: w, outHeight: out[2], outWidth: out[3], kernelH: kh, kernelW: kw,
-                                 strideH: stride, strideW: stride, dilationH: 1, dilationW: 1, padTop: pad.top, padLeft: pad.left)
-            guard FewChannelConv.supports(g, outChannels: o, groups: 1) else { continue }
+            let query = ConvolutionQuery(a, input: [1, c, h, w], weight: [o, c, kh, kw], output: out, constantWeights: true, residual: false)
+            guard KernelChoice.convolution(query, device: CPUKernels.capabilities(threads: CPUThreads(count: 1))).name
+                    == "cpu.conv2d.few_channels_direct" else { continue }
             try check(n: Int.random(in: 1...3, using: &rng), c: c, h: h, w: w, o: o, a, bias: Bool.random(using: &rng),
                       constantWeights: Bool.random(using: &rng), threads: Int.random(in: 1...2, using: &rng), &rng)
             cases += 1

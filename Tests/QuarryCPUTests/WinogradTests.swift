@@ -20,7 +20,7 @@ final class WinogradTests: XCTestCase {
         let wt = randomTensor([o, c, 3, 3], &rng)
         let b = bias ? randomTensor([o], &rng) : nil
         let oh = h + padding.top + padding.bottom - 2, ow = w + padding.left + padding.right - 2
-        XCTAssertTrue(CPUKernels.usesWinograd(a, channels: c, outChannels: o, batch: n, outHeight: oh, outWidth: ow,
+        XCTAssertTrue(usesWinograd(a, channels: c, outChannels: o, batch: n, outHeight: oh, outWidth: ow,
                                               constantWeights: true, threads: threads),
                       "case does not exercise the Winograd path", file: file, line: line)
         let out = try runCPUNode(.conv2d(a), [x, wt, b], constantIndices: [1, 2], threads: threads)[0]
@@ -87,18 +87,27 @@ final class WinogradTests: XCTestCase {
         let a = Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1))
         // 7x7 output at batch 1 and 2: 4 and 8 tiles would mostly multiply padding. 16 tiles (7x7
         // at batch 4, 14x14 at batch 1) is where Winograd starts to win.
-        XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 512, outChannels: 512, batch: 1, outHeight: 7, outWidth: 7,
+        XCTAssertFalse(usesWinograd(a, channels: 512, outChannels: 512, batch: 1, outHeight: 7, outWidth: 7,
                                                constantWeights: true, threads: 2))
-        XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 512, outChannels: 512, batch: 2, outHeight: 7, outWidth: 7,
+        XCTAssertFalse(usesWinograd(a, channels: 512, outChannels: 512, batch: 2, outHeight: 7, outWidth: 7,
                                                constantWeights: true, threads: 2))
-        XCTAssertTrue(CPUKernels.usesWinograd(a, channels: 512, outChannels: 512, batch: 4, outHeight: 7, outWidth: 7,
+        XCTAssertTrue(usesWinograd(a, channels: 512, outChannels: 512, batch: 4, outHeight: 7, outWidth: 7,
                                               constantWeights: true, threads: 2))
-        XCTAssertTrue(CPUKernels.usesWinograd(a, channels: 256, outChannels: 256, batch: 1, outHeight: 14, outWidth: 14,
+        XCTAssertTrue(usesWinograd(a, channels: 256, outChannels: 256, batch: 1, outHeight: 14, outWidth: 14,
                                               constantWeights: true, threads: 2))
-        XCTAssertFalse(CPUKernels.usesWinograd(Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1)),
+        XCTAssertFalse(usesWinograd(Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1)),
                                                channels: 64, outChannels: 64, batch: 1, outHeight: 28, outWidth: 28,
                                                constantWeights: true, threads: 2))
-        XCTAssertFalse(CPUKernels.usesWinograd(a, channels: 64, outChannels: 64, batch: 1, outHeight: 56, outWidth: 56,
+        XCTAssertFalse(usesWinograd(a, channels: 64, outChannels: 64, batch: 1, outHeight: 56, outWidth: 56,
                                                constantWeights: false, threads: 2))
     }
+}
+
+/// Whether the CPU's kernel choice takes Winograd for this layer (the input's size does not enter).
+private func usesWinograd(_ a: Conv2DAttributes, channels: Int, outChannels: Int, batch: Int, outHeight: Int, outWidth: Int,
+                          constantWeights: Bool, threads: Int) -> Bool {
+    let q = ConvolutionQuery(a, input: [batch, channels, outHeight, outWidth], weight: [outChannels, channels, 3, 3],
+                             output: [batch, outChannels, outHeight, outWidth], constantWeights: constantWeights, residual: false)
+    return KernelChoice.convolution(q, device: CPUKernels.capabilities(threads: CPUThreads(count: threads))).name
+        == "cpu.conv2d.winograd_f4x3"
 }
