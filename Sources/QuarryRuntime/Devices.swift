@@ -51,6 +51,22 @@ public func resolveDevices(_ spec: String, cpuThreads: Int?) throws -> [Device] 
     return result
 }
 
+/// The precision named `spec` ("fp32", "tf32", "bf16", "fp16"), checked against every device: a
+/// mode some device cannot run is an error naming it, never a silent fall back to another.
+public func resolvePrecision(_ spec: String, on devices: [Device]) throws -> Precision {
+    guard let precision = Precision(rawValue: spec.lowercased()) else {
+        throw RuntimeError(message: "unknown precision '\(spec)': use \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    for d in devices where precision != .fp32 {
+        // Every kernel computes in fp32 so far; the first node of any graph answers for the device.
+        let probe = Node(name: "probe", op: .activation(.relu), inputs: ["x"], outputs: ["y"])
+        if let why = d.supports(probe, inputShapes: [[1]], precision: precision).reason {
+            throw RuntimeError(message: "--precision \(precision.rawValue) is not available: \(why)")
+        }
+    }
+    return precision
+}
+
 /// Measured limits of a device: fp32 peak and memory bandwidth.
 public struct DeviceLimits: Sendable {
     public var peakGFLOPS: Double

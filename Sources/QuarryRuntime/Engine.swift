@@ -18,8 +18,10 @@ public final class Engine: @unchecked Sendable {
 
     /// Opens `model` (a zoo name or an .onnx file, with safetensors `weights` for a zoo model) on
     /// the devices of `device` (see `resolveDevices`).
-    public init(model spec: String, weights: String? = nil, device: String = "cpu", cpuThreads: Int? = nil) throws {
+    public init(model spec: String, weights: String? = nil, device: String = "cpu", cpuThreads: Int? = nil,
+                precision: String = "fp32") throws {
         devices = try resolveDevices(device, cpuThreads: cpuThreads)
+        _ = try resolvePrecision(precision, on: devices)
         model = try loadModel(spec, weights: weights)
     }
 

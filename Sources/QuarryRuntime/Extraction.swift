@@ -35,6 +35,8 @@ public struct Extraction {
     public var device: String = "cpu"
     public var cpuThreads: Int? = nil
     public var microBatch: Int? = nil
+    /// fp32, tf32, bf16 or fp16: checked against every device before any work.
+    public var precision: String = "fp32"
     /// Safetensors weights for a zoo model.
     public var weights: String? = nil
     /// Preprocessing overrides: shorter side (0: none), crop "N" or "HxW" (0: none), mean, std.
@@ -92,6 +94,7 @@ public struct Extraction {
         var progressState = try resume ? partial.resume(signature) : partial.start(signature)
 
         let devices = try resolveDevices(device, cpuThreads: cpuThreads)
+        _ = try resolvePrecision(precision, on: devices)
         // Each device compiles its own copy (an ONNX model once per distinct batch shape, so its
         // micro-batches keep a fixed size). One device runs each batch whole.
         var compileable = loaded

@@ -92,6 +92,7 @@ struct ExtractCommand: ParsableCommand {
             job.device = deviceOptions.device
             job.cpuThreads = deviceOptions.cpuThreads
             job.microBatch = deviceOptions.microBatch
+            job.precision = deviceOptions.precision
             job.weights = weights
             job.resize = resize
             job.crop = crop

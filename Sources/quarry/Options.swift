@@ -16,13 +16,19 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "Items each device takes at a time (default: chosen per device from its measured speed and memory).")
     var microBatch: Int?
 
+    @Option(name: .long, help: "Arithmetic: fp32 (default), tf32, bf16 or fp16, where every chosen device has it.")
+    var precision: String = "fp32"
+
     func validate() throws {
         if let n = cpuThreads, n < 1 { throw ValidationError("--cpu-threads must be at least 1") }
         if let n = microBatch, n < 1 { throw ValidationError("--micro-batch must be at least 1") }
     }
 
+    /// The chosen devices, after checking that each runs the chosen precision.
     func devices() throws -> [Device] {
-        try resolveDevices(device, cpuThreads: cpuThreads)
+        let devices = try resolveDevices(device, cpuThreads: cpuThreads)
+        _ = try resolvePrecision(precision, on: devices)
+        return devices
     }
 }
 

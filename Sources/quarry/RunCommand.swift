@@ -43,7 +43,8 @@ struct RunCommand: ParsableCommand {
     }
 
     func runOnce() throws {
-        let engine = try Engine(model: model, weights: weights, device: deviceOptions.device, cpuThreads: deviceOptions.cpuThreads)
+        let engine = try Engine(model: model, weights: weights, device: deviceOptions.device, cpuThreads: deviceOptions.cpuThreads,
+                                precision: deviceOptions.precision)
         let declared = engine.inputs
         let names = declared.map(\.name).joined(separator: ", ")
 
