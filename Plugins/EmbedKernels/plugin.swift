@@ -10,7 +10,7 @@ struct EmbedKernels: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         let dir = context.package.directoryURL.appending(path: "Kernels")
         let files = try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "cl" }
+            .filter { $0.pathExtension == "cl" || $0.pathExtension == "json" }
             .sorted { $0.lastPathComponent < $1.lastPathComponent }
         let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedKernels.swift")
         return [

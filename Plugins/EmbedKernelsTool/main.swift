@@ -18,7 +18,9 @@ for path in args.dropFirst(2) {
     // A raw string whose delimiter cannot occur in the text.
     var hashes = "#"
     while text.contains("\"\"\"" + hashes) || text.contains("\"" + hashes) { hashes += "#" }
-    let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+    // A kernel file under its family name ("gemm"), a data file under its file name ("tuned.json").
+    let url = URL(fileURLWithPath: path)
+    let name = url.pathExtension == "cl" ? url.deletingPathExtension().lastPathComponent : url.lastPathComponent
     out += "        \"\(name)\": \(hashes)\"\"\"\n\(text)\n\"\"\"\(hashes),\n"
 }
 out += "    ]\n}\n"

@@ -34,25 +34,53 @@ extension OpenCLDevice {
     /// C[M, N] = A[M, K] · B[K, N] with random operands, the kernel the backend uses for dense
     /// layers (B padded on the host as weights are).
     public func benchmarkGEMM(m: Int, n: Int, k: Int, repeats: Int = 5) throws -> OpenCLBenchmark {
+        try benchmarkGEMM(m: m, n: n, k: k, repeats: repeats, schedule: nil, checkSamples: 0).benchmark
+    }
+
+    /// The same with another GEMM schedule (nil: the device's), and the result checked on
+    /// `checkSamples` random elements against a float64 dot product: the largest
+    /// |got - expected| / (1 + |expected|) (0 when none are checked).
+    func benchmarkGEMM(m: Int, n: Int, k: Int, repeats: Int, schedule: GEMMSchedule?, checkSamples: Int)
+        throws -> (benchmark: OpenCLBenchmark, error: Double)
+    {
         var rng = SeededGenerator(seed: 1)
         let a = Tensor.random(shape: [m, k], using: &rng)
         let b = Tensor.random(shape: [k, n], using: &rng)
         let aMem = try CLMem(device: self, floats: m * k)
         let cMem = try CLMem(device: self, floats: m * n)
         try clCheck(clEnqueueWriteBuffer(queue, aMem.mem, cl_bool(CL_TRUE), 0, m * k * 4, a.pointer, 0, nil, nil), "upload A")
+        var nan = Float.nan
+        try clCheck(clEnqueueFillBuffer(queue, cMem.mem, &nan, 4, 0, m * n * 4, 0, nil, nil), "poisoning C")
         let weights = WeightStore(device: self)
         let node = Node(name: "gemm", op: .matmul(transposeA: false, transposeB: false), inputs: ["a", "b"], outputs: ["c"])
         let l = Lowering(
             device: self, node: node, inputShapes: [[m, k], [k, n]], outputShapes: [[m, n]],
             inputs: [BufferRef(base: .fixed(aMem), offset: 0), nil], outputs: [BufferRef(base: .fixed(cMem), offset: 0)],
             constants: [1: b], weights: weights)
+        l.scheduleOverride = schedule
         try l.lowerMatMul(transposeA: false, transposeB: false)
         let scratch = try CLMem(device: self, floats: l.scratchFloats)
         for launch in l.launches { try launch.bind(arena: scratch.mem, scratch: scratch.mem) }
-        return try timeRepeats(repeats, flops: 2 * Double(m) * Double(n) * Double(k)) {
+        let bench = try timeRepeats(repeats, flops: 2 * Double(m) * Double(n) * Double(k)) {
             for launch in l.launches { try launch.enqueue(on: queue) }
             try finish()
         }
+        var worst = 0.0
+        if checkSamples > 0 {
+            let c = Tensor(uninitializedShape: [m, n])
+            try clCheck(clEnqueueReadBuffer(queue, cMem.mem, cl_bool(CL_TRUE), 0, m * n * 4, c.pointer, 0, nil, nil), "download C")
+            // The corners (edge tiles) and random elements.
+            var picks = [(0, 0), (m - 1, n - 1), (m - 1, 0), (0, n - 1)]
+            for _ in 0..<checkSamples { picks.append((Int.random(in: 0..<m, using: &rng), Int.random(in: 0..<n, using: &rng))) }
+            for (i, j) in picks {
+                var e = 0.0
+                for kk in 0..<k { e += Double(a[flat: i * k + kk]) * Double(b[flat: kk * n + j]) }
+                let got = Double(c[flat: i * n + j])
+                let d = abs(got - e) / (1 + abs(e))
+                worst = max(worst, d.isNaN ? .infinity : d)
+            }
+        }
+        return (bench, worst)
     }
 
     /// One convolution layer (bias and relu fused) over a random input: device time of its

@@ -25,6 +25,11 @@ struct GEMMSchedule: Hashable {
         lt = variant.parameter("lt") ?? lt; wpt = variant.parameter("wpt") ?? wpt; tk = variant.parameter("tk") ?? tk
     }
 
+    var variant: KernelVariant {
+        tiled ? KernelVariant("opencl.gemm.tiled", ["lt": lt, "wpt": wpt, "tk": tk])
+            : KernelVariant("opencl.gemm.register", ["tm": tm, "vw": vw, "nv": nv])
+    }
+
     /// Columns of C one work-item (register) or work-group (tiled) covers: B is padded to it.
     var columnTile: Int { tiled ? lt * wpt : vw * nv }
 
@@ -70,7 +75,7 @@ struct GEMMCall {
 }
 
 extension Lowering {
-    var gemmSchedule: GEMMSchedule { device.gemmSchedule }
+    var gemmSchedule: GEMMSchedule { scheduleOverride ?? device.gemmSchedule }
 
     func gemm(_ call: GEMMCall) throws {
         let s = gemmSchedule

@@ -14,7 +14,10 @@ public enum KernelSources {
     }
 
     /// The names of the embedded kernel files (without ".cl").
-    public static var families: [String] { EmbeddedKernels.sources.keys.sorted() }
+    public static var families: [String] { EmbeddedKernels.sources.keys.filter { !$0.contains(".") }.sorted() }
+
+    /// A data file shipped in Kernels/ beside the kernels (the tuned-parameter table).
+    static func data(_ fileName: String) -> String? { EmbeddedKernels.sources[fileName] }
 
     /// The text of one kernel file, from the override folder or the embedded copy.
     public static func file(_ family: String) throws -> String {

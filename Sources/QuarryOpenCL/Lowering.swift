@@ -47,6 +47,8 @@ final class Lowering {
     let weights: WeightStore
     private(set) var scratchFloats = 0
     private(set) var launches: [Launch] = []
+    /// A GEMM schedule other than the device's (the tuner's candidates).
+    var scheduleOverride: GEMMSchedule?
 
     init(device: OpenCLDevice, node: Node, inputShapes: [[Int]?], outputShapes: [[Int]],
          inputs: [BufferRef?], outputs: [BufferRef], constants: [Int: Tensor], weights: WeightStore) {

@@ -26,8 +26,11 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
     let queue: cl_command_queue
     /// Built programs of this device (memory and disk cache).
     public private(set) var programs: ProgramCache!
-    /// The GEMM schedule every GEMM of this device uses, from the kernel choice.
-    let gemmSchedule: GEMMSchedule
+    /// The GEMM schedule every GEMM of this device uses: the tuner's winner for this device,
+    /// driver and gemm.cl where one is stored or shipped, else the kernel choice's default.
+    private(set) var gemmSchedule: GEMMSchedule
+    /// Where `gemmSchedule` came from, for `quarry devices` and the tuner's advice.
+    public private(set) var gemmScheduleSource = "default"
 
     init(platform p: cl_platform_id?, device d: cl_device_id?, platformInfo: OpenCLPlatformInfo, spec: String) throws {
         platformID = p; deviceID = d; platform = platformInfo
@@ -63,7 +66,18 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         }
         queue = q
         programs = ProgramCache(device: self)
+        if Switches.current.openCLGEMM != nil {
+            gemmScheduleSource = "QUARRY_GEMM"
+        } else if let tuned = GEMMTuner.tuned(for: self) {
+            gemmSchedule = GEMMSchedule(tuned.variant)
+            gemmScheduleSource = "tuned: " + tuned.source
+        } else {
+            gemmScheduleSource = "default (untuned: `quarry tune --device \(spec)` measures this device's best)"
+        }
     }
+
+    /// The GEMM schedule as a kernel variant (name and parameters).
+    public var gemmVariant: KernelVariant { gemmSchedule.variant }
 
     deinit {
         clReleaseCommandQueue(queue)

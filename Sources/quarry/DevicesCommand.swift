@@ -6,6 +6,7 @@ import Foundation
 import Quarry
 import QuarryRuntime
 import QuarryCPU
+import QuarryOpenCL
 
 struct DevicesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,6 +43,10 @@ struct DevicesCommand: ParsableCommand {
                 "max_allocation_bytes": .number(Double(i.maxAllocationBytes)),
                 "fp16": .bool(i.supportsFP16), "fp64": .bool(i.supportsFP64),
             ]
+            if let cl = d as? OpenCLDevice {
+                e["gemm_schedule"] = .string(cl.gemmVariant.key)
+                e["gemm_schedule_source"] = .string(cl.gemmScheduleSource)
+            }
             if probe {
                 do {
                     let limits = try measureLimits(d)
@@ -57,6 +62,9 @@ struct DevicesCommand: ParsableCommand {
                 print(String(format: "\tcompute units %d, memory %.1f GiB, local %d KiB, max allocation %.1f GiB, fp16 %@, fp64 %@",
                              i.computeUnits, Double(i.globalMemoryBytes) / 1_073_741_824, i.localMemoryBytes / 1024,
                              Double(i.maxAllocationBytes) / 1_073_741_824, i.supportsFP16 ? "yes" : "no", i.supportsFP64 ? "yes" : "no"))
+                if case .string(let s)? = e["gemm_schedule"], case .string(let src)? = e["gemm_schedule_source"] {
+                    print("\tGEMM schedule \(s): \(src)")
+                }
                 if let p = e["peak_gflops"]?.number, let b = e["bandwidth_gbps"]?.number {
                     print(String(format: "\tmeasured: fp32 peak %.1f GFLOP/s, memory bandwidth %.1f GB/s", p, b))
                 }

@@ -1,0 +1,79 @@
+// `quarry tune`: measures the GEMM schedules of an OpenCL device (tile sizes, work-group shape,
+// vector width), checks each candidate's result, and stores the fastest correct one beside the
+// program cache, where every later run on that device and driver picks it up.
+
+import ArgumentParser
+import Foundation
+import Quarry
+import QuarryOpenCL
+import QuarryRuntime
+
+struct TuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tune",
+        abstract: "Measure and store the fastest GEMM schedule of an OpenCL device.",
+        discussion: """
+            Every candidate (register-blocked, and local-memory tiles where the device has local
+            memory on chip) is built, run on random operands of a square and a tall-skinny shape,
+            checked against a float64 reference on sampled elements, and timed. The winner is
+            stored in the tuning folder beside the program cache (QUARRY_CACHE_DIR), keyed by the
+            device, its driver and gemm.cl; `quarry devices` shows which schedule a device uses.
+            Example:
+              quarry tune --device opencl:0 --json
+            """)
+
+    @Option(name: .long, help: "The device to tune: opencl or opencl:N.")
+    var device: String = "opencl:0"
+
+    @Option(name: .long, help: "Timed runs per candidate and shape (the median counts).")
+    var repeats: Int = 3
+
+    @Option(name: .long, help: "Measure only the current schedule and an even spread of this many in all (a quick check).")
+    var maxCandidates: Int?
+
+    @Flag(name: .long, help: "Measure and print, but store nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "End with one JSON line holding the results.")
+    var json = false
+
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        if let n = maxCandidates, n < 1 { throw ValidationError("--max-candidates must be at least 1") }
+    }
+
+    func run() throws {
+        try exitingOnError {
+            let devices = try resolveDevices(device, cpuThreads: nil)
+            guard devices.count == 1, let cl = devices[0] as? OpenCLDevice else {
+                throw RuntimeError(message: "quarry tune measures one OpenCL device; '\(device)' is not one (the CPU backend's GEMM blocking is fixed at build time)")
+            }
+            print("tuning GEMM on \(cl.info.spec) (\(cl.info.name), driver \(cl.info.driverVersion)); now: \(cl.gemmVariant) [\(cl.gemmScheduleSource)]")
+            let (results, winner) = try GEMMTuner.tune(cl, repeats: repeats, store: !dryRun, maxCandidates: maxCandidates) { r in
+                let params = r.parameters.keys.sorted().map { "\($0)=\(r.parameters[$0]!)" }.joined(separator: ",")
+                let shape = r.shape.map(String.init).joined(separator: "x")
+                if let why = r.rejected {
+                    print(String(format: "  %-22@ %-16@ %-16@ rejected: %@", r.variant as NSString, params as NSString, shape as NSString, why as NSString))
+                } else {
+                    print(String(format: "  %-22@ %-16@ %-16@ %9.1f GFLOP/s  error %.1e", r.variant as NSString, params as NSString,
+                                 shape as NSString, r.gflops ?? 0, r.error ?? 0))
+                }
+            }
+            let params = winner.gemm.keys.sorted().map { "\($0)=\(winner.gemm[$0]!)" }.joined(separator: ",")
+            print(String(format: "winner: %@(%@), %.1f GFLOP/s over the shape classes", winner.gemmVariant, params, winner.gemmGFLOPS)
+                  + (dryRun ? " (not stored: --dry-run)" : "; stored for \(cl.info.name), driver \(cl.info.driverVersion)"))
+            if json {
+                struct Report: Encodable {
+                    var device: String
+                    var name: String
+                    var driver: String
+                    var winner: TunedDevice
+                    var stored: Bool
+                    var results: [TuningResult]
+                }
+                print(try jsonLine(Report(device: cl.info.spec, name: cl.info.name, driver: cl.info.driverVersion,
+                                          winner: winner, stored: !dryRun, results: results)))
+            }
+        }
+    }
+}
