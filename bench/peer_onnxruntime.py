@@ -16,6 +16,9 @@ relative error where |ort| is above 1e-3 of the largest value).
 
 The machine may be shared: both engines see the same load only on average, so repeat (--rounds)
 and read the ratio, not the absolute figures.
+
+With --baseline OTHER_QUARRY, another build of the tool (an earlier commit's) joins the alternation,
+and the table adds quarry/baseline: a change's effect measured in the same run as the peer.
 """
 
 import argparse
@@ -121,6 +124,7 @@ def main():
     p.add_argument("--seconds", type=float, default=3, help="timed seconds per measurement")
     p.add_argument("--check", action="store_true", help="compare outputs with onnxruntime first")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--baseline", help="another quarry build to time in the same alternation (e.g. the commit before a change)")
     a = p.parse_args()
 
     try:
@@ -141,14 +145,23 @@ def main():
             if a.check:
                 print(f"{model} b{batch} check: {check(a.quarry, path, sess, batch, a.threads)}", flush=True)
             feeds = inputs_for(sess, batch)
-            best_o, best_q, err = 0.0, 0.0, None
+            best_o, best_q, best_b, err = 0.0, 0.0, 0.0, None
             for r in range(a.rounds):
                 # Alternate which engine goes first so that neither always follows a warm cache.
-                order = ["ort", "quarry"] if r % 2 == 0 else ["quarry", "ort"]
+                order = ["ort", "quarry"] + (["baseline"] if a.baseline else [])
+                if r % 2 == 1:
+                    order.reverse()
                 for engine in order:
                     if engine == "ort":
                         ips, ms = time_ort(sess, feeds, batch, a.seconds)
                         best_o = max(best_o, ips)
+                    elif engine == "baseline":
+                        try:
+                            ips, ms = time_quarry(a.baseline, path, batch, a.seconds, a.threads)
+                            best_b = max(best_b, ips)
+                        except RuntimeError as e:
+                            print(f"{model} b{batch}: baseline failed: {e}", flush=True)
+                            continue
                     elif err is None:
                         try:
                             ips, ms = time_quarry(a.quarry, path, batch, a.seconds, a.threads)
@@ -161,17 +174,23 @@ def main():
                         continue
                     print(f"  {model} b{batch} round {r + 1} {engine:11s} {ips:9.2f} items/s  median {ms:8.2f} ms", flush=True)
             ratio = best_q / best_o if best_o > 0 and err is None else float("nan")
-            rows.append({"model": model, "batch": batch, "onnxruntime": best_o, "quarry": best_q, "ratio": ratio, "error": err})
+            row = {"model": model, "batch": batch, "onnxruntime": best_o, "quarry": best_q, "ratio": ratio, "error": err}
+            if a.baseline:
+                row["baseline"] = best_b
+                row["vs_baseline"] = best_q / best_b if best_b > 0 and err is None else float("nan")
+            rows.append(row)
             del sess
     try:
         load = os.getloadavg()[0]
     except OSError:
         load = float("nan")
     print(f"\nbest of {a.rounds} rounds, items/s ({a.threads} threads, load average {load:.1f} at the end):")
-    print(f"{'model':14s} {'batch':>5s} {'onnxruntime':>12s} {'quarry':>10s} {'quarry/ort':>11s}")
+    extra = f" {'baseline':>10s} {'quarry/base':>11s}" if a.baseline else ""
+    print(f"{'model':14s} {'batch':>5s} {'onnxruntime':>12s} {'quarry':>10s} {'quarry/ort':>11s}{extra}")
     for r in rows:
         q = "failed" if r["error"] else f"{r['quarry']:10.2f}"
-        print(f"{r['model']:14s} {r['batch']:5d} {r['onnxruntime']:12.2f} {q:>10s} {r['ratio']:11.2f}")
+        tail = f" {r['baseline']:10.2f} {r['vs_baseline']:11.3f}" if a.baseline else ""
+        print(f"{r['model']:14s} {r['batch']:5d} {r['onnxruntime']:12.2f} {q:>10s} {r['ratio']:11.2f}{tail}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
