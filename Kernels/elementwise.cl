@@ -93,12 +93,14 @@ __kernel void reduce(__global const float* X, const long xOff, __global float* Y
     Y[yOff + i] = acc;
 }
 
-// ids hold integers as floats; an id outside the table gives NaN (visible, never a wild read).
+// ids hold integers as floats; ids in [-V, 0) count from the end (ONNX Gather, as the CPU does);
+// any other id gives NaN (visible, never a wild read).
 __kernel void embedding(__global const float* ids, const long iOff, __global const float* T, const long tOff,
                         __global float* Y, const long yOff, const int n, const int V, const int D) {
     const int d = get_global_id(0), i = get_global_id(1);
     if (d >= D || i >= n) return;
     const float f = ids[iOff + i];
     const long id = (long)f;
-    Y[yOff + (long)i * D + d] = (f == (float)id && id >= 0 && id < V) ? T[tOff + id * D + d] : NAN;
+    const long row = id < 0 ? id + V : id;
+    Y[yOff + (long)i * D + d] = (f == (float)id && row >= 0 && row < V) ? T[tOff + row * D + d] : NAN;
 }

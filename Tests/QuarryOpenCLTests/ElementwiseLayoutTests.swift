@@ -89,9 +89,11 @@ final class ElementwiseLayoutTests: XCTestCase {
         var rng = makeTestRNG()
         let table = randomTensor([11, 7], &rng)
         let ids = Tensor(shape: [2, 5], repeating: 0)
-        for i in 0..<10 { ids[flat: i] = Float(Int.random(in: 0..<11, using: &rng)) }
+        // Negative ids count from the end, as ONNX Gather (and the CPU) read them.
+        for i in 0..<10 { ids[flat: i] = Float(Int.random(in: -11..<11, using: &rng)) }
+        ids[flat: 0] = -1
         let y = try runOpenCLNode(.embedding, [ids, table], constantIndices: [1], device: device)[0]
-        let ref = (0..<70).map { Double(table[flat: Int(ids[flat: $0 / 7]) * 7 + $0 % 7]) }
+        let ref = (0..<70).map { Double(table[flat: (Int(ids[flat: $0 / 7]) + 11) % 11 * 7 + $0 % 7]) }
         assertClose(y, ref, rtol: 0, atol: 0, "embedding")
     }
 
