@@ -81,7 +81,8 @@ __kernel void pad(__global const float* X, const long xOff, __global float* Y, c
 // MODE 0 nearest (src = floor(dst * in / out)), 1 bilinear with half-pixel centres, 2 bilinear
 // with aligned corners.
 __kernel void upsample2d(__global const float* X, const long xOff, __global float* Y, const long yOff,
-                       const int NC, const int H, const int W, const int OH, const int OW) {
+                       const int NC, const int H, const int W, const int OH, const int OW,
+                       const float RH, const float RW) {
     const int pix = get_global_id(0), c = get_global_id(1);
     if (pix >= OH * OW || c >= NC) return;
     const int oy = pix / OW, ox = pix - oy * OW;
@@ -91,8 +92,9 @@ __kernel void upsample2d(__global const float* X, const long xOff, __global floa
     const float v = x[iy * W + ix];
 #else
 #if MODE == 1
-    float fy = ((float)oy + 0.5f) * (float)H / (float)OH - 0.5f;
-    float fx = ((float)ox + 0.5f) * (float)W / (float)OW - 0.5f;
+    // Half-pixel centres; RH, RW are the source steps (1 / scale, or in / out for a given size).
+    float fy = ((float)oy + 0.5f) * RH - 0.5f;
+    float fx = ((float)ox + 0.5f) * RW - 0.5f;
     fy = fmax(fy, 0.0f); fx = fmax(fx, 0.0f);
 #else
     const float fy = OH > 1 ? (float)oy * (float)(H - 1) / (float)(OH - 1) : 0.0f;

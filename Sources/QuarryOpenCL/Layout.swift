@@ -88,11 +88,17 @@ extension Lowering {
         try launch("layout", "pad", options: ["-DMODE=\(code)"], args: args, global: [n])
     }
 
-    func lowerUpsample(_ mode: UpsampleMode) throws {
+    /// Bilinear (half pixel) steps through the source by 1 / scale when scales are given and by
+    /// in / out when a size is, as PyTorch and the CPU backend do (the two differ when in * scale
+    /// is not whole: 9 rows at scale 1.5 give 13, read at steps of 0.667, not 0.692).
+    func lowerUpsample(_ mode: UpsampleMode, scaleH: Float, scaleW: Float, size: [Int]?) throws {
         let x = shape(0), out = outputShape
         let code = mode == .nearest ? 0 : mode == .bilinear ? 1 : 2
+        let ratioH = size == nil ? 1 / Double(scaleH) : Double(x[2]) / Double(out[2])
+        let ratioW = size == nil ? 1 / Double(scaleW) : Double(x[3]) / Double(out[3])
         try launch("layout", "upsample2d", options: ["-DMODE=\(code)"], args: [
             .buffer(try input(0)), .buffer(output), .int(x[0] * x[1]), .int(x[2]), .int(x[3]), .int(out[2]), .int(out[3]),
+            .float(Float(ratioH)), .float(Float(ratioW)),
         ], global: [out[2] * out[3], x[0] * x[1]])
     }
 }

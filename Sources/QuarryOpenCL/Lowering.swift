@@ -129,7 +129,7 @@ final class Lowering {
         case .split(let axis, _): try lowerSplit(axis: axis)
         case .slice(let starts, let ends, let axes, let steps): try lowerSlice(starts: starts, ends: ends, axes: axes, steps: steps)
         case .pad(let pads, let mode, let value): try lowerPad(pads: pads, mode: mode, value: value)
-        case .upsample(let mode, _, _, _): try lowerUpsample(mode)
+        case .upsample(let mode, let scaleH, let scaleW, let size): try lowerUpsample(mode, scaleH: scaleH, scaleW: scaleW, size: size)
         case .transpose(let perm): try lowerTranspose(perm)
         case .reshape, .flatten, .identity: try lowerCopy()
         // Made only by the CPU plan's fusion pass, never in a graph a device compiles.

@@ -153,10 +153,13 @@ final class ElementwiseLayoutTests: XCTestCase {
     func testUpsample() throws {
         let device = try testDevice()
         var rng = makeTestRNG()
-        let x = randomTensor([1, 2, Int.random(in: 1...5, using: &rng), Int.random(in: 1...6, using: &rng)], &rng)
+        // Odd sizes at scale 1.5 / 2.5: out = floor(in * scale), and bilinear steps through the
+        // source by 1 / scale (PyTorch), which differs from in / out there.
+        let x = randomTensor([1, 2, 2 * Int.random(in: 1...3, using: &rng) + 1, 2 * Int.random(in: 1...3, using: &rng) + 1], &rng)
         let (h, w) = (x.shape[2], x.shape[3])
         for mode in [UpsampleMode.nearest, .bilinear, .bilinearAlignCorners] {
-            let y = try runOpenCLNode(.upsample(mode: mode, scaleH: 2, scaleW: 3, size: nil), [x], device: device)[0]
+          for (sh, sw) in [(Float(2), Float(3)), (1.5, 2.5)] {
+            let y = try runOpenCLNode(.upsample(mode: mode, scaleH: sh, scaleW: sw, size: nil), [x], device: device)[0]
             let (oh, ow) = (y.shape[2], y.shape[3])
             var ref: [Double] = []
             for c in 0..<2 { for oy in 0..<oh { for ox in 0..<ow {
@@ -166,7 +169,7 @@ final class ElementwiseLayoutTests: XCTestCase {
                 default:
                     let fy: Double, fx: Double
                     if mode == .bilinear {
-                        fy = max((Double(oy) + 0.5) * Double(h) / Double(oh) - 0.5, 0); fx = max((Double(ox) + 0.5) * Double(w) / Double(ow) - 0.5, 0)
+                        fy = max((Double(oy) + 0.5) / Double(sh) - 0.5, 0); fx = max((Double(ox) + 0.5) / Double(sw) - 0.5, 0)
                     } else {
                         fy = oh > 1 ? Double(oy) * Double(h - 1) / Double(oh - 1) : 0; fx = ow > 1 ? Double(ox) * Double(w - 1) / Double(ow - 1) : 0
                     }
@@ -175,7 +178,8 @@ final class ElementwiseLayoutTests: XCTestCase {
                     ref.append((px(y0, x0) * (1 - wx) + px(y0, x1) * wx) * (1 - wy) + (px(y1, x0) * (1 - wx) + px(y1, x1) * wx) * wy)
                 }
             } } }
-            assertClose(y, ref, rtol: 1e-5, atol: 1e-6, "upsample \(mode)")
+            assertClose(y, ref, rtol: 1e-5, atol: 1e-6, "upsample \(mode) scales \(sh)x\(sw) of \(h)x\(w)")
+          }
         }
     }
 }
