@@ -10,7 +10,7 @@ let swift5Mode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 let package = Package(
     name: "Quarry",
     products: [
-        .library(name: "Quarry", targets: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryRuntime"]),
+        .library(name: "Quarry", targets: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryRuntime", "QuarryConformance"]),
         .executable(name: "quarry", targets: ["quarry"]),
     ],
     dependencies: [
@@ -53,10 +53,13 @@ let package = Package(
             name: "QuarryRuntime",
             dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"],
             swiftSettings: swift5Mode),
+        // The op conformance suite: every op's cases, float64 references, per-op bounds and the
+        // runner that the test target and `quarry test-ops` share.
+        .target(name: "QuarryConformance", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
         .executableTarget(
             name: "quarry",
             dependencies: [
-                "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryRuntime",
+                "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryRuntime", "QuarryConformance",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Compute benchmarks of the CPU backend alone (bench/gemm_vs_openblas.sh).
@@ -70,6 +73,7 @@ let package = Package(
         // Runs the built `quarry` tool as a user would (exit statuses, files written, resume).
         .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats"]),
         .testTarget(name: "QuarryRuntimeTests", dependencies: ["QuarryRuntime", "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
+        .testTarget(name: "QuarryConformanceTests", dependencies: ["QuarryConformance", "Quarry", "QuarryCPU", "QuarryOpenCL"]),
         .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,80 @@
+// Per-op error bounds. An element passes when |actual - expected| <= atol + rtol * scale, where the
+// scale comes with the float64 reference (the sum of |terms| of a dot product, |x| + |y| of an
+// elementwise op; see Reference.swift). rtol is a multiple of float32's unit roundoff sized to
+// what each op's float32 arithmetic may lose, measured on both backends (see the comments); a
+// dropped operand or a wrong index is off by the operand's own size, orders of magnitude above.
+
+import Quarry
+
+public struct ErrorBound: Sendable, Codable, Hashable {
+    public var rtol: Double
+    public var atol: Double
+    public init(rtol: Double, atol: Double) { self.rtol = rtol; self.atol = atol }
+
+    /// The same bound widened `factor` times (a comparison of two float32 results, each within
+    /// the bound of the float64 reference, may differ by both errors).
+    public func widened(_ factor: Double) -> ErrorBound { ErrorBound(rtol: rtol * factor, atol: atol * factor) }
+
+    /// Float32's unit roundoff, 2^-24.
+    public static let eps = 5.960464477539063e-08
+    /// Results that are copies of input elements (layout ops, max, embedding).
+    public static let exact = ErrorBound(rtol: 0, atol: 0)
+}
+
+extension ErrorBound {
+    /// The bound of `op`'s results against the float64 reference, in float32 (the only precision
+    /// the backends compute in today; a reduced-precision mode such as tf32 or bf16 would get its
+    /// own, wider rows here, keyed by the mode).
+    public static func forOp(_ op: Op) -> ErrorBound {
+        switch op {
+        case .conv2d:
+            // Winograd F(4x4, 3x3) on the CPU multiplies the rounding of its input and output
+            // transforms (entries up to 8 in magnitude) into the sum: errors of 100-300 eps of the
+            // sum of |terms| are expected there, against under 30 for a direct sum.
+            return ErrorBound(rtol: 1000 * eps, atol: 1e-6)
+        case .convTranspose2d, .dense, .matmul:
+            // A dot product of K terms loses at most K eps of the sum of |terms|, and typically
+            // sqrt(K) eps; K stays under 600 in the cases.
+            return ErrorBound(rtol: 300 * eps, atol: 1e-6)
+        case .attention:
+            // Two chained dot products with a softmax (exp with a few ulp) between them; the scale
+            // carries the score magnitudes.
+            return ErrorBound(rtol: 300 * eps, atol: 1e-6)
+        case .lstm, .gru:
+            // The scale is the step's largest pre-activation magnitude times the step count.
+            return ErrorBound(rtol: 100 * eps, atol: 1e-6)
+        case .maxPool2d, .globalMaxPool:
+            return .exact
+        case .avgPool2d, .globalAvgPool:
+            return ErrorBound(rtol: 64 * eps, atol: 0)
+        case .batchNorm:
+            return ErrorBound(rtol: 16 * eps, atol: 1e-7)
+        case .layerNorm, .instanceNorm:
+            // Mean and variance of up to a few thousand values, then rsqrt.
+            return ErrorBound(rtol: 200 * eps, atol: 1e-6)
+        case .softmax, .logSoftmax:
+            return ErrorBound(rtol: 64 * eps, atol: 1e-7)
+        case .activation:
+            // Transcendental functions within a few ulp (OpenCL's built-ins allow 3-4 ulp, the
+            // CPU's polynomial approximations about as many), and erf / tanh / exp compositions
+            // such as mish and gelu a few times that.
+            return ErrorBound(rtol: 64 * eps, atol: 1e-7)
+        case .binary(let b, let act):
+            switch (b, act) {
+            case (.max, nil), (.min, nil): return .exact
+            // pow is exp(y log x); its scale already carries y log x.
+            case (.pow, _): return ErrorBound(rtol: 64 * eps, atol: 1e-7)
+            default: return ErrorBound(rtol: 64 * eps, atol: 1e-7)
+            }
+        case .reduce(let r, _, _):
+            return r == .max ? .exact : ErrorBound(rtol: 100 * eps, atol: 1e-7)
+        case .upsample(let mode, _, _, _):
+            // Bilinear weights are computed in float32 (the source coordinate to a few ulp).
+            return mode == .nearest ? .exact : ErrorBound(rtol: 16 * eps, atol: 1e-7)
+        case .embedding, .concat, .split, .slice, .pad, .reshape, .transpose, .flatten, .identity:
+            return .exact
+        case .input, .constant, .expandDepthwiseProject:
+            return .exact
+        }
+    }
+}
