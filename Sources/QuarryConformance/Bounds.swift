@@ -24,6 +24,27 @@ public struct ErrorBound: Sendable, Codable, Hashable {
 }
 
 extension ErrorBound {
+    /// The bound of `op` at a reduced precision: ops built on products (convolutions, dense,
+    /// matmul, attention, recurrent layers) round their operands to the format's mantissa before
+    /// multiplying (each term off by twice its unit roundoff) and accumulate in fp32, so their
+    /// rtol becomes 4 units of the format; every other op still computes in fp32. No backend
+    /// offers these modes yet (every `supports` answers fp32 only, and test-ops runs fp32).
+    public static func forOp(_ op: Op, precision: Precision) -> ErrorBound {
+        let fp32 = forOp(op)
+        let unit: Double
+        switch precision {
+        case .fp32: return fp32
+        case .tf32, .fp16: unit = 0x1p-11
+        case .bf16: unit = 0x1p-8
+        }
+        switch op {
+        case .conv2d, .convTranspose2d, .dense, .matmul, .attention, .lstm, .gru:
+            return ErrorBound(rtol: max(fp32.rtol, 4 * unit), atol: max(fp32.atol, unit * 1e-3))
+        default:
+            return fp32
+        }
+    }
+
     /// The bound of `op`'s results against the float64 reference, in float32 (the only precision
     /// the backends compute in today; a reduced-precision mode such as tf32 or bf16 would get its
     /// own, wider rows here, keyed by the mode).

@@ -64,8 +64,6 @@ struct TestOpsCommand: ParsableCommand {
     }
 
     func run() throws {
-        // One row a case as it finishes, also into a pipe (CI logs, a watching script).
-        setvbuf(stdout, nil, _IOLBF, 0)
         try exitingOnError {
             let devices = try resolveDevices(device, cpuThreads: cpuThreads)
             let target = devices[0]
@@ -83,12 +81,12 @@ struct TestOpsCommand: ParsableCommand {
             let unsupported = Set(all.filter { !target.supports($0.op) }.map(\.key))
             let againstName: String
             if case .cpu = against { againstName = "the CPU device" } else { againstName = "the float64 reference" }
-            print("\(target.info.spec) (\(target.info.name)): \(cases.count) cases of \(keys.count) ops, seed \(seed), "
+            say("\(target.info.spec) (\(target.info.name)): \(cases.count) cases of \(keys.count) ops, seed \(seed), "
                 + (perf ? "timed" : "against \(againstName)"))
             if !unsupported.isEmpty {
-                print("not run (forms the device does not support): \(unsupported.sorted().joined(separator: ", "))")
+                say("not run (forms the device does not support): \(unsupported.sorted().joined(separator: ", "))")
             }
-            print(perf ? row("result", "case", "ms", "GFLOP/s", "form", "shapes", "attributes")
+            say(perf ? row("result", "case", "ms", "GFLOP/s", "form", "shapes", "attributes")
                        : row("result", "case", "max error", "bound", "form", "shapes", "attributes"))
             var results: [CaseResult] = []
             for c in cases {
@@ -96,22 +94,22 @@ struct TestOpsCommand: ParsableCommand {
                 results.append(r)
                 let status = r.status == .fallback ? "CPU" : r.status == .passed ? "ok" : "FAIL"
                 if perf {
-                    print(row(status, r.name, r.seconds.map { String(format: "%.3f", $0 * 1e3) } ?? "-",
+                    say(row(status, r.name, r.seconds.map { String(format: "%.3f", $0 * 1e3) } ?? "-",
                               r.gflops.map { String(format: "%.1f", $0) } ?? "-", r.form, r.shapes, r.attributes))
                 } else {
-                    print(row(status, r.name, String(format: "%.2e", r.maxError), String(format: "%.2e", r.bound),
+                    say(row(status, r.name, String(format: "%.2e", r.maxError), String(format: "%.2e", r.bound),
                               r.form, r.shapes, r.attributes))
                 }
-                if r.status == .failed, let m = r.message { print("\tFAIL \(r.name): \(m)") }
-                if r.fellBack { print("\t\(r.name) ran on the CPU: \(r.fallbackReason ?? "")") }
+                if r.status == .failed, let m = r.message { say("\tFAIL \(r.name): \(m)") }
+                if r.fellBack { say("\t\(r.name) ran on the CPU: \(r.fallbackReason ?? "")") }
             }
             let passed = results.filter { $0.status == .passed }.count
             let failed = results.filter { $0.status == .failed }.count
             let fellBack = results.filter { $0.status == .fallback }.count
-            print("\(passed) passed, \(failed) failed, \(fellBack) ran on the CPU (documented forms; not counted as passed)"
+            say("\(passed) passed, \(failed) failed, \(fellBack) ran on the CPU (documented forms; not counted as passed)"
                 + (failed > 0 ? "; rerun with --seed \(seed) --ops <op>" : ""))
             if json {
-                print(try summaryJSON(device: target.info.spec, passed: passed, failed: failed, cases: results))
+                say(try summaryJSON(device: target.info.spec, passed: passed, failed: failed, cases: results))
             }
             if failed > 0 { throw ExitCode(ExitStatus.failure.rawValue) }
         }
@@ -138,4 +136,10 @@ func summaryJSON(device: String, passed: Int, failed: Int, cases: [CaseResult]) 
     e.keyEncodingStrategy = .convertToSnakeCase
     e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     return String(decoding: try e.encode(Summary(device: device, passed: passed, failed: failed, cases: cases)), as: UTF8.self)
+}
+
+/// A line on stdout written at once (print buffers when stdout is a pipe), so that CI logs and a
+/// watching script see one row a case as it finishes.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
