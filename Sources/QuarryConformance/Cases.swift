@@ -417,6 +417,8 @@ struct CaseGenerator {
             for i in 0..<(b * sk) where Float.random(in: 0...1, using: &rng) < 0.3 { m[flat: i] = 0 }
             // A batch row entirely padded in some cases: its outputs are zeros, not NaN.
             if index % 5 == 0 && b > 1 { for j in 0..<sk { m[flat: j] = 0 } }
+            // The last batch row attends to at least one key, so the mask is never all zeros.
+            m[flat: (b - 1) * sk + int(0...(sk - 1))] = 1
             mask = m
         }
         return MadeCase(
