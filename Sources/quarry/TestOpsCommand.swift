@@ -16,13 +16,15 @@ struct TestOpsCommand: ParsableCommand {
         commandName: "test-ops",
         abstract: "Check every op a device supports against the CPU path (or time them).",
         discussion: """
-            Runs --cases-per-op random cases of each op (odd sizes, strides, groups, padding,
-            every optional operand, fused activations, batch 1 and large) as one-node graphs on
-            the device, and compares each with the CPU device's output (or the float64 reference)
-            under the op's error bound. Prints one row a case; with --json the last line is
-            {"device": ..., "passed": N, "failed": M, "cases": [...]}. A node that ran on the CPU
+            Runs --cases-per-op random cases of each op (odd sizes, strides, groups, padding, \
+            every optional operand, fused activations, batch 1 and large) as one-node graphs on \
+            the device, and compares each with the CPU device's output (or the float64 reference) \
+            under the op's error bound. Prints one row a case; with --json the last line is \
+            {"device": ..., "passed": N, "failed": M, "cases": [...]}. A node that ran on the CPU \
             instead is reported as such, never counted as passed. Exit status 1 if any failed.
+
             A case is reproduced by its seed: --seed S --ops KEY gives the same cases.
+
             Ops: \(CaseList.keys.joined(separator: ",")).
             Groups: \(CaseList.groups.keys.sorted().joined(separator: ",")).
             Examples:
