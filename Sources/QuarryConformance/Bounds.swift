@@ -28,7 +28,8 @@ extension ErrorBound {
     /// matmul, attention, recurrent layers) round their operands to the format's mantissa before
     /// multiplying (each term off by twice its unit roundoff) and accumulate in fp32, so their
     /// rtol becomes 4 units of the format; every other op still computes in fp32. No backend
-    /// offers these modes yet (every `supports` answers fp32 only, and test-ops runs fp32).
+    /// offers these modes yet (every `supports` answers fp32 only; `test-ops --precision`
+    /// refuses the others with the device's reason).
     public static func forOp(_ op: Op, precision: Precision) -> ErrorBound {
         let fp32 = forOp(op)
         let unit: Double

@@ -125,15 +125,15 @@ public func compare(_ actual: Tensor, expected: [Double], scale: [Double], expec
         message: passed ? nil : "\(what): element \(worstIndex) \(multiIndex(worstIndex, expectedShape)) is \(p[worstIndex]), expected \(expected[worstIndex]) (error \(worstError), bound \(worstBound))")
 }
 
-/// Runs `c` on `device` and checks it against `baseline`.
-public func checkCase(_ c: ConformanceCase, on device: Device, against baseline: Baseline) -> CaseResult {
+/// Runs `c` on `device` and checks it against `baseline`, under the op's bound at `precision`.
+public func checkCase(_ c: ConformanceCase, on device: Device, against baseline: Baseline, precision: Precision = .fp32) -> CaseResult {
     var result = CaseResult(
         op: c.key, name: c.name, seed: c.seed, shapes: c.shapes, form: c.form.rawValue, attributes: c.summary,
         status: .failed, maxError: 0, bound: 0, fellBack: false)
     do {
         let reference = try referenceOutputs(c.op, c.operands)
         var expected = reference.map(\.values)
-        var bound = ErrorBound.forOp(c.op)
+        var bound = ErrorBound.forOp(c.op, precision: precision)
         if case .cpu(let cpu) = baseline {
             expected = try runCase(c, on: cpu).outputs.map { $0.scalars.map(Double.init) }
             bound = bound.widened(2)

@@ -49,6 +49,9 @@ struct TestOpsCommand: ParsableCommand {
     @Option(name: .long, help: "What results are compared with: cpu (the CPU device) or float64 (the reference).")
     var reference: String = "cpu"
 
+    @Option(name: .long, help: "Arithmetic: fp32 (default), tf32, bf16 or fp16, where the device has it; the bounds of product ops widen with it.")
+    var precision: String = "fp32"
+
     @Flag(name: .long, help: "Time each case instead of checking it.")
     var perf = false
 
@@ -69,6 +72,8 @@ struct TestOpsCommand: ParsableCommand {
         try exitingOnError {
             let devices = try resolveDevices(device, cpuThreads: cpuThreads)
             let target = devices[0]
+            // A mode the device lacks is refused with its reason (every kernel is fp32 so far).
+            let precision = try resolvePrecision(self.precision, on: devices)
             let keys = try ops.map { try CaseList.select($0) } ?? CaseList.keys
             let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1e6)
             // The CPU checked against itself would prove nothing: it is checked against float64.
@@ -92,7 +97,7 @@ struct TestOpsCommand: ParsableCommand {
                        : row("result", "case", "max error", "bound", "form", "shapes", "attributes"))
             var results: [CaseResult] = []
             for c in cases {
-                let r = perf ? timeCase(c, on: target) : checkCase(c, on: target, against: against)
+                let r = perf ? timeCase(c, on: target) : checkCase(c, on: target, against: against, precision: precision)
                 results.append(r)
                 let status = r.status == .fallback ? "CPU" : r.status == .passed ? "ok" : "FAIL"
                 if perf {

@@ -46,6 +46,10 @@ final class TestOpsTests: XCTestCase {
         XCTAssertTrue(d.stderr.contains("tpu:3"), d.stderr)
         let n = try Tool.run(["test-ops", "--device", "cpu", "--cases-per-op", "0"])
         XCTAssertNotEqual(n.status, 0)
+        // A precision the device does not run is refused with its reason, not run in fp32.
+        let p = try Tool.run(["test-ops", "--device", "cpu", "--ops", "relu", "--precision", "bf16"])
+        XCTAssertEqual(p.status, 1)
+        XCTAssertTrue(p.stderr.contains("bf16"), p.stderr)
     }
 
     func testPerfTimesEachCase() throws {
