@@ -39,10 +39,10 @@ let package = Package(
             path: "Plugins/EmbedKernels"),
         // The model zoo: one builder a family, parameter names equal to checkpoint keys.
         .target(name: "QuarryModels", dependencies: ["Quarry"]),
-        // JPEG and PNG decoding (libjpeg-turbo, libpng), in C for their longjmp error handling.
+        // JPEG, PNG and WebP decoding (libjpeg-turbo, libpng, libwebp), in C for the longjmp error handling.
         .target(
             name: "CImageCodecs",
-            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("webp")]),
         // ONNX import, safetensors, .npy / .npz, image decoding and preprocessing.
         .target(
             name: "QuarryFormats",
