@@ -37,6 +37,9 @@ final class DecodePipeline: @unchecked Sendable {
     private let range: Range<Int>
     private let batchSize: Int
     private let depth: Int
+    /// Makes the batch tensors rows are written into (host-mapped device memory for an OpenCL
+    /// GPU, so the upload is a DMA); ordinary memory when nil or when it fails.
+    private let makeTensor: (([Int]) throws -> Tensor)?
     private let condition = NSCondition()
 
     /// One batch in the making.
@@ -67,8 +70,10 @@ final class DecodePipeline: @unchecked Sendable {
 
     /// Starts `workers` threads over `items[range]` in batches of `batch`, at most `depth` batches
     /// ahead of the consumer. `yieldToCompute` lowers the workers' priority (the CPU computes too).
-    init(items: [ExtractItem], range: Range<Int>, batch: Int, workers: Int, depth: Int, yieldToCompute: Bool) {
+    init(items: [ExtractItem], range: Range<Int>, batch: Int, workers: Int, depth: Int, yieldToCompute: Bool,
+         makeTensor: (([Int]) throws -> Tensor)? = nil) {
         self.items = items
+        self.makeTensor = makeTensor
         self.range = range
         self.batchSize = max(batch, 1)
         self.depth = max(depth, 1)
@@ -107,7 +112,8 @@ final class DecodePipeline: @unchecked Sendable {
         // Direct writes need every item of the batch to know its row shape, and the same one.
         var direct: Tensor? = nil
         if let shape = items[r.lowerBound].rowShape, items[r].allSatisfy({ $0.rowShape == shape && $0.write != nil }) {
-            direct = Tensor(uninitializedShape: [r.count] + shape)
+            let batchShape = [r.count] + shape
+            direct = (try? makeTensor?(batchShape)) ?? Tensor(uninitializedShape: batchShape)
         }
         let s = Slot(range: r, direct: direct)
         slots[b] = s

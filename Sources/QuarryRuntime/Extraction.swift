@@ -58,6 +58,9 @@ public struct Extraction {
     public var decodeWorkers: Int? = nil
     /// Batches decoded ahead of the devices, at most.
     public var decodeDepth: Int = 3
+    /// Decode batches into host-mapped OpenCL buffers (CL_MEM_ALLOC_HOST_PTR), so the upload is a
+    /// DMA; nil: when every device is an OpenCL GPU.
+    public var hostMappedInput: Bool? = nil
     public var crop: String? = nil
     public var mean: String? = nil
     public var std: String? = nil
@@ -142,9 +145,13 @@ public struct Extraction {
         // The CPU backend, and OpenCL devices that are the CPU (PoCL), need the host's cores.
         let computesOnHost = devices.contains { ($0 as? OpenCLDevice)?.typeName != "GPU" }
         let cores = ProcessInfo.processInfo.activeProcessorCount
+        // Pinned memory is pinned for the whole driver, so the first device's pool serves all.
+        let mappedPool: HostMappedPool? = (hostMappedInput ?? !computesOnHost)
+            ? (devices.first as? OpenCLDevice).map(HostMappedPool.init(device:)) : nil
         let pipeline = DecodePipeline(
             items: items, range: progressState.processed..<items.count, batch: batch,
-            workers: decodeWorkers ?? cores, depth: decodeDepth, yieldToCompute: computesOnHost && decodeWorkers == nil)
+            workers: decodeWorkers ?? cores, depth: decodeDepth, yieldToCompute: computesOnHost && decodeWorkers == nil,
+            makeTensor: mappedPool.map { pool in { try pool.tensor(shape: $0) } })
         defer { pipeline.cancel() }
         /// The next chunk's feed, or nil at the end, on an interrupt or on a --strict failure.
         func readNext() throws -> [String: Tensor]? {
