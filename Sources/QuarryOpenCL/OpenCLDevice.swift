@@ -230,10 +230,13 @@ public final class OpenCLEvent: DeviceEvent, @unchecked Sendable {
 /// then a DMA rather than a copy through a staging buffer. Pinning is slow, so a buffer goes back
 /// to the pool when its tensor (and any pending copy from it) is gone, for the next batch of the
 /// same size; the pool unmaps and releases them when it goes.
+// @unchecked: `free` and `all` change only under `lock`; the device is Sendable.
 public final class HostMappedPool: @unchecked Sendable {
     private let device: OpenCLDevice
     private let lock = NSLock()
-    private struct Mapped { let mem: cl_mem; let pointer: UnsafeMutableRawPointer; let bytes: Int }
+    // @unchecked: immutable handles; the memory is written by one tensor's owner at a time (a
+    // buffer is handed out again only after its tensor is gone).
+    private struct Mapped: @unchecked Sendable { let mem: cl_mem; let pointer: UnsafeMutableRawPointer; let bytes: Int }
     private var free: [Mapped] = []
     private var all: [Mapped] = []
     /// Buffers made so far (a test checks that they are reused).
