@@ -32,6 +32,8 @@ struct DecodedBatch {
     var tensor: Tensor?
 }
 
+// @unchecked: every mutable field changes only under `condition`; a slot's rows are written by
+// the one worker that claimed them, and read after its `remaining` count reached zero.
 final class DecodePipeline: @unchecked Sendable {
     private let items: [ExtractItem]
     private let range: Range<Int>

@@ -322,20 +322,21 @@ public func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessin
 
 /// Open tar shards, one descriptor each, shared by the decode workers (pread needs no lock);
 /// closed when the last item holding them is gone.
+// @unchecked: `descriptors` changes only under `lock`.
 final class ShardFiles: @unchecked Sendable {
     private let lock = NSLock()
-    private var open: [String: Int32] = [:]
+    private var descriptors: [String: Int32] = [:]
 
     func descriptor(_ path: String) throws -> Int32 {
         lock.lock(); defer { lock.unlock() }
-        if let fd = open[path] { return fd }
-        let fd = Glibc.open(path, O_RDONLY)
+        if let fd = descriptors[path] { return fd }
+        let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw RuntimeError(message: "\(path): \(String(cString: strerror(errno)).lowercased())") }
-        open[path] = fd
+        descriptors[path] = fd
         return fd
     }
 
     deinit {
-        for fd in open.values { close(fd) }
+        for fd in descriptors.values { close(fd) }
     }
 }
