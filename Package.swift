@@ -3,10 +3,6 @@
 // other packages can depend on them; build the tool with the host's vector width as README.md says.
 import PackageDescription
 
-// Swift 6 language mode everywhere but the targets listed with this, whose extraction pipeline
-// hands closures over non-Sendable inputs to Dispatch; they move to Swift 6 with that pipeline.
-let swift5Mode: [SwiftSetting] = [.swiftLanguageMode(.v5)]
-
 let package = Package(
     name: "Quarry",
     products: [
@@ -39,10 +35,10 @@ let package = Package(
             path: "Plugins/EmbedKernels"),
         // The model zoo: one builder a family, parameter names equal to checkpoint keys.
         .target(name: "QuarryModels", dependencies: ["Quarry"]),
-        // JPEG and PNG decoding (libjpeg-turbo, libpng), in C for their longjmp error handling.
+        // JPEG, PNG and WebP decoding (libjpeg-turbo, libpng, libwebp), in C for the longjmp error handling.
         .target(
             name: "CImageCodecs",
-            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("webp")]),
         // ONNX import, safetensors, .npy / .npz, image decoding and preprocessing.
         .target(
             name: "QuarryFormats",
@@ -51,8 +47,7 @@ let package = Package(
         // preprocessing, resumable chunks and manifests). The tool and the C ABI are thin over it.
         .target(
             name: "QuarryRuntime",
-            dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"],
-            swiftSettings: swift5Mode),
+            dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
         // The op conformance suite: every op's cases, float64 references, per-op bounds and the
         // runner that the test target and `quarry test-ops` share.
         .target(name: "QuarryConformance", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),

@@ -14,6 +14,10 @@ write and which a small PNG writer below produces. Expected values come from Pil
   cases.txt         one line per preprocessing case: name, source, resize (0: none), crop height,
                     crop width (0 0: none), then "imagenet" or "unit" normalisation.
 
+The later fixtures (WebP: lossless RGB and RGBA, lossy RGB, a truncated and a corrupt file; and
+photo_301x263.jpg decoded at half scale by Pillow's draft mode, NAME.half.rgb.npy) come from their
+own seed, so `python3 scripts/make_image_fixtures.py extra` writes only them and leaves the others.
+
 Run: python3 scripts/make_image_fixtures.py (needs pillow and numpy). Deterministic.
 """
 import io
@@ -228,7 +232,35 @@ def main():
         ch, cw = crop if crop else (0, 0)
         lines.append(f"{name} {source} {resize or 0} {ch} {cw} {norm}")
     open(path("cases.txt"), "w").write("\n".join(lines) + "\n")
+    extra_fixtures()
+
+
+def extra_fixtures():
+    """WebP images with Pillow's decode as the expected pixels; alpha is dropped by convert("RGB")."""
+    global rng
+    rng = np.random.default_rng(20261204)
+    Image.fromarray(picture(29, 35)).save(path("lossless_35x29.webp"), lossless=True)
+    Image.fromarray(picture(21, 26, 4), "RGBA").save(path("rgba_lossless_26x21.webp"), lossless=True)
+    Image.fromarray(picture(40, 48)).save(path("lossy_48x40.webp"), quality=80)
+    for n in ["lossless_35x29.webp", "rgba_lossless_26x21.webp", "lossy_48x40.webp"]:
+        save_expected_rgb(n)
+    webp = open(path("lossy_48x40.webp"), "rb").read()
+    open(path("truncated.webp"), "wb").write(webp[: len(webp) // 2])
+    # Lossy data decodes to some picture whatever its bits; a lossless stream's codes do not.
+    corrupt = bytearray(open(path("lossless_35x29.webp"), "rb").read())
+    for i in range(30, len(corrupt), 5):
+        corrupt[i] ^= 0xA5
+    open(path("corrupt.webp"), "wb").write(bytes(corrupt))
+    # libjpeg's DCT-domain 1/2 scale, as Pillow's draft mode asks for it.
+    half = Image.open(path("photo_301x263.jpg"))
+    half.draft("RGB", (100, 100))
+    assert half.size == (151, 132), half.size
+    np.save(path("photo_301x263.jpg.half.rgb.npy"), np.asarray(half.convert("RGB")))
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:] == ["extra"]:
+        extra_fixtures()
+    else:
+        main()

@@ -1,4 +1,4 @@
-// JPEG and PNG decoding from memory. Both libraries report fatal errors through a callback that must
+// JPEG, PNG and WebP decoding from memory. Both libraries report fatal errors through a callback that must
 // not return; we longjmp back to the decode call, free what was allocated and return the message.
 // libjpeg only *warns* about truncated or corrupt entropy data (and pads the image with grey), so
 // the warnings that mean "pixels are missing or wrong" are promoted to errors as well.
@@ -13,6 +13,7 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <webp/decode.h>
 
 qic_format qic_detect_format(const uint8_t *d, size_t n) {
     if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return QIC_FORMAT_JPEG;
@@ -126,8 +127,8 @@ static void cmyk_to_rgb_in_place(uint8_t *pixels, size_t count) {
     }
 }
 
-static int decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, qic_image *out,
-                       char *error) {
+static int decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, int min_short_side,
+                       qic_image *out, char *error) {
     struct jpeg_decompress_struct cinfo;
     jpeg_failure failure;
     uint8_t *volatile pixels = NULL;
@@ -171,6 +172,21 @@ static int decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, qic_
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
+    // The smallest DCT-domain scale whose shorter side still covers the caller's target. libjpeg-turbo
+    // has SIMD inverse DCTs for 1/2 and 1/4 and a trivial one for 1/8 (the DC coefficient alone).
+    if (min_short_side > 0) {
+        static const unsigned denominators[3] = {8, 4, 2};
+        for (int i = 0; i < 3; i++) {
+            cinfo.scale_num = 1;
+            cinfo.scale_denom = denominators[i];
+            jpeg_calc_output_dimensions(&cinfo);
+            const JDIMENSION shorter = cinfo.output_width < cinfo.output_height ? cinfo.output_width
+                                                                                : cinfo.output_height;
+            if (shorter >= (JDIMENSION)min_short_side) break;
+            cinfo.scale_num = 1;
+            cinfo.scale_denom = 1;
+        }
+    }
     jpeg_start_decompress(&cinfo);
 
     const size_t width = cinfo.output_width, height = cinfo.output_height;
@@ -205,6 +221,8 @@ static int decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, qic_
     out->bit_depth = 8;
     out->pixels = pixels;
     out->format = QIC_FORMAT_JPEG;
+    out->source_width = (int)cinfo.image_width;
+    out->source_height = (int)cinfo.image_height;
     return 0;
 }
 
@@ -309,27 +327,97 @@ static int decode_png(const uint8_t *data, size_t size, size_t max_pixels, qic_i
     out->bit_depth = depth;
     out->pixels = pixels;
     out->format = QIC_FORMAT_PNG;
+    out->source_width = (int)width;
+    out->source_height = (int)height;
     return 0;
 }
 
-int qic_decode(const uint8_t *data, size_t size, size_t max_pixels, qic_image *out,
-               char error[QIC_ERROR_CAPACITY]) {
+// MARK: - WebP
+
+static const char *webp_status_text(VP8StatusCode status) {
+    switch (status) {
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "corrupt data";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "file is truncated";
+    default: return "cannot decode";
+    }
+}
+
+// Always RGB: Pillow's convert("RGB") drops the alpha of an RGBA WebP without compositing, and
+// libwebp's RGB output mode gives the colour samples unpremultiplied, i.e. the same values.
+static int decode_webp(const uint8_t *data, size_t size, size_t max_pixels, qic_image *out,
+                       char *error) {
+    WebPDecoderConfig config;
+    if (!WebPInitDecoderConfig(&config)) {
+        snprintf(error, QIC_ERROR_CAPACITY, "libwebp version mismatch");
+        return -1;
+    }
+    VP8StatusCode status = WebPGetFeatures(data, size, &config.input);
+    if (status != VP8_STATUS_OK) {
+        snprintf(error, QIC_ERROR_CAPACITY, "invalid WebP: %s", webp_status_text(status));
+        return -1;
+    }
+    if (config.input.has_animation) {
+        snprintf(error, QIC_ERROR_CAPACITY, "animated WebP images are not supported");
+        return -1;
+    }
+    const size_t width = (size_t)config.input.width, height = (size_t)config.input.height;
+    const size_t bytes = checked_size(width, height, 3, max_pixels, error);
+    if (bytes == 0) return -1;
+    uint8_t *pixels = malloc(bytes);
+    if (pixels == NULL) {
+        snprintf(error, QIC_ERROR_CAPACITY, "out of memory for %zu x %zu pixels", width, height);
+        return -1;
+    }
+    config.output.colorspace = MODE_RGB;
+    config.output.is_external_memory = 1;
+    config.output.u.RGBA.rgba = pixels;
+    config.output.u.RGBA.stride = (int)(width * 3);
+    config.output.u.RGBA.size = bytes;
+    status = WebPDecode(data, size, &config);
+    WebPFreeDecBuffer(&config.output);
+    if (status != VP8_STATUS_OK) {
+        free(pixels);
+        snprintf(error, QIC_ERROR_CAPACITY, "invalid WebP: %s", webp_status_text(status));
+        return -1;
+    }
+    out->width = (int)width;
+    out->height = (int)height;
+    out->channels = 3;
+    out->bit_depth = 8;
+    out->pixels = pixels;
+    out->format = QIC_FORMAT_WEBP;
+    out->source_width = (int)width;
+    out->source_height = (int)height;
+    return 0;
+}
+
+int qic_decode_scaled(const uint8_t *data, size_t size, size_t max_pixels, int min_short_side,
+                      qic_image *out, char error[QIC_ERROR_CAPACITY]) {
     memset(out, 0, sizeof *out);
     error[0] = '\0';
     const qic_format format = qic_detect_format(data, size);
     out->format = format;
     switch (format) {
-    case QIC_FORMAT_JPEG: return decode_jpeg(data, size, max_pixels, out, error);
+    case QIC_FORMAT_JPEG: return decode_jpeg(data, size, max_pixels, min_short_side, out, error);
     case QIC_FORMAT_PNG: return decode_png(data, size, max_pixels, out, error);
+    case QIC_FORMAT_WEBP: return decode_webp(data, size, max_pixels, out, error);
     case QIC_FORMAT_UNKNOWN:
         if (size == 0)
             snprintf(error, QIC_ERROR_CAPACITY, "file is empty");
         else
-            snprintf(error, QIC_ERROR_CAPACITY, "not a JPEG or PNG image (unrecognised content)");
+            snprintf(error, QIC_ERROR_CAPACITY, "not a JPEG, PNG or WebP image (unrecognised content)");
         return -1;
     default:
-        snprintf(error, QIC_ERROR_CAPACITY, "%s images are not supported (only JPEG and PNG)",
-                 qic_format_name(format));
+        snprintf(error, QIC_ERROR_CAPACITY,
+                 "%s images are not supported (only JPEG, PNG and WebP)", qic_format_name(format));
         return -1;
     }
+}
+
+int qic_decode(const uint8_t *data, size_t size, size_t max_pixels, qic_image *out,
+               char error[QIC_ERROR_CAPACITY]) {
+    return qic_decode_scaled(data, size, max_pixels, 0, out, error);
 }

@@ -11,15 +11,27 @@ import Foundation
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    /// Set for memory owned elsewhere (a device's host-mapped buffer); runs instead of freeing.
+    private let release: (@Sendable () -> Void)?
 
     public init(count: Int) {
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         let raw = LargeBufferCache.shared.take(bytes) ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        release = nil
+    }
+
+    /// `count` floats at `pointer` that someone else owns; `release` runs when the storage goes
+    /// (after the last tensor and the last pending copy holding it).
+    public init(external pointer: UnsafeMutablePointer<Float>, count: Int, release: @escaping @Sendable () -> Void) {
+        self.pointer = pointer
+        self.count = count
+        self.release = release
     }
 
     deinit {
+        if let release { return release() }
         let raw = UnsafeMutableRawPointer(pointer)
         if !LargeBufferCache.shared.keep(raw, bytes: max(count, 1) * MemoryLayout<Float>.stride) { raw.deallocate() }
     }
@@ -107,6 +119,15 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     init(shape: [Int], storage: TensorStorage) {
         self.shape = shape
         self.storage = storage
+    }
+
+    /// A tensor over existing storage (such as `TensorStorage(external:count:release:)`); fails
+    /// unless the storage holds at least the shape's element count.
+    public init(shape: [Int], sharing storage: TensorStorage) throws {
+        guard shape.reduce(1, *) <= storage.count else {
+            throw QuarryError.invalidArgument("a tensor of shape \(shape) needs \(shape.reduce(1, *)) floats; the storage has \(storage.count)")
+        }
+        self.init(shape: shape, storage: storage)
     }
 
     public var count: Int { shape.reduce(1, *) }

@@ -1,4 +1,7 @@
-// Decoding JPEG and PNG files into RGB pixels, through libjpeg-turbo and libpng (CImageCodecs).
+// Decoding JPEG, PNG and WebP files into RGB pixels, through libjpeg-turbo, libpng and libwebp
+// (CImageCodecs). A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size in the DCT domain
+// (`minimumShortSide`), which is several times faster on large photos; see ImagePreprocessing for
+// how the resize then maps the reduced image onto the same output grid.
 // The format is recognised by content, never by the file's extension. Colour handling follows
 // Pillow's `Image.open(path).convert("RGB")`, which is what torchvision's ImageNet pipelines do:
 // grey is replicated into three channels, alpha is dropped (not composited), palettes are looked
@@ -31,9 +34,15 @@ public struct DecodedImage: Sendable, Equatable {
     public let width: Int
     public let height: Int
     public let pixels: Pixels
+    /// The size the file declares. Larger than `width` x `height` when a JPEG was decoded at a
+    /// reduced scale; preprocessing computes its resize and crop from this size, so a reduced
+    /// decode lands on the same output grid as a full one.
+    public let sourceWidth: Int
+    public let sourceHeight: Int
 
-    /// Fails unless there are exactly `width * height * 3` samples.
-    public init(width: Int, height: Int, pixels: Pixels) throws {
+    /// Fails unless there are exactly `width * height * 3` samples. `sourceSize` defaults to the
+    /// decoded size.
+    public init(width: Int, height: Int, pixels: Pixels, sourceSize: (width: Int, height: Int)? = nil) throws {
         let expected = width * height * 3
         let count: Int
         switch pixels {
@@ -44,9 +53,21 @@ public struct DecodedImage: Sendable, Equatable {
             throw QuarryError.invalidArgument(
                 "an RGB image of \(width) x \(height) needs \(max(expected, 0)) samples, got \(count)")
         }
+        let source = sourceSize ?? (width, height)
+        guard source.width >= width, source.height >= height else {
+            throw QuarryError.invalidArgument(
+                "an image decoded at \(width) x \(height) cannot come from a \(source.width) x \(source.height) source")
+        }
         self.width = width
         self.height = height
         self.pixels = pixels
+        self.sourceWidth = source.width
+        self.sourceHeight = source.height
+    }
+
+    public static func == (a: DecodedImage, b: DecodedImage) -> Bool {
+        a.width == b.width && a.height == b.height && a.sourceWidth == b.sourceWidth
+            && a.sourceHeight == b.sourceHeight && a.pixels == b.pixels
     }
 
     /// Images larger than this many pixels are refused unless the caller raises the bound: a
@@ -54,25 +75,37 @@ public struct DecodedImage: Sendable, Equatable {
     public static let defaultMaxPixels = 178_956_970  // Pillow's decompression-bomb error bound
 }
 
-/// Reads and decodes the JPEG or PNG file at `path`. Every failure — missing, unreadable, empty,
-/// truncated, corrupt, not an image, an unsupported format — throws `QuarryError.file` naming `path`.
-public func decodeImage(at path: String, maxPixels: Int = DecodedImage.defaultMaxPixels) throws
-    -> DecodedImage
-{
+/// Reads and decodes the JPEG, PNG or WebP file at `path`. Every failure — missing, unreadable,
+/// empty, truncated, corrupt, not an image, an unsupported format — throws `QuarryError.file` naming
+/// `path`. With `minimumShortSide` > 0 a JPEG is decoded at the smallest of 1/8, 1/4, 1/2 and full
+/// size whose shorter side is at least that many pixels.
+public func decodeImage(
+    at path: String, maxPixels: Int = DecodedImage.defaultMaxPixels, minimumShortSide: Int = 0
+) throws -> DecodedImage {
     let bytes = try readWholeImageFile(at: path)
-    return try decodeImage(bytes, name: path, maxPixels: maxPixels)
+    return try decodeImage(bytes, name: path, maxPixels: maxPixels, minimumShortSide: minimumShortSide)
 }
 
-/// Decodes a JPEG or PNG held in memory; `name` is what errors call it (a path, a URL, a key).
+/// Decodes a JPEG, PNG or WebP held in memory; `name` is what errors call it (a path, a URL, a key).
 public func decodeImage(
-    _ bytes: [UInt8], name: String, maxPixels: Int = DecodedImage.defaultMaxPixels
+    _ bytes: [UInt8], name: String, maxPixels: Int = DecodedImage.defaultMaxPixels, minimumShortSide: Int = 0
+) throws -> DecodedImage {
+    try bytes.withUnsafeBufferPointer {
+        try decodeImage(UnsafeRawBufferPointer($0), name: name, maxPixels: maxPixels, minimumShortSide: minimumShortSide)
+    }
+}
+
+/// Decodes an image held in memory that the caller owns (a member of a mapped tar shard, say).
+public func decodeImage(
+    _ bytes: UnsafeRawBufferPointer, name: String, maxPixels: Int = DecodedImage.defaultMaxPixels,
+    minimumShortSide: Int = 0
 ) throws -> DecodedImage {
     var image = qic_image()
     var message = [CChar](repeating: 0, count: Int(QIC_ERROR_CAPACITY))
-    let status = bytes.withUnsafeBufferPointer { buffer in
-        message.withUnsafeMutableBufferPointer { error in
-            qic_decode(buffer.baseAddress, buffer.count, max(maxPixels, 0), &image, error.baseAddress)
-        }
+    let status = message.withUnsafeMutableBufferPointer { error in
+        qic_decode_scaled(
+            bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, max(maxPixels, 0),
+            Int32(clamping: max(minimumShortSide, 0)), &image, error.baseAddress)
     }
     defer { qic_image_free(&image) }
     guard status == 0, let raw = image.pixels else {
@@ -80,6 +113,7 @@ public func decodeImage(
         throw QuarryError.file(path: name, message: text.isEmpty ? "cannot decode image" : text)
     }
     let width = Int(image.width), height = Int(image.height), channels = Int(image.channels)
+    let sourceSize = (width: Int(image.source_width), height: Int(image.source_height))
     let count = width * height
     if image.bit_depth == 16 {
         let source = raw.assumingMemoryBound(to: UInt16.self)
@@ -89,14 +123,18 @@ public func decodeImage(
             }
             initialized = count * 3
         }
-        return try DecodedImage(width: width, height: height, pixels: .float(samples))
+        return try DecodedImage(width: width, height: height, pixels: .float(samples), sourceSize: sourceSize)
     }
     let source = raw.assumingMemoryBound(to: UInt8.self)
     let samples = [UInt8](unsafeUninitializedCapacity: count * 3) { out, initialized in
-        expandToRGB(source, count: count, channels: channels, into: out.baseAddress!) { $0 }
+        if channels == 3 {
+            out.baseAddress!.update(from: source, count: count * 3)
+        } else {
+            expandToRGB(source, count: count, channels: channels, into: out.baseAddress!) { $0 }
+        }
         initialized = count * 3
     }
-    return try DecodedImage(width: width, height: height, pixels: .uint8(samples))
+    return try DecodedImage(width: width, height: height, pixels: .uint8(samples), sourceSize: sourceSize)
 }
 
 /// Grey (1), grey + alpha (2), RGB (3) or RGBA (4) samples to RGB: grey replicated, alpha dropped.

@@ -51,7 +51,7 @@ public struct ImagePreprocessing: Sendable {
     /// The preprocessed image as a [3, H, W] float32 tensor.
     public func apply(to image: DecodedImage) throws -> Tensor {
         try validate()
-        let g = try Geometry(self, width: image.width, height: image.height)
+        let g = try Geometry(self, width: image.sourceWidth, height: image.sourceHeight)
         let t = Tensor(uninitializedShape: [3, g.outHeight, g.outWidth])
         run(g, image, into: t.pointer)
         return t
@@ -61,7 +61,7 @@ public struct ImagePreprocessing: Sendable {
     /// `outputSize`), e.g. straight into one row of a batch.
     public func apply(to image: DecodedImage, into destination: UnsafeMutablePointer<Float>) throws {
         try validate()
-        let g = try Geometry(self, width: image.width, height: image.height)
+        let g = try Geometry(self, width: image.sourceWidth, height: image.sourceHeight)
         run(g, image, into: destination)
     }
 
@@ -98,17 +98,16 @@ public struct ImagePreprocessing: Sendable {
         guard !g.region.isEmpty else { return }
         switch image.pixels {
         case .uint8(let pixels):
-            let resized = pixels.withUnsafeBufferPointer {
-                resampleRegion8(source: $0.baseAddress!, width: image.width, height: image.height, g)
-            }
-            // ToTensor then Normalize, in float32 as torchvision computes it, through a table.
+            // ToTensor then Normalize, in float32 as torchvision computes it, through a table: the
+            // one u8 -> f32 conversion, fused into the last resampling pass.
             var table = [Float](repeating: 0, count: 3 * 256)
             for c in 0..<3 {
                 for v in 0..<256 { table[c * 256 + v] = (Float(v) / 255 - means[c]) / stds[c] }
             }
             table.withUnsafeBufferPointer { lut in
-                resized.withUnsafeBufferPointer { src in
-                    scatterPlanes(src.baseAddress!, g, into: out) { c, v in lut[c &* 256 &+ Int(v)] }
+                pixels.withUnsafeBufferPointer {
+                    resample8(source: $0.baseAddress!, width: image.width, height: image.height, g,
+                              table: lut.baseAddress!, into: out)
                 }
             }
         case .float(let pixels):
@@ -275,87 +274,135 @@ private func clip8(_ v: Int32) -> UInt8 {
 
 // MARK: - 8-bit resampling (Pillow's fixed-point arithmetic)
 
-/// The region of the resized image, interleaved RGB uint8, `region.rows` rows of
-/// `region.columns` pixels.
-private func resampleRegion8(
-    source: UnsafePointer<UInt8>, width: Int, height: Int, _ g: Geometry
-) -> [UInt8] {
+/// Resizes the region of an interleaved RGB uint8 image, crops, and writes the channel planes of
+/// the output through `table` (value -> normalised float, 256 entries a channel).
+///
+/// Two separable passes, as Pillow runs them: horizontal first (over the source rows the vertical
+/// pass reads and the columns the crop keeps), rounded to 8 bits, then vertical, rounded to 8 bits
+/// again and looked up in the table straight into the output planes. The horizontal pass works on
+/// a pixel's three channels (and one spare lane) as one 4-lane vector a tap; the vertical pass on
+/// 16 bytes of a row at a time. The weights are Pillow's 22-bit fixed-point ones, precomputed per
+/// output position, so the result equals Pillow's to the byte.
+private func resample8(
+    source: UnsafePointer<UInt8>, width: Int, height: Int, _ g: Geometry,
+    table: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>
+) {
     let r = g.region
     let needHorizontal = g.resizedWidth != width
     let needVertical = g.resizedHeight != height
     let columns = r.left..<(r.left + r.columns)
     let rows = r.top..<(r.top + r.rows)
-
     let vertical = needVertical
         ? ResampleTaps(inputSize: height, outputSize: g.resizedHeight, outputs: rows) : nil
     let sourceRows = vertical?.inputSpan ?? rows
     let rowBytes = r.columns * 3
+    let half: Int32 = 1 << Int32(resamplePrecisionBits - 1)
 
-    // Horizontal pass over the source rows the vertical pass reads.
-    var temp = [UInt8](repeating: 0, count: sourceRows.count * rowBytes)
-    temp.withUnsafeMutableBufferPointer { tmp in
-        let dst = tmp.baseAddress!
-        if needHorizontal {
-            let taps = ResampleTaps(inputSize: width, outputSize: g.resizedWidth, outputs: columns)
-            let k = taps.fixedPoint
-            let half: Int32 = 1 << Int32(resamplePrecisionBits - 1)
-            k.withUnsafeBufferPointer { kk in
-                taps.first.withUnsafeBufferPointer { firsts in
-                    taps.count.withUnsafeBufferPointer { counts in
-                        for (i, y) in sourceRows.enumerated() {
-                            let src = source + y * width * 3
-                            let out = dst + i * rowBytes
-                            for x in 0..<r.columns {
-                                let w = kk.baseAddress! + x * taps.stride
-                                let p = src + Int(firsts[x]) * 3
-                                var s0 = half, s1 = half, s2 = half
-                                for t in 0..<Int(counts[x]) {
-                                    let wt = w[t]
-                                    s0 &+= Int32(p[3 * t]) &* wt
-                                    s1 &+= Int32(p[3 * t + 1]) &* wt
-                                    s2 &+= Int32(p[3 * t + 2]) &* wt
-                                }
-                                out[3 * x] = clip8(s0)
-                                out[3 * x + 1] = clip8(s1)
-                                out[3 * x + 2] = clip8(s2)
-                            }
-                        }
+    // Horizontal pass. One spare byte at the end: each pixel is stored as a 4-byte vector whose
+    // last lane the next pixel overwrites.
+    let temp = UnsafeMutablePointer<UInt8>.allocate(capacity: sourceRows.count * rowBytes + 1)
+    defer { temp.deallocate() }
+    if needHorizontal {
+        let taps = ResampleTaps(inputSize: width, outputSize: g.resizedWidth, outputs: columns)
+        let k = taps.fixedPoint
+        k.withUnsafeBufferPointer { kk in
+            taps.first.withUnsafeBufferPointer { firsts in
+                taps.count.withUnsafeBufferPointer { counts in
+                    for (i, y) in sourceRows.enumerated() {
+                        horizontalRow8(
+                            source + y * width * 3, into: temp + i * rowBytes, columns: r.columns,
+                            weights: kk.baseAddress!, stride: taps.stride, firsts: firsts.baseAddress!,
+                            counts: counts.baseAddress!,
+                            // A 4-byte load of the image's very last pixel would read past the buffer.
+                            lastPixelReadable: y < height - 1 ? width : width - 1)
                     }
                 }
+            }
+        }
+    } else {
+        for (i, y) in sourceRows.enumerated() {
+            (temp + i * rowBytes).update(from: source + (y * width + r.left) * 3, count: rowBytes)
+        }
+    }
+
+    let plane = g.outHeight * g.outWidth
+    let line = UnsafeMutablePointer<UInt8>.allocate(capacity: rowBytes)
+    defer { line.deallocate() }
+    let k = vertical?.fixedPoint ?? []
+    let base = sourceRows.lowerBound
+    for i in 0..<r.rows {
+        let row: UnsafePointer<UInt8>
+        if let vertical {
+            // Vertical pass: a weighted sum of whole rows, 16 bytes at a time.
+            let first = temp + (Int(vertical.first[i]) - base) * rowBytes
+            let count = Int(vertical.count[i])
+            k.withUnsafeBufferPointer { kk in
+                let w = kk.baseAddress! + i * vertical.stride
+                var j = 0
+                while j + 16 <= rowBytes {
+                    var acc = SIMD16<Int32>(repeating: half)
+                    for t in 0..<count {
+                        let v = UnsafeRawPointer(first + t * rowBytes + j).loadUnaligned(as: SIMD16<UInt8>.self)
+                        acc &+= SIMD16<Int32>(truncatingIfNeeded: v) &* w[t]
+                    }
+                    let clipped = (acc &>> Int32(resamplePrecisionBits)).clamped(
+                        lowerBound: .zero, upperBound: SIMD16(repeating: 255))
+                    UnsafeMutableRawPointer(line + j).storeBytes(
+                        of: SIMD16<UInt8>(truncatingIfNeeded: clipped), as: SIMD16<UInt8>.self)
+                    j += 16
+                }
+                while j < rowBytes {
+                    var s = half
+                    for t in 0..<count { s &+= Int32(first[t * rowBytes + j]) &* w[t] }
+                    line[j] = clip8(s)
+                    j += 1
+                }
+            }
+            row = UnsafePointer(line)
+        } else {
+            row = UnsafePointer(temp + i * rowBytes)
+        }
+        // Interleaved bytes to the three normalised planes.
+        let at = (r.outTop + i) * g.outWidth + r.outLeft
+        let red = out + at, green = out + plane + at, blue = out + 2 * plane + at
+        let tableG = table + 256, tableB = table + 512
+        for x in 0..<r.columns {
+            red[x] = table[Int(row[3 * x])]
+            green[x] = tableG[Int(row[3 * x + 1])]
+            blue[x] = tableB[Int(row[3 * x + 2])]
+        }
+    }
+}
+
+/// One row of the horizontal pass: output pixel x = the taps from pixel `firsts[x]` on, weighted.
+/// Pixels below `lastPixelReadable` can be loaded as 4 bytes; the others take the scalar path.
+@inline(__always)
+private func horizontalRow8(
+    _ src: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>, columns: Int,
+    weights: UnsafePointer<Int32>, stride: Int, firsts: UnsafePointer<Int32>, counts: UnsafePointer<Int32>,
+    lastPixelReadable: Int
+) {
+    let half = SIMD4<Int32>(repeating: 1 << Int32(resamplePrecisionBits - 1))
+    for x in 0..<columns {
+        let first = Int(firsts[x]), count = Int(counts[x])
+        let w = weights + x * stride
+        let p = src + first * 3
+        var acc = half
+        if first + count <= lastPixelReadable {
+            for t in 0..<count {
+                let v = UnsafeRawPointer(p + 3 * t).loadUnaligned(as: SIMD4<UInt8>.self)
+                acc &+= SIMD4<Int32>(truncatingIfNeeded: v) &* w[t]
             }
         } else {
-            for (i, y) in sourceRows.enumerated() {
-                (dst + i * rowBytes).update(from: source + (y * width + r.left) * 3, count: rowBytes)
+            for t in 0..<count {
+                acc &+= SIMD4<Int32>(Int32(p[3 * t]), Int32(p[3 * t + 1]), Int32(p[3 * t + 2]), 0) &* w[t]
             }
         }
+        let clipped = (acc &>> Int32(resamplePrecisionBits)).clamped(
+            lowerBound: .zero, upperBound: SIMD4(repeating: 255))
+        UnsafeMutableRawPointer(out + 3 * x).storeBytes(
+            of: SIMD4<UInt8>(truncatingIfNeeded: clipped), as: SIMD4<UInt8>.self)
     }
-    guard let vertical else { return temp }
-
-    // Vertical pass: each output row is a weighted sum of whole temp rows, which vectorises.
-    let k = vertical.fixedPoint
-    let base = sourceRows.lowerBound
-    var result = [UInt8](repeating: 0, count: r.rows * rowBytes)
-    var accumulator = [Int32](repeating: 0, count: rowBytes)
-    let half: Int32 = 1 << Int32(resamplePrecisionBits - 1)
-    temp.withUnsafeBufferPointer { tmp in
-        result.withUnsafeMutableBufferPointer { res in
-            accumulator.withUnsafeMutableBufferPointer { acc in
-                let a = acc.baseAddress!
-                for i in 0..<r.rows {
-                    a.update(repeating: half, count: rowBytes)
-                    let first = Int(vertical.first[i]) - base
-                    for t in 0..<Int(vertical.count[i]) {
-                        let wt = k[i * vertical.stride + t]
-                        let row = tmp.baseAddress! + (first + t) * rowBytes
-                        for j in 0..<rowBytes { a[j] &+= Int32(row[j]) &* wt }
-                    }
-                    let out = res.baseAddress! + i * rowBytes
-                    for j in 0..<rowBytes { out[j] = clip8(a[j]) }
-                }
-            }
-        }
-    }
-    return result
 }
 
 // MARK: - Float resampling (Pillow's "F" mode path)

@@ -1,17 +1,21 @@
 // What the paths given to `quarry extract --input` stand for, in the order rows will follow.
 //
-// - A folder: its JPEG and PNG files (by extension: .jpg, .jpeg, .png, any case), recursively, in
+// - A folder: its JPEG, PNG and WebP files (by extension: .jpg, .jpeg, .png, .webp, any case), recursively, in
 //   file-name order — entries sorted by their bytes at each level, so `a.jpg`, `b/c.jpg`, `d.jpg`.
 //   Hidden entries (names starting with ".") are skipped, which also skips macOS "._x.jpg" files.
 //   A file with an image extension is listed even if it turns out not to decode, so that the
 //   extract command can name it as a failed row instead of silently dropping it.
-// - A file named explicitly is classified by content: JPEG or PNG → image; NumPy array → array
+// - A tar file (by content: a ustar header, or by its .tar extension) is a WebDataset-style shard:
+//   one item per sample, in stored order (TarShards.swift). A path with braces that does not
+//   exist as such is a shard pattern, `shard-{0000..0099}.tar`, expanded in order.
+// - A file named explicitly is classified by content: JPEG, PNG or WebP → image; NumPy array → array
 //   (one row per item along its first axis); otherwise a .jpg/.jpeg/.png/.npy extension decides,
 //   so a broken image still becomes a failed row; otherwise a text file is a list of paths, and
 //   anything else is an image that will fail to decode with a reason.
 // - A list of paths: one per line; blank lines and lines starting with "#" are ignored; relative
-//   paths are relative to the list file's folder. An entry may be a folder, an image or an array;
-//   lists do not nest. A missing entry is kept as an image so that it becomes a failed row.
+//   paths are relative to the list file's folder. An entry may be a folder, an image, an array or
+//   a tar shard; lists do not nest. A missing entry is kept as an image so that it becomes a failed
+//   row.
 // A path given explicitly that does not exist, a folder with no images in it, or a list naming
 // nothing throws: those are mistakes on the command line rather than bad data.
 
@@ -26,14 +30,18 @@ import Musl
 import Darwin
 #endif
 
-/// One input of an extraction: an image file, or a .npy array whose first axis enumerates items.
+/// One input of an extraction: an image file, a .npy array whose first axis enumerates items, or
+/// one sample of a tar shard.
 public enum InputItem: Equatable, Hashable, Sendable {
     case image(String)
     case array(String)
+    case tarSample(TarSample)
 
+    /// The path, or `shard.tar:key` for a shard's sample.
     public var path: String {
         switch self {
         case .image(let p), .array(let p): return p
+        case .tarSample(let s): return s.source
         }
     }
 }
@@ -43,19 +51,29 @@ public func listInputs(_ paths: [String]) throws -> [InputItem] {
     var items: [InputItem] = []
     for path in paths {
         guard let kind = fileKind(path) else {
-            throw QuarryError.file(path: path, message: String(cString: strerror(errno)).lowercased())
+            let reason = String(cString: strerror(errno)).lowercased()
+            if path.contains("{") {
+                let shards = try expandShardPattern(path)
+                for shard in shards where fileKind(shard) == nil {
+                    throw QuarryError.file(path: shard, message: "\(String(cString: strerror(errno)).lowercased()) (from the pattern \(path))")
+                }
+                for shard in shards { items += try listTarSamples(shard).map(InputItem.tarSample) }
+                continue
+            }
+            throw QuarryError.file(path: path, message: reason)
         }
         switch kind {
         case .directory:
             let found = try listFolder(path)
             if found.isEmpty {
-                throw QuarryError.file(path: path, message: "folder holds no .jpg, .jpeg or .png files")
+                throw QuarryError.file(path: path, message: "folder holds no .jpg, .jpeg, .png or .webp files")
             }
             items += found
         case .file:
             switch classifyFile(path) {
             case .image: items.append(.image(path))
             case .array: items.append(.array(path))
+            case .tar: items += try listTarSamples(path).map(InputItem.tarSample)
             case .list: items += try listFromTextFile(path)
             }
         }
@@ -72,9 +90,9 @@ private func fileKind(_ path: String) -> FileKind? {
     return (info.st_mode & S_IFMT) == S_IFDIR ? .directory : .file
 }
 
-private enum FileClass { case image, array, list }
+private enum FileClass { case image, array, tar, list }
 
-private let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
+private let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
 
 private func lowercasedExtension(_ path: String) -> String {
     let name = path.split(separator: "/", omittingEmptySubsequences: false).last ?? ""
@@ -86,13 +104,15 @@ private func classifyFile(_ path: String) -> FileClass {
     let head = leadingBytes(of: path, count: 4096)
     let format = head.withUnsafeBufferPointer { qic_detect_format($0.baseAddress, $0.count) }
     switch format {
-    case QIC_FORMAT_JPEG, QIC_FORMAT_PNG: return .image
+    case QIC_FORMAT_JPEG, QIC_FORMAT_PNG, QIC_FORMAT_WEBP: return .image
     case QIC_FORMAT_NPY: return .array
     default: break
     }
+    if head.count >= 262, head[257..<262].elementsEqual("ustar".utf8) { return .tar }
     let ext = lowercasedExtension(path)
     if imageExtensions.contains(ext) { return .image }
     if ext == "npy" { return .array }
+    if ext == "tar" { return .tar }
     // Text: no NUL bytes and valid UTF-8, allowing for a character cut by the 4096-byte window.
     if !head.isEmpty, !head.contains(0) {
         let cut = head.count == 4096 ? 3 : 0
@@ -206,7 +226,11 @@ private func listFromTextFile(_ listPath: String) throws -> [InputItem] {
             }
             items += found
         case .file?:
-            items.append(classifyFile(path) == .array ? .array(path) : .image(path))
+            switch classifyFile(path) {
+            case .array: items.append(.array(path))
+            case .tar: items += try listTarSamples(path).map(InputItem.tarSample)
+            default: items.append(.image(path))
+            }
         case nil:
             items.append(lowercasedExtension(path) == "npy" ? .array(path) : .image(path))
         }

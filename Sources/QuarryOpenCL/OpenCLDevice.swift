@@ -223,3 +223,73 @@ public final class OpenCLEvent: DeviceEvent, @unchecked Sendable {
         }
     }
 }
+
+/// Host memory the device can copy from by DMA: buffers made with CL_MEM_ALLOC_HOST_PTR (pinned,
+/// page-locked memory on GPU drivers) and kept mapped, handed out as tensors so that a decode
+/// pipeline writes its batches straight into them; `clEnqueueWriteBuffer` from such a pointer is
+/// then a DMA rather than a copy through a staging buffer. Pinning is slow, so a buffer goes back
+/// to the pool when its tensor (and any pending copy from it) is gone, for the next batch of the
+/// same size; the pool unmaps and releases them when it goes.
+// @unchecked: `free` and `all` change only under `lock`; the device is Sendable.
+public final class HostMappedPool: @unchecked Sendable {
+    private let device: OpenCLDevice
+    private let lock = NSLock()
+    // @unchecked: immutable handles; the memory is written by one tensor's owner at a time (a
+    // buffer is handed out again only after its tensor is gone).
+    private struct Mapped: @unchecked Sendable { let mem: cl_mem; let pointer: UnsafeMutableRawPointer; let bytes: Int }
+    private var free: [Mapped] = []
+    private var all: [Mapped] = []
+    /// Buffers made so far (a test checks that they are reused).
+    public var buffersMade: Int { lock.lock(); defer { lock.unlock() }; return all.count }
+
+    public init(device: OpenCLDevice) { self.device = device }
+
+    /// An uninitialised tensor in a mapped buffer of this pool.
+    public func tensor(shape: [Int]) throws -> Tensor {
+        let count = shape.reduce(1, *)
+        let bytes = max(count, 1) * 4
+        lock.lock()
+        var mapped: Mapped? = nil
+        if let i = free.firstIndex(where: { $0.bytes == bytes }) { mapped = free.remove(at: i) }
+        lock.unlock()
+        if mapped == nil { mapped = try map(bytes: bytes) }
+        let m = mapped!
+        let storage = TensorStorage(
+            external: m.pointer.bindMemory(to: Float.self, capacity: max(count, 1)), count: max(count, 1)
+        ) { [self] in
+            lock.lock()
+            free.append(m)
+            lock.unlock()
+        }
+        return try Tensor(shape: shape, sharing: storage)
+    }
+
+    private func map(bytes: Int) throws -> Mapped {
+        var status: cl_int = 0
+        guard let mem = clCreateBuffer(device.context, cl_mem_flags(CL_MEM_ALLOC_HOST_PTR | CL_MEM_READ_WRITE), bytes, nil, &status),
+            status == CL_SUCCESS
+        else {
+            throw QuarryError.device("\(device.info.spec): clCreateBuffer(CL_MEM_ALLOC_HOST_PTR) of \(bytes) bytes failed: \(clStatusName(status))")
+        }
+        guard let p = clEnqueueMapBuffer(device.queue, mem, cl_bool(CL_TRUE), cl_map_flags(CL_MAP_READ | CL_MAP_WRITE), 0, bytes, 0, nil, nil, &status),
+            status == CL_SUCCESS
+        else {
+            clReleaseMemObject(mem)
+            throw QuarryError.device("\(device.info.spec): clEnqueueMapBuffer of \(bytes) bytes failed: \(clStatusName(status))")
+        }
+        let m = Mapped(mem: mem, pointer: p, bytes: bytes)
+        lock.lock()
+        all.append(m)
+        lock.unlock()
+        return m
+    }
+
+    deinit {
+        // Tensors hold the pool through their release closures, so every buffer is free by now.
+        for m in all {
+            clEnqueueUnmapMemObject(device.queue, m.mem, m.pointer, 0, nil, nil)
+        }
+        clFinish(device.queue)
+        for m in all { clReleaseMemObject(m.mem) }
+    }
+}

@@ -8,14 +8,23 @@ import Foundation
 import Quarry
 import QuarryFormats
 import QuarryModels
+import QuarryOpenCL
 
 /// One input to extract: where it came from and how to load it as a model input row.
 public struct ExtractItem {
     public var source: String
     public var load: () throws -> Tensor
-    public init(source: String, load: @escaping () throws -> Tensor) {
+    /// The row's shape when it is known before decoding (images with a centre crop); with `write`,
+    /// the decode pipeline writes the row straight into its batch tensor instead of calling `load`.
+    public var rowShape: [Int]?
+    /// Writes the row (`rowShape`'s element count) at the given address.
+    public var write: ((UnsafeMutablePointer<Float>) throws -> Void)?
+    public init(source: String, load: @escaping () throws -> Tensor, rowShape: [Int]? = nil,
+                write: ((UnsafeMutablePointer<Float>) throws -> Void)? = nil) {
         self.source = source
         self.load = load
+        self.rowShape = rowShape
+        self.write = write
     }
 }
 
@@ -41,6 +50,17 @@ public struct Extraction {
     public var weights: String? = nil
     /// Preprocessing overrides: shorter side (0: none), crop "N" or "HxW" (0: none), mean, std.
     public var resize: Int? = nil
+    /// Decode every JPEG at full size (torchvision's pixels) instead of at the smallest DCT scale
+    /// (1/2, 1/4, 1/8) whose shorter side still covers the resize target.
+    public var exactDecode = false
+    /// Decode worker threads; nil: every core the compute devices leave, or every core at a lower
+    /// priority when the CPU computes too.
+    public var decodeWorkers: Int? = nil
+    /// Batches decoded ahead of the devices, at most.
+    public var decodeDepth: Int = 3
+    /// Decode batches into host-mapped OpenCL buffers (CL_MEM_ALLOC_HOST_PTR), so the upload is a
+    /// DMA; nil: when every device is an OpenCL GPU.
+    public var hostMappedInput: Bool? = nil
     public var crop: String? = nil
     public var mean: String? = nil
     public var std: String? = nil
@@ -85,11 +105,12 @@ public struct Extraction {
         let maskNames = graph.inputs.map(\.name).filter { loaded.maskInputs.contains($0) }
         let pooling = pool ?? (layer.isEmpty ? loaded.defaultPooling : .none)
         let preprocessing = try makePreprocessing(defaults: loaded.preprocessing)
-        let items = try listExtractItems(input, preprocessing: preprocessing)
+        let items = try listExtractItems(input, preprocessing: preprocessing, exactDecode: exactDecode)
         guard !items.isEmpty else { throw RuntimeError(message: "no inputs found in \(input.joined(separator: ", "))") }
 
         let signature = RunSignature(model: model, weights: weights, layers: layers, pool: pooling.rawValue, l2: l2Normalize,
-                                     preprocessing: "\(preprocessing)", sources: items.map(\.source))
+                                     preprocessing: "\(preprocessing)\(exactDecode ? " exact-decode" : "")",
+                                     sources: items.map(\.source))
         let partial = PartialRun(output: output)
         var progressState = try resume ? partial.resume(signature) : partial.start(signature)
 
@@ -117,61 +138,34 @@ public struct Extraction {
             var mask: Tensor?
             var hasBatch: Bool
         }
-        var readUpTo = progressState.processed
         var written = progressState.processed
         var queue: [ReadChunk] = []
         var stopError: Error? = nil
-        var lookahead: DispatchWorkItem? = nil
-        var nextLoaded: [Result<Tensor, Error>] = []
-        func load(_ range: Range<Int>) -> [Result<Tensor, Error>] {
-            var results = [Result<Tensor, Error>](repeating: .failure(RuntimeError(message: "not loaded")), count: range.count)
-            results.withUnsafeMutableBufferPointer { out in
-                let out = out
-                DispatchQueue.concurrentPerform(iterations: range.count) { i in
-                    out[i] = Result { try items[range.lowerBound + i].load() }
-                }
-            }
-            return results
-        }
+        // Decoding runs ahead of the devices on worker threads (DecodePipeline.swift).
+        // The CPU backend, and OpenCL devices that are the CPU (PoCL), need the host's cores.
+        let computesOnHost = devices.contains { ($0 as? OpenCLDevice)?.typeName != "GPU" }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        // Pinned memory is pinned for the whole driver, so the first device's pool serves all.
+        let mappedPool: HostMappedPool? = (hostMappedInput ?? !computesOnHost)
+            ? (devices.first as? OpenCLDevice).map(HostMappedPool.init(device:)) : nil
+        let pipeline = DecodePipeline(
+            items: items, range: progressState.processed..<items.count, batch: batch,
+            workers: decodeWorkers ?? cores, depth: decodeDepth, yieldToCompute: computesOnHost && decodeWorkers == nil,
+            makeTensor: mappedPool.map { pool in { try pool.tensor(shape: $0) } })
+        defer { pipeline.cancel() }
         /// The next chunk's feed, or nil at the end, on an interrupt or on a --strict failure.
         func readNext() throws -> [String: Tensor]? {
-            while readUpTo < items.count {
+            while true {
                 if interrupt.fired { return nil }
-                let range = readUpTo..<min(items.count, readUpTo + batch)
-                let loadedItems: [Result<Tensor, Error>]
-                if let work = lookahead { work.wait(); loadedItems = nextLoaded } else { loadedItems = load(range) }
-                // Decode the next chunk while this one computes.
-                let nextRange = range.upperBound..<min(items.count, range.upperBound + batch)
-                lookahead = nil
-                if !nextRange.isEmpty {
-                    let work = DispatchWorkItem { nextLoaded = load(nextRange) }
-                    DispatchQueue.global().async(execute: work)
-                    lookahead = work
-                }
-                var good: [(index: Int, tensor: Tensor)] = []
-                var failed: [FailedInput] = []
-                for (offset, result) in loadedItems.enumerated() {
-                    let index = range.lowerBound + offset
-                    switch result {
-                    case .success(let t):
-                        if let first = good.first, first.tensor.shape != t.shape {
-                            failed.append(FailedInput(source: items[index].source, error: "shape \(t.shape) differs from the batch's \(first.tensor.shape)"))
-                        } else {
-                            good.append((index, t))
-                        }
-                    case .failure(let error):
-                        failed.append(FailedInput(source: items[index].source, error: "\(error)"))
-                    }
-                }
+                guard let decoded = pipeline.next() else { return nil }
+                let failed = decoded.failed.map { FailedInput(source: items[$0.index].source, error: "\($0.error)") }
                 for f in failed {
                     printError("cannot read \(f.source): \(f.error)")
                     if strict { throw RuntimeError(message: "stopped at the first unreadable input (--strict): \(f.source)") }
                 }
-                readUpTo = range.upperBound
-                var chunk = ReadChunk(range: range, sources: good.map { items[$0.index].source }, failed: failed,
-                                      mask: nil, hasBatch: !good.isEmpty)
-                guard !good.isEmpty else { queue.append(chunk); continue }
-                let stacked = try Tensor.stacking(rowsOf: good.map { try $0.tensor.reshaped([1] + $0.tensor.shape) })
+                var chunk = ReadChunk(range: decoded.range, sources: decoded.good.map { items[$0].source }, failed: failed,
+                                      mask: nil, hasBatch: decoded.tensor != nil)
+                guard let stacked = decoded.tensor else { queue.append(chunk); continue }
                 var feed = [inputName: stacked]
                 if !maskNames.isEmpty {
                     let m = Tensor(uninitializedShape: stacked.shape)
@@ -182,7 +176,6 @@ public struct Extraction {
                 queue.append(chunk)
                 return feed
             }
-            return nil
         }
         /// Writes the oldest read chunk, with the features of its batch if it has one.
         func write(_ chunk: ReadChunk, outputs: [String: Tensor]?) throws {
@@ -214,7 +207,7 @@ public struct Extraction {
         } catch SchedulerError.cancelled {
             // Interrupted: what was written stays, for --resume.
         }
-        lookahead?.wait()
+        pipeline.cancel()
         if let stopError { throw stopError }
         let start = written
         if interrupt.fired || start < items.count {
@@ -288,13 +281,28 @@ final class InterruptWatch {
     }
 }
 
-/// The items `paths` stand for, each with a loader that gives one model input row.
-public func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessing) throws -> [ExtractItem] {
+/// The items `paths` stand for, each with a loader that gives one model input row. Images (files
+/// and tar shards' samples) are decoded at the smallest JPEG scale that covers the resize target,
+/// unless `exactDecode`.
+public func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessing, exactDecode: Bool = false) throws -> [ExtractItem] {
     var items: [ExtractItem] = []
+    let minimumShortSide = exactDecode ? 0 : (preprocessing.resize ?? 0)
+    let rowShape = preprocessing.crop.map { [3, $0.height, $0.width] }
+    let shards = ShardFiles()
+    func imageItem(_ source: String, _ decode: @escaping () throws -> DecodedImage) -> ExtractItem {
+        ExtractItem(
+            source: source, load: { try preprocessing.apply(to: try decode()) }, rowShape: rowShape,
+            write: { try preprocessing.apply(to: try decode(), into: $0) })
+    }
     for item in try listInputs(paths) {
         switch item {
         case .image(let path):
-            items.append(ExtractItem(source: path) { try preprocessing.apply(to: try decodeImage(at: path)) })
+            items.append(imageItem(path) { try decodeImage(at: path, minimumShortSide: minimumShortSide) })
+        case .tarSample(let sample):
+            items.append(imageItem(sample.source) {
+                let bytes = try readTarSample(sample, from: try shards.descriptor(sample.shard))
+                return try decodeImage(bytes, name: "\(sample.shard):\(sample.member ?? sample.key)", minimumShortSide: minimumShortSide)
+            })
         case .array(let path):
             // One item per row of the array's first axis; the array is read once, when listed.
             let array = try NumPy.readTensor(path: path)
@@ -310,4 +318,25 @@ public func listExtractItems(_ paths: [String], preprocessing: ImagePreprocessin
         }
     }
     return items
+}
+
+/// Open tar shards, one descriptor each, shared by the decode workers (pread needs no lock);
+/// closed when the last item holding them is gone.
+// @unchecked: `descriptors` changes only under `lock`.
+final class ShardFiles: @unchecked Sendable {
+    private let lock = NSLock()
+    private var descriptors: [String: Int32] = [:]
+
+    func descriptor(_ path: String) throws -> Int32 {
+        lock.lock(); defer { lock.unlock() }
+        if let fd = descriptors[path] { return fd }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw RuntimeError(message: "\(path): \(String(cString: strerror(errno)).lowercased())") }
+        descriptors[path] = fd
+        return fd
+    }
+
+    deinit {
+        for fd in descriptors.values { close(fd) }
+    }
 }

@@ -16,8 +16,10 @@ struct ExtractCommand: ParsableCommand {
         commandName: "extract",
         abstract: "Extract features of images or arrays with a zoo model or an ONNX file.",
         discussion: """
-            Inputs are image files (JPEG, PNG), folders of them (sorted by file name), .npy arrays
-            (one item per row) and text files listing paths. Output is .npy (one layer: rows =
+            Inputs are image files (JPEG, PNG, WebP), folders of them (sorted by file name), .npy
+            arrays (one item per row), WebDataset-style tar shards (one item per sample, named
+            SHARD:KEY; a pattern such as 'shard-{0000..0099}.tar' is expanded) and text files
+            listing paths. Output is .npy (one layer: rows =
             inputs that could be read) or .safetensors (one tensor per --layer). Beside it,
             OUTPUT.manifest.json maps each row to its source and names the inputs that failed.
             Exit status: 0 all inputs extracted; 3 some inputs could not be read (named on stderr
@@ -50,6 +52,12 @@ struct ExtractCommand: ParsableCommand {
     @Option(name: .long, help: "Resize the shorter image side to this (0: no resize).")
     var resize: Int?
 
+    @Flag(name: .long, help: "Decode JPEGs at full size, as torchvision does (default: at the smallest 1/2, 1/4 or 1/8 DCT scale that still covers --resize).")
+    var exactDecode = false
+
+    @Option(name: .long, help: "Decode worker threads (default: every core; at a lower priority when the CPU also computes).")
+    var decodeWorkers: Int?
+
     @Option(name: .long, help: "Centre crop: N or HxW (0: no crop).")
     var crop: String?
 
@@ -76,6 +84,7 @@ struct ExtractCommand: ParsableCommand {
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if let decodeWorkers, decodeWorkers < 1 { throw ValidationError("--decode-workers must be at least 1") }
         guard !input.isEmpty else { throw ValidationError("give at least one --input") }
         let ext = (output as NSString).pathExtension.lowercased()
         guard ext == "npy" || ext == "safetensors" else { throw ValidationError("--output must end in .npy or .safetensors") }
@@ -95,6 +104,8 @@ struct ExtractCommand: ParsableCommand {
             job.precision = deviceOptions.precision
             job.weights = weights
             job.resize = resize
+            job.exactDecode = exactDecode
+            job.decodeWorkers = decodeWorkers
             job.crop = crop
             job.mean = mean
             job.std = std

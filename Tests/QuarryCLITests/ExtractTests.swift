@@ -78,7 +78,8 @@ final class ExtractTests: XCTestCase {
         XCTAssertEqual(manifest["untrained"] as? Bool, true)
         XCTAssertFalse(FileManager.default.fileExists(atPath: output + ".partial"))
 
-        // Each row equals the model run directly on that image, preprocessed as the zoo says.
+        // Each row equals the model run directly on that image, preprocessed as the zoo says
+        // (JPEGs decoded at the smallest DCT scale that covers the resize, the default).
         let entry = try ModelZoo.entry(named: "plain_cnn")
         var graph = try entry.build()
         graph.materializeParameters(seed: 0)
@@ -87,7 +88,7 @@ final class ExtractTests: XCTestCase {
         let prep = ImagePreprocessing(resize: p.resize, crop: (p.crop, p.crop), mean: p.mean, std: p.std)
         let width = features.count / features.shape[0]
         for (row, path) in good.enumerated() {
-            let x = try prep.apply(to: try decodeImage(at: path))
+            let x = try prep.apply(to: try decodeImage(at: path, minimumShortSide: p.resize))
             let y = try compiled.run(["input": try x.reshaped([1] + x.shape)])[entry.defaultTap]!
             let expected = try entry.defaultPooling.apply(to: y)
             XCTAssertEqual(expected.count, width)
@@ -95,6 +96,67 @@ final class ExtractTests: XCTestCase {
                 XCTAssertEqual(features[flat: row * width + j], expected[flat: j], accuracy: 1e-4 * max(1, abs(expected[flat: j])),
                                "row \(row) (\(path)) element \(j)")
             }
+        }
+    }
+
+    /// A WebDataset shard: rows named SHARD:KEY in stored order, equal to the same images extracted
+    /// as files; a corrupt member and a sample without an image are named and skipped (status 3).
+    func testTarShardRowsEqualTheFilesAndDamageIsNamed() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Tool.samples).sorted()
+        var tar = [UInt8]()
+        func member(_ name: String, _ data: [UInt8]) {
+            var h = [UInt8](repeating: 0, count: 512)
+            for (i, b) in name.utf8.enumerated() { h[i] = b }
+            func octal(_ v: Int, _ at: Int, _ width: Int) {
+                let d = String(v, radix: 8)
+                for (i, b) in (String(repeating: "0", count: width - 1 - d.count) + d).utf8.enumerated() { h[at + i] = b }
+            }
+            octal(0o644, 100, 8); octal(data.count, 124, 12); octal(0, 136, 12)
+            h[156] = UInt8(ascii: "0")
+            for (i, b) in "ustar\u{0}00".utf8.enumerated() { h[257 + i] = b }
+            for i in 148..<156 { h[i] = UInt8(ascii: " ") }
+            octal(h.reduce(0) { $0 + Int($1) }, 148, 7)
+            tar += h + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+        }
+        for (i, name) in names.enumerated() {
+            let ext = (name as NSString).pathExtension
+            member(String(format: "%04d.%@", i, ext), try [UInt8](Data(contentsOf: URL(fileURLWithPath: Tool.samples + "/" + name))))
+            member(String(format: "%04d.cls", i), Array("\(i)".utf8))
+        }
+        member("0100.cls", Array("no image".utf8))
+        member("0101.jpg", Array("not a jpeg at all".utf8))
+        tar += [UInt8](repeating: 0, count: 1024)
+        let shard = dir + "/shard-0000.tar"
+        try Data(tar).write(to: URL(fileURLWithPath: shard))
+
+        let r = try Tool.run(["extract", "plain_cnn", "--input", dir + "/shard-{0000..0000}.tar", "--output", dir + "/t.npy", "--batch", "4", "--quiet"])
+        XCTAssertEqual(r.status, 3, r.stderr)
+        XCTAssertTrue(r.stderr.contains(shard + ":0100") && r.stderr.contains("no image member"), r.stderr)
+        XCTAssertTrue(r.stderr.contains(shard + ":0101") && r.stderr.contains("0101.jpg"), r.stderr)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/t.manifest.json"))) as! [String: Any]
+        XCTAssertEqual(manifest["rows"] as? [String], names.indices.map { shard + String(format: ":%04d", $0) })
+        XCTAssertEqual((manifest["failed"] as! [[String: String]]).map { $0["source"]! }, [shard + ":0100", shard + ":0101"])
+
+        let f = try Tool.run(["extract", "plain_cnn", "--input", Tool.samples, "--output", dir + "/f.npy", "--batch", "4", "--quiet"])
+        XCTAssertEqual(f.status, 0, f.stderr)
+        XCTAssertEqual(try NumPy.readTensor(path: dir + "/t.npy").scalars, try NumPy.readTensor(path: dir + "/f.npy").scalars)
+    }
+
+    /// `--layer input` gives the preprocessed images: by default each JPEG decoded at the smallest
+    /// DCT scale covering the resize, with --exact-decode at full size (as the library computes them).
+    func testExactDecodeAndTheDefaultScaledDecode() throws {
+        let jpeg = Tool.samples + "/beach.jpg"
+        var p = ImagePreprocessing.imagenet
+        p.resize = 112  // half of beach.jpg's 240 rows covers it; the crop pads around the rest
+        let full = try decodeImage(at: jpeg)
+        let scaled = try decodeImage(at: jpeg, minimumShortSide: 112)
+        XCTAssertLessThan(scaled.width, full.width, "the sample is large enough to decode scaled")
+        for (flag, image) in [(["--exact-decode"], full), ([], scaled)] {
+            let out = dir + "/in\(flag.count).npy"
+            let r = try Tool.run(["extract", "resnet18", "--input", jpeg, "--output", out, "--layer", "input",
+                                  "--resize", "112", "--quiet"] + flag)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try NumPy.readTensor(path: out).scalars, try p.apply(to: image).scalars, "\(flag)")
         }
     }
 

@@ -91,6 +91,36 @@ final class ImageDecodingTests: XCTestCase {
         }
     }
 
+    /// Lossless WebPs equal Pillow's decode exactly (alpha dropped, as convert("RGB") drops it);
+    /// lossy ones within one level (Pillow bundles a newer libwebp than Debian's).
+    func testWebPsEqualPillow() throws {
+        try assertDecodes8("lossless_35x29.webp", tolerance: 0)
+        try assertDecodes8("rgba_lossless_26x21.webp", tolerance: 0)
+        try assertDecodes8("lossy_48x40.webp", tolerance: 1)
+    }
+
+    /// A JPEG decoded at 1/2 scale equals Pillow's draft mode (the same libjpeg DCT scaling), and
+    /// keeps the size the file declares for the preprocessing geometry.
+    func testScaledJPEGEqualsPillowDraft() throws {
+        let path = imageFixture("photo_301x263.jpg")
+        let half = try decodeImage(at: path, minimumShortSide: 100)
+        XCTAssertEqual([half.width, half.height, half.sourceWidth, half.sourceHeight], [151, 132, 301, 263])
+        let expected = try ImageFixtureArray(imageFixture("photo_301x263.jpg.half.rgb.npy"))
+        XCTAssertEqual(expected.shape, [132, 151, 3])
+        guard case .uint8(let pixels) = half.pixels else { return XCTFail("expected 8-bit pixels") }
+        XCTAssertEqual(pixels.map(Double.init), expected.values)
+        // The scale is the smallest whose shorter side covers the target; none covers 264.
+        let scales: [(Int, [Int])] = [(0, [301, 263]), (33, [38, 33]), (34, [76, 66]), (66, [76, 66]),
+                                      (67, [151, 132]), (132, [151, 132]), (133, [301, 263]), (264, [301, 263])]
+        for (target, size) in scales {
+            let image = try decodeImage(at: path, minimumShortSide: target)
+            XCTAssertEqual([image.width, image.height], size, "target \(target)")
+        }
+        // PNGs and WebPs are not scaled.
+        let png = try decodeImage(at: imageFixture("rgb_37x53.png"), minimumShortSide: 5)
+        XCTAssertEqual([png.width, png.height, png.sourceWidth], [37, 53, 37])
+    }
+
     func testSixteenBitPNGsScaleToUnitRange() throws {
         for name in ["rgb16_19x17.png", "grey16_21x15.png", "grey_alpha16_interlaced_14x11.png"] {
             let image = try decodeImage(at: imageFixture(name))
@@ -108,9 +138,11 @@ final class ImageDecodingTests: XCTestCase {
             ("truncated.png", "truncated"),
             ("corrupt.png", "invalid PNG"),
             ("bad_crc.png", "CRC error"),
-            ("text.jpg", "not a JPEG or PNG"),
+            ("text.jpg", "not a JPEG, PNG or WebP"),
             ("empty.png", "empty"),
             ("gif_named.png", "GIF images are not supported"),
+            ("truncated.webp", "invalid WebP"),
+            ("corrupt.webp", "invalid WebP"),
             ("no_such_file.png", "no such file"),
         ]
         for (name, reason) in cases {
@@ -131,7 +163,8 @@ final class ImageDecodingTests: XCTestCase {
 
     /// Every prefix of a JPEG and a PNG fails cleanly (no crash, no half-grey image).
     func testEveryTruncationFails() throws {
-        for name in ["rgb_37x53.jpg", "progressive_45x38.jpg", "rgb_37x53.png", "interlaced_29x31.png"] {
+        for name in ["rgb_37x53.jpg", "progressive_45x38.jpg", "rgb_37x53.png", "interlaced_29x31.png",
+                     "lossy_48x40.webp", "lossless_35x29.webp"] {
             let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: imageFixture(name))))
             for cut in stride(from: 0, to: bytes.count - 1, by: max(bytes.count / 97, 1)) {
                 XCTAssertThrowsError(try decodeImage(Array(bytes[0..<cut]), name: "cut\(cut)"), "\(name) cut at \(cut)")

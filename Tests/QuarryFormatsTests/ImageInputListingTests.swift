@@ -16,8 +16,9 @@ final class ImageInputListingTests: XCTestCase {
         }
         let jpeg = try Data(contentsOf: URL(fileURLWithPath: imageFixture("rgb_37x53.jpg")))
         let png = try Data(contentsOf: URL(fileURLWithPath: imageFixture("grey_31x29.png")))
+        let webp = try Data(contentsOf: URL(fileURLWithPath: imageFixture("lossless_35x29.webp")))
         let files: [(String, Data)] = [
-            ("photos/c.PNG", png), ("photos/a.jpg", jpeg), ("photos/b/z.jpeg", jpeg),
+            ("photos/c.PNG", png), ("photos/a.jpg", jpeg), ("photos/b/z.jpeg", jpeg), ("photos/d.webp", webp),
             ("photos/b.jpg", jpeg), ("photos/notes.txt", Data("hello".utf8)),
             ("photos/broken.jpg", Data("not an image".utf8)), ("photos/._a.jpg", Data([0, 5, 22])),
             ("photos/.hidden/x.jpg", jpeg), ("lists/image_without_extension", png),
@@ -45,7 +46,7 @@ final class ImageInputListingTests: XCTestCase {
         // Names are sorted at each level, so the folder "b" (a prefix of "b.jpg") comes first.
         XCTAssertEqual(items, [
             .image(root + "/photos/a.jpg"), .image(root + "/photos/b/z.jpeg"), .image(root + "/photos/b.jpg"),
-            .image(root + "/photos/broken.jpg"), .image(root + "/photos/c.PNG"),
+            .image(root + "/photos/broken.jpg"), .image(root + "/photos/c.PNG"), .image(root + "/photos/d.webp"),
         ])
     }
 

@@ -117,6 +117,29 @@ final class ImagePreprocessingTests: XCTestCase {
         XCTAssertThrowsError(try p.apply(to: image))
     }
 
+    /// A JPEG decoded at a reduced scale lands on the same output grid as the full decode (the
+    /// geometry comes from the declared size) and its values stay close to the full decode's.
+    func testScaledDecodeLandsOnTheSameGrid() throws {
+        let path = imageFixture("photo_301x263.jpg")
+        var p = ImagePreprocessing.imagenet
+        p.resize = 100
+        p.crop = (96, 96)
+        let full = try p.apply(to: try decodeImage(at: path))
+        let half = try p.apply(to: try decodeImage(at: path, minimumShortSide: 100))
+        XCTAssertEqual(full.shape, [3, 96, 96])
+        XCTAssertEqual(half.shape, full.shape)
+        var dot = 0.0, nf = 0.0, nh = 0.0, worst = 0.0
+        for i in 0..<full.count {
+            let a = Double(full[flat: i]), b = Double(half[flat: i])
+            dot += a * b; nf += a * a; nh += b * b
+            worst = max(worst, abs(a - b))
+        }
+        let cosine = dot / (nf * nh).squareRoot()
+        XCTAssertGreaterThan(cosine, 0.99, "scaled and full decodes differ too much")
+        XCTAssertLessThan(cosine, 1.0, "the scaled decode was not used")
+        XCTAssertLessThan(worst, 1.5)  // about 0.34 of the [0, 1] range after normalisation
+    }
+
     /// Against a plain float64 reimplementation of Pillow's fixed-point bilinear resize, on random
     /// images and sizes (up and down, one axis or both), so cases the fixtures miss are covered.
     func testRandomSizesAgainstPlainReference() throws {

@@ -155,6 +155,27 @@ final class ExtractionLibraryTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/feats.npy.partial"))
     }
 
+    /// Batches decoded into host-mapped OpenCL buffers give the rows ordinary memory gives.
+    func testHostMappedBatchesOnOpenCLGiveTheSameRows() throws {
+        guard !OpenCLRuntime.devices().isEmpty else { throw XCTSkip("no OpenCL device") }
+        let dir = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let samples = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../samples/images").standardized.path
+        var rows: [Tensor] = []
+        for mapped in [true, false] {
+            var job = Extraction(model: "plain_cnn", input: [samples], output: dir + "/f\(mapped).npy")
+            job.batch = 4
+            job.device = "opencl:0"
+            job.hostMappedInput = mapped
+            job.quiet = true
+            XCTAssertEqual(try job.run(), .success)
+            rows.append(try NumPy.readTensor(path: dir + "/f\(mapped).npy"))
+        }
+        XCTAssertEqual(rows[0].shape[0], 6)
+        XCTAssertEqual(rows[0].scalars, rows[1].scalars)
+    }
+
     func testBadInputIsAnErrorAndWritesNothing() throws {
         let dir = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: dir) }

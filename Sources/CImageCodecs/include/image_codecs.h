@@ -1,5 +1,5 @@
-// Image decoding through libjpeg-turbo and libpng. C, because both libraries report errors by
-// longjmp, which Swift cannot catch.
+// Image decoding through libjpeg-turbo, libpng and libwebp. C, because libjpeg and libpng report
+// errors by longjmp, which Swift cannot catch.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -8,7 +8,7 @@
 extern "C" {
 #endif
 
-/// Formats recognised by their leading bytes. Only JPEG and PNG decode; the others are named so
+/// Formats recognised by their leading bytes. JPEG, PNG and WebP decode; the others are named so
 /// that an error can say what a file is instead of "unrecognised".
 typedef enum {
     QIC_FORMAT_UNKNOWN = 0,
@@ -24,7 +24,9 @@ typedef enum {
 /// A decoded image. `pixels` holds `height` rows of `width * channels` samples, interleaved, rows
 /// contiguous. `channels` is 1 (grey), 2 (grey, alpha), 3 (RGB) or 4 (RGBA); `bit_depth` is 8
 /// (uint8 samples) or 16 (uint16 samples in host byte order). Palette and sub-byte images come out
-/// expanded to 8 bits; CMYK JPEGs come out as RGB. Free with qic_image_free.
+/// expanded to 8 bits; CMYK JPEGs come out as RGB; WebPs come out as RGB with any alpha dropped.
+/// `source_width` x `source_height` is the size the file declares: larger than `width` x `height`
+/// when a JPEG was decoded at a reduced scale. Free with qic_image_free.
 typedef struct {
     int width;
     int height;
@@ -32,6 +34,8 @@ typedef struct {
     int bit_depth;
     void *pixels;
     qic_format format;
+    int source_width;
+    int source_height;
 } qic_image;
 
 /// Room for an error message, including the terminating NUL.
@@ -43,12 +47,19 @@ qic_format qic_detect_format(const uint8_t *data, size_t size);
 /// A short name for a format ("JPEG", "PNG", ...).
 const char *qic_format_name(qic_format format);
 
-/// Decodes a JPEG or PNG held in memory. Returns 0 and fills `out` on success; returns -1 and writes
+/// Decodes a JPEG, PNG or WebP held in memory. Returns 0 and fills `out` on success; returns -1 and writes
 /// a message to `error` (never NULL-terminated beyond QIC_ERROR_CAPACITY) on any failure, including
 /// truncated or corrupt data, which libjpeg would otherwise only warn about. `max_pixels` bounds
 /// width * height to refuse decompression bombs (0: no bound).
 int qic_decode(const uint8_t *data, size_t size, size_t max_pixels, qic_image *out,
                char error[QIC_ERROR_CAPACITY]);
+
+/// Like qic_decode, but a JPEG is decoded in the DCT domain at the smallest of the scales 1/8, 1/4
+/// and 1/2 (libjpeg-turbo's `scale_num / scale_denom`) whose output still has a shorter side of at
+/// least `min_short_side` pixels, or at full size when none has. `min_short_side` <= 0 means full
+/// size. PNG and WebP always decode at full size.
+int qic_decode_scaled(const uint8_t *data, size_t size, size_t max_pixels, int min_short_side,
+                      qic_image *out, char error[QIC_ERROR_CAPACITY]);
 
 /// Releases the pixels of an image returned by qic_decode; safe on a zeroed image.
 void qic_image_free(qic_image *image);
