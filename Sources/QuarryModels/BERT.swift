@@ -1,3 +1,4 @@
+import Foundation
 import Quarry
 
 // BERT encoders: J. Devlin, M.-W. Chang, K. Lee, K. Toutanova, "BERT: Pre-training of Deep
@@ -119,5 +120,44 @@ public enum BERT {
     static func taps(_ config: BERTConfig) -> [String] {
         ["embeddings"] + (0..<config.layers).map { "encoder.layer.\($0)" } + ["last_hidden_state"]
             + (config.pooler ? ["pooler"] : [])
+    }
+}
+
+extension BERTConfig {
+    /// The architecture's sizes from a Hugging Face config.json (hidden_size, num_hidden_layers,
+    /// num_attention_heads, intermediate_size, vocab_size, max_position_embeddings,
+    /// type_vocab_size, layer_norm_eps), so any BERT-family encoder of those shapes builds. A
+    /// config of another model type, another activation than erf-GELU or relative position
+    /// embeddings is refused, naming `source` and the field.
+    public init(huggingFaceConfig data: Data, source: String) throws {
+        func fail(_ m: String) -> QuarryError { .file(path: source, message: m) }
+        guard let c = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw fail("not a JSON object")
+        }
+        func int(_ key: String) throws -> Int {
+            guard let n = c[key] as? NSNumber, n.doubleValue == n.doubleValue.rounded(), n.intValue > 0 else {
+                throw fail("\(key) is missing or not a positive integer")
+            }
+            return n.intValue
+        }
+        // RoBERTa-style models offset their positions by the padding id, so only "bert" is taken.
+        if let type = c["model_type"] as? String, type != "bert" {
+            throw fail("model_type '\(type)' is not a BERT encoder (model_type 'bert')")
+        }
+        if let act = c["hidden_act"] as? String, act != "gelu" {
+            throw fail("hidden_act '\(act)' is not supported (BERT's erf GELU, 'gelu', is)")
+        }
+        if let pos = c["position_embedding_type"] as? String, pos != "absolute" {
+            throw fail("position_embedding_type '\(pos)' is not supported ('absolute' is)")
+        }
+        self.init(vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"), layers: try int("num_hidden_layers"),
+                  heads: try int("num_attention_heads"), intermediateSize: try int("intermediate_size"),
+                  maxPositions: try int("max_position_embeddings"),
+                  typeVocabSize: (c["type_vocab_size"] as? NSNumber)?.intValue ?? 2,
+                  layerNormEpsilon: (c["layer_norm_eps"] as? NSNumber)?.floatValue ?? 1e-12)
+        sequenceLength = min(sequenceLength, maxPositions)
+        guard hiddenSize % heads == 0 else {
+            throw fail("hidden_size \(hiddenSize) is not divisible by num_attention_heads \(heads)")
+        }
     }
 }

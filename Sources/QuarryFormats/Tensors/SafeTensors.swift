@@ -135,10 +135,20 @@ public final class SafeTensorsFile: @unchecked Sendable {
 }
 
 extension Graph {
+    /// Keys that PyTorch modules save beside their parameters but that hold no learned weight:
+    /// batch norm's `num_batches_tracked`, the `position_ids` / `token_type_ids` index buffers of
+    /// Hugging Face embeddings (saved by transformers before 4.31, so in many sentence-transformers
+    /// checkpoints) and GPT-2's causal-mask buffers `attn.bias` / `attn.masked_bias`. Hugging
+    /// Face's loader ignores them too; a key the graph has as a parameter is never one of these.
+    static func isBuffer(_ key: String) -> Bool {
+        key.hasSuffix("num_batches_tracked") || key.hasSuffix("position_ids") || key.hasSuffix("token_type_ids")
+            || key.hasSuffix(".attn.bias") || key.hasSuffix(".attn.masked_bias")
+    }
+
     /// Fills this graph's parameters from a checkpoint by name. Every missing key, unexpected key
-    /// and shape mismatch is listed in one error; nothing is changed when any is found. Keys that
-    /// hold no weight in inference (PyTorch's `num_batches_tracked`) are ignored, and so are other
-    /// extra keys when `allowUnexpected` is true.
+    /// and shape mismatch is listed in one error; nothing is changed when any is found. Buffers
+    /// that hold no weight (see `isBuffer`) are ignored, and so are other extra keys when
+    /// `allowUnexpected` is true.
     public mutating func loadParameters(from file: SafeTensorsFile, allowUnexpected: Bool = false) throws {
         var missing: [String] = [], mismatched: [String] = []
         for (name, p) in parameters.sorted(by: { $0.key < $1.key }) {
@@ -148,7 +158,7 @@ extension Graph {
             }
         }
         let unexpected = allowUnexpected ? [] : file.names.filter {
-            parameters[$0] == nil && !$0.hasSuffix("num_batches_tracked")
+            parameters[$0] == nil && !Self.isBuffer($0)
         }
         if !missing.isEmpty || !unexpected.isEmpty || !mismatched.isEmpty {
             func list(_ title: String, _ items: [String]) -> String? {
