@@ -18,6 +18,9 @@ public enum FeaturePooling: String, Sendable, CaseIterable, Codable {
     case maskedMean = "mean"
     /// The last token whose mask is 1 (the last position without a mask): [N, S, D] → [N, D].
     case lastToken = "last"
+    /// Per feature, the largest value over the tokens whose mask is 1 (sentence-transformers'
+    /// max pooling): [N, S, D] with mask [N, S] → [N, D].
+    case maskedMax = "max"
 
     /// Pools `features` (batch first) and, with `l2Normalize`, scales each item's vector to unit
     /// length. `attentionMask` [N, S] is used by `maskedMean` and `lastToken`; without it every
@@ -61,15 +64,31 @@ public enum FeaturePooling: String, Sendable, CaseIterable, Codable {
             for i in 0..<n { out.pointer.advanced(by: i * d).update(from: src.advanced(by: i * s * d), count: d) }
             return out
 
-        case .maskedMean, .lastToken:
+        case .maskedMean, .lastToken, .maskedMax:
             guard shape.count == 3 else {
                 throw QuarryError.invalidArgument("\(rawValue) pooling needs [N, S, D], got \(shape)")
             }
             if let m = attentionMask, m.shape != [n, shape[1]] {
                 throw QuarryError.invalidArgument("attention mask shape \(m.shape) does not match features \(shape)")
             }
+            if self == .maskedMax { return try Self.maxPool(features, mask: attentionMask) }
             return try Self.tokenPool(features, mask: attentionMask, last: self == .lastToken)
         }
+    }
+
+    static func maxPool(_ x: Tensor, mask: Tensor?) throws -> Tensor {
+        let (n, s, d) = (x.shape[0], x.shape[1], x.shape[2])
+        let out = Tensor(shape: [n, d], repeating: -.infinity)
+        for i in 0..<n {
+            var any = false
+            for t in 0..<s where mask.map({ $0.pointer[i * s + t] > 0.5 }) ?? true {
+                any = true
+                let row = x.pointer.advanced(by: (i * s + t) * d)
+                for j in 0..<d { out.pointer[i * d + j] = max(out.pointer[i * d + j], row[j]) }
+            }
+            guard any else { throw QuarryError.invalidArgument("item \(i) has no token with mask 1") }
+        }
+        return out
     }
 
     static func tokenPool(_ x: Tensor, mask: Tensor?, last: Bool) throws -> Tensor {

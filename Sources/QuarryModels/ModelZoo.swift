@@ -54,6 +54,8 @@ public struct ModelEntry: Sendable {
     public let defaultTap: String
     public let defaultPooling: FeaturePooling
     let builder: @Sendable (BuildOptions) throws -> Graph
+    /// For text models: the longest sequence the position embeddings cover.
+    public var maxSequenceLength: Int? = nil
 
     /// The first input's shape (the image or the token ids).
     public var inputShape: [Dim] { inputs.first?.shape ?? [] }
@@ -167,10 +169,10 @@ public enum ModelZoo {
                 name: name, family: .bert, reference: ref,
                 inputs: [GraphInput(name: "input_ids", shape: [batchDim, .fixed(cfg.sequenceLength)]),
                          GraphInput(name: "attention_mask", shape: [batchDim, .fixed(cfg.sequenceLength)])],
-                preprocessing: nil, taps: BERT.taps(cfg), defaultTap: "last_hidden_state", defaultPooling: .maskedMean
-            ) { o in
-                var c = cfg; c.sequenceLength = o.sequenceLength ?? c.sequenceLength; return try BERT.build(c)
-            })
+                preprocessing: nil, taps: BERT.taps(cfg), defaultTap: "last_hidden_state", defaultPooling: .maskedMean,
+                builder: { o in
+                    var c = cfg; c.sequenceLength = o.sequenceLength ?? c.sequenceLength; return try BERT.build(c)
+                }, maxSequenceLength: cfg.maxPositions))
         }
 
         var gpts: [(String, GPTConfig, String)] = [
@@ -184,10 +186,10 @@ public enum ModelZoo {
             entries.append(ModelEntry(
                 name: name, family: .gpt, reference: ref,
                 inputs: [GraphInput(name: "input_ids", shape: [batchDim, .fixed(cfg.sequenceLength)])],
-                preprocessing: nil, taps: GPT.taps(cfg), defaultTap: "ln_f", defaultPooling: .lastToken
-            ) { o in
-                var c = cfg; c.sequenceLength = o.sequenceLength ?? c.sequenceLength; return try GPT.build(c)
-            })
+                preprocessing: nil, taps: GPT.taps(cfg), defaultTap: "ln_f", defaultPooling: .lastToken,
+                builder: { o in
+                    var c = cfg; c.sequenceLength = o.sequenceLength ?? c.sequenceLength; return try GPT.build(c)
+                }, maxSequenceLength: cfg.contextLength))
         }
 
         let ae = ConvAutoencoderConfig()

@@ -71,6 +71,13 @@ public struct Extraction {
     public var strict = false
     /// Continue an interrupted run of the same extraction.
     public var resume = false
+    /// Texts (for a model whose input is token ids): the tokenizer file or folder (default: the
+    /// one beside --weights), the longest token sequence (default: sentence-transformers'
+    /// max_seq_length in the checkpoint folder, else the model's positions) and the field of a
+    /// .jsonl line that holds the text.
+    public var tokenizer: String? = nil
+    public var maxLength: Int? = nil
+    public var textField: String = "text"
     /// No progress lines or notes on stderr.
     public var quiet = false
     /// Stop after what is in flight on SIGINT / SIGTERM (a command-line run); off for a library caller.
@@ -103,14 +110,17 @@ public struct Extraction {
             throw RuntimeError(message: "extract feeds models with one data input; \(loaded.name) takes \(graph.inputs.map(\.name)) (use `quarry run`)")
         }
         let maskNames = graph.inputs.map(\.name).filter { loaded.maskInputs.contains($0) }
-        let pooling = pool ?? (layer.isEmpty ? loaded.defaultPooling : .none)
+        let pooling = pool ?? (layer.isEmpty ? loaded.text?.pooling ?? loaded.defaultPooling : .none)
         let preprocessing = try makePreprocessing(defaults: loaded.preprocessing)
-        let items = try listExtractItems(input, preprocessing: preprocessing, exactDecode: exactDecode)
+        // Texts for a text model: tokenized here, run sorted by length, written back in input order.
+        let texts = try loaded.text.flatMap { try textInputs(for: $0) }
+        let items = try texts?.items ?? listExtractItems(input, preprocessing: preprocessing, exactDecode: exactDecode)
         guard !items.isEmpty else { throw RuntimeError(message: "no inputs found in \(input.joined(separator: ", "))") }
 
-        let signature = RunSignature(model: model, weights: weights, layers: layers, pool: pooling.rawValue, l2: l2Normalize,
+        var signature = RunSignature(model: model, weights: weights, layers: layers, pool: pooling.rawValue, l2: l2Normalize,
                                      preprocessing: "\(preprocessing)\(exactDecode ? " exact-decode" : "")",
                                      sources: items.map(\.source))
+        if let texts { signature.tokenizer = texts.tokenizer; signature.maxLength = texts.maxLength; signature.preprocessing = "text" }
         let partial = PartialRun(output: output)
         var progressState = try resume ? partial.resume(signature) : partial.start(signature)
 
@@ -148,16 +158,44 @@ public struct Extraction {
         // Pinned memory is pinned for the whole driver, so the first device's pool serves all.
         let mappedPool: HostMappedPool? = (hostMappedInput ?? !computesOnHost)
             ? (devices.first as? OpenCLDevice).map(HostMappedPool.init(device:)) : nil
-        let pipeline = DecodePipeline(
+        // Texts are tokenized already and skip the pipeline (their rows differ in length).
+        let pipeline = texts != nil ? nil : DecodePipeline(
             items: items, range: progressState.processed..<items.count, batch: batch,
             workers: decodeWorkers ?? cores, depth: decodeDepth, yieldToCompute: computesOnHost && decodeWorkers == nil,
             makeTensor: mappedPool.map { pool in { try pool.tensor(shape: $0) } })
-        defer { pipeline.cancel() }
+        var readUpTo = progressState.processed
+        defer { pipeline?.cancel() }
         /// The next chunk's feed, or nil at the end, on an interrupt or on a --strict failure.
         func readNext() throws -> [String: Tensor]? {
             while true {
                 if interrupt.fired { return nil }
-                guard let decoded = pipeline.next() else { return nil }
+                if let texts {
+                    // Token rows need no decoding: read here, padded to the batch's longest (rounded
+                    // up to a few lengths so that few graphs compile), with the attention mask.
+                    guard readUpTo < items.count else { return nil }
+                    let range = readUpTo..<min(items.count, readUpTo + batch)
+                    readUpTo = range.upperBound
+                    var rows: [Tensor] = [], good: [Int] = [], failed: [FailedInput] = []
+                    for i in range {
+                        do { rows.append(try items[i].load()); good.append(i) } catch {
+                            failed.append(FailedInput(source: items[i].source, error: "\(error)"))
+                        }
+                    }
+                    for f in failed {
+                        printError("cannot read \(f.source): \(f.error)")
+                        if strict { throw RuntimeError(message: "stopped at the first unreadable input (--strict): \(f.source)") }
+                    }
+                    var chunk = ReadChunk(range: range, sources: good.map { items[$0].source }, failed: failed,
+                                          mask: nil, hasBatch: !rows.isEmpty)
+                    guard !rows.isEmpty else { queue.append(chunk); continue }
+                    let (ids, mask) = texts.pad(rows)
+                    var feed = [inputName: ids]
+                    for name in maskNames { feed[name] = mask }
+                    chunk.mask = mask
+                    queue.append(chunk)
+                    return feed
+                }
+                guard let decoded = pipeline?.next() else { return nil }
                 let failed = decoded.failed.map { FailedInput(source: items[$0.index].source, error: "\($0.error)") }
                 for f in failed {
                     printError("cannot read \(f.source): \(f.error)")
@@ -207,7 +245,7 @@ public struct Extraction {
         } catch SchedulerError.cancelled {
             // Interrupted: what was written stays, for --resume.
         }
-        pipeline.cancel()
+        pipeline?.cancel()
         if let stopError { throw stopError }
         let start = written
         if interrupt.fired || start < items.count {
@@ -215,7 +253,8 @@ public struct Extraction {
             throw RuntimeError(message: "interrupted after \(start) of \(items.count) inputs; run the same command with --resume to continue", status: .interrupted)
         }
         progress.finish()
-        try partial.finish(layers: layers, modelName: loaded.name, untrained: graph.untrained, state: progressState)
+        try partial.finish(layers: layers, modelName: loaded.name, untrained: graph.untrained, state: progressState,
+                           inputOrder: texts?.inputOrder)
         if !progressState.failed.isEmpty {
             printError("\(progressState.failed.count) of \(items.count) inputs could not be read (listed in \(PartialRun.manifestPath(output)))")
             return .partial

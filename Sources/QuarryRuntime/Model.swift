@@ -25,17 +25,51 @@ public struct LoadedModel {
     public var defaultPooling: FeaturePooling = .none
     /// Image preprocessing the model's reference uses.
     public var preprocessing: ImagePreprocessing = .imagenet
+    /// For a zoo text model (BERT, GPT): what reading texts needs (see TextModel).
+    public var text: TextModel? = nil
 
     /// Compiles the model for `outputs` on `device`. ONNX models compile once per distinct input
-    /// shapes (their import depends on them), zoo models once.
+    /// shapes (their import depends on them), zoo text models once per sequence length they are
+    /// given (their graphs fix it), other zoo models once.
     public func compile(on device: Device, outputs: [String]) throws -> CompiledGraph {
         if let onnx {
             return try ShapeSpecializedGraph(device: device, outputs: outputs, example: graph) { shapes in
                 try onnx.graph(inputShapes: shapes)
             }
         }
+        if let text, let idsName = graph.inputs.first?.name {
+            // Every length's graph shares this graph's parameter tensors (no shape depends on S).
+            let parameters = graph.parameters, untrained = graph.untrained
+            return try ShapeSpecializedGraph(device: device, outputs: outputs, example: graph) { shapes in
+                guard let length = shapes[idsName]?.last else {
+                    throw RuntimeError(message: "\(self.name) takes \(idsName) [N, S]")
+                }
+                var g = try text.build(length)
+                for name in g.parameters.keys { g.parameters[name]!.value = parameters[name]?.value }
+                g.untrained = untrained
+                return g
+            }
+        }
         return try device.compile(graph, outputs: outputs)
     }
+}
+
+/// What a zoo text model needs to read texts: its graph at any sequence length, the longest it
+/// takes, and what its checkpoint folder says (tokenizer files, sentence-transformers' settings).
+public struct TextModel {
+    /// The graph at sequence length S, parameters unset.
+    public var build: (Int) throws -> Graph
+    /// Position embeddings: the longest sequence the model takes.
+    public var maxPositions: Int
+    /// Rows of the token embedding table: ids must be below it.
+    public var vocabularySize: Int
+    /// Where the tokenizer files are looked for when none is named: the checkpoint folder, or the
+    /// folder of a --weights file.
+    public var tokenizerFolder: String?
+    /// sentence-transformers' max_seq_length (sentence_bert_config.json), when the folder has it.
+    public var maxLength: Int?
+    /// sentence-transformers' pooling (1_Pooling/config.json), when the folder has it.
+    public var pooling: FeaturePooling?
 }
 
 public func loadModel(_ spec: String, weights: String?) throws -> LoadedModel {
@@ -47,12 +81,31 @@ public func loadModel(_ spec: String, weights: String?) throws -> LoadedModel {
     do { entry = try ModelZoo.entry(named: spec.lowercased()) } catch {
         throw RuntimeError(message: "unknown model '\(spec)': not a file, and not in the zoo (see `quarry models`)")
     }
-    var graph = try entry.build()
-    if let weights {
-        let file = try SafeTensorsFile(path: weights)
-        try graph.loadParameters(from: file)
+    var graph: Graph
+    var text: TextModel? = nil
+    var isFolder: ObjCBool = false
+    if let weights, FileManager.default.fileExists(atPath: weights, isDirectory: &isFolder), isFolder.boolValue {
+        // A checkpoint folder as Hugging Face lays it out: the sizes come from its config.json.
+        let checkpoint = try CheckpointFolder(weights, family: entry.family)
+        graph = try checkpoint.build(checkpoint.sequenceLength)
+        try graph.loadParameters(from: checkpoint.weights)
+        text = TextModel(build: checkpoint.build, maxPositions: checkpoint.maxPositions, vocabularySize: checkpoint.vocabularySize,
+                         tokenizerFolder: weights, maxLength: checkpoint.maxLength, pooling: checkpoint.pooling)
+    } else {
+        graph = try entry.build()
+        if let weights {
+            let file = try SafeTensorsFile(path: weights)
+            try graph.loadParameters(from: file)
+        }
+        if entry.family == .bert || entry.family == .gpt {
+            let bound = idBound(graph)
+            text = TextModel(build: { try entry.build(BuildOptions(sequenceLength: $0)) },
+                             maxPositions: entry.maxSequenceLength ?? 512, vocabularySize: bound,
+                             tokenizerFolder: weights.map { ($0 as NSString).deletingLastPathComponent })
+        }
     }
     var model = LoadedModel(name: entry.name, graph: graph, featureLayers: [entry.defaultTap], defaultPooling: entry.defaultPooling)
+    model.text = text
     if let p = entry.preprocessing {
         model.preprocessing = ImagePreprocessing(resize: p.resize, crop: (p.crop, p.crop), mean: p.mean, std: p.std)
     }

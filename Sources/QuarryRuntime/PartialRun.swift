@@ -16,6 +16,9 @@ struct RunSignature: Codable, Equatable {
     var l2: Bool
     var preprocessing: String
     var sources: [String]
+    /// Texts only: the tokenizer file or folder and the length texts are cut to.
+    var tokenizer: String? = nil
+    var maxLength: Int? = nil
 }
 
 struct FailedInput: Codable {
@@ -92,7 +95,9 @@ struct PartialRun {
     }
 
     /// Joins the chunks into the output and writes the manifest; removes the partial folder.
-    func finish(layers: [String], modelName: String, untrained: Bool, state: RunProgress) throws {
+    /// With `inputOrder` (each source's place in the input), rows are put back in that order:
+    /// texts run sorted by length, so their chunks hold rows in another order.
+    func finish(layers: [String], modelName: String, untrained: Bool, state: RunProgress, inputOrder: [String: Int]? = nil) throws {
         var parts: [String: [Tensor]] = [:]
         var sources: [String] = []
         for i in 0..<state.chunks {
@@ -107,6 +112,13 @@ struct PartialRun {
         var joined: [String: Tensor] = [:]
         for name in layers {
             joined[name] = try parts[name].map { try Tensor.stacking(rowsOf: $0) } ?? Tensor(shape: [0])
+        }
+        if let inputOrder {
+            let rows = sources.indices.sorted { (inputOrder[sources[$0]] ?? $0) < (inputOrder[sources[$1]] ?? $1) }
+            sources = rows.map { sources[$0] }
+            for (name, t) in joined where t.rank >= 1 && t.shape[0] == rows.count {
+                joined[name] = try Tensor.stacking(rowsOf: rows.map { t.rows($0..<($0 + 1)) })
+            }
         }
         if (output as NSString).pathExtension.lowercased() == "npy" {
             try NumPy.write(joined[layers[0]]!, to: output)

@@ -14,12 +14,15 @@ import QuarryRuntime
 struct ExtractCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "extract",
-        abstract: "Extract features of images or arrays with a zoo model or an ONNX file.",
+        abstract: "Extract features of images, arrays or texts with a zoo model or an ONNX file.",
         discussion: """
             Inputs are image files (JPEG, PNG, WebP), folders of them (sorted by file name), .npy
             arrays (one item per row), WebDataset-style tar shards (one item per sample, named
             SHARD:KEY; a pattern such as 'shard-{0000..0099}.tar' is expanded) and text files
-            listing paths. Output is .npy (one layer: rows =
+            listing paths. For a text model (bert_base, minilm_l6_h384, gpt2, ...) a .txt file
+            holds one text a line and a .jsonl file one object a line (--text-field); texts are
+            tokenized with --tokenizer or the tokenizer beside --weights, which may be a Hugging
+            Face checkpoint folder. Output is .npy (one layer: rows =
             inputs that could be read) or .safetensors (one tensor per --layer). Beside it,
             OUTPUT.manifest.json maps each row to its source and names the inputs that failed.
             Exit status: 0 all inputs extracted; 3 some inputs could not be read (named on stderr
@@ -27,12 +30,14 @@ struct ExtractCommand: ParsableCommand {
             arguments, model or output); 130 interrupted (continue with --resume).
             Example:
               quarry extract resnet50 --input photos/ --output feats.npy --layer avgpool --batch 16
+              quarry extract minilm_l6_h384 --weights all-MiniLM-L6-v2/ --input sentences.txt \\
+                --pool mean --l2-normalize --output emb.npy
             """)
 
     @Argument(help: "A zoo model name (see `quarry models`) or an .onnx file.")
     var model: String
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Image files, folders, .npy arrays or text files of paths.")
+    @Option(name: .long, parsing: .upToNextOption, help: "Image files, folders, .npy arrays or text files of paths; for a text model, .txt (a text a line) or .jsonl files.")
     var input: [String]
 
     @Option(name: .long, help: "Output file: .npy or .safetensors.")
@@ -46,8 +51,17 @@ struct ExtractCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
 
-    @Option(name: .long, help: "Weights for a zoo model (.safetensors).")
+    @Option(name: .long, help: "Weights for a zoo model: .safetensors, or (BERT family) a Hugging Face checkpoint folder with config.json and model.safetensors.")
     var weights: String?
+
+    @Option(name: .long, help: "Tokenizer for texts: tokenizer.json, vocab.txt or vocab.json (+ merges.txt beside it), or their folder (default: beside --weights).")
+    var tokenizer: String?
+
+    @Option(name: .long, help: "Cut texts to this many tokens, special tokens included (default: the checkpoint's sentence-transformers max_seq_length, else the model's positions).")
+    var maxLength: Int?
+
+    @Option(name: .long, help: "The field of each .jsonl line that holds the text.")
+    var textField: String = "text"
 
     @Option(name: .long, help: "Resize the shorter image side to this (0: no resize).")
     var resize: Int?
@@ -67,7 +81,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(name: .long, help: "Per-channel standard deviation, comma separated.")
     var std: String?
 
-    @Option(name: .long, help: "Pool each feature: none, global_average, cls, mean, last (default: the model's own for its feature layer, else none).")
+    @Option(name: .long, help: "Pool each feature: none, global_average, cls, mean, last, max (mean and max over the attention mask; default: the checkpoint's sentence-transformers pooling, else the model's own for its feature layer, else none).")
     var pool: String?
 
     @Flag(name: .long, help: "L2-normalise each feature row.")
@@ -86,6 +100,7 @@ struct ExtractCommand: ParsableCommand {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if let decodeWorkers, decodeWorkers < 1 { throw ValidationError("--decode-workers must be at least 1") }
         guard !input.isEmpty else { throw ValidationError("give at least one --input") }
+        if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be at least 1") }
         let ext = (output as NSString).pathExtension.lowercased()
         guard ext == "npy" || ext == "safetensors" else { throw ValidationError("--output must end in .npy or .safetensors") }
         if let pool, FeaturePooling(rawValue: pool) == nil {
@@ -103,6 +118,9 @@ struct ExtractCommand: ParsableCommand {
             job.microBatch = deviceOptions.microBatch
             job.precision = deviceOptions.precision
             job.weights = weights
+            job.tokenizer = tokenizer
+            job.maxLength = maxLength
+            job.textField = textField
             job.resize = resize
             job.exactDecode = exactDecode
             job.decodeWorkers = decodeWorkers

@@ -99,6 +99,12 @@ final class ExtractionTests: XCTestCase {
             XCTAssertEqual(Double(last.scalars[4 + d]), at(1, 1, d), "last token with mask 1")
         }
 
+        let maxed = try FeaturePooling.maskedMax.apply(to: x, attentionMask: mask)
+        for d in 0..<4 {
+            XCTAssertEqual(Double(maxed.scalars[d]), max(at(0, 0, d), at(0, 1, d), at(0, 2, d)))
+            XCTAssertEqual(Double(maxed.scalars[4 + d]), max(at(1, 0, d), at(1, 1, d)), "max over the tokens with mask 1")
+        }
+
         let img = Tensor.random(shape: [2, 3, 5, 7], in: -1...1, using: &rng)
         let gap = try FeaturePooling.globalAverage.apply(to: img)
         XCTAssertEqual(gap.shape, [2, 3])
@@ -111,6 +117,7 @@ final class ExtractionTests: XCTestCase {
         XCTAssertThrowsError(try FeaturePooling.clsToken.apply(to: img))
         XCTAssertThrowsError(try FeaturePooling.maskedMean.apply(to: x, attentionMask: Tensor(shape: [2, 4], repeating: 1)))
         XCTAssertThrowsError(try FeaturePooling.lastToken.apply(to: x, attentionMask: Tensor(shape: [2, 3], repeating: 0)))
+        XCTAssertThrowsError(try FeaturePooling.maskedMax.apply(to: x, attentionMask: Tensor(shape: [2, 3], repeating: 0)))
     }
 
     func testL2Normalisation() throws {
