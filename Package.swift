@@ -66,8 +66,8 @@ let package = Package(
         .testTarget(name: "QuarryOpenCLTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryTestSupport"]),
         .testTarget(name: "QuarryModelsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryModels", "QuarryOpenCL"]),
         // Runs the built `quarry` tool as a user would (exit statuses, files written, resume).
-        .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats"]),
-        .testTarget(name: "QuarryRuntimeTests", dependencies: ["QuarryRuntime", "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats"]),
+        .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats", "QuarryTestSupport"]),
+        .testTarget(name: "QuarryRuntimeTests", dependencies: ["QuarryRuntime", "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryTestSupport"]),
         .testTarget(name: "QuarryConformanceTests", dependencies: ["QuarryConformance", "Quarry", "QuarryCPU", "QuarryOpenCL"]),
         .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
     ],
