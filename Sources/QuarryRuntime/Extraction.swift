@@ -93,6 +93,9 @@ public struct Extraction {
     /// named on stderr and in the manifest). Throws a RuntimeError for bad arguments and on interrupt.
     public func run() throws -> ExitStatus {
         let loaded = try loadModel(model, weights: weights)
+        // Texts for a text model: tokenized first (a missing tokenizer is named before any weight
+        // is drawn), run sorted by length, written back in input order.
+        let texts = try loaded.text.flatMap { try textInputs(for: $0) }
         var graph = loaded.graph
         if graph.parameters.values.contains(where: { $0.value == nil }) {
             graph.materializeParameters(seed: 0)
@@ -112,8 +115,6 @@ public struct Extraction {
         let maskNames = graph.inputs.map(\.name).filter { loaded.maskInputs.contains($0) }
         let pooling = pool ?? (layer.isEmpty ? loaded.text?.pooling ?? loaded.defaultPooling : .none)
         let preprocessing = try makePreprocessing(defaults: loaded.preprocessing)
-        // Texts for a text model: tokenized here, run sorted by length, written back in input order.
-        let texts = try loaded.text.flatMap { try textInputs(for: $0) }
         let items = try texts?.items ?? listExtractItems(input, preprocessing: preprocessing, exactDecode: exactDecode)
         guard !items.isEmpty else { throw RuntimeError(message: "no inputs found in \(input.joined(separator: ", "))") }
 
