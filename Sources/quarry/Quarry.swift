@@ -12,7 +12,8 @@ struct QuarryTool: ParsableCommand {
         commandName: "quarry",
         abstract: "Fast deep-learning feature extraction on CPUs and OpenCL devices.",
         version: quarryVersion,
-        subcommands: [ExtractCommand.self, RunCommand.self, BenchCommand.self, DevicesCommand.self, ModelsCommand.self, TuneCommand.self, TestOpsCommand.self]
+        subcommands: [ExtractCommand.self, RunCommand.self, BenchCommand.self, DevicesCommand.self, ModelsCommand.self, TuneCommand.self,
+                      TestOpsCommand.self, TokenizeCommand.self]
     )
 
     static func main() {
