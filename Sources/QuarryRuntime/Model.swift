@@ -101,7 +101,10 @@ public func loadModel(_ spec: String, weights: String?) throws -> LoadedModel {
             let bound = idBound(graph)
             text = TextModel(build: { try entry.build(BuildOptions(sequenceLength: $0)) },
                              maxPositions: entry.maxSequenceLength ?? 512, vocabularySize: bound,
-                             tokenizerFolder: weights.map { ($0 as NSString).deletingLastPathComponent })
+                             tokenizerFolder: weights.map { w in
+                                 let folder = (w as NSString).deletingLastPathComponent
+                                 return folder.isEmpty ? "." : folder
+                             })
         }
     }
     var model = LoadedModel(name: entry.name, graph: graph, featureLayers: [entry.defaultTap], defaultPooling: entry.defaultPooling)
