@@ -77,6 +77,9 @@ extension Extraction {
         let items = order.map { i in
             let row = ids[i]
             return ExtractItem(source: texts[i].source) {
+                // An empty text under a tokenizer that adds no special tokens (GPT-2's) has nothing
+                // to run: a failed row, named in the manifest, like an unreadable image.
+                guard !row.isEmpty else { throw RuntimeError(message: "the text has no tokens") }
                 let t = Tensor(uninitializedShape: [row.count])
                 for (j, id) in row.enumerated() { t.pointer[j] = Float(id) }
                 return t
