@@ -40,10 +40,7 @@ public struct LoadedModel {
         if let text, let idsName = graph.inputs.first?.name {
             // Every length's graph shares this graph's parameter tensors (no shape depends on S).
             let parameters = graph.parameters, untrained = graph.untrained
-            return try ShapeSpecializedGraph(device: device, outputs: outputs, example: graph) { shapes in
-                guard let length = shapes[idsName]?.last else {
-                    throw RuntimeError(message: "\(self.name) takes \(idsName) [N, S]")
-                }
+            return try SequenceLengthGraph(device: device, outputs: outputs, example: graph, idsName: idsName) { length in
                 var g = try text.build(length)
                 for name in g.parameters.keys { g.parameters[name]!.value = parameters[name]?.value }
                 g.untrained = untrained

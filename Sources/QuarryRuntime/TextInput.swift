@@ -119,3 +119,57 @@ extension Extraction {
         return texts
     }
 }
+
+/// A zoo text model behind one CompiledGraph: its graph fixes the sequence length S, so each S a
+/// run brings compiles its own graph (kept; texts are padded to a few lengths, see TextInputs.pad).
+/// The graph the model was opened with serves its own S, so a run at the default length compiles
+/// once, as before. Any batch size runs on each (only S is fixed).
+final class SequenceLengthGraph: AsynchronousCompiledGraph, @unchecked Sendable {
+    // @unchecked: `compiled` and `latest` are only touched under `lock`; the rest is immutable.
+    let device: Device
+    let outputs: [String]
+    private let idsName: String
+    private let make: (Int) throws -> Graph
+    private var compiled: [Int: CompiledGraph] = [:]
+    private var latest: CompiledGraph
+    private let lock = NSLock()
+
+    init(device: Device, outputs: [String], example: Graph, idsName: String, make: @escaping (Int) throws -> Graph) throws {
+        self.device = device
+        self.outputs = outputs
+        self.idsName = idsName
+        self.make = make
+        latest = try device.compile(example, outputs: outputs)
+        if let input = example.inputs.first(where: { $0.name == idsName }), case .fixed(let s)? = input.shape.last {
+            compiled[s] = latest
+        }
+    }
+
+    var graph: Graph { lock.lock(); defer { lock.unlock() }; return latest.graph }
+
+    private func specialised(_ shapes: [String: [Int]]) throws -> CompiledGraph {
+        guard let length = shapes[idsName]?.last else {
+            throw RuntimeError(message: "the model takes \(idsName) [N, S]; got inputs \(shapes)")
+        }
+        lock.lock(); defer { lock.unlock() }
+        if let c = compiled[length] { latest = c; return c }
+        let c = try device.compile(try make(length), outputs: outputs)
+        compiled[length] = c
+        latest = c
+        return c
+    }
+
+    func run(_ inputs: [String: Tensor], profiler: Profiler?) throws -> [String: Tensor] {
+        try specialised(inputs.mapValues(\.shape)).run(inputs, profiler: profiler)
+    }
+
+    func submit(_ inputs: [String: Tensor]) throws -> PendingRun {
+        let graph = try specialised(inputs.mapValues(\.shape))
+        if let overlapping = graph as? AsynchronousCompiledGraph { return try overlapping.submit(inputs) }
+        return CompletedRun(outputs: try graph.run(inputs))
+    }
+
+    func peakActivationBytes(inputShapes: [String: [Int]]) throws -> Int {
+        try specialised(inputShapes).peakActivationBytes(inputShapes: inputShapes)
+    }
+}
