@@ -53,6 +53,25 @@ final class TextExtractTests: XCTestCase {
         XCTAssertEqual(manifest["untrained"] as? Bool, false)
     }
 
+    func testTokenizePrintsTheIdsOfTokenizers() throws {
+        // The fixture's texts without line breaks of their own, against the ids `tokenizers` gave.
+        let cases = URL(fileURLWithPath: checkpoint).deletingLastPathComponent().appendingPathComponent("cases.json")
+        let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: cases)) as? [String: Any])
+        let texts = try XCTUnwrap(root["texts"] as? [String]), ids = try XCTUnwrap(root["bpe_max16"] as? [[Int]])
+        let keep = texts.indices.filter { !texts[$0].contains(where: { $0.isNewline }) }
+        XCTAssertGreaterThan(keep.count, 80)
+        let input = dir + "/lines.txt"
+        try (keep.map { texts[$0] }.joined(separator: "\n") + "\n").write(toFile: input, atomically: true, encoding: .utf8)
+        let bpe = URL(fileURLWithPath: checkpoint).deletingLastPathComponent().appendingPathComponent("bpe").path
+        let r = try Tool.run(["tokenize", "--tokenizer", bpe, "--input", input, "--max-length", "16"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try r.stdout.split(separator: "\n").map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [Int]) }
+        XCTAssertEqual(got, keep.map { ids[$0] })
+        let bad = try Tool.run(["tokenize", "--tokenizer", dir + "/none.json", "--input", input])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("none.json"), bad.stderr)
+    }
+
     func testTextErrorsNameTheirCauseAndWriteNothing() throws {
         let input = dir + "/s.txt"
         try "one\ntwo\n".write(toFile: input, atomically: true, encoding: .utf8)
