@@ -62,13 +62,15 @@ extension Extraction {
         guard limit >= 1, limit <= text.maxPositions else {
             throw RuntimeError(message: "--max-length \(limit) must be within 1…\(text.maxPositions) (the model's positions)")
         }
-        var texts: [(source: String, text: String)] = []
-        for path in input { texts += try readTexts(path) }
+        var read: [(source: String, text: String)] = []
+        for path in input { read += try readTexts(path) }
+        let texts = read
 
         var ids = [[Int32]](repeating: [], count: texts.count)
         let chunk = 256
         ids.withUnsafeMutableBufferPointer { out in
-            let out = out
+            // Each task writes only its own chunk of rows, and the buffer outlives the loop.
+            nonisolated(unsafe) let out = out
             DispatchQueue.concurrentPerform(iterations: (texts.count + chunk - 1) / chunk) { c in
                 for i in (c * chunk)..<min(texts.count, (c + 1) * chunk) { out[i] = tok.encode(texts[i].text, maxLength: limit) }
             }
