@@ -169,6 +169,9 @@ public func referenceOutputs(_ op: Op, _ operands: [Tensor?]) throws -> [Referen
         let xs = s[0]!, x = d[0]!
         let n = xs.suffix(nd).reduce(1, *)
         let (g, b) = (opt(d, 1), opt(d, 2))
+        // The scale carries |x| + |mean| (times rstd), not |x - mean|: the subtraction cancels
+        // where a row's values are close, and float32 keeps the inputs' absolute error there
+        // (a row of two near-equal values normalises to ±1 from a difference of a few ulp).
         var v = x, sc = x
         for r in 0..<(x.count / max(n, 1)) {
             let row = x[(r * n)..<((r + 1) * n)]
@@ -179,7 +182,7 @@ public func referenceOutputs(_ op: Op, _ operands: [Tensor?]) throws -> [Referen
                 let xh = (x[r * n + j] - mean) * rstd
                 let gj = g?[j] ?? 1, bj = b?[j] ?? 0
                 v[r * n + j] = xh * gj + bj
-                sc[r * n + j] = (Swift.abs(xh) + 1) * Swift.abs(gj) + Swift.abs(bj)
+                sc[r * n + j] = ((Swift.abs(x[r * n + j]) + Swift.abs(mean)) * rstd + 1) * Swift.abs(gj) + Swift.abs(bj)
             }
         }
         return [ReferenceOutput(shape: xs, values: v, scale: sc)]
@@ -199,7 +202,7 @@ public func referenceOutputs(_ op: Op, _ operands: [Tensor?]) throws -> [Referen
                 let xh = (x[p * n + j] - mean) * rstd
                 let gj = g?[ch] ?? 1, bj = b?[ch] ?? 0
                 v[p * n + j] = xh * gj + bj
-                sc[p * n + j] = (Swift.abs(xh) + 1) * Swift.abs(gj) + Swift.abs(bj)
+                sc[p * n + j] = ((Swift.abs(x[p * n + j]) + Swift.abs(mean)) * rstd + 1) * Swift.abs(gj) + Swift.abs(bj)
             }
         }
         return [ReferenceOutput(shape: xs, values: v, scale: sc)]
