@@ -30,6 +30,14 @@ public final class TensorStorage: @unchecked Sendable {
         self.release = release
     }
 
+    /// Storage over a caller's memory (a NumPy array passed through the C ABI), so a run reads its
+    /// inputs where they are instead of copying them. The caller keeps `count` floats alive and
+    /// unchanged for the storage's lifetime; it is not freed or cached here, and it need not be
+    /// 64-byte aligned (kernels load graph inputs unaligned: batch lanes read them at row offsets).
+    public convenience init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int) {
+        self.init(external: pointer, count: count, release: {})
+    }
+
     deinit {
         if let release { return release() }
         let raw = UnsafeMutableRawPointer(pointer)
@@ -116,7 +124,9 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
         return Tensor(shape: newShape, storage: storage)
     }
 
-    init(shape: [Int], storage: TensorStorage) {
+    /// A tensor over `storage` (which must hold at least the shape's element count).
+    public init(shape: [Int], storage: TensorStorage) {
+        precondition(shape.reduce(1, *) <= storage.count, "storage of \(storage.count) floats is too small for shape \(shape)")
         self.shape = shape
         self.storage = storage
     }

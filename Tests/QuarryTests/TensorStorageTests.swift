@@ -44,4 +44,23 @@ final class TensorStorageTests: XCTestCase {
         XCTAssertFalse(cache.keep(p, bytes: huge), "a buffer over the byte limit is freed by the caller")
         p.deallocate()
     }
+
+    func testBorrowedStorageIsNeitherFreedNorCached() {
+        // A caller's buffer (a NumPy array through the C ABI): readable and writable through the
+        // tensor, and still the caller's after the storage is gone (not freed, not cached).
+        let big = (5 << 20) / 4 + 7  // over 1 MiB, a size no other test uses
+        let mine = UnsafeMutablePointer<Float>.allocate(capacity: big)
+        defer { mine.deallocate() }
+        mine.update(repeating: 2, count: big)
+        do {
+            let t = Tensor(shape: [big], storage: TensorStorage(borrowing: mine, count: big))
+            XCTAssertEqual(t.pointer, mine)
+            XCTAssertEqual(t[flat: big - 1], 2)
+            t[flat: 0] = 5
+        }
+        XCTAssertNil(LargeBufferCache.shared.take(big * 4), "a borrowed buffer must not enter the cache")
+        XCTAssertEqual(mine[0], 5)
+        mine[big - 1] = 3  // still ours to write (a freed or cached buffer would be reused)
+        XCTAssertEqual(mine[big - 1], 3)
+    }
 }
