@@ -8,6 +8,10 @@ let package = Package(
     products: [
         .library(name: "Quarry", targets: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryRuntime", "QuarryConformance"]),
         .executable(name: "quarry", targets: ["quarry"]),
+        // The C ABI of include/quarry.h as a shared library. SwiftPM names the file after the
+        // product (libQuarryC.so: "quarry" is the tool's product name); scripts/build-libquarry.sh
+        // and the Python package's build install it as libquarry.so.
+        .library(name: "QuarryC", type: .dynamic, targets: ["QuarryC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,6 +55,14 @@ let package = Package(
         // The op conformance suite: every op's cases, float64 references, per-op bounds and the
         // runner that the test target and `quarry test-ops` share.
         .target(name: "QuarryConformance", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL"]),
+        // include/quarry.h as a Swift-visible module, for QuarryC's types.
+        .systemLibrary(name: "CQuarryABI", path: "Sources/CQuarryABI"),
+        // The C ABI: @_cdecl functions thin over QuarryRuntime, built as libquarry.so. Swift 5
+        // mode for now: it keeps C strings in globals (unsafe pointers, not Sendable to Swift 6).
+        .target(
+            name: "QuarryC",
+            dependencies: ["CQuarryABI", "Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels", "QuarryRuntime"],
+            swiftSettings: swift5Mode),
         .executableTarget(
             name: "quarry",
             dependencies: [
