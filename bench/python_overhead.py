@@ -4,6 +4,7 @@ in-process time (`quarry bench`, which times the compiled graph inside the tool)
 round by round on this shared machine.
 
     python3 bench/python_overhead.py [--model resnet50] [--batch 8] [--rounds 5] [--seconds 4]
+    python3 bench/python_overhead.py --model plain_cnn --batch 1     # the cost of a call itself
 
 Needs the package installed (`python3 -m pip install ./python`) and the release tool built with
 the same flags (`swift build -c release -Xswiftc -Ounchecked -Xswiftc -target-cpu -Xswiftc native`);
@@ -65,26 +66,16 @@ def main() -> None:
                 if l.startswith("model name")), "unknown")
     print(f"{args.model} batch {args.batch}, {args.threads} threads, {args.rounds} interleaved rounds of "
           f"{args.seconds:g} s each way; CPU {cpu}")
-    ratios = []
+    ratios, differences = [], []
     for r in range(args.rounds):
         tool = cli_median_ms(cli, args.model, args.batch, args.seconds, args.threads)
         python = python_median_ms(engine, feed, args.seconds)
         ratios.append(python / tool)
-        print(f"round {r + 1}: tool in-process median {tool:.2f} ms, Python Engine.run median {python:.2f} ms, "
+        differences.append((python - tool) * 1e3)
+        print(f"round {r + 1}: tool in-process median {tool:.3f} ms, Python Engine.run median {python:.3f} ms, "
               f"ratio {python / tool:.4f} (load {os.getloadavg()[0]:.1f})")
     print(f"median ratio Python / tool: {statistics.median(ratios):.4f} "
-          f"(min {min(ratios):.4f}, max {max(ratios):.4f})")
-
-    # The library's own cost of a call, without the model: a 1-item plain_cnn run both ways is
-    # dominated by it.
-    small = quarry.Engine("plain_cnn", cpu_threads=1)
-    x = {"input": np.zeros((1, 3, 32, 32), dtype=np.float32)}
-    small.run(x)
-    t0 = time.perf_counter()
-    n = 2000
-    for _ in range(n):
-        small.run(x)
-    print(f"plain_cnn batch 1 through Python: {(time.perf_counter() - t0) / n * 1e6:.1f} us a call")
+          f"(min {min(ratios):.4f}, max {max(ratios):.4f}); median difference {statistics.median(differences):.0f} us a call")
 
 
 if __name__ == "__main__":

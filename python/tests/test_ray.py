@@ -30,6 +30,12 @@ def cluster():
     ray.shutdown()
 
 
+def dataset(rows: list, batch: int):
+    """The rows as a dataset of one block a batch: Ray hands whole blocks to actors, so a single
+    block of 64 rows would go to one actor."""
+    return ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch))
+
+
 def image_rows(repo: Path, count: int) -> list:
     """`count` rows of encoded image bytes (the samples, cycled) with their id."""
     images = [p.read_bytes() for p in sorted((repo / "samples" / "images").iterdir())]
@@ -57,11 +63,12 @@ def test_rows_equal_single_process_and_failed_rows_are_kept(cluster, repo, tmp_p
     want = reference("resnet18", rows)
     # Two bad rows: a corrupt image and a path that does not exist; both are kept, marked.
     rows.append({"id": ITEMS, "image": b"\xff\xd8\xff\xe0 corrupt"})
-    ds = ray.data.from_items(rows)
-    out = ds.map_batches(quarry.ray.Extractor, fn_constructor_kwargs={"model": "resnet18", "cpu_threads": 1},
+    # Timed: the Extractor with the process of each batch recorded (defined below).
+    out = dataset(rows, 8).map_batches(Timed, fn_constructor_kwargs={"model": "resnet18", "cpu_threads": 1},
                          concurrency=2, batch_size=8)
     result = out.take_all()
     assert len(result) == ITEMS + 1
+    assert len({r["pid"] for r in result}) == 2, "both actors took rows"
     bad = [r for r in result if r["id"] == ITEMS]
     assert len(bad) == 1 and bad[0]["features"] is None and bad[0]["error"], "a failed row is kept, marked"
     # Rows run in batches of Ray's making; the features of a row do not depend on its batch
@@ -101,7 +108,7 @@ def test_no_row_lost_or_duplicated_when_an_actor_is_killed(cluster, repo, tmp_pa
     rows = image_rows(repo, ITEMS)
     want = reference("resnet18", rows)
     marker = tmp_path / "killed"
-    out = ray.data.from_items(rows).map_batches(
+    out = dataset(rows, 8).map_batches(
         KillOnce, fn_constructor_kwargs={"marker": str(marker), "model": "resnet18", "cpu_threads": 1},
         concurrency=2, batch_size=8, max_restarts=2, max_task_retries=4)
     result = out.take_all()
@@ -142,7 +149,7 @@ def measure_scaling(repo: Path, model: str = "resnet50", batch: int = 4) -> tupl
     rows = image_rows(repo, ITEMS)
     rates = {}
     for actors in (1, 2, 1, 2):  # interleaved: the machine is shared
-        out = ray.data.from_items(rows).map_batches(Timed, fn_constructor_kwargs={"model": model, "cpu_threads": 1},
+        out = dataset(rows, batch).map_batches(Timed, fn_constructor_kwargs={"model": model, "cpu_threads": 1},
                                                     concurrency=actors, batch_size=batch).take_all()
         assert len(out) == ITEMS
         rates.setdefault(actors, []).append(throughput(out))
