@@ -234,3 +234,32 @@ def test_c_header_compiles_and_runs(repo, tmp_path):
     done = subprocess.run([str(tmp_path / "main")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 0, done.stderr
     assert "unknown device 'gpu:9'" in done.stdout
+
+
+def test_extractor_reads_paths_bytes_and_arrays_and_marks_failed_rows(repo, tmp_path):
+    """quarry.ray.Extractor called as Ray calls it (a dict of NumPy columns), without Ray."""
+    import quarry.ray
+
+    files = [f for f in write_images(repo, tmp_path / "images") if f.name != "broken.jpg"]
+    engine = quarry.Engine("resnet18", cpu_threads=1)
+    rows = [engine.preprocess_image(str(f)) for f in files[:3]]
+    want = engine.features(np.stack(rows))
+    extractor = quarry.ray.Extractor("resnet18", cpu_threads=1)
+    cells = np.empty(6, dtype=object)
+    cells[:] = [str(files[0]), files[1].read_bytes(), rows[2], None, str(tmp_path / "missing.jpg"),
+                np.zeros((3, 8, 8), dtype=np.float32)]
+    out = extractor({"image": cells, "id": np.arange(6)})
+    assert list(out["id"]) == list(range(6)), "input columns are kept, rows in order"
+    for i in range(3):
+        assert out["error"][i] is None
+        np.testing.assert_array_equal(out["features"][i], want[i])
+    assert all(out["features"][i] is None for i in range(3, 6))
+    assert "null" in out["error"][3]
+    assert "missing.jpg" in out["error"][4]
+    assert "shape [3, 8, 8] differs" in out["error"][5]
+    # A batch whose rows all run but fail as a batch: every row marked, none dropped.
+    small = quarry.ray.Extractor("resnet18", cpu_threads=1, input_column="x", output_column="f", layer="no_such_layer")
+    out = small({"x": np.zeros((2, 3, 224, 224), dtype=np.float32)})
+    assert list(out["f"]) == [None, None] and all("no_such_layer" in e for e in out["error"])
+    with pytest.raises(quarry.QuarryError, match="no column 'image'"):
+        extractor({"pixels": cells})
