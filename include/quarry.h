@@ -68,7 +68,8 @@ quarry_status quarry_device_get(int32_t index, quarry_device_info *out);
 /*
  * Opens `model` (a zoo name or an .onnx file; `weights`, a .safetensors checkpoint for a zoo model,
  * or NULL) on `device` ("cpu", "opencl", "opencl:N", a comma list, "all"; NULL: "cpu") with
- * `cpu_threads` CPU threads (0: every core) computing in `precision` ("fp32"; NULL: "fp32").
+ * `cpu_threads` CPU threads (0: every core) computing in `precision` ("fp32", "tf32", "bf16",
+ * "fp16"; NULL: "fp32"; a precision the device has no kernels for is an error saying so).
  * A zoo model without weights runs on seeded, untrained parameters (see quarry_engine_untrained).
  */
 quarry_status quarry_engine_open(const char *model, const char *weights, const char *device,

@@ -155,14 +155,9 @@ public func cEngineOpen(_ model: UnsafePointer<CChar>?, _ weights: UnsafePointer
         out.pointee = nil
         guard let model = string(model), !model.isEmpty else { throw ABIError("no model given: a zoo name or an .onnx file") }
         guard cpuThreads >= 0 else { throw ABIError("cpu_threads must be 0 (every core) or more, got \(cpuThreads)") }
-        let precision = string(precision) ?? "fp32"
-        // Quarry's kernels compute in float32 on every device; other precisions are refused, not
-        // silently run in fp32.
-        guard precision.lowercased() == "fp32" else {
-            throw ABIError("precision '\(precision)' is not supported: Quarry computes in fp32")
-        }
+        // The runtime refuses a precision no kernel of the device computes in (its message says why).
         let engine = try Engine(model: model, weights: string(weights), device: string(device) ?? "cpu",
-                                cpuThreads: cpuThreads == 0 ? nil : Int(cpuThreads))
+                                cpuThreads: cpuThreads == 0 ? nil : Int(cpuThreads), precision: string(precision) ?? "fp32")
         out.pointee = OpaquePointer(Unmanaged.passRetained(CEngine(engine)).toOpaque())
         return QUARRY_OK
     }

@@ -139,7 +139,8 @@ class Engine:
             without it a zoo model runs on seeded, untrained weights (`untrained` is True).
         device: "cpu", "opencl", "opencl:N", a comma list, or "all" (the first device runs).
         cpu_threads: threads of the CPU backend (None: every core).
-        precision: "fp32", the precision Quarry computes in; others raise QuarryError.
+        precision: as the tool's --precision: "fp32", or "tf32", "bf16", "fp16" where the device has
+            kernels for them (a QuarryError says why not).
 
     Raises:
         QuarryError: a missing or bad model file, weights that do not fit, an unknown device.

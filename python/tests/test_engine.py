@@ -130,8 +130,10 @@ def test_errors_name_what_is_wrong(tmp_path):
         quarry.Engine(bad)
     with pytest.raises(quarry.QuarryError, match="unknown device 'tpu'"):
         quarry.Engine("plain_cnn", device="tpu")
-    with pytest.raises(quarry.QuarryError, match="precision 'fp16' is not supported"):
+    with pytest.raises(quarry.QuarryError, match="precision fp16 is not available"):
         quarry.Engine("plain_cnn", precision="fp16")
+    with pytest.raises(quarry.QuarryError, match="unknown precision 'fp8'"):
+        quarry.Engine("plain_cnn", precision="fp8")
     engine = quarry.Engine("plain_cnn", cpu_threads=1)
     with pytest.raises(quarry.QuarryError, match=r"input 'input' has shape \[2, 3, 31, 32\]; dimension 2 must be 32"):
         engine.run({"input": np.zeros((2, 3, 31, 32), dtype=np.float32)})
