@@ -130,6 +130,12 @@ class Timed(quarry.ray.Extractor):
         return out
 
 
+def batch_seconds(result: list) -> float:
+    """The median time of one batch inside an actor (how much CPU each actor got)."""
+    spans = {(r["pid"], r["start"]): r["end"] - r["start"] for r in result}
+    return float(np.median(list(spans.values())))
+
+
 def throughput(result: list) -> float:
     """Items a second between the first and last batch, each actor's first batch left out (it
     compiles the model's plan)."""
@@ -153,6 +159,8 @@ def measure_scaling(repo: Path, model: str = "resnet50", batch: int = 4) -> tupl
                                                     concurrency=actors, batch_size=batch).take_all()
         assert len(out) == ITEMS
         rates.setdefault(actors, []).append(throughput(out))
+        print(f"\n{actors} actor(s): {throughput(out):.2f} items/s, a batch of {batch} in {batch_seconds(out):.3f} s "
+              f"(median), load {os.getloadavg()[0]:.1f}")
     return max(rates[1]), max(rates[2])
 
 
