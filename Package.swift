@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "QuarryC",
             dependencies: ["CQuarryABI", "Quarry", "QuarryCPU", "QuarryFormats", "QuarryModels", "QuarryRuntime"],
-            swiftSettings: swift5Mode),
+            swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(
             name: "quarry",
             dependencies: [
