@@ -78,10 +78,12 @@ public struct ConvolutionQuery: Hashable, Sendable {
 }
 
 public enum KernelChoice {
-    /// The convolution kernel for `q` on `device`.
-    public static func convolution(_ q: ConvolutionQuery, device: DeviceCapabilities, precision: Precision = .fp32) -> KernelVariant {
+    /// The convolution kernel for `q` on `device`. OpenCL: `gemm` is the GEMM schedule in force
+    /// on the device (tuned or forced), by default the one `openCLGEMM` picks.
+    public static func convolution(_ q: ConvolutionQuery, device: DeviceCapabilities, precision: Precision = .fp32,
+                                   gemm: KernelVariant? = nil) -> KernelVariant {
         switch device.kind {
-        case .opencl: return openCLConvolution(q, device: device)
+        case .opencl: return openCLConvolution(q, device: device, gemm: gemm ?? openCLGEMM(device: device))
         default: return cpuConvolution(q, device: device)
         }
     }
@@ -125,31 +127,42 @@ public enum KernelChoice {
         return tiles >= device.gemmColumns / 2
     }
 
-    /// OpenCL: depthwise as its own kernel; 1x1 as a GEMM straight over the channel-major input;
-    /// the rest as im2col into scratch then the GEMM, both with the device's GEMM schedule.
-    static func openCLConvolution(_ q: ConvolutionQuery, device: DeviceCapabilities) -> KernelVariant {
+    /// OpenCL: depthwise as its own kernel. With the tiled GEMM (devices with local memory on
+    /// chip), every other convolution is an implicit GEMM: the tiles of the column matrix are
+    /// gathered from the input as they are loaded, so the column matrix (9x the input for a 3x3
+    /// layer) never crosses global memory. With register blocking (CPU devices, whose caches hold
+    /// what they gather anyway), 1x1 is a GEMM over the channel-major input and the rest im2col
+    /// into scratch then the GEMM.
+    static func openCLConvolution(_ q: ConvolutionQuery, device: DeviceCapabilities, gemm: KernelVariant) -> KernelVariant {
         let a = q.attributes
         if a.groups > 1 && a.groups == q.input[1] {
             return KernelVariant("opencl.conv2d.depthwise", ["kh": a.kernelH, "kw": a.kernelW])
         }
-        let gemm = openCLGEMM(device: device)
+        if gemm.name == "opencl.gemm.tiled" { return KernelVariant("opencl.conv2d.implicit_gemm", gemm.parameters) }
         return KernelVariant(q.isPointwise ? "opencl.conv2d.pointwise_gemm" : "opencl.conv2d.im2col_gemm", gemm.parameters)
     }
 
     /// The OpenCL GEMM schedule: register blocking straight from global memory where local memory
     /// is emulated (a CPU device: local memory only adds copies and barriers), local-memory tiles
-    /// where it is on chip and work-groups of 256 fit. QUARRY_GEMM=tiled or reg:TM,VW,NV overrides.
+    /// where it is on chip and work-groups of 256 fit (a 128 x 128 tile of C a work-group, 8 x 8 a
+    /// work-item: 64 accumulators, 16 loads from local memory per 64 FMAs; `quarry tune` measures
+    /// the device's best). QUARRY_GEMM=tiled[:LM,LN,WM,WN,TK] or reg:TM,VW,NV overrides.
     public static func openCLGEMM(device: DeviceCapabilities) -> KernelVariant {
         if let forced = device.switches.openCLGEMM.flatMap(parseOpenCLGEMM) { return forced }
-        if device.dedicatedLocalMemory && device.maxWorkGroupSize >= 256 {
-            return KernelVariant("opencl.gemm.tiled", ["lt": 16, "wpt": 4, "tk": 16])
-        }
+        if device.dedicatedLocalMemory && device.maxWorkGroupSize >= 256 { return defaultTiledGEMM }
         return KernelVariant("opencl.gemm.register", ["tm": 8, "vw": 16, "nv": 1])
     }
 
-    /// "tiled" or "reg:TM,VW,NV" (VW 4, 8 or 16); nil for anything else.
+    public static let defaultTiledGEMM = KernelVariant("opencl.gemm.tiled", ["lm": 16, "ln": 16, "wm": 8, "wn": 8, "tk": 16])
+
+    /// "tiled", "tiled:LM,LN,WM,WN,TK" or "reg:TM,VW,NV" (VW 4, 8 or 16); nil for anything else.
     public static func parseOpenCLGEMM(_ s: String) -> KernelVariant? {
-        if s == "tiled" { return KernelVariant("opencl.gemm.tiled", ["lt": 16, "wpt": 4, "tk": 16]) }
+        if s == "tiled" { return defaultTiledGEMM }
+        if s.hasPrefix("tiled:") {
+            let v = s.dropFirst(6).split(separator: ",").compactMap { Int($0) }
+            guard v.count == 5, v.allSatisfy({ $0 > 0 }) else { return nil }
+            return KernelVariant("opencl.gemm.tiled", ["lm": v[0], "ln": v[1], "wm": v[2], "wn": v[3], "tk": v[4]])
+        }
         guard s.hasPrefix("reg:") else { return nil }
         let v = s.dropFirst(4).split(separator: ",").compactMap { Int($0) }
         guard v.count == 3, v[0] > 0, [4, 8, 16].contains(v[1]), v[2] > 0 else { return nil }

@@ -1,5 +1,6 @@
-// Convolutions (Kernels/conv2d.cl, depthwise.cl): implicit GEMM through im2col for the general
-// case, a 1x1 path that skips im2col (and any copy when one image fills whole column tiles),
+// Convolutions (Kernels/conv2d.cl, depthwise.cl, gemm.cl): on devices with the tiled GEMM (GPUs),
+// an implicit GEMM that gathers the column matrix from the input inside the GEMM's tile loads;
+// elsewhere im2col into scratch for the general case, a 1x1 path that skips im2col,
 // grouped convolution as one batched GEMM (batch index = group), depthwise as its own kernel,
 // and transposed convolution as a direct gather kernel.
 
@@ -16,7 +17,8 @@ extension Lowering {
         let variant = KernelChoice.convolution(
             ConvolutionQuery(a, input: x, weight: w, output: out, constantWeights: constants[1] != nil, residual: residual != nil),
             device: DeviceCapabilities(kind: .opencl, threads: device.info.computeUnits, dedicatedLocalMemory: device.hasDedicatedLocalMemory,
-                                       maxWorkGroupSize: device.maxWorkGroupSize))
+                                       maxWorkGroupSize: device.maxWorkGroupSize),
+            gemm: gemmSchedule.variant)
         if variant.name == "opencl.conv2d.depthwise" {
             try lowerDepthwise(a, bias: bias, residual: residual)
             return
@@ -25,6 +27,35 @@ extension Lowering {
         let kk = cg * a.kernelH * a.kernelW
         let p = oh * ow, np = n * p
         let schedule = gemmSchedule
+        let call = GEMMCall(
+            m: og, n: np, k: kk, batch: g,
+            a: try input(1), lda: kk, strideA: og * kk,
+            b: try input(0), strideB: cg * h * wd,
+            c: output, ldc: np, strideC: og * p,
+            bias: bias, biasPerRow: true, residual: residual, activation: a.activation,
+            convPixels: p, imageStride: o * p)
+        if variant.name == "opencl.conv2d.implicit_gemm" {
+            // No column matrix: the tiled GEMM gathers B from the input through a table of the K
+            // rows' offsets (one per (channel, ky, kx) of a group; the group's first channel is
+            // the batch stride).
+            guard a.dilationH * (a.kernelH - 1) < 1 << 15, a.dilationW * (a.kernelW - 1) < 1 << 15 else {
+                throw unsupported("a dilated kernel reaching \(a.dilationH * (a.kernelH - 1)) rows")
+            }
+            let table = try packed("conv_rows(\(cg),\(a.kernelH),\(a.kernelW),\(a.dilationH),\(a.dilationW),\(h),\(wd))") {
+                let t = Tensor(shape: [2 * kk], repeating: 0)
+                for ci in 0..<cg { for ky in 0..<a.kernelH { for kx in 0..<a.kernelW {
+                    let row = (ci * a.kernelH + ky) * a.kernelW + kx
+                    let dy = ky * a.dilationH, dx = kx * a.dilationW
+                    t.pointer[2 * row] = Float(bitPattern: UInt32(truncatingIfNeeded: (ci * h + dy) * wd + dx))
+                    t.pointer[2 * row + 1] = Float(bitPattern: UInt32(truncatingIfNeeded: dy << 16 | dx))
+                } } }
+                return t
+            }
+            try gemm(call, implicitConvolution: ImplicitConvolution(
+                table: table, imageFloats: c * h * wd, h: h, w: wd, ow: ow, strideH: a.strideH, strideW: a.strideW,
+                padTop: a.padding.top, padLeft: a.padding.left))
+            return
+        }
         let ldp = roundUp(np, schedule.columnTile)
         let pointwise = variant.name == "opencl.conv2d.pointwise_gemm"
         let rows = c * a.kernelH * a.kernelW
@@ -42,13 +73,10 @@ extension Lowering {
                 .buffer(bRef), .int(ldp), .int(kk),
             ], global: [ldp, rows])
         }
-        try gemm(GEMMCall(
-            m: og, n: np, k: kk, batch: g,
-            a: try input(1), lda: kk, strideA: og * kk,
-            b: bRef, strideB: kk * ldp,
-            c: output, ldc: np, strideC: og * p,
-            bias: bias, biasPerRow: true, residual: residual, activation: a.activation,
-            convPixels: p, imageStride: o * p))
+        var packedCall = call
+        packedCall.b = bRef
+        packedCall.strideB = kk * ldp
+        try gemm(packedCall)
     }
 
     func lowerDepthwise(_ a: Conv2DAttributes, bias: BufferRef?, residual: BufferRef?) throws {

@@ -8,12 +8,13 @@ import Foundation
 import Quarry
 
 /// How gemm.cl is specialised for a device: the parameters of the variant `KernelChoice.openCLGEMM`
-/// picks (QUARRY_GEMM overrides it: "tiled", or "reg:TM,VW,NV": rows per work-item, vector width,
-/// vectors per row).
+/// picks (QUARRY_GEMM overrides it: "tiled[:LM,LN,WM,WN,TK]", or "reg:TM,VW,NV": rows per
+/// work-item, vector width, vectors per row).
 struct GEMMSchedule: Hashable {
     var tiled: Bool
     var tm = 8, vw = 16, nv = 1
-    var lt = 16, wpt = 4, tk = 16
+    /// Tiled: work-items along M and N, each computing wm x wn, and the depth of a K step.
+    var lm = 16, ln = 16, wm = 8, wn = 8, tk = 16
 
     init(tiled: Bool, tm: Int = 8, vw: Int = 16, nv: Int = 1) {
         self.tiled = tiled; self.tm = tm; self.vw = vw; self.nv = nv
@@ -22,20 +23,27 @@ struct GEMMSchedule: Hashable {
     init(_ variant: KernelVariant) {
         tiled = variant.name == "opencl.gemm.tiled"
         tm = variant.parameter("tm") ?? tm; vw = variant.parameter("vw") ?? vw; nv = variant.parameter("nv") ?? nv
-        lt = variant.parameter("lt") ?? lt; wpt = variant.parameter("wpt") ?? wpt; tk = variant.parameter("tk") ?? tk
+        lm = variant.parameter("lm") ?? lm; ln = variant.parameter("ln") ?? ln
+        wm = variant.parameter("wm") ?? wm; wn = variant.parameter("wn") ?? wn; tk = variant.parameter("tk") ?? tk
     }
 
     var variant: KernelVariant {
-        tiled ? KernelVariant("opencl.gemm.tiled", ["lt": lt, "wpt": wpt, "tk": tk])
+        tiled ? KernelVariant("opencl.gemm.tiled", ["lm": lm, "ln": ln, "wm": wm, "wn": wn, "tk": tk])
             : KernelVariant("opencl.gemm.register", ["tm": tm, "vw": vw, "nv": nv])
     }
 
     /// Columns of C one work-item (register) or work-group (tiled) covers: B is padded to it.
-    var columnTile: Int { tiled ? lt * wpt : vw * nv }
+    var columnTile: Int { tiled ? ln * wn : vw * nv }
+    /// Tiled: rows of C a work-group covers.
+    var rowTile: Int { lm * wm }
 
     var options: [String] {
-        tiled ? ["-DLT=\(lt)", "-DWPT=\(wpt)", "-DTK=\(tk)"] : ["-DTM=\(tm)", "-DVW=\(vw)", "-DNV=\(nv)"]
+        tiled ? ["-DLM=\(lm)", "-DLN=\(ln)", "-DWM=\(wm)", "-DWN=\(wn)", "-DTK=\(tk)"]
+            : ["-DTM=\(tm)", "-DVW=\(vw)", "-DNV=\(nv)"]
     }
+
+    /// Bytes of local memory the tiled kernel declares: two buffers of TK x (BM + 1) and TK x BN.
+    var localMemoryBytes: Int { tiled ? 2 * tk * (rowTile + 1 + columnTile) * 4 : 0 }
     var kernelName: String { tiled ? "gemm_tiled" : "gemm" }
     /// -D options for every program that writes or reads packed B panels.
     var panelOptions: [String] { ["-DBP=\(columnTile)"] }
@@ -53,6 +61,18 @@ struct GEMMSchedule: Hashable {
         }
         return t
     }
+}
+
+/// What the tiled GEMM needs to read B as a convolution's column matrix straight from its NCHW
+/// input (gemm.cl, IMPLICIT): the table of the K rows' offsets and the geometry of the columns.
+struct ImplicitConvolution {
+    /// Two ints a row k = (c * KH + ky) * KW + kx: the offset of (c, ky * DH, kx * DW) in an
+    /// image, and ky * DH << 16 | kx * DW.
+    var table: BufferRef
+    /// C * H * W: the distance between two images of the input.
+    var imageFloats: Int
+    var h: Int, w: Int, ow: Int
+    var strideH: Int, strideW: Int, padTop: Int, padLeft: Int
 }
 
 /// One (batched) GEMM: C = A · B + bias, then the activation.
@@ -77,13 +97,15 @@ struct GEMMCall {
 extension Lowering {
     var gemmSchedule: GEMMSchedule { scheduleOverride ?? device.gemmSchedule }
 
-    func gemm(_ call: GEMMCall) throws {
+    func gemm(_ call: GEMMCall, implicitConvolution conv: ImplicitConvolution? = nil) throws {
         let s = gemmSchedule
         var options = s.options + s.panelOptions + activationOptions(call.activation)
         options.append("-DBIAS=\(call.bias == nil ? 0 : call.biasPerRow ? 2 : 1)")
         options.append("-DOUT_MODE=\(call.convPixels > 0 ? 1 : 0)")
         options.append("-DRESIDUAL=\(call.residual == nil ? 0 : 1)")
-        let args: [KernelArg] = [
+        precondition(conv == nil || s.tiled, "the implicit convolution is a variant of the tiled GEMM")
+        if conv != nil { options.append("-DIMPLICIT=1") }
+        var args: [KernelArg] = [
             .int(call.m), .int(call.n), .int(call.k),
             .buffer(call.a), .int(call.lda), .long(call.strideA),
             .buffer(call.b), .long(call.strideB),
@@ -92,9 +114,12 @@ extension Lowering {
             .buffer(try call.residual ?? dummy()),
         ]
         if s.tiled {
-            let t = s.lt * s.wpt
+            let c = try conv ?? ImplicitConvolution(table: dummy(), imageFloats: 0, h: 0, w: 0, ow: 1, strideH: 0, strideW: 0, padTop: 0, padLeft: 0)
+            args += [.buffer(c.table), .int(c.imageFloats), .int(c.h), .int(c.w), .int(c.ow),
+                     .int(c.strideH), .int(c.strideW), .int(c.padTop), .int(c.padLeft)]
             try launch("gemm", s.kernelName, options: options, args: args,
-                       global: [ceilDiv(call.n, t) * s.lt, ceilDiv(call.m, t) * s.lt, call.batch], local: [s.lt, s.lt, 1])
+                       global: [ceilDiv(call.n, s.columnTile) * s.ln, ceilDiv(call.m, s.rowTile) * s.lm, call.batch],
+                       local: [s.ln, s.lm, 1])
         } else {
             try launch("gemm", s.kernelName, options: options, args: args,
                        global: [ceilDiv(call.m, s.tm), ceilDiv(call.n, s.columnTile), call.batch])

@@ -76,6 +76,16 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
         }
     }
 
+    /// Runs `body` with another GEMM schedule (and so another convolution variant) in force: the
+    /// tests check every schedule on whatever device they have, the tiled one included, which
+    /// only GPUs would get by default. Not thread-safe: for tests, which run one at a time.
+    func withGEMMSchedule<T>(_ schedule: GEMMSchedule, _ body: () throws -> T) rethrows -> T {
+        let saved = gemmSchedule
+        gemmSchedule = schedule
+        defer { gemmSchedule = saved }
+        return try body()
+    }
+
     /// The GEMM schedule as a kernel variant (name and parameters).
     public var gemmVariant: KernelVariant { gemmSchedule.variant }
 

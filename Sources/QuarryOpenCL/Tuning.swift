@@ -53,11 +53,13 @@ public enum GEMMTuner {
             out.append(KernelVariant("opencl.gemm.register", ["tm": tm, "vw": vw, "nv": nv]))
         } } }
         if device.hasDedicatedLocalMemory {
-            for lt in [8, 16] where lt * lt <= device.maxWorkGroupSize {
-                for wpt in [2, 4, 8] { for tk in [8, 16, 32] {
-                    // Two tiles of TK x LT*WPT floats in local memory.
-                    guard 2 * tk * lt * wpt * 4 + tk * 4 <= device.info.localMemoryBytes else { continue }
-                    out.append(KernelVariant("opencl.gemm.tiled", ["lt": lt, "wpt": wpt, "tk": tk]))
+            for (lm, ln) in [(8, 8), (8, 16), (16, 8), (16, 16), (8, 32), (32, 8)] where lm * ln <= device.maxWorkGroupSize {
+                for (wm, wn) in [(4, 4), (4, 8), (8, 4), (8, 8)] { for tk in [8, 16, 32] {
+                    let v = KernelVariant("opencl.gemm.tiled", ["lm": lm, "ln": ln, "wm": wm, "wn": wn, "tk": tk])
+                    // Two double-buffered tiles in local memory; tiles over 128 x 128 spill registers.
+                    guard GEMMSchedule(v).localMemoryBytes <= device.info.localMemoryBytes,
+                          lm * wm <= 128, ln * wn <= 128 else { continue }
+                    out.append(v)
                 } }
             }
         }

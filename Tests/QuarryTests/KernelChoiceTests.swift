@@ -56,16 +56,20 @@ final class KernelChoiceTests: XCTestCase {
                                      switches: Switches(environment: [:]))
         let pocl = DeviceCapabilities(kind: .opencl, threads: 2, dedicatedLocalMemory: false, maxWorkGroupSize: 4096,
                                       switches: Switches(environment: [:]))
-        XCTAssertEqual(KernelChoice.openCLGEMM(device: gpu).key, "opencl.gemm.tiled(lt=16,tk=16,wpt=4)")
+        XCTAssertEqual(KernelChoice.openCLGEMM(device: gpu).key, "opencl.gemm.tiled(lm=16,ln=16,tk=16,wm=8,wn=8)")
         XCTAssertEqual(KernelChoice.openCLGEMM(device: pocl).key, "opencl.gemm.register(nv=1,tm=8,vw=16)")
         var forced = pocl
         forced.switches = Switches(environment: ["QUARRY_GEMM": "reg:4,8,2"])
         XCTAssertEqual(KernelChoice.openCLGEMM(device: forced).key, "opencl.gemm.register(nv=2,tm=4,vw=8)")
         XCTAssertNil(KernelChoice.parseOpenCLGEMM("reg:4,5,2"), "vector width 5 is not a kernel")
+        forced.switches = Switches(environment: ["QUARRY_GEMM": "tiled:8,16,4,8,32"])
+        XCTAssertEqual(KernelChoice.openCLGEMM(device: forced).key, "opencl.gemm.tiled(lm=8,ln=16,tk=32,wm=4,wn=8)")
+        XCTAssertNil(KernelChoice.parseOpenCLGEMM("tiled:8,16,4"), "a tiled schedule names five parameters")
         let dw = Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 16)
         XCTAssertEqual(KernelChoice.convolution(conv(dw, n: 1, c: 16, o: 16, hw: 8, out: 8), device: gpu).name, "opencl.conv2d.depthwise")
         let stem = conv(Conv2DAttributes(kernel: (7, 7), stride: (2, 2), padding: Padding2D(3)), n: 1, c: 3, o: 64, hw: 224, out: 112)
-        XCTAssertEqual(KernelChoice.convolution(stem, device: gpu).key, "opencl.conv2d.im2col_gemm(lt=16,tk=16,wpt=4)")
+        XCTAssertEqual(KernelChoice.convolution(stem, device: gpu).key, "opencl.conv2d.implicit_gemm(lm=16,ln=16,tk=16,wm=8,wn=8)")
+        XCTAssertEqual(KernelChoice.convolution(stem, device: pocl).name, "opencl.conv2d.im2col_gemm")
         XCTAssertEqual(KernelChoice.convolution(conv(Conv2DAttributes(kernel: (1, 1)), n: 1, c: 8, o: 8, hw: 4, out: 4), device: pocl).name,
                        "opencl.conv2d.pointwise_gemm")
     }
