@@ -84,11 +84,23 @@ extension OpenCLDevice {
     }
 
     /// One convolution layer (bias and relu fused) over a random input: device time of its
-    /// launches (im2col or the 1x1 path, then the GEMM).
+    /// launches (the implicit GEMM, or im2col or the 1x1 path, then the GEMM).
     public func benchmarkConv2D(
         batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int,
         kernel: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1, repeats: Int = 5
     ) throws -> OpenCLBenchmark {
+        try benchmarkConv2D(batch: batch, inChannels: inChannels, height: height, width: width, outChannels: outChannels,
+                            kernel: kernel, stride: stride, padding: padding, groups: groups, repeats: repeats,
+                            schedule: nil, checkSamples: 0).benchmark
+    }
+
+    /// The same with another GEMM schedule (nil: the device's), and the output checked on
+    /// `checkSamples` random elements against a float64 convolution: the largest
+    /// |got - expected| / (1 + |expected|) (0 when none are checked).
+    func benchmarkConv2D(
+        batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int,
+        kernel: Int, stride: Int, padding: Int, groups: Int, repeats: Int, schedule: GEMMSchedule?, checkSamples: Int
+    ) throws -> (benchmark: OpenCLBenchmark, error: Double) {
         var rng = SeededGenerator(seed: 2)
         let attrs = Conv2DAttributes(kernel: (kernel, kernel), stride: (stride, stride), padding: Padding2D(padding),
                                      groups: groups, activation: .relu)
@@ -106,19 +118,47 @@ extension OpenCLDevice {
         let xMem = try CLMem(device: self, floats: x.count)
         let yMem = try CLMem(device: self, floats: out.reduce(1, *))
         try clCheck(clEnqueueWriteBuffer(queue, xMem.mem, cl_bool(CL_TRUE), 0, x.count * 4, x.pointer, 0, nil, nil), "upload x")
+        var nan = Float.nan
+        try clCheck(clEnqueueFillBuffer(queue, yMem.mem, &nan, 4, 0, out.reduce(1, *) * 4, 0, nil, nil), "poisoning y")
         let l = Lowering(
             device: self, node: node, inputShapes: [x.shape, w.shape, [outChannels]], outputShapes: [out],
             inputs: [BufferRef(base: .fixed(xMem), offset: 0),
                      BufferRef(base: .fixed(try weights.buffer("w") { w }), offset: 0),
                      BufferRef(base: .fixed(try weights.buffer("b") { bias }), offset: 0)],
             outputs: [BufferRef(base: .fixed(yMem), offset: 0)], constants: [1: w, 2: bias], weights: weights)
+        l.scheduleOverride = schedule
         try l.lower()
         let scratch = try CLMem(device: self, floats: l.scratchFloats)
         for launch in l.launches { try launch.bind(arena: scratch.mem, scratch: scratch.mem) }
         let flops = 2 * Double(out.reduce(1, *)) * Double(inChannels / groups * kernel * kernel)
-        return try timeRepeats(repeats, flops: flops) {
+        let bench = try timeRepeats(repeats, flops: flops) {
             for launch in l.launches { try launch.enqueue(on: queue) }
             try finish()
         }
+        var worst = 0.0
+        if checkSamples > 0 {
+            let y = Tensor(uninitializedShape: out)
+            try clCheck(clEnqueueReadBuffer(queue, yMem.mem, cl_bool(CL_TRUE), 0, y.count * 4, y.pointer, 0, nil, nil), "download y")
+            let (o, oh, ow) = (out[1], out[2], out[3])
+            let cg = inChannels / groups, og = outChannels / groups
+            // The first and last outputs (edge tiles) and random ones.
+            var picks = [0, y.count - 1]
+            for _ in 0..<checkSamples { picks.append(Int.random(in: 0..<y.count, using: &rng)) }
+            for i in picks {
+                let ox = i % ow, oy = i / ow % oh, oc = i / (ow * oh) % o, img = i / (ow * oh * o)
+                let grp = oc / og
+                var e = Double(bias[flat: oc])
+                for ci in 0..<cg { for ky in 0..<kernel { for kx in 0..<kernel {
+                    let iy = oy * stride - padding + ky, ix = ox * stride - padding + kx
+                    guard iy >= 0, iy < height, ix >= 0, ix < width else { continue }
+                    e += Double(x[flat: ((img * inChannels + grp * cg + ci) * height + iy) * width + ix])
+                        * Double(w[flat: ((oc * cg + ci) * kernel + ky) * kernel + kx])
+                } } }
+                e = max(e, 0)
+                let d = abs(Double(y[flat: i]) - e) / (1 + abs(e))
+                worst = max(worst, d.isNaN ? .infinity : d)
+            }
+        }
+        return (bench, worst)
     }
 }

@@ -38,11 +38,15 @@ public struct TunedDevice: Sendable, Codable {
 }
 
 public enum GEMMTuner {
-    /// Shapes measured per candidate (M, N, K): a square layer-sized GEMM and a tall-skinny one
-    /// like a 1x1 convolution of a small image batch. A CPU device gets smaller ones (PoCL runs
-    /// kernels at CPU speed).
+    /// Shapes measured per candidate: GEMMs as (M, N, K), a square layer-sized one and a
+    /// tall-skinny one like a 1x1 convolution of a small image batch; and a 3x3 convolution as
+    /// (batch, C, H, W, O, kernel, stride, padding), since the schedule also drives convolutions
+    /// (the implicit GEMM where the tiles are in local memory, im2col's panels elsewhere). A CPU
+    /// device gets smaller ones (PoCL runs kernels at CPU speed).
     static func shapeClasses(for device: OpenCLDevice) -> [[Int]] {
-        device.hasDedicatedLocalMemory ? [[2048, 2048, 2048], [256, 12544, 64]] : [[256, 256, 256], [64, 1568, 64]]
+        device.hasDedicatedLocalMemory
+            ? [[2048, 2048, 2048], [256, 12544, 64], [32, 128, 28, 28, 128, 3, 1, 1]]
+            : [[256, 256, 256], [64, 1568, 64], [1, 32, 28, 28, 32, 3, 1, 1]]
     }
 
     /// The parameter space: register blocking for every device; local-memory tiles where local
@@ -117,8 +121,12 @@ public enum GEMMTuner {
             for shape in classes {
                 var r = TuningResult(variant: candidate.name, parameters: candidate.parameters, shape: shape)
                 do {
-                    let (bench, error) = try device.benchmarkGEMM(m: shape[0], n: shape[1], k: shape[2], repeats: repeats,
-                                                                  schedule: GEMMSchedule(candidate), checkSamples: 64)
+                    let (bench, error) = shape.count == 8
+                        ? try device.benchmarkConv2D(batch: shape[0], inChannels: shape[1], height: shape[2], width: shape[3],
+                                                     outChannels: shape[4], kernel: shape[5], stride: shape[6], padding: shape[7],
+                                                     groups: 1, repeats: repeats, schedule: GEMMSchedule(candidate), checkSamples: 64)
+                        : try device.benchmarkGEMM(m: shape[0], n: shape[1], k: shape[2], repeats: repeats,
+                                                   schedule: GEMMSchedule(candidate), checkSamples: 64)
                     r.seconds = bench.medianSeconds
                     r.gflops = bench.medianGFLOPS
                     r.error = error
@@ -130,7 +138,7 @@ public enum GEMMTuner {
                 progress(r)
                 var t = totals[candidate.key] ?? (candidate, 0, 0, true)
                 t.seconds += r.seconds ?? .infinity
-                t.flops += 2 * Double(shape[0]) * Double(shape[1]) * Double(shape[2])
+                t.flops += r.seconds.map { s in (r.gflops ?? 0) * 1e9 * s } ?? 0
                 t.ok = t.ok && r.rejected == nil
                 totals[candidate.key] = t
             }

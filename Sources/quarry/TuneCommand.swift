@@ -14,7 +14,7 @@ struct TuneCommand: ParsableCommand {
         abstract: "Measure and store the fastest GEMM schedule of an OpenCL device.",
         discussion: """
             Every candidate (register-blocked, and local-memory tiles where the device has local
-            memory on chip) is built, run on random operands of a square and a tall-skinny shape,
+            memory on chip) is built, run on random operands of a square and a tall-skinny GEMM and a 3x3 convolution,
             checked against a float64 reference on sampled elements, and timed. The winner is
             stored in the tuning folder beside the program cache (QUARRY_CACHE_DIR), keyed by the
             device, its driver and gemm.cl; `quarry devices` shows which schedule a device uses.

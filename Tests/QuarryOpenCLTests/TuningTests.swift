@@ -48,4 +48,17 @@ final class TuningTests: XCTestCase {
         XCTAssertGreaterThan(bench.flops, 0)
         XCTAssertLessThan(error, 1e-5)
     }
+
+    /// The convolution class the tuner measures checks its output too, under both kinds of
+    /// schedule (the tiled one gathers the column matrix itself).
+    func testConvolutionCandidatesAreChecked() throws {
+        let device = try testDevice()
+        for schedule in [GEMMSchedule(tiled: false, tm: 4, vw: 8, nv: 2),
+                         GEMMSchedule(KernelVariant("opencl.gemm.tiled", ["lm": 4, "ln": 8, "wm": 2, "wn": 2, "tk": 8]))] {
+            let (bench, error) = try device.benchmarkConv2D(batch: 2, inChannels: 5, height: 9, width: 11, outChannels: 7, kernel: 3,
+                                                            stride: 2, padding: 1, groups: 1, repeats: 1, schedule: schedule, checkSamples: 32)
+            XCTAssertGreaterThan(bench.flops, 0)
+            XCTAssertLessThan(error, 1e-5, "\(schedule.variant)")
+        }
+    }
 }
