@@ -21,7 +21,10 @@ let package = Package(
         // Tensors, the graph IR, shape inference, passes, the memory plan and the Device protocol.
         .target(name: "Quarry"),
         // The CPU SIMD backend: packed GEMM, convolutions and every other op, multithreaded.
-        .target(name: "QuarryCPU", dependencies: ["Quarry", "CCPUHints"]),
+        .target(name: "QuarryCPU", dependencies: ["Quarry", "CCPUHints", "CQuarryKernels"]),
+        // The hottest loops in C, one instance per x86-64 level (AVX-512, AVX2 + FMA, baseline)
+        // through per-function target attributes, chosen at run time: no compiler flags needed.
+        .target(name: "CQuarryKernels"),
         // What Swift has no spelling for: software prefetch, vector shuffles, thread affinity.
         .target(name: "CCPUHints"),
         // OpenCL 1.2 headers and the ICD loader (Debian: ocl-icd-opencl-dev, opencl-headers).

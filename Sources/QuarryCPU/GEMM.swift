@@ -16,6 +16,7 @@
 // (`ThreadBuffers`).
 
 import CCPUHints
+import CQuarryKernels
 import Foundation
 import Quarry
 
@@ -416,17 +417,10 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                                 quarry_prefetch_for_write(ct + r * ldc + 16)
                             }
                         }
-                        if cols == nr && rows == mr {
-                            microKernel12(kcb, ap, bp, bStride, ct, ldc, tile)
-                        } else if cols == nr && rows == 8 {
-                            microKernel8(kcb, ap, bp, bStride, ct, ldc, tile)
-                        } else if cols == nr && rows == 4 {
-                            microKernel4(kcb, ap, bp, bStride, ct, ldc, tile)
-                        } else if cols == nr && rows == 1 {
-                            microKernel1(kcb, ap, bp, bStride, ct, ldc, tile)
+                        if cols == nr || cols == 16 {
+                            gemmTile(rows: rows, cols: cols, kc: kcb, a: ap, b: bp, bStride: bStride, c: ct, ldc: ldc, tile)
                         } else {
-                            edgeTile(kc: kcb, a: ap, b: bp, bStride: bStride, c: c + i * ldc + j, ldc: ldc, rows: rows,
-                                     cols: cols, tile)
+                            edgeTile(kc: kcb, a: ap, b: bp, bStride: bStride, c: ct, ldc: ldc, rows: rows, cols: cols, tile)
                         }
                         if last, fused == nil, let act = epilogue.activation {
                             for r in 0..<rows { applyActivation(act, c + (i + r) * ldc + j, count: cols) }
@@ -466,7 +460,20 @@ struct TileEpilogue {
     var addendLd = 0
 }
 
-/// A partial tile: the full micro-kernel writes into a stack tile, and the valid part is merged.
+/// A tile of `rows` x `cols` (cols 16 or 32) through the micro-kernel of the instruction-set level
+/// in use (CQuarryKernels: AVX-512, AVX2 + FMA or the baseline, chosen at run time), epilogue
+/// included.
+@inline(__always)
+func gemmTile(rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride: Int,
+              c: UnsafeMutablePointer<Float>, ldc: Int, _ e: TileEpilogue) {
+    var ce = quarry_tile_epilogue(
+        load_c: e.loadC ? 1 : 0, clamp: e.clamp == nil ? 0 : 1, lo: e.clamp?.lo ?? 0, hi: e.clamp?.hi ?? 0,
+        row_bias: e.rowBias, col_bias: e.colBias, addend: e.addend, addend_ld: e.addendLd)
+    quarry_gemm_tile(Int32(rows), Int32(cols), kc, a, b, bStride, c, ldc, &ce)
+}
+
+/// A tile of another width: the micro-kernel writes 16 or 32 columns into a stack tile, and the
+/// valid part is merged with the epilogue.
 @inline(never)
 func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride: Int, c: UnsafeMutablePointer<Float>,
               ldc: Int, rows: Int, cols: Int, _ e: TileEpilogue) {
@@ -476,7 +483,7 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride
         // At most 16 columns (MobileNet's and ResNet's 7x7 layers, 4 of 196 stacked columns): the
         // half-width kernel, half the multiply-adds.
         let plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil)
-        if cols <= 16 { microKernel12Half(kc, a, b, bStride, t, nr, plain) } else { microKernel12(kc, a, b, bStride, t, nr, plain) }
+        gemmTile(rows: rows, cols: cols <= 16 ? 16 : 32, kc: kc, a: a, b: b, bStride: bStride, c: t, ldc: nr, plain)
         // The merge runs in vectors, a partial one for the last columns: written per element it
         // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
         let clip = e.clamp.map(Clip.init)
@@ -498,131 +505,5 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride
                 j += 16
             }
         }
-    }
-}
-
-// The instances of the micro-kernel, each a function of its own so that `rows` is a constant in it.
-@inline(never)
-func microKernel12(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
-                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 12, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
-}
-@inline(never)
-func microKernel12Half(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
-                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 12, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e, half: true)
-}
-@inline(never)
-func microKernel8(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
-                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 8, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
-}
-@inline(never)
-func microKernel4(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
-                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 4, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
-}
-
-/// One row: a 49-pixel plane's last row (`PointwisePixelMajor`) at a twelfth of the full
-/// kernel's multiply-adds, where `edgeTile` would run all twelve.
-@inline(never)
-func microKernel1(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
-                    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ e: TileEpilogue) {
-    microKernel(rows: 1, kc: kc, a: a, b: b, bStride: bStride, c: c, ldc: ldc, e)
-}
-
-/// The micro-kernel: C tile (+)= A panel (rows x kc) * B panel (kc x 32, row k at b + k * bStride:
-/// 32 for a packed panel, B's leading dimension when read in place), then the tile epilogue,
-/// for `rows` <= 12 (the A panel keeps its stride of 12 per k). Callers pass `rows` as a literal
-/// so that after inlining every `rows > i` test folds away: one body gives the full 12 x 32 kernel
-/// (24 SIMD16 accumulators, leaving room for the two B vectors and a broadcast in AVX-512's 32
-/// registers) and exact kernels for the 4- and 8-row panels that power-of-two channel counts leave.
-/// `half` (also a literal) computes the first 16 columns only; the other 16 stay zero.
-@inline(__always)
-func microKernel(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride: Int,
-                 c: UnsafeMutablePointer<Float>, ldc: Int, _ e: TileEpilogue, half: Bool = false) {
-    let z = SIMD16<Float>()
-    var c0a = z, c0b = z, c1a = z, c1b = z, c2a = z, c2b = z, c3a = z, c3b = z
-    var c4a = z, c4b = z, c5a = z, c5b = z, c6a = z, c6b = z, c7a = z, c7b = z
-    var c8a = z, c8b = z, c9a = z, c9b = z, c10a = z, c10b = z, c11a = z, c11b = z
-    if e.loadC {
-        // C's tile is read back after the loop; its rows lie ldc apart, beyond the hardware
-        // prefetcher's reach, so ask for them now and let them arrive during the ~6,000 FMAs.
-        for r in 0..<rows {
-            quarry_prefetch_for_write(c + r * ldc)
-            quarry_prefetch_for_write(c + r * ldc + 16)
-        }
-    }
-    if let add = e.addend {
-        // The same for a residual that the epilogue adds.
-        for r in 0..<rows {
-            quarry_prefetch_for_read(add + r * e.addendLd)
-            quarry_prefetch_for_read(add + r * e.addendLd + 16)
-        }
-    }
-    var pa = a, pb = UnsafeRawPointer(b)
-    let stepB = 4 * bStride
-    for _ in 0..<kc {
-        let b0 = pb.loadUnaligned(as: SIMD16<Float>.self)
-        let b1 = half ? b0 : pb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-        if rows > 0 { let x = SIMD16<Float>(repeating: pa[0]); c0a.addProductFast(x, b0); if !half { c0b.addProductFast(x, b1) } }
-        if rows > 1 { let x = SIMD16<Float>(repeating: pa[1]); c1a.addProductFast(x, b0); if !half { c1b.addProductFast(x, b1) } }
-        if rows > 2 { let x = SIMD16<Float>(repeating: pa[2]); c2a.addProductFast(x, b0); if !half { c2b.addProductFast(x, b1) } }
-        if rows > 3 { let x = SIMD16<Float>(repeating: pa[3]); c3a.addProductFast(x, b0); if !half { c3b.addProductFast(x, b1) } }
-        if rows > 4 { let x = SIMD16<Float>(repeating: pa[4]); c4a.addProductFast(x, b0); if !half { c4b.addProductFast(x, b1) } }
-        if rows > 5 { let x = SIMD16<Float>(repeating: pa[5]); c5a.addProductFast(x, b0); if !half { c5b.addProductFast(x, b1) } }
-        if rows > 6 { let x = SIMD16<Float>(repeating: pa[6]); c6a.addProductFast(x, b0); if !half { c6b.addProductFast(x, b1) } }
-        if rows > 7 { let x = SIMD16<Float>(repeating: pa[7]); c7a.addProductFast(x, b0); if !half { c7b.addProductFast(x, b1) } }
-        if rows > 8 { let x = SIMD16<Float>(repeating: pa[8]); c8a.addProductFast(x, b0); if !half { c8b.addProductFast(x, b1) } }
-        if rows > 9 { let x = SIMD16<Float>(repeating: pa[9]); c9a.addProductFast(x, b0); if !half { c9b.addProductFast(x, b1) } }
-        if rows > 10 { let x = SIMD16<Float>(repeating: pa[10]); c10a.addProductFast(x, b0); if !half { c10b.addProductFast(x, b1) } }
-        if rows > 11 { let x = SIMD16<Float>(repeating: pa[11]); c11a.addProductFast(x, b0); if !half { c11b.addProductFast(x, b1) } }
-        pa += 12; pb += stepB
-    }
-
-    var tile = AccumulatorTile(
-        r0a: c0a, r0b: c0b, r1a: c1a, r1b: c1b, r2a: c2a, r2b: c2b, r3a: c3a, r3b: c3b, r4a: c4a, r4b: c4b,
-        r5a: c5a, r5b: c5b, r6a: c6a, r6b: c6b, r7a: c7a, r7b: c7b, r8a: c8a, r8b: c8b, r9a: c9a, r9b: c9b,
-        r10a: c10a, r10b: c10b, r11a: c11a, r11b: c11b)
-    withUnsafeMutablePointer(to: &tile) { storeTile(UnsafeRawPointer($0), rows: rows, c: c, ldc: ldc, e) }
-}
-
-/// The accumulators of a finished tile, row r's two vectors at byte offset 128 * r.
-struct AccumulatorTile {
-    var r0a, r0b, r1a, r1b, r2a, r2b, r3a, r3b, r4a, r4b, r5a, r5b: SIMD16<Float>
-    var r6a, r6b, r7a, r7b, r8a, r8b, r9a, r9b, r10a, r10b, r11a, r11b: SIMD16<Float>
-}
-
-/// The tile epilogue: add C, the bias, clamp, store, for the first `rows` rows.
-///
-/// Out of line, and handed the accumulators through memory (the tile is passed by address): a
-/// call per tile costs a few dozen cycles against the kernel's ~6,000, whereas an epilogue inlined
-/// into the kernel depends on the optimiser's inlining budget. `acc` holds an `AccumulatorTile`. In one build of the whole package
-/// it was left as calls per row, with the accumulators spilled around each and the optional
-/// bias and clamp vectors handled through outlined enum helpers: 12% of a 2048^3 GEMM.
-@inline(never)
-func storeTile(_ acc: UnsafeRawPointer, rows: Int, c: UnsafeMutablePointer<Float>, ldc: Int, _ e: TileEpilogue) {
-    let z = SIMD16<Float>()
-    let colA = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(as: SIMD16<Float>.self) } ?? z
-    let colB = e.colBias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) } ?? z
-    let clip = e.clamp.map(Clip.init)
-    for r in 0..<rows {
-        var va = acc.load(fromByteOffset: 128 * r, as: SIMD16<Float>.self)
-        var vb = acc.load(fromByteOffset: 128 * r + 64, as: SIMD16<Float>.self)
-        let p = UnsafeMutableRawPointer(c + r * ldc)
-        if e.loadC {
-            va += p.loadUnaligned(as: SIMD16<Float>.self)
-            vb += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-        }
-        if let rowBias = e.rowBias { let s = SIMD16<Float>(repeating: rowBias[r]); va += s; vb += s }
-        if e.colBias != nil { va += colA; vb += colB }
-        if let add = e.addend {
-            let q = UnsafeRawPointer(add + r * e.addendLd)
-            va += q.loadUnaligned(as: SIMD16<Float>.self)
-            vb += q.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-        }
-        if let clip { va = clip(va); vb = clip(vb) }
-        p.storeBytes(of: va, as: SIMD16<Float>.self)
-        p.storeBytes(of: vb, toByteOffset: 64, as: SIMD16<Float>.self)
     }
 }

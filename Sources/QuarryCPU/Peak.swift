@@ -4,6 +4,7 @@
 import Dispatch
 import Foundation
 import Quarry
+import CQuarryKernels
 
 /// Sink that keeps the peak loop's results observable so the optimiser cannot drop the loop.
 // @unchecked: each thread writes its own element of `values`; they are read after the join.
@@ -13,9 +14,10 @@ private final class PeakSink: @unchecked Sendable {
 }
 
 /// The fp32 throughput of FMAs on every thread at once, in GFLOP/s (one FMA = 2 flops), best of
-/// three runs of about `seconds` each. Twelve independent SIMD16 accumulators cover the FMA latency
-/// times the number of FMA pipes on current x86 cores; a build without AVX-512 code generation
-/// measures what that build can reach, which is the relevant peak for it.
+/// three runs of about `seconds` each. Twelve independent vector chains cover the FMA latency times
+/// the number of FMA pipes on current x86 cores. The loop is the kernels' own instruction-set level
+/// (CQuarryKernels: AVX-512, AVX2 + FMA or the baseline, as chosen at run time), so the peak is the
+/// one the kernels in use can reach.
 public func measureFP32PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -> Double {
     let sink = PeakSink(threads.count)
     func run(iterations: Int) -> Double {
@@ -23,7 +25,7 @@ public func measureFP32PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -
         sink.values.withUnsafeMutableBufferPointer { out in
             let out = out.baseAddress!
             // Every thread on a core of its own (Dispatch's pool once ran both on one core).
-            threads.parallelFor(threads.count) { t in out[t] = fmaLoop(iterations: iterations, seed: Float(t)) }
+            threads.parallelFor(threads.count) { t in out[t] = quarry_fma_peak_loop(iterations, Float(t)) }
         }
         return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
@@ -32,27 +34,8 @@ public func measureFP32PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -
     let target = Int(Double(iterations) * 4)
     var best = Double.infinity
     for _ in 0..<3 { best = min(best, run(iterations: target)) }
-    let flops = Double(target) * Double(fmaLoopFlopsPerIteration) * Double(threads.count)
+    let flops = Double(target) * Double(quarry_fma_peak_flops_per_iteration()) * Double(threads.count)
     return flops / best * 1e-9
-}
-
-let fmaLoopFlopsPerIteration = 12 * 16 * 2
-
-@inline(never)
-func fmaLoop(iterations: Int, seed: Float) -> Float {
-    // x * 0.9999 + 1e-4 converges to 1, so the values stay finite however long it runs.
-    let m = SIMD16<Float>(repeating: 0.9999), b = SIMD16<Float>(repeating: 1e-4)
-    var a0 = SIMD16<Float>(repeating: seed), a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3
-    var a4 = a0 + 4, a5 = a0 + 5, a6 = a0 + 6, a7 = a0 + 7
-    var a8 = a0 + 8, a9 = a0 + 9, a10 = a0 + 10, a11 = a0 + 11
-    for _ in 0..<iterations {
-        a0 = b.addingProductFast(a0, m); a1 = b.addingProductFast(a1, m); a2 = b.addingProductFast(a2, m)
-        a3 = b.addingProductFast(a3, m); a4 = b.addingProductFast(a4, m); a5 = b.addingProductFast(a5, m)
-        a6 = b.addingProductFast(a6, m); a7 = b.addingProductFast(a7, m); a8 = b.addingProductFast(a8, m)
-        a9 = b.addingProductFast(a9, m); a10 = b.addingProductFast(a10, m); a11 = b.addingProductFast(a11, m)
-    }
-    let s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11
-    return s.sum()
 }
 
 /// A timed GEMM: the median of `repeats` runs after one warm-up.

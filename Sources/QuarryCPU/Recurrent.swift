@@ -20,6 +20,7 @@
 
 import Foundation
 import Quarry
+import CQuarryKernels
 
 /// Packed weights of one recurrent layer: per direction Wᵀ [I, C], Rᵀ [H, C] (in unit blocks), the input-side bias
 /// [C] (with the recurrent bias folded in wherever it is a plain sum) and the recurrent-side bias
@@ -81,183 +82,20 @@ final class RecurrentWeights {
 /// one 16 when `width` is not a multiple of 32), each panel's K x 32 floats contiguous.
 /// `ldi` 0 broadcasts one initial row (a bias) to every row. Column panels are the outer loop so
 /// a K x 32 panel of b (32 KiB for K = 256) stays in L1 across all row groups.
+/// Runs in CQuarryKernels, in the instruction-set level chosen at run time (its register block per
+/// level: 8 rows x 32 columns on AVX-512, 6 x 16 on AVX2; one row in four k phases at batch 1).
 @inline(__always)
 func multiplyAccumulate(
     _ a: UnsafePointer<Float>, lda: Int, rows: Int, k: Int,
     _ blockB: UnsafePointer<Float>, width: Int, cols: Range<Int>,
     initial: UnsafePointer<Float>, ldi: Int, _ out: UnsafeMutablePointer<Float>, ldo: Int
 ) {
-    if rows == 1 {
-        multiplyAccumulateRow(a, k: k, blockB, width: width, cols: cols, initial: initial, out)
-        return
-    }
-    var c = cols.lowerBound
-    while c < cols.upperBound {
-        let wide = c + 32 <= cols.upperBound
-        // Panel c / 32 as a K x ldb matrix whose column 0 is c (b's columns shifted by c, so the
-        // loads below read b + kk * ldb + c).
-        let ldb = min(32, width - c / 32 * 32)
-        let b = blockB + (c / 32) * 32 * k - c
-        var r = 0
-        // Eight rows at a time where they exist: 16 accumulators per 2 loads of b, half the
-        // passes over R of the four-row kernel (batch 8 reads each unit block twice, not four times).
-        while wide && rows - r >= 8 {
-            let a0 = a + r * lda, i0 = initial + r * ldi + c, o = out + r * ldo + c
-            var x0 = load16(i0), y0 = load16(i0 + 16), x1 = load16(i0 + ldi), y1 = load16(i0 + ldi + 16)
-            var x2 = load16(i0 + 2 * ldi), y2 = load16(i0 + 2 * ldi + 16)
-            var x3 = load16(i0 + 3 * ldi), y3 = load16(i0 + 3 * ldi + 16)
-            var x4 = load16(i0 + 4 * ldi), y4 = load16(i0 + 4 * ldi + 16)
-            var x5 = load16(i0 + 5 * ldi), y5 = load16(i0 + 5 * ldi + 16)
-            var x6 = load16(i0 + 6 * ldi), y6 = load16(i0 + 6 * ldi + 16)
-            var x7 = load16(i0 + 7 * ldi), y7 = load16(i0 + 7 * ldi + 16)
-            for kk in 0..<k {
-                let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
-                let ak = a0 + kk
-                x0 = x0.addingProductFast(ak[0], bv); y0 = y0.addingProductFast(ak[0], bw)
-                x1 = x1.addingProductFast(ak[lda], bv); y1 = y1.addingProductFast(ak[lda], bw)
-                x2 = x2.addingProductFast(ak[2 * lda], bv); y2 = y2.addingProductFast(ak[2 * lda], bw)
-                x3 = x3.addingProductFast(ak[3 * lda], bv); y3 = y3.addingProductFast(ak[3 * lda], bw)
-                x4 = x4.addingProductFast(ak[4 * lda], bv); y4 = y4.addingProductFast(ak[4 * lda], bw)
-                x5 = x5.addingProductFast(ak[5 * lda], bv); y5 = y5.addingProductFast(ak[5 * lda], bw)
-                x6 = x6.addingProductFast(ak[6 * lda], bv); y6 = y6.addingProductFast(ak[6 * lda], bw)
-                x7 = x7.addingProductFast(ak[7 * lda], bv); y7 = y7.addingProductFast(ak[7 * lda], bw)
-            }
-            store16(x0, o); store16(y0, o + 16); store16(x1, o + ldo); store16(y1, o + ldo + 16)
-            store16(x2, o + 2 * ldo); store16(y2, o + 2 * ldo + 16); store16(x3, o + 3 * ldo); store16(y3, o + 3 * ldo + 16)
-            store16(x4, o + 4 * ldo); store16(y4, o + 4 * ldo + 16); store16(x5, o + 5 * ldo); store16(y5, o + 5 * ldo + 16)
-            store16(x6, o + 6 * ldo); store16(y6, o + 6 * ldo + 16); store16(x7, o + 7 * ldo); store16(y7, o + 7 * ldo + 16)
-            r += 8
-        }
-        while r < rows {
-            let n = min(4, rows - r)
-            // Rows past the end alias row r; they are computed and dropped.
-            let a0 = a + r * lda, a1 = n > 1 ? a0 + lda : a0, a2 = n > 2 ? a0 + 2 * lda : a0, a3 = n > 3 ? a0 + 3 * lda : a0
-            let i0 = initial + r * ldi, i1 = n > 1 ? i0 + ldi : i0, i2 = n > 2 ? i0 + 2 * ldi : i0, i3 = n > 3 ? i0 + 3 * ldi : i0
-            let o = out + r * ldo + c
-            if wide {
-                var x0 = load16(i0 + c), y0 = load16(i0 + c + 16), x1 = load16(i1 + c), y1 = load16(i1 + c + 16)
-                var x2 = load16(i2 + c), y2 = load16(i2 + c + 16), x3 = load16(i3 + c), y3 = load16(i3 + c + 16)
-                for kk in 0..<k {
-                    let bv = load16(b + kk * ldb + c), bw = load16(b + kk * ldb + c + 16)
-                    x0 = x0.addingProductFast(a0[kk], bv); y0 = y0.addingProductFast(a0[kk], bw)
-                    x1 = x1.addingProductFast(a1[kk], bv); y1 = y1.addingProductFast(a1[kk], bw)
-                    x2 = x2.addingProductFast(a2[kk], bv); y2 = y2.addingProductFast(a2[kk], bw)
-                    x3 = x3.addingProductFast(a3[kk], bv); y3 = y3.addingProductFast(a3[kk], bw)
-                }
-                store16(x0, o); store16(y0, o + 16)
-                if n > 1 { store16(x1, o + ldo); store16(y1, o + ldo + 16) }
-                if n > 2 { store16(x2, o + 2 * ldo); store16(y2, o + 2 * ldo + 16) }
-                if n > 3 { store16(x3, o + 3 * ldo); store16(y3, o + 3 * ldo + 16) }
-            } else {
-                var x0 = load16(i0 + c), x1 = load16(i1 + c), x2 = load16(i2 + c), x3 = load16(i3 + c)
-                for kk in 0..<k {
-                    let bv = load16(b + kk * ldb + c)
-                    x0 = x0.addingProductFast(a0[kk], bv); x1 = x1.addingProductFast(a1[kk], bv)
-                    x2 = x2.addingProductFast(a2[kk], bv); x3 = x3.addingProductFast(a3[kk], bv)
-                }
-                store16(x0, o)
-                if n > 1 { store16(x1, o + ldo) }
-                if n > 2 { store16(x2, o + 2 * ldo) }
-                if n > 3 { store16(x3, o + 3 * ldo) }
-            }
-            r += 4
-        }
-        c += wide ? 32 : 16
-    }
-}
-
-/// `multiplyAccumulate` for one row (batch 1): the four-row kernel would compute three aliased rows
-/// for nothing and leave two accumulators, too few to cover the FMA latency. Here four k phases go
-/// to separate accumulators over a panel's 32 columns: eight independent chains.
-@inline(__always)
-func multiplyAccumulateRow(
-    _ a: UnsafePointer<Float>, k: Int, _ blockB: UnsafePointer<Float>, width: Int, cols: Range<Int>,
-    initial: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
-) {
-    var c = cols.lowerBound
-    while c < cols.upperBound {
-        let ldb = min(32, width - c / 32 * 32)
-        let b = blockB + (c / 32) * 32 * k - c
-        if c + 32 <= cols.upperBound {
-            // Four k phases x two vectors: eight chains.
-            var x0 = load16(initial + c), x1 = load16(initial + c + 16)
-            let z = V16(repeating: 0)
-            var y0 = z, y1 = z, u0 = z, u1 = z, v0 = z, v1 = z
-            var kk = 0
-            while kk + 4 <= k {
-                let p = b + kk * ldb + c
-                x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk], load16(p + 16))
-                y0 = y0.addingProductFast(a[kk + 1], load16(p + ldb)); y1 = y1.addingProductFast(a[kk + 1], load16(p + ldb + 16))
-                u0 = u0.addingProductFast(a[kk + 2], load16(p + 2 * ldb))
-                u1 = u1.addingProductFast(a[kk + 2], load16(p + 2 * ldb + 16))
-                v0 = v0.addingProductFast(a[kk + 3], load16(p + 3 * ldb))
-                v1 = v1.addingProductFast(a[kk + 3], load16(p + 3 * ldb + 16))
-                kk += 4
-            }
-            while kk < k {
-                let p = b + kk * ldb + c
-                x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk], load16(p + 16))
-                kk += 1
-            }
-            store16((x0 + y0) + (u0 + v0), out + c); store16((x1 + y1) + (u1 + v1), out + c + 16)
-            c += 32
-        } else {
-            var x0 = load16(initial + c), x1 = V16(repeating: 0), x2 = x1, x3 = x1
-            var kk = 0
-            while kk + 4 <= k {
-                let p = b + kk * ldb + c
-                x0 = x0.addingProductFast(a[kk], load16(p)); x1 = x1.addingProductFast(a[kk + 1], load16(p + ldb))
-                x2 = x2.addingProductFast(a[kk + 2], load16(p + 2 * ldb)); x3 = x3.addingProductFast(a[kk + 3], load16(p + 3 * ldb))
-                kk += 4
-            }
-            while kk < k { x0 = x0.addingProductFast(a[kk], load16(b + kk * ldb + c)); kk += 1 }
-            store16((x0 + x1) + (x2 + x3), out + c)
-            c += 16
-        }
-    }
+    quarry_multiply_accumulate(a, lda, rows, k, blockB, width, cols.lowerBound, cols.upperBound, initial, ldi, out, ldo)
 }
 
 // The gate nonlinearities of one block of 16 units, out of line: inlined into the step closure
 // (which holds every gate form), LLVM scalarised their compare-and-select masks lane by lane
 // (vpmovm2d, vpextrd, sets): 15% of an LSTM run at batch 8.
-
-/// LSTM: c' = f ⊙ c + i ⊙ g stored over c, and h' = o ⊙ tanh(c') returned.
-@inline(never)
-func lstmCell(gates gp: UnsafePointer<Float>, cell: UnsafeMutablePointer<Float>) -> V16 {
-    let i = gateSigmoid(load16(gp)), f = gateSigmoid(load16(gp + 16))
-    let g = gateTanh(load16(gp + 32)), o = gateSigmoid(load16(gp + 48))
-    let c = f * load16(cell) + i * g
-    store16(c, cell)
-    return o * gateTanh(c)
-}
-
-/// tanh as a rational function of x (odd degree-13 numerator, even degree-6 denominator, on x
-/// clamped to ±7.9, where tanh is 1 to float precision): 11 multiply-adds and a division, about
-/// a third of `vtanh`'s exponential and division. The cells evaluate five of these per unit and
-/// step: with `vtanh`/`vsigmoid` they were 6% of an LSTM at batch 8. Absolute error under 4e-7.
-@_transparent
-func gateTanh(_ v: V16) -> V16 {
-    let x = v.replacing(with: -7.90531110763549805, where: v .< -7.90531110763549805)
-        .replacing(with: 7.90531110763549805, where: v .> 7.90531110763549805)
-    let x2 = x * x
-    var p = V16(repeating: 2.00018790482477e-13).addingProductFast(x2, V16(repeating: -2.76076847742355e-16))
-    p = V16(repeating: -8.60467152213735e-11).addingProductFast(x2, p)
-    p = V16(repeating: 5.12229709037114e-08).addingProductFast(x2, p)
-    p = V16(repeating: 1.48572235717979e-05).addingProductFast(x2, p)
-    p = V16(repeating: 6.37261928875436e-04).addingProductFast(x2, p)
-    p = V16(repeating: 4.89352455891786e-03).addingProductFast(x2, p)
-    var q = V16(repeating: 1.18534705686654e-04).addingProductFast(x2, V16(repeating: 1.19825839466702e-06))
-    q = V16(repeating: 2.26843463243900e-03).addingProductFast(x2, q)
-    q = V16(repeating: 4.89352518554385e-03).addingProductFast(x2, q)
-    return x * p / q
-}
-
-/// σ(x) = (1 + tanh(x / 2)) / 2. Near 0 (x below about -10) the absolute error stays at float
-/// precision of 1/2 (3e-8), which is what a gate's product with the state can see.
-@_transparent
-func gateSigmoid(_ x: V16) -> V16 {
-    V16(repeating: 0.5).addingProductFast(0.5, gateTanh(x * 0.5))
-}
 
 /// GRU with the reset gate applied after the recurrent product: h' from the input projection,
 /// the recurrent gates and h.
@@ -400,11 +238,16 @@ struct RecurrentLayer {
                 for b in 0..<batch {
                     let gp = UnsafePointer(gatesBuf + b * c + cols.lowerBound)
                     let u = blk * 16
-                    let hv = isLSTM
-                        ? lstmCell(gates: gp, cell: cell + b * hp + u)
-                        : gruLinearBeforeReset(projection: projT + b * steps * c + cols.lowerBound, gates: gp,
-                                               h: hIn + b * hp + u)
-                    store16(hv, hOut + b * hp + u)
+                    let hv: V16
+                    if isLSTM {
+                        // LSTM: c' = f ⊙ c + i ⊙ g stored over c, and h' = o ⊙ tanh(c'), in CQuarryKernels.
+                        quarry_lstm_cell16(gp, cell + b * hp + u, hOut + b * hp + u)
+                        hv = load16(hOut + b * hp + u)
+                    } else {
+                        hv = gruLinearBeforeReset(projection: projT + b * steps * c + cols.lowerBound, gates: gp,
+                                                  h: hIn + b * hp + u)
+                        store16(hv, hOut + b * hp + u)
+                    }
                     let valid = min(16, h - u)
                     storePartial(hv, y + (b * steps + t) * yStride + d * h + u, valid)
                 }

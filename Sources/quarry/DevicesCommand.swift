@@ -43,6 +43,11 @@ struct DevicesCommand: ParsableCommand {
                 "max_allocation_bytes": .number(Double(i.maxAllocationBytes)),
                 "fp16": .bool(i.supportsFP16), "fp64": .bool(i.supportsFP64),
             ]
+            if d is CPUDevice {
+                // The kernel variant chosen at run time (CQuarryKernels), and the host's best.
+                e["kernel_variant"] = .string(CPUInstructionSet.active.description)
+                e["host_instruction_set"] = .string(CPUInstructionSet.host.description)
+            }
             if let cl = d as? OpenCLDevice {
                 e["gemm_schedule"] = .string(cl.gemmVariant.key)
                 e["gemm_schedule_source"] = .string(cl.gemmScheduleSource)
@@ -62,6 +67,9 @@ struct DevicesCommand: ParsableCommand {
                 print(String(format: "\tcompute units %d, memory %.1f GiB, local %d KiB, max allocation %.1f GiB, fp16 %@, fp64 %@",
                              i.computeUnits, Double(i.globalMemoryBytes) / 1_073_741_824, i.localMemoryBytes / 1024,
                              Double(i.maxAllocationBytes) / 1_073_741_824, i.supportsFP16 ? "yes" : "no", i.supportsFP64 ? "yes" : "no"))
+                if case .string(let v)? = e["kernel_variant"], case .string(let h)? = e["host_instruction_set"] {
+                    print("\tkernel variant \(v)" + (v == h ? " (the host's best)" : " (the host has \(h); QUARRY_CPU_ISA chose \(v))"))
+                }
                 if case .string(let s)? = e["gemm_schedule"], case .string(let src)? = e["gemm_schedule_source"] {
                     print("\tGEMM schedule \(s): \(src)")
                 }

@@ -18,7 +18,13 @@ final class GEMMTests: XCTestCase {
         var bInPlace = false
     }
 
+    /// Runs the case under every instruction-set level the host has (each level's micro-kernel in
+    /// CQuarryKernels), on fresh random operands each time.
     func run(_ t: Case, _ rng: inout SeededGenerator) {
+        CPUInstructionSet.forEachAvailable { level in runOnce(t, &rng, "\(level)") }
+    }
+
+    func runOnce(_ t: Case, _ rng: inout SeededGenerator, _ level: String) {
         // Stored shapes of op(A) = [m, k] and op(B) = [k, n] with padded leading dimensions.
         let aRows = t.transA ? t.k : t.m, aCols = t.transA ? t.m : t.k
         let bRows = t.transB ? t.n : t.k, bCols = t.transB ? t.k : t.n
@@ -66,13 +72,13 @@ final class GEMMTests: XCTestCase {
 
         let got = Tensor(shape: [t.m * t.n])
         for i in 0..<t.m { for j in 0..<t.n { got[flat: i * t.n + j] = c[flat: i * ldc + j] } }
-        assertClose(got, expected, rtol: 1e-4, atol: 1e-4 * Double(max(t.k, 1)).squareRoot(), "\(t)")
+        assertClose(got, expected, rtol: 1e-4, atol: 1e-4 * Double(max(t.k, 1)).squareRoot(), "\(level) \(t)")
         // Padding columns of C between rows must be left untouched.
         if t.padC > 0 && t.m > 1 {
             for i in 0..<(t.m - 1) {
                 for j in t.n..<ldc {
                     let v = c[flat: i * ldc + j], w = t.accumulate ? c0[flat: i * ldc + j] : Float.nan
-                    XCTAssert(v == w || (v.isNaN && w.isNaN), "C padding written at row \(i), column \(j): \(t)")
+                    XCTAssert(v == w || (v.isNaN && w.isNaN), "C padding written at row \(i), column \(j): \(level) \(t)")
                 }
             }
         }

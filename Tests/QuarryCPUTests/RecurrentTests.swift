@@ -3,6 +3,7 @@
 
 import Foundation
 import Quarry
+import QuarryCPU
 import XCTest
 
 final class RecurrentTests: XCTestCase {
@@ -64,9 +65,21 @@ final class RecurrentTests: XCTestCase {
         return (y, hn, cn)
     }
 
+    /// Checks one configuration under every instruction-set level the host has (the recurrent
+    /// product and the LSTM cell run in CQuarryKernels' variant of that level).
     func check(isLSTM: Bool, lbr: Bool, batch: Int, steps: Int, input: Int, hidden: Int,
                direction: RecurrentDirection, withBias: Bool, withState: Bool, constants: Bool, threads: Int,
                _ rng: inout SeededGenerator) throws {
+        try CPUInstructionSet.forEachAvailable { level in
+            try checkOnce(isLSTM: isLSTM, lbr: lbr, batch: batch, steps: steps, input: input, hidden: hidden,
+                          direction: direction, withBias: withBias, withState: withState, constants: constants,
+                          threads: threads, level: level, &rng)
+        }
+    }
+
+    func checkOnce(isLSTM: Bool, lbr: Bool, batch: Int, steps: Int, input: Int, hidden: Int,
+                   direction: RecurrentDirection, withBias: Bool, withState: Bool, constants: Bool, threads: Int,
+                   level: CPUInstructionSet, _ rng: inout SeededGenerator) throws {
         let dirs = direction.count, g = isLSTM ? 4 : 3
         let x = randomTensor([batch, steps, input], &rng)
         let w = randomTensor([dirs, g * hidden, input], &rng, in: -0.5...0.5)
@@ -79,7 +92,7 @@ final class RecurrentTests: XCTestCase {
         let operands: [Tensor?] = isLSTM ? [x, w, r, bias, h0, c0] : [x, w, r, bias, h0]
         let outs = try runCPUNode(op, operands, constantIndices: constants ? [1, 2, 3] : [], threads: threads)
         let (y, hn, cn) = reference(isLSTM: isLSTM, lbr: lbr, x: x, w: w, r: r, bias: bias, h0: h0, c0: c0, hidden: hidden, direction: direction)
-        let what = "\(op.name) lbr \(lbr) b\(batch) s\(steps) i\(input) h\(hidden) \(direction) bias \(withBias) state \(withState) threads \(threads)"
+        let what = "\(level) \(op.name) lbr \(lbr) b\(batch) s\(steps) i\(input) h\(hidden) \(direction) bias \(withBias) state \(withState) threads \(threads)"
         XCTAssertEqual(outs.count, isLSTM ? 3 : 2)
         assertClose(outs[0], y, rtol: 1e-4, atol: 1e-5, "y " + what)
         assertClose(outs[1], hn, rtol: 1e-4, atol: 1e-5, "h_n " + what)

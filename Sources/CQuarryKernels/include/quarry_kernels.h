@@ -1,0 +1,77 @@
+// The CPU backend's hottest loops in C, compiled once per x86-64 instruction-set level and chosen
+// at run time (CPUID), so that a plain `swift build -c release` (generic x86-64 for Swift code) runs
+// AVX-512 or AVX2+FMA code where the host has it, and the same binary still runs on a baseline
+// x86-64 host. Swift has no per-function target attribute; C has (`#pragma clang attribute`), and
+// needs no compiler flags for it, so the package keeps no unsafe flags.
+#ifndef QUARRY_KERNELS_H
+#define QUARRY_KERNELS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Instruction-set levels with a kernel variant of their own, best last.
+enum {
+    /// x86-64 baseline (SSE2), or any non-x86 host: what the compiler targets by default.
+    QUARRY_ISA_BASELINE = 0,
+    /// x86-64-v3: AVX2 and FMA (Intel from Haswell, AMD from Zen 1).
+    QUARRY_ISA_AVX2 = 1,
+    /// x86-64-v4: AVX-512 F/BW/DQ/VL (Intel from Skylake-SP, AMD from Zen 4).
+    QUARRY_ISA_AVX512 = 2,
+};
+
+/// The best level this host's CPU and operating system support (CPUID and XGETBV).
+int quarry_host_isa(void);
+
+/// The level in use: the host's best, or a lower one chosen with `quarry_select_isa`.
+int quarry_active_isa(void);
+
+/// Uses the kernels of `isa` (at most the host's level) from now on; returns the level in force.
+/// For tests and benchmarks of the lower variants on a newer host (QUARRY_CPU_ISA).
+int quarry_select_isa(int isa);
+
+/// A level's name: "avx512", "avx2", "baseline".
+const char *quarry_isa_name(int isa);
+
+/// What the GEMM micro-kernel does with the finished tile: C's previous values added (load_c),
+/// a bias per row or per column, an addend matrix (a residual), then a clamp (relu, clip).
+typedef struct {
+    int load_c;
+    int clamp;
+    float lo, hi;
+    const float *row_bias;
+    const float *col_bias;
+    const float *addend;
+    long addend_ld;
+} quarry_tile_epilogue;
+
+/// The GEMM micro-kernel: C[rows x cols] (+)= A panel * B panel, then the epilogue. The A panel
+/// holds 12 rows per k (row r of step k at a[12k + r]); row k of the B panel starts at
+/// b + k * b_stride and holds 32 floats. `rows` is 1...12; `cols` is 16 or 32.
+void quarry_gemm_tile(int rows, int cols, long kc, const float *a, const float *b, long b_stride,
+                      float *c, long ldc, const quarry_tile_epilogue *e);
+
+/// The recurrent product of the LSTM / GRU kernels: out[r, c] = initial[r, c] + sum_k a[r, k] b[k, c]
+/// for rows 0 ..< rows and columns col0 ..< col1, where b is a block of `width` columns packed in
+/// panels of 32 (the last one 16 when `width` is not a multiple of 32), each panel's k x 32 floats
+/// contiguous. col0 and col1 lie on panel boundaries. `ldi` 0 broadcasts one initial row (a bias).
+void quarry_multiply_accumulate(const float *a, long lda, long rows, long k, const float *b, long width,
+                                long col0, long col1, const float *initial, long ldi, float *out, long ldo);
+
+/// One block of 16 LSTM units: gates holds i, f, g, o (16 pre-activations each, in that order);
+/// c' = f c + i g is stored over `cell`, and h' = o tanh(c') into `h`.
+void quarry_lstm_cell16(const float *gates, float *cell, float *h);
+
+/// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
+/// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
+/// that depends on every chain, so the work cannot be optimised away.
+float quarry_fma_peak_loop(long iterations, float seed);
+
+/// Floating-point operations of one iteration of `quarry_fma_peak_loop` at the active level.
+long quarry_fma_peak_flops_per_iteration(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

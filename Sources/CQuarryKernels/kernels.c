@@ -1,0 +1,167 @@
+// The per-level instances of kernels_variant.inc and the run-time choice between them.
+#include "quarry_kernels.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define QK_CAT2(a, b) a##_##b
+#define QK_CAT(a, b) QK_CAT2(a, b)
+
+#if defined(__x86_64__) && defined(__clang__)
+
+// x86-64-v4's vector subset. Zen 4 splits 512-bit operations into two 256-bit halves, but the
+// 32 registers still hold the 12 x 32 tile that 16 ymm registers cannot.
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
+#define QK(name) QK_CAT(name, avx512)
+#define VW 16
+#define PASS_ROWS 12
+#define PASS_VECS 2
+#define MA_ROWS 8
+#define MA_VECS 2
+#include "kernels_variant.inc"
+#undef QK
+#undef VW
+#undef PASS_ROWS
+#undef PASS_VECS
+#undef MA_ROWS
+#undef MA_VECS
+#pragma clang attribute pop
+
+// x86-64-v3: AVX2 and FMA, 16 ymm registers.
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
+#define QK(name) QK_CAT(name, avx2)
+#define VW 8
+#define PASS_ROWS 6
+#define PASS_VECS 2
+#define MA_ROWS 6
+#define MA_VECS 2
+#include "kernels_variant.inc"
+#undef QK
+#undef VW
+#undef PASS_ROWS
+#undef PASS_VECS
+#undef MA_ROWS
+#undef MA_VECS
+#pragma clang attribute pop
+
+#endif
+
+// The baseline: whatever the compiler targets by default (SSE2 on x86-64), 16 registers.
+#define QK(name) QK_CAT(name, baseline)
+#define VW 4
+#define PASS_ROWS 4
+#define PASS_VECS 2
+#define MA_ROWS 4
+#define MA_VECS 2
+#include "kernels_variant.inc"
+#undef QK
+#undef VW
+#undef PASS_ROWS
+#undef PASS_VECS
+#undef MA_ROWS
+#undef MA_VECS
+
+typedef void (*gemm_tile_fn)(int, int, long, const float *, const float *, long, float *, long,
+                             const quarry_tile_epilogue *);
+typedef float (*peak_loop_fn)(long, float);
+typedef void (*multiply_accumulate_fn)(const float *, long, long, long, const float *, long, long, long, const float *,
+                                       long, float *, long);
+typedef void (*lstm_cell_fn)(const float *, float *, float *);
+
+struct variant {
+    gemm_tile_fn gemm_tile;
+    multiply_accumulate_fn multiply_accumulate;
+    lstm_cell_fn lstm_cell16;
+    peak_loop_fn peak_loop;
+    long peak_flops;
+};
+
+static const struct variant variants[] = {
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, fma_peak_loop_baseline, 12 * 4 * 2},
+#if defined(__x86_64__) && defined(__clang__)
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, fma_peak_loop_avx2, 12 * 8 * 2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, fma_peak_loop_avx512, 12 * 16 * 2},
+#endif
+};
+
+static int detect(void)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    // __builtin_cpu_supports checks the operating system's register state (XGETBV) too.
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2"))
+        return QUARRY_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+        __builtin_cpu_supports("bmi2"))
+        return QUARRY_ISA_AVX2;
+#endif
+    return QUARRY_ISA_BASELINE;
+}
+
+// -1 until first asked. Set once from the host and QUARRY_CPU_ISA (a race between two first
+// callers writes the same value).
+static int host_isa = -1;
+static int active_isa = -1;
+
+int quarry_host_isa(void)
+{
+    if (host_isa < 0) host_isa = detect();
+    return host_isa;
+}
+
+static int isa_from_name(const char *s)
+{
+    if (!s || !*s) return -1;
+    if (!strcmp(s, "avx512")) return QUARRY_ISA_AVX512;
+    if (!strcmp(s, "avx2")) return QUARRY_ISA_AVX2;
+    if (!strcmp(s, "baseline")) return QUARRY_ISA_BASELINE;
+    return -2;
+}
+
+int quarry_active_isa(void)
+{
+    if (active_isa < 0) {
+        int host = quarry_host_isa();
+        int wanted = isa_from_name(getenv("QUARRY_CPU_ISA"));
+        active_isa = wanted >= 0 && wanted < host ? wanted : host;
+    }
+    return active_isa;
+}
+
+int quarry_select_isa(int isa)
+{
+    int host = quarry_host_isa();
+    active_isa = isa < 0 ? 0 : isa > host ? host : isa;
+    return active_isa;
+}
+
+const char *quarry_isa_name(int isa)
+{
+    switch (isa) {
+    case QUARRY_ISA_AVX512: return "avx512";
+    case QUARRY_ISA_AVX2: return "avx2";
+    default: return "baseline";
+    }
+}
+
+void quarry_gemm_tile(int rows, int cols, long kc, const float *a, const float *b, long b_stride, float *c, long ldc,
+                      const quarry_tile_epilogue *e)
+{
+    variants[quarry_active_isa()].gemm_tile(rows, cols, kc, a, b, b_stride, c, ldc, e);
+}
+
+void quarry_multiply_accumulate(const float *a, long lda, long rows, long k, const float *b, long width, long col0,
+                                long col1, const float *initial, long ldi, float *out, long ldo)
+{
+    variants[quarry_active_isa()].multiply_accumulate(a, lda, rows, k, b, width, col0, col1, initial, ldi, out, ldo);
+}
+
+void quarry_lstm_cell16(const float *gates, float *cell, float *h) { variants[quarry_active_isa()].lstm_cell16(gates, cell, h); }
+
+float quarry_fma_peak_loop(long iterations, float seed)
+{
+    return variants[quarry_active_isa()].peak_loop(iterations, seed);
+}
+
+long quarry_fma_peak_flops_per_iteration(void) { return variants[quarry_active_isa()].peak_flops; }
