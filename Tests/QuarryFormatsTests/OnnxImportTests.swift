@@ -82,6 +82,34 @@ final class OnnxImportTests: XCTestCase {
         XCTAssertThrowsError(try model.graph()) { XCTAssertTrue("\($0)".contains("symbolic"), "\($0)") }
     }
 
+    /// Paddle2ONNX declares a dynamic batch as dim_value -1; like onnxruntime, Quarry reads it as symbolic.
+    func testNegativeDimValueIsDynamic() throws {
+        let data = try modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [-1, 3])], outputs: ["y"])
+        let model = try OnnxModel(data: data, path: "paddle.onnx")
+        guard case .symbol = model.inputs[0].shape[0] else { return XCTFail("dim_value -1 should be symbolic, got \(model.inputs[0].shape)") }
+        XCTAssertEqual(model.inputs[0].shape[1], .fixed(3))
+        for batch in [1, 4] {
+            let g = try model.graph(inputShapes: ["x": [batch, 3]])
+            XCTAssertEqual(try g.inferShapes(inputShapes: ["x": [batch, 3]])["y"], [batch, 3])
+            let x = try Tensor(shape: [batch, 3], scalars: (0..<(batch * 3)).map { Float($0) - 4.5 })
+            let y = try CPUDevice(threads: 1).compile(g, outputs: ["y"]).run(["x": x])["y"]!
+            XCTAssertEqual(y.scalars, x.scalars.map { max($0, 0) })
+        }
+        XCTAssertThrowsError(try model.graph(inputShapes: ["x": [2, 4]])) { XCTAssertTrue("\($0)".contains("must be 3"), "\($0)") }
+    }
+
+    /// Opsets 22–25 load (their changes to imported operators only widen types); 26 is refused by number.
+    func testOpsetsThrough25() throws {
+        for opset: Int64 in [22, 23, 24, 25] {
+            let m = try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: opset), path: "o.onnx")
+            XCTAssertEqual(m.opset, Int(opset))
+            XCTAssertNoThrow(try m.graph())
+        }
+        XCTAssertThrowsError(try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: 26), path: "o.onnx")) {
+            XCTAssertTrue("\($0)".contains("opset 26 is not supported (7…25 are)"), "\($0)")
+        }
+    }
+
     func testAnyNamedTensorIsATap() throws {
         let model = try OnnxModel(path: fixture("onnx", "binary", "model.onnx"))
         let g = try model.graph(inputShapes: ["a": [2, 3, 4], "b": [3, 1], "p": [4]])

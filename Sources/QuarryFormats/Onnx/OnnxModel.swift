@@ -11,8 +11,15 @@ import SwiftProtobuf
 
 // @unchecked: immutable after loading; every import makes a graph of its own.
 public final class OnnxModel: @unchecked Sendable {
-    /// The supported range of the default ("ai.onnx") operator set.
-    public static let supportedOpsets = 7...21
+    /// The supported range of the default ("ai.onnx") operator set. Opsets 22–25 were reviewed op by
+    /// op against the schemas (`onnx.defs.get_schema(op, version)`): for every operator the table in
+    /// OnnxOps.swift imports, the versions 22–25 only widen the element types (bfloat16, float8,
+    /// float4, int4, int2) or, for pooling, say in words what the window arithmetic already did
+    /// (a window that would start in the right padding is dropped); Cast 24 adds `round_mode`,
+    /// which only matters for float8e8m0, a type Quarry refuses. Tensors of those narrow types are
+    /// refused when they are read, naming the tensor. Operators new in 22–25 (Attention, …) are
+    /// imported where OnnxOps.swift has a handler and listed as unsupported otherwise.
+    public static let supportedOpsets = 7...25
 
     public let path: String
     public let opset: Int
@@ -79,7 +86,9 @@ public final class OnnxModel: @unchecked Sendable {
             }
             let dims: [Dim] = vi.type.tensorType.shape.dim.enumerated().map { i, d in
                 switch d.value {
-                case .dimValue(let v)?: return .fixed(Int(v))
+                // Paddle2ONNX and some hand-written graphs declare a dynamic dimension as
+                // dim_value -1; onnxruntime reads any negative value as unknown, and so does Quarry.
+                case .dimValue(let v)? where v >= 0: return .fixed(Int(v))
                 case .dimParam(let p)? where !p.isEmpty: return .symbol(p)
                 default: return .symbol("\(vi.name)_dim\(i)")
                 }
