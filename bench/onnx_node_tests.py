@@ -13,7 +13,8 @@ model.onnx and test_data_set_0/{input,output}_*.pb) whose one node is one of the
 without that folder get it generated from onnx.backend.test.case.node (the same code that
 writes the shipped data) into a cache folder, once per onnx version.
 
-Each case's inputs are written as .npy files with their own dtype; `quarry run` computes in float32,
+Each case's inputs are written as .npy files with their own dtype (bfloat16, which .npy cannot
+name, widened to float32, which is exact); `quarry run` computes in float32,
 so its outputs come back as float32 .npy files. Float outputs are compared as the suite's runner
 compares them (numpy assert_allclose); integer outputs (MaxPool's Indices) must be whole numbers
 equal to the reference. The last line is exactly `N passed, M failed`.
@@ -169,6 +170,9 @@ def run_quarry(quarry, device, case, tmp, timeout):
     args = [quarry, "run", os.path.join(d, "model.onnx"), "--output-dir", os.path.join(work, "out"), "--device", device,
             "--outputs", ",".join(expected)]
     for k, (n, a) in enumerate(inputs.items()):
+        if a.dtype.name == "bfloat16":
+            # .npy has no bfloat16 type (ml_dtypes saves it as raw '<V2'); widening to float32 is exact.
+            a = a.astype(np.float32)
         p = os.path.join(work, f"input_{k}.npy")
         np.save(p, a)
         args += ["--input", f"{n}={p}"]

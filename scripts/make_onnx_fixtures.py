@@ -32,11 +32,15 @@ def vi(name, dtype, shape):
     return oh.make_tensor_value_info(name, dtype, shape)
 
 
-def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None):
-    """inputs: dict name -> np array (float32 or int64); outputs: list of names."""
+def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None, reference="onnxruntime"):
+    """inputs: dict name -> np array (float32, int64 or bool); outputs: list of names.
+
+    reference "onnxruntime" runs the model with onnxruntime; "float64" runs onnx's reference
+    implementation (onnx.reference, the code that writes ONNX's node tests) on the inputs and
+    initializers widened to float64, for operators onnxruntime lacks or gets wrong."""
     in_vis = []
     for n, a in inputs.items():
-        dt = TP.INT64 if a.dtype == np.int64 else TP.FLOAT
+        dt = TP.INT64 if a.dtype == np.int64 else TP.BOOL if a.dtype == np.bool_ else TP.FLOAT
         shape = (dims or {}).get(n, list(a.shape))
         in_vis.append(vi(n, dt, shape))
     out_vis = [oh.make_tensor_value_info(o, TP.FLOAT, None) for o in outputs]
@@ -47,8 +51,17 @@ def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "model.onnx")
     onnx.save(m, path)
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    res = sess.run(outputs, inputs)
+    if reference == "float64":
+        from onnx.reference import ReferenceEvaluator
+        m64 = onnx.load(path)
+        for t in m64.graph.initializer:
+            if t.data_type == TP.FLOAT:
+                t.CopyFrom(nh.from_array(nh.to_array(t).astype(np.float64), t.name))
+        wide = {k: (a.astype(np.float64) if a.dtype == np.float32 else a) for k, a in inputs.items()}
+        res = [np.asarray(r).astype(np.float32) for r in ReferenceEvaluator(m64).run(outputs, wide)]
+    else:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        res = sess.run(outputs, inputs)
     np.savez(os.path.join(folder, "inputs.npz"), **inputs)
     np.savez(os.path.join(folder, "outputs.npz"), **{o: np.asarray(r) for o, r in zip(outputs, res)})
     return path
@@ -233,6 +246,19 @@ def small_cases():
     np.save(os.path.join(fmt, "fortran.npy"), np.asfortranarray(rand(3, 4)))
     np.save(os.path.join(fmt, "bigendian.npy"), rand(3).astype(">f4"))
     np.save(os.path.join(fmt, "complex.npy"), np.zeros(3, np.complex64))
+    # Cases added after the .npy forms (their draws come last). Attention (opsets 23-25) against
+    # onnx's reference in float64: 3-D grouped heads with a bool mask holding a fully masked row;
+    # 4-D with a cache, causal frontier, float mask shorter than the total length and softcap;
+    # opset 25 sliding window with per-batch nonpad_kv_seqlen; qk_matmul_output in modes 2 and 3.
+    mask = rng.integers(0, 2, size=(3, 5)).astype(bool)
+    mask[1] = False
+    save("attention_3d_gqa_bool_mask", [N("Attention", ["q", "k", "v", "m"], ["y", "", "", "p"], q_num_heads=4, kv_num_heads=2, qk_matmul_output_mode=3)],
+         {"q": rand(2, 3, 16), "k": rand(2, 5, 8), "v": rand(2, 5, 12), "m": mask}, ["y", "p"], opset=23, reference="float64")
+    save("attention_4d_past_causal_softcap", [N("Attention", ["q", "k", "v", "m", "pk", "pv"], ["y", "kp", "vp", "s"], is_causal=1, softcap=2.0, scale=0.3, qk_matmul_output_mode=2)],
+         {"q": rand(1, 2, 3, 4), "k": rand(1, 2, 3, 4), "v": rand(1, 2, 3, 5), "m": rand(1, 1, 3, 4), "pk": rand(1, 2, 2, 4), "pv": rand(1, 2, 2, 5)},
+         ["y", "kp", "vp", "s"], opset=24, reference="float64")
+    save("attention_window_nonpad", [N("Attention", ["q", "k", "v", "", "", "", "n"], ["y"], is_causal=1, left_window_size=2)],
+         {"q": rand(2, 2, 3, 4), "k": rand(2, 2, 6, 4), "v": rand(2, 2, 6, 3), "n": np.array([4, 6], np.int64)}, ["y"], opset=25, reference="float64")
 
 
 if __name__ == "__main__":

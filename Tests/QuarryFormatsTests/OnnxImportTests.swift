@@ -13,8 +13,9 @@ final class OnnxImportTests: XCTestCase {
         }.sorted()
     }
 
-    /// Every fixture imports, its output shapes equal onnxruntime's, and its values match
-    /// onnxruntime's to 1e-4 relative on the CPU backend and on the OpenCL backend (PoCL here;
+    /// Every fixture imports, its output shapes equal the reference's, and its values match the
+    /// reference (onnxruntime's, or onnx's reference implementation in float64 where the fixture
+    /// script says so) to 1e-4 relative on the CPU backend and on the OpenCL backend (PoCL here;
     /// skipped where no OpenCL device exists).
     func testFixturesMatchOnnxRuntime() throws {
         XCTAssertGreaterThan(cases.count, 50, "fixtures missing: run scripts/make_onnx_fixtures.py")
@@ -40,11 +41,11 @@ final class OnnxImportTests: XCTestCase {
                 for (out, e) in expected {
                     guard let a = results[out] else { XCTFail("\(name): no output '\(out)' on \(device.info.spec)"); continue }
                     let c = closeness(a, e.tensor(), rtol: 1e-4, atol: 1e-5)
-                    XCTAssertLessThanOrEqual(c, 1, "\(name) on \(device.info.spec): '\(out)' differs from onnxruntime (worst error ratio \(c))")
+                    XCTAssertLessThanOrEqual(c, 1, "\(name) on \(device.info.spec): '\(out)' differs from the reference (worst error ratio \(c))")
                 }
             }
         }
-        print("ONNX fixtures compared with onnxruntime: \(cases.count) on \(devices.map(\.info.spec))")
+        print("ONNX fixtures compared with their references: \(cases.count) on \(devices.map(\.info.spec))")
     }
 
     func testUnsupportedNodesAreAllListed() throws {
@@ -108,6 +109,15 @@ final class OnnxImportTests: XCTestCase {
         XCTAssertThrowsError(try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: 26), path: "o.onnx")) {
             XCTAssertTrue("\($0)".contains("opset 26 is not supported (7…25 are)"), "\($0)")
         }
+    }
+
+    func testAttentionErrorsNameTheNode() throws {
+        let data = try modelBytes(nodes: [node("Attention", ["q", "k", "v"], ["y"], name: "attn")], inputs: [("q", [1, 2, 8]), ("k", [1, 3, 8]), ("v", [1, 3, 8])], outputs: ["y"], opset: 23)
+        XCTAssertThrowsError(try OnnxModel(data: data, path: "a.onnx").graph()) {
+            XCTAssertTrue("\($0)".contains("node 'attn' (Attention): ") && "\($0)".contains("q_num_heads"), "\($0)")
+        }
+        let gqa = try modelBytes(nodes: [node("Attention", ["q", "k", "v"], ["y"], name: "attn")], inputs: [("q", [1, 3, 2, 4]), ("k", [1, 2, 2, 4]), ("v", [1, 2, 2, 4])], outputs: ["y"], opset: 23)
+        XCTAssertThrowsError(try OnnxModel(data: gqa, path: "a.onnx").graph()) { XCTAssertTrue("\($0)".contains("multiple of kv_num_heads"), "\($0)") }
     }
 
     func testAnyNamedTensorIsATap() throws {

@@ -1,5 +1,5 @@
 // The ONNX operator table: one handler per operator type, following the ONNX operator
-// specification for opsets 7–21 (attributes in the form each opset uses). Handlers fold nodes
+// specification for opsets 7–25 (attributes in the form each opset uses). Handlers fold nodes
 // whose inputs are all constant and lower the rest to Quarry ops, with each op's operand order and
 // layout as Op.swift documents it.
 
@@ -679,6 +679,7 @@ extension OnnxImporter {
         }
         h["Resize"] = { try resize(&$0, upsample: false) }
         h["Upsample"] = { try resize(&$0, upsample: true) }
+        h["Attention"] = { try attention(&$0) }
         h["LSTM"] = { try recurrent(&$0, lstm: true) }
         h["GRU"] = { try recurrent(&$0, lstm: false) }
         return h
