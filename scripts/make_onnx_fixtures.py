@@ -246,6 +246,11 @@ def small_cases():
     np.save(os.path.join(fmt, "fortran.npy"), np.asfortranarray(rand(3, 4)))
     np.save(os.path.join(fmt, "bigendian.npy"), rand(3).astype(">f4"))
     np.save(os.path.join(fmt, "complex.npy"), np.zeros(3, np.complex64))
+    # Narrower and unsigned integer .npy files (read widened to int32 / int64); fixed values.
+    for name, dtype, values in [("i8", np.int8, [-128, -1, 0, 127]), ("u8", np.uint8, [0, 1, 255]), ("i16", np.int16, [-32768, 7, 32767]),
+                                ("u16", np.uint16, [0, 65535]), ("u32", np.uint32, [4294967295, 3]), ("u64", np.uint64, [9007199254740993, 5])]:
+        np.save(os.path.join(fmt, f"narrow_{name}.npy"), np.array(values, dtype).reshape(1, -1))
+    np.save(os.path.join(fmt, "narrow_u64_too_big.npy"), np.array([2 ** 63], np.uint64))
     # Cases added after the .npy forms (their draws come last). Attention (opsets 23-25) against
     # onnx's reference in float64: 3-D grouped heads with a bool mask holding a fully masked row;
     # 4-D with a cache, causal frontier, float mask shorter than the total length and softcap;
@@ -259,6 +264,9 @@ def small_cases():
          ["y", "kp", "vp", "s"], opset=24, reference="float64")
     save("attention_window_nonpad", [N("Attention", ["q", "k", "v", "", "", "", "n"], ["y"], is_causal=1, left_window_size=2)],
          {"q": rand(2, 2, 3, 4), "k": rand(2, 2, 6, 4), "v": rand(2, 2, 6, 3), "n": np.array([4, 6], np.int64)}, ["y"], opset=25, reference="float64")
+    # LayerNormalization's Mean and InvStdDev outputs (over the axes from 1 on).
+    save("layernorm_stats", [N("LayerNormalization", ["x", "g", "b"], ["y", "mean", "inv"], axis=1, epsilon=1e-3)],
+         {"x": rand(2, 3, 4, 5)}, ["y", "mean", "inv"], [init("g", rand(3, 4, 5)), init("b", rand(3, 4, 5))])
 
 
 if __name__ == "__main__":

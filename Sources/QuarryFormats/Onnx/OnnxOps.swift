@@ -367,12 +367,27 @@ extension OnnxImporter {
             try c.emit(.instanceNorm(epsilon: c.float("epsilon", 1e-5)), ins)
         }
         h["LayerNormalization"] = { c in
+            // stash_type names the statistics' precision; Quarry computes them in float32 (the default, 1).
             c.ignore("stash_type")
-            if c.outputUsed(1) || c.outputUsed(2) { throw c.unsupported("the Mean / InvStdDev outputs") }
             let x = try c.shape(0)
             let axis = try c.normAxis(c.int("axis", -1), rank: x.count)
             let eps = c.float("epsilon", 1e-5)
             let nd = x.count - axis
+            if c.outputUsed(1) || c.outputUsed(2) {
+                // Mean and InvStdDev = 1 / sqrt(mean((x − mean)²) + ε), over the normalised axes, kept as 1s.
+                let axes = Array(axis..<x.count)
+                let mean = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [try c.value(0)], "mean")
+                if c.outputUsed(1) { try c.alias(mean.name, output: 1) }
+                if c.outputUsed(2) {
+                    let d = try c.emitInternal(.binary(.sub, activation: nil), [try c.value(0), mean.name], "centred")
+                    let sq = try c.emitInternal(.binary(.mul, activation: nil), [d.name, d.name], "squared")
+                    let v = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [sq.name], "variance")
+                    let e = c.parameter(HostTensor(floats: [eps], shape: [1]), key: "scalar:\(eps)")
+                    let ve = try c.emitInternal(.binary(.add, activation: nil), [v.name, e], "variance_eps")
+                    let sd = try c.emitInternal(.activation(.sqrt), [ve.name], "stddev")
+                    try c.emit(.activation(.reciprocal), [sd.name], output: 2)
+                }
+            }
             let norm = Array(x.suffix(nd)), n = norm.reduce(1, *)
             func param(_ i: Int) throws -> String? {
                 guard c.hasInput(i) else { return nil }
