@@ -267,6 +267,15 @@ def small_cases():
     # LayerNormalization's Mean and InvStdDev outputs (over the axes from 1 on).
     save("layernorm_stats", [N("LayerNormalization", ["x", "g", "b"], ["y", "mean", "inv"], axis=1, epsilon=1e-3)],
          {"x": rand(2, 3, 4, 5)}, ["y", "mean", "inv"], [init("g", rand(3, 4, 5)), init("b", rand(3, 4, 5))])
+    # 1-D and 3-D pooling (as 2-D pools), MatMul with 1-D operands (numpy's row / column rule).
+    x5 = rand(2, 3, 5, 6, 7)
+    save("maxpool3d", [N("MaxPool", ["x"], ["y"], kernel_shape=[2, 3, 2], strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1], dilations=[1, 2, 1], ceil_mode=1)], {"x": x5}, ["y"], opset=22)
+    save("avgpool3d_exclude_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 2, 3], strides=[2, 2, 1], pads=[1, 1, 0, 1, 0, 1], ceil_mode=1)], {"x": x5}, ["y"], opset=22)
+    save("avgpool3d_include_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[2, 2, 2], pads=[1, 0, 1, 0, 1, 1], count_include_pad=1)], {"x": x5}, ["y"], opset=19)
+    save("pool1d", [N("MaxPool", ["x"], ["m"], kernel_shape=[3], strides=[2], auto_pad="SAME_UPPER"), N("AveragePool", ["x"], ["a"], kernel_shape=[4], pads=[2, 1])],
+         {"x": rand(2, 3, 11)}, ["m", "a"], opset=22)
+    save("matmul_1d", [N("MatMul", ["v", "b"], ["vb"]), N("MatMul", ["b", "w"], ["bw"]), N("MatMul", ["v", "u"], ["dot"])],
+         {"v": rand(4), "b": rand(2, 3, 4, 5), "w": rand(5), "u": rand(4)}, ["vb", "bw", "dot"], opset=13)
 
 
 if __name__ == "__main__":

@@ -54,26 +54,35 @@ extension NodeContext {
     /// The 2-D window attributes shared by Conv and the pools, with auto_pad resolved against the
     /// concrete input size.
     mutating func window(kernel: [Int], input: [Int]) throws -> (stride: [Int], dilation: [Int], pads: Padding2D) {
-        let strides = ints("strides") ?? [1, 1]
-        let dilations = ints("dilations") ?? [1, 1]
+        guard kernel.count == 2 else { throw unsupported("only 2-D windows are supported (kernel \(kernel))") }
+        let w = try windowND(kernel: kernel, input: input)
+        return (w.stride, w.dilation, Padding2D(top: w.begin[0], left: w.begin[1], bottom: w.end[0], right: w.end[1]))
+    }
+
+    /// Window attributes for any number of spatial axes (strides, dilations, pads begin / end per
+    /// axis), with auto_pad resolved against the concrete input size.
+    mutating func windowND(kernel: [Int], input: [Int]) throws -> (stride: [Int], dilation: [Int], begin: [Int], end: [Int]) {
+        let n = kernel.count
+        let strides = ints("strides") ?? [Int](repeating: 1, count: n)
+        let dilations = ints("dilations") ?? [Int](repeating: 1, count: n)
         let autoPad = string("auto_pad", "NOTSET")
-        guard strides.count == 2, dilations.count == 2, kernel.count == 2 else {
-            throw unsupported("only 2-D windows are supported (kernel \(kernel))")
+        guard strides.count == n, dilations.count == n, input.count == n else {
+            throw QuarryError.invalidArgument("strides \(strides) and dilations \(dilations) must have one value per axis of kernel \(kernel)")
         }
         guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
             throw QuarryError.invalidArgument("strides \(strides) and dilations \(dilations) must be positive")
         }
-        var begin = [0, 0], end = [0, 0]
+        var begin = [Int](repeating: 0, count: n), end = begin
         switch autoPad {
         case "NOTSET":
-            let p = ints("pads") ?? [0, 0, 0, 0]
-            guard p.count == 4 else { throw QuarryError.invalidArgument("pads \(p) must have 4 values") }
-            begin = [p[0], p[1]]; end = [p[2], p[3]]
+            let p = ints("pads") ?? [Int](repeating: 0, count: 2 * n)
+            guard p.count == 2 * n else { throw QuarryError.invalidArgument("pads \(p) must have \(2 * n) values") }
+            begin = Array(p[..<n]); end = Array(p[n...])
         case "VALID":
             ignore("pads")
         case "SAME_UPPER", "SAME_LOWER":
             ignore("pads")
-            for d in 0..<2 {
+            for d in 0..<n {
                 let out = (input[d] + strides[d] - 1) / strides[d]
                 let total = max(0, (out - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - input[d])
                 let small = total / 2
@@ -82,7 +91,7 @@ extension NodeContext {
         default:
             throw unsupported("auto_pad '\(autoPad)'")
         }
-        return (strides, dilations, Padding2D(top: begin[0], left: begin[1], bottom: end[0], right: end[1]))
+        return (strides, dilations, begin, end)
     }
 
     /// Converts a const weight with ONNX gate order to Quarry's: `perm` lists, for each Quarry gate,
@@ -216,7 +225,21 @@ extension OnnxImporter {
         // MARK: linear algebra
         h["MatMul"] = { c in
             let a = try c.shape(0), b = try c.shape(1)
-            guard a.count >= 2, b.count >= 2 else { throw c.unsupported("MatMul of rank-1 operands (\(a), \(b))") }
+            guard !a.isEmpty, !b.isEmpty else { throw QuarryError.invalidArgument("MatMul of a scalar (\(a), \(b))") }
+            if a.count == 1 || b.count == 1 {
+                // numpy's rule: a 1-D left operand is a row [1, K], a 1-D right one a column [K, 1],
+                // and the added dimension is removed from the product.
+                var av = try c.value(0), bv = try c.value(1)
+                if a.count == 1 { av = try c.emitInternal(.reshape(shape: [1, a[0]]), [av], "row").name }
+                if b.count == 1 { bv = try c.emitInternal(.reshape(shape: [b[0], 1]), [bv], "column").name }
+                let y = try c.emitInternal(.matmul(transposeA: false, transposeB: false), [av, bv], "matmul")
+                var out = y.shape
+                let rowAxis = out.count - 2
+                if b.count == 1 { out.removeLast() }
+                if a.count == 1 { out.remove(at: rowAxis) }
+                try c.emit(.reshape(shape: out), [y.name])
+                return
+            }
             if case .runtime = try c.input(0), let w = try c.constant(1), w.shape.count == 2, w.kind == .float {
                 // x·W with a constant W [K, N] is a Linear layer: dense takes the weight as [N, K].
                 let wt = c.parameter(w.transposed([1, 0]), key: c.inputName(1) + "^T")
@@ -332,9 +355,10 @@ extension OnnxImporter {
         }
         @Sendable func pool(_ c: inout NodeContext, max isMax: Bool) throws {
             let x = try c.shape(0)
-            guard x.count == 4 else { throw c.unsupported("pooling on rank \(x.count) input (2-D is supported)") }
-            guard let k = c.ints("kernel_shape"), k.count == 2 else { throw c.unsupported("kernel_shape must have two values") }
-            let win = try c.window(kernel: k, input: [x[2], x[3]])
+            guard (3...5).contains(x.count) else { throw c.unsupported("pooling on rank \(x.count) input (1-D, 2-D and 3-D are supported)") }
+            let n = x.count - 2
+            guard let k = c.ints("kernel_shape"), k.count == n else { throw QuarryError.invalidArgument("kernel_shape must have \(n) values") }
+            let win = try c.windowND(kernel: k, input: Array(x[2...]))
             let ceil = c.int("ceil_mode", 0) != 0
             var countPad = false
             if isMax {
@@ -343,8 +367,34 @@ extension OnnxImporter {
             } else {
                 countPad = c.int("count_include_pad", 0) != 0
             }
-            let attrs = Pool2DAttributes(kernel: (k[0], k[1]), stride: (win.stride[0], win.stride[1]), padding: win.pads, dilation: (win.dilation[0], win.dilation[1]), ceilMode: ceil, countIncludePad: countPad)
-            try c.emit(isMax ? .maxPool2d(attrs) : .avgPool2d(attrs), [try c.value(0)])
+            func attrs(_ a: Int, _ b: Int) -> Pool2DAttributes {
+                // Axes a and b of the window (-1: a size-one axis with no window).
+                func pick(_ v: [Int], _ i: Int, _ one: Int) -> Int { i < 0 ? one : v[i] }
+                return Pool2DAttributes(kernel: (pick(k, a, 1), pick(k, b, 1)), stride: (pick(win.stride, a, 1), pick(win.stride, b, 1)),
+                                        padding: Padding2D(top: pick(win.begin, a, 0), left: pick(win.begin, b, 0), bottom: pick(win.end, a, 0), right: pick(win.end, b, 0)),
+                                        dilation: (pick(win.dilation, a, 1), pick(win.dilation, b, 1)), ceilMode: ceil, countIncludePad: countPad)
+            }
+            func op(_ a: Pool2DAttributes) -> Op { isMax ? .maxPool2d(a) : .avgPool2d(a) }
+            switch n {
+            case 2:
+                try c.emit(op(attrs(0, 1)), [try c.value(0)])
+            case 1:
+                // 1-D pooling runs as 2-D with a height of one.
+                let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
+                let y = try c.emitInternal(op(attrs(-1, 0)), [x4.name], "pool")
+                try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
+            default:
+                // 3-D pooling as two 2-D pools, height × width then depth. Exact for both: a max is
+                // a max of maxima; a box window's element count (the average's divisor, with or
+                // without padding) is the product of its counts along each axis, and the output
+                // size, ceil mode and dropped windows are decided per axis.
+                let hw = try c.emitInternal(.reshape(shape: [x[0], x[1] * x[2], x[3], x[4]]), [try c.value(0)], "hw")
+                let p1 = try c.emitInternal(op(attrs(1, 2)), [hw.name], "pool_hw")
+                let (oh, ow) = (p1.shape[2], p1.shape[3])
+                let d = try c.emitInternal(.reshape(shape: [x[0], x[1], x[2], oh * ow]), [p1.name], "depth")
+                let p2 = try c.emitInternal(op(attrs(0, -1)), [d.name], "pool_depth")
+                try c.emit(.reshape(shape: [x[0], x[1], p2.shape[2], oh, ow]), [p2.name])
+            }
         }
         h["MaxPool"] = { try pool(&$0, max: true) }
         h["AveragePool"] = { try pool(&$0, max: false) }
