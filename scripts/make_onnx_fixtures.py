@@ -276,6 +276,12 @@ def small_cases():
          {"x": rand(2, 3, 11)}, ["m", "a"], opset=22)
     save("matmul_1d", [N("MatMul", ["v", "b"], ["vb"]), N("MatMul", ["b", "w"], ["bw"]), N("MatMul", ["v", "u"], ["dot"])],
          {"v": rand(4), "b": rand(2, 3, 4, 5), "w": rand(5), "u": rand(4)}, ["vb", "bw", "dot"], opset=13)
+    # Recurrent weights fed as graph inputs (their gate blocks reordered by slices at run time).
+    S, B, I, H = 4, 2, 3, 5
+    save("lstm_weights_as_inputs", [N("LSTM", ["x", "W", "R", "B"], ["y", "hn", "cn"], hidden_size=H, direction="bidirectional")],
+         {"x": rand(S, B, I), "W": rand(2, 4 * H, I), "R": rand(2, 4 * H, H), "B": rand(2, 8 * H)}, ["y", "hn", "cn"], opset=22)
+    save("gru_weights_as_inputs", [N("GRU", ["x", "W", "R"], ["y", "hn"], hidden_size=H, linear_before_reset=1)],
+         {"x": rand(S, B, I), "W": rand(1, 3 * H, I), "R": rand(1, 3 * H, H)}, ["y", "hn"], opset=22)
 
 
 if __name__ == "__main__":

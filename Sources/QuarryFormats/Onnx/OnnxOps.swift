@@ -861,22 +861,33 @@ extension OnnxImporter {
         let linearBeforeReset = lstm ? true : c.int("linear_before_reset", 0) != 0
         // ONNX gate order → Quarry's: LSTM i,o,f,c → i,f,g(c),o; GRU z,r,h → r,z,n(h).
         let perm = lstm ? [0, 2, 3, 1] : [1, 0, 2]
-        guard let w = try c.constant(1), let r = try c.constant(2) else { throw c.unsupported("run-time W or R") }
         let gates = lstm ? 4 : 3, dirs = direction.count
-        guard w.shape == [dirs, gates * hidden, x[2]], r.shape == [dirs, gates * hidden, hidden] else {
-            throw QuarryError.invalidArgument("W \(w.shape) / R \(r.shape) do not fit \(dirs) direction(s), hidden \(hidden), input \(x[2])")
+        let ws = try c.shape(1), rs = try c.shape(2)
+        guard ws == [dirs, gates * hidden, x[2]], rs == [dirs, gates * hidden, hidden] else {
+            throw QuarryError.invalidArgument("W \(ws) / R \(rs) do not fit \(dirs) direction(s), hidden \(hidden), input \(x[2])")
         }
         if c.hasInput(3), try c.shape(3) != [dirs, 2 * gates * hidden] {
             throw QuarryError.invalidArgument("B \(try c.shape(3)) must be \([dirs, 2 * gates * hidden])")
         }
-        let wp = c.parameter(NodeContext.permuteGates(w, gates: perm, hidden: hidden), key: c.inputName(1) + ":gates")
-        let rp = c.parameter(NodeContext.permuteGates(r, gates: perm, hidden: hidden), key: c.inputName(2) + ":gates")
-        var bp = ""
-        if c.hasInput(3) {
-            guard let b = try c.constant(3) else { throw c.unsupported("run-time B") }
-            let b3 = b.reshaped([b.shape[0], b.count / b.shape[0], 1])
-            bp = c.parameter(NodeContext.permuteGates(b3, gates: perm, hidden: hidden).reshaped(b.shape), key: c.inputName(3) + ":gates")
+        /// Input `i` with its gate blocks (of `hidden` rows along axis 1) in Quarry's order: permuted
+        /// on the host for a constant, by slices and a concat for a run-time value (weights fed as
+        /// graph inputs).
+        func gated(_ i: Int) throws -> String {
+            let s = try c.shape(i)
+            if let t = try c.constant(i) {
+                let t3 = s.count == 3 ? t : t.reshaped([s[0], s[1], 1])
+                return c.parameter(NodeContext.permuteGates(t3, gates: perm, hidden: hidden).reshaped(s), key: c.inputName(i) + ":gates")
+            }
+            let blocks = s[1] / hidden
+            var parts: [String] = []
+            for b in 0..<blocks {
+                let from = (b / perm.count) * perm.count + perm[b % perm.count]
+                parts.append(try c.emitInternal(.slice(starts: [from * hidden], ends: [(from + 1) * hidden], axes: [1], steps: [1]), [try c.value(i)], "gate\(i)_\(b)").name)
+            }
+            return try c.emitInternal(.concat(axis: 1), parts, "gates\(i)").name
         }
+        let wp = try gated(1), rp = try gated(2)
+        let bp = c.hasInput(3) ? try gated(3) : ""
         let batchFirst = layout == 1
         var xin = try c.value(0)
         if !batchFirst { xin = try c.emitInternal(.transpose(perm: [1, 0, 2]), [xin], "batch_first").name }
