@@ -282,6 +282,10 @@ def small_cases():
          {"x": rand(S, B, I), "W": rand(2, 4 * H, I), "R": rand(2, 4 * H, H), "B": rand(2, 8 * H)}, ["y", "hn", "cn"], opset=22)
     save("gru_weights_as_inputs", [N("GRU", ["x", "W", "R"], ["y", "hn"], hidden_size=H, linear_before_reset=1)],
          {"x": rand(S, B, I), "W": rand(1, 3 * H, I), "R": rand(1, 3 * H, H)}, ["y", "hn"], opset=22)
+    # Operands the import folds, fed as graph inputs (values given with the shapes): a Reshape
+    # target and Upsample scales.
+    save("reshape_shape_input", [N("Reshape", ["x", "s"], ["y"]), N("Upsample", ["x4", "sc"], ["u"], mode="nearest")],
+         {"x": rand(2, 3, 4), "s": np.array([4, -1, 3], np.int64), "x4": rand(1, 2, 3, 3), "sc": np.array([1, 1, 2, 3], np.float32)}, ["y", "u"], opset=9)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ final class OnnxImportTests: XCTestCase {
             let inputs = try NumPy.readArchive(path: "\(dir)/inputs.npz")
             let expected = try NumPy.readArchive(path: "\(dir)/outputs.npz")
             let shapes = inputs.mapValues(\.shape)
+            // Inputs the import reads as values (a Reshape target fed as an input) specialise the graph.
+            let values = inputs.filter { model.valueInputs.contains($0.key) }.mapValues { $0.tensor() }
+            let runInputs = inputs.filter { values[$0.key] == nil }
             let graph: Graph
-            do { graph = try model.graph(inputShapes: shapes) } catch {
+            do { graph = try model.graph(inputShapes: shapes, values: values) } catch {
                 XCTFail("\(name): import failed: \(error)"); continue
             }
             let inferred = try graph.inferShapes(inputShapes: shapes)
@@ -37,7 +40,7 @@ final class OnnxImportTests: XCTestCase {
             }
             for device in devices {
                 let compiled = try device.compile(graph, outputs: expected.keys.sorted())
-                let results = try compiled.run(inputs.mapValues { $0.tensor() })
+                let results = try compiled.run(runInputs.mapValues { $0.tensor() })
                 for (out, e) in expected {
                     guard let a = results[out] else { XCTFail("\(name): no output '\(out)' on \(device.info.spec)"); continue }
                     let c = closeness(a, e.tensor(), rtol: 1e-4, atol: 1e-5)
@@ -118,6 +121,26 @@ final class OnnxImportTests: XCTestCase {
         }
         let gqa = try modelBytes(nodes: [node("Attention", ["q", "k", "v"], ["y"], name: "attn")], inputs: [("q", [1, 3, 2, 4]), ("k", [1, 2, 2, 4]), ("v", [1, 2, 2, 4])], outputs: ["y"], opset: 23)
         XCTAssertThrowsError(try OnnxModel(data: gqa, path: "a.onnx").graph()) { XCTAssertTrue("\($0)".contains("multiple of kv_num_heads"), "\($0)") }
+    }
+
+    /// A Reshape target fed as a graph input is read as values: one graph per set of values, and
+    /// without them the error names the input.
+    func testValueInputsSpecialiseTheGraph() throws {
+        let model = try OnnxModel(path: fixture("onnx", "reshape_shape_input", "model.onnx"))
+        XCTAssertEqual(model.valueInputs, ["s", "sc"])
+        let shapes = ["x": [2, 3, 4], "s": [3], "x4": [1, 2, 3, 3], "sc": [4]]
+        let scales = try Tensor(shape: [4], scalars: [1, 1, 2, 3])
+        XCTAssertThrowsError(try model.graph(inputShapes: shapes, values: ["sc": scales])) {
+            XCTAssertTrue("\($0)".contains("graph input 's'") && "\($0)".contains("reads as values"), "\($0)")
+        }
+        for (target, expect) in [([4, -1, 3], [4, 2, 3]), ([0, 12, 1], [2, 12, 1])] as [([Float], [Int])] {
+            let g = try model.graph(inputShapes: shapes, values: ["s": try Tensor(shape: [3], scalars: target), "sc": scales])
+            XCTAssertEqual(g.inputs.map(\.name).sorted(), ["x", "x4"])
+            let x = try Tensor(shape: [2, 3, 4], scalars: (0..<24).map { Float($0) * 0.5 - 3 })
+            let y = try CPUDevice(threads: 1).compile(g, outputs: ["y"]).run(["x": x, "x4": Tensor(shape: [1, 2, 3, 3], repeating: 1)])["y"]!
+            XCTAssertEqual(y.shape, expect)
+            XCTAssertEqual(y.scalars, x.scalars)
+        }
     }
 
     func testAnyNamedTensorIsATap() throws {

@@ -498,8 +498,11 @@ extension OnnxImporter {
             let allowZero = c.int("allowzero", 0) != 0
             let resolved: [Int]
             if allowZero && target.contains(0) {
-                guard x.contains(0) || target.contains(-1) == false else { throw QuarryError.invalidArgument("reshape of \(x) to \(target)") }
-                resolved = try resolveReshape(target.map { $0 == 0 ? 1 : $0 }, input: x, node: c.name).enumerated().map { target[$0.offset] == 0 ? 0 : $0.element }
+                // With allowzero a 0 is a zero-sized dimension, and then no -1 may be inferred.
+                guard !target.contains(-1), target.reduce(1, *) == x.reduce(1, *) else { throw QuarryError.invalidArgument("reshape of \(x) to \(target) with allowzero") }
+                // Quarry's reshape reads 0 as "copy the input's dimension", as ONNX does without allowzero.
+                if case .runtime = try c.input(0) { throw c.unsupported("allowzero reshape of a run-time value to the empty shape \(target)") }
+                resolved = target
             } else {
                 resolved = try resolveReshape(target, input: x, node: c.name)
             }
