@@ -286,6 +286,21 @@ def small_cases():
     # target and Upsample scales.
     save("reshape_shape_input", [N("Reshape", ["x", "s"], ["y"]), N("Upsample", ["x4", "sc"], ["u"], mode="nearest")],
          {"x": rand(2, 3, 4), "s": np.array([4, -1, 3], np.int64), "x4": rand(1, 2, 3, 3), "sc": np.array([1, 1, 2, 3], np.float32)}, ["y", "u"], opset=9)
+    # Resize forms Quarry's upsample op lacks, lowered to one interpolation matrix per axis: cubic
+    # with antialias (downsampling), exclude_outside, tf_crop_and_resize with extrapolation on
+    # chosen axes, nearest rounding up, keep_aspect_ratio_policy, a rank-3 tensor; scales and sizes
+    # fed as graph inputs.
+    xr = rand(2, 3, 9, 11)
+    save("resize_cubic_antialias", [N("Resize", ["x", "", "scales"], ["y"], mode="cubic", antialias=1, cubic_coeff_a=-0.5, exclude_outside=1)],
+         {"x": xr, "scales": np.array([1, 1, 0.6, 0.45], np.float32)}, ["y"], opset=18)
+    save("resize_crop_extrapolate", [N("Resize", ["x", "roi", "", "sizes"], ["y"], mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                                        extrapolation_value=-2.5, axes=[3, 2])],
+         {"x": xr}, ["y"], [init("roi", np.array([-0.2, 0.1, 0.9, 1.3], np.float32)), init("sizes", np.array([7, 6], np.int64))], opset=18)
+    save("resize_nearest_ceil_aspect", [N("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", nearest_mode="round_prefer_ceil",
+                                           coordinate_transformation_mode="asymmetric", keep_aspect_ratio_policy="not_smaller", axes=[2, 3])],
+         {"x": xr, "sizes": np.array([13, 15], np.int64)}, ["y"], opset=18)
+    save("resize_rank3_linear", [N("Resize", ["x", "", "scales"], ["y"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel")],
+         {"x": rand(4, 5, 6), "scales": np.array([1, 1.6, 0.5], np.float32)}, ["y"], opset=13)
 
 
 if __name__ == "__main__":

@@ -767,7 +767,20 @@ extension OnnxImporter {
         try c.emit(.reshape(shape: x), [s.name])
     }
 
+    /// Resize / Upsample: Quarry's upsample op where it computes the same thing (NCHW, nearest or
+    /// bilinear with a matching coordinate mapping), else one interpolation matrix per resized axis
+    /// (OnnxResize.swift), which covers every mode.
     static func resize(_ c: inout NodeContext, upsample: Bool) throws {
+        let saved = c
+        do {
+            try resizeWithUpsampleOp(&c, upsample: upsample)
+        } catch is Unsupported {
+            c = saved
+            try resizeByMatrices(&c, upsample: upsample)
+        }
+    }
+
+    static func resizeWithUpsampleOp(_ c: inout NodeContext, upsample: Bool) throws {
         let x = try c.shape(0)
         guard x.count == 4 else { throw c.unsupported("resizing a rank-\(x.count) tensor (NCHW is supported)") }
         let mode = c.string("mode", "nearest")
