@@ -301,6 +301,11 @@ def small_cases():
          {"x": xr, "sizes": np.array([13, 15], np.int64)}, ["y"], opset=18)
     save("resize_rank3_linear", [N("Resize", ["x", "", "scales"], ["y"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel")],
          {"x": rand(4, 5, 6), "scales": np.array([1, 1.6, 0.5], np.float32)}, ["y"], opset=13)
+    # ConvTranspose 1-D (as 2-D with height one), and an output_shape past the full output.
+    save("conv_transpose_1d", [N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[3], pads=[1, 2], dilations=[2], group=2)],
+         {"x": rand(2, 4, 7)}, ["y"], [init("w", rand(4, 3, 3)), init("b", rand(6))], opset=22)
+    save("conv_transpose_output_shape", [N("ConvTranspose", ["x", "w"], ["y"], strides=[2, 3], output_shape=[9, 13])],
+         {"x": rand(1, 2, 4, 4)}, ["y"], [init("w", rand(2, 3, 2, 3))], opset=17)
 
 
 if __name__ == "__main__":

@@ -322,36 +322,58 @@ extension OnnxImporter {
         }
         h["ConvTranspose"] = { c in
             let x = try c.shape(0), w = try c.shape(1)
-            guard x.count == 4, w.count == 4 else { throw c.unsupported("ConvTranspose on rank \(x.count) input (2-D is supported)") }
+            let nd = x.count - 2
+            guard nd == 1 || nd == 2, w.count == x.count else { throw c.unsupported("ConvTranspose on rank \(x.count) input (1-D and 2-D are supported)") }
             let group = c.int("group", 1)
             _ = c.ints("kernel_shape")
-            let strides = c.ints("strides") ?? [1, 1], dil = c.ints("dilations") ?? [1, 1]
-            let outPad = c.ints("output_padding") ?? [0, 0]
-            guard strides.count == 2, dil.count == 2, outPad.count == 2 else { throw QuarryError.invalidArgument("attributes must have two values") }
+            let ones = [Int](repeating: 1, count: nd), zeros = [Int](repeating: 0, count: nd)
+            let strides = c.ints("strides") ?? ones, dil = c.ints("dilations") ?? ones
+            var outPad = c.ints("output_padding") ?? zeros
+            guard strides.count == nd, dil.count == nd, outPad.count == nd else { throw QuarryError.invalidArgument("attributes must have \(nd) values") }
             let autoPad = c.string("auto_pad", "NOTSET")
-            var pads = c.ints("pads") ?? [0, 0, 0, 0]
-            let k = [w[2], w[3]]
+            var pads = c.ints("pads") ?? zeros + zeros
+            let k = Array(w[2...]), spatial = Array(x[2...])
             if let outShape = c.ints("output_shape") {
-                let os = Array(outShape.suffix(2))
-                guard os.count == 2 else { throw QuarryError.invalidArgument("output_shape \(outShape) needs two spatial sizes") }
-                for d in 0..<2 {
-                    let total = strides[d] * (x[2 + d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - os[d]
-                    guard total >= 0 else { throw c.unsupported("output_shape larger than the full output") }
-                    if autoPad == "SAME_UPPER" { pads[d] = total / 2; pads[d + 2] = total - total / 2 } else { pads[d] = total - total / 2; pads[d + 2] = total / 2 }
+                let os = Array(outShape.suffix(nd))
+                guard os.count == nd else { throw QuarryError.invalidArgument("output_shape \(outShape) needs \(nd) spatial sizes") }
+                for d in 0..<nd {
+                    let total = strides[d] * (spatial[d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - os[d]
+                    if total < 0 {
+                        // An output_shape past the full output extends it at the end (zeros plus
+                        // bias), as onnx's reference computes it: that is output padding.
+                        pads[d] = 0; pads[d + nd] = 0; outPad[d] -= total
+                    } else if autoPad == "SAME_UPPER" {
+                        pads[d] = total / 2; pads[d + nd] = total - total / 2
+                    } else {
+                        pads[d] = total - total / 2; pads[d + nd] = total / 2
+                    }
                 }
             } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
-                for d in 0..<2 {
-                    let total = Swift.max(0, strides[d] * (x[2 + d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - x[2 + d] * strides[d])
-                    if autoPad == "SAME_UPPER" { pads[d] = total / 2; pads[d + 2] = total - total / 2 } else { pads[d] = total - total / 2; pads[d + 2] = total / 2 }
+                for d in 0..<nd {
+                    let total = Swift.max(0, strides[d] * (spatial[d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - spatial[d] * strides[d])
+                    if autoPad == "SAME_UPPER" { pads[d] = total / 2; pads[d + nd] = total - total / 2 } else { pads[d] = total - total / 2; pads[d + nd] = total / 2 }
                 }
             } else if autoPad == "VALID" {
-                pads = [0, 0, 0, 0]
+                pads = zeros + zeros
             } else if autoPad != "NOTSET" {
                 throw c.unsupported("auto_pad '\(autoPad)'")
             }
-            guard pads.count == 4 else { throw QuarryError.invalidArgument("pads \(pads) must have 4 values") }
-            let attrs = ConvTranspose2DAttributes(kernel: (k[0], k[1]), stride: (strides[0], strides[1]), padding: Padding2D(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3]), outputPadding: (outPad[0], outPad[1]), dilation: (dil[0], dil[1]), groups: group)
-            try c.emit(.convTranspose2d(attrs), [try c.value(0), try c.value(1)] + (c.hasInput(2) ? [try c.value(2)] : []))
+            guard pads.count == 2 * nd else { throw QuarryError.invalidArgument("pads \(pads) must have \(2 * nd) values") }
+            let bias = c.hasInput(2) ? [try c.value(2)] : []
+            if nd == 2 {
+                let attrs = ConvTranspose2DAttributes(kernel: (k[0], k[1]), stride: (strides[0], strides[1]), padding: Padding2D(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3]), outputPadding: (outPad[0], outPad[1]), dilation: (dil[0], dil[1]), groups: group)
+                try c.emit(.convTranspose2d(attrs), [try c.value(0), try c.value(1)] + bias)
+                return
+            }
+            // 1-D runs as 2-D with a height of one.
+            let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
+            let w4: String
+            if let wc = try c.constant(1) { w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d") } else {
+                w4 = try c.emitInternal(.reshape(shape: [w[0], w[1], 1, w[2]]), [try c.value(1)], "weight2d").name
+            }
+            let attrs = ConvTranspose2DAttributes(kernel: (1, k[0]), stride: (1, strides[0]), padding: Padding2D(top: 0, left: pads[0], bottom: 0, right: pads[1]), outputPadding: (0, outPad[0]), dilation: (1, dil[0]), groups: group)
+            let y = try c.emitInternal(.convTranspose2d(attrs), [x4.name, w4] + bias, "conv")
+            try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
         }
         @Sendable func pool(_ c: inout NodeContext, max isMax: Bool) throws {
             let x = try c.shape(0)
