@@ -306,6 +306,9 @@ def small_cases():
          {"x": rand(2, 4, 7)}, ["y"], [init("w", rand(4, 3, 3)), init("b", rand(6))], opset=22)
     save("conv_transpose_output_shape", [N("ConvTranspose", ["x", "w"], ["y"], strides=[2, 3], output_shape=[9, 13])],
          {"x": rand(1, 2, 4, 4)}, ["y"], [init("w", rand(2, 3, 2, 3))], opset=17)
+    # BatchNormalization in training mode: batch statistics, running statistics as outputs.
+    save("batchnorm_training", [N("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1, momentum=0.8, epsilon=1e-3)],
+         {"x": rand(3, 4, 5, 2)}, ["y", "rm", "rv"], [init("s", rand(4)), init("b", rand(4)), init("m", rand(4)), init("v", rand(4, lo=0.5, hi=2))], opset=15)
 
 
 if __name__ == "__main__":

@@ -425,10 +425,14 @@ extension OnnxImporter {
 
         // MARK: normalisation
         h["BatchNormalization"] = { c in
-            c.ignore("momentum", "spatial")
-            if c.int("training_mode", 0) != 0 { throw c.unsupported("training_mode 1") }
-            if c.outputUsed(1) || c.outputUsed(2) { throw c.unsupported("the running mean / variance outputs") }
+            c.ignore("spatial")
             let eps = c.float("epsilon", 1e-5)
+            let momentum = c.float("momentum", 0.9)
+            if c.int("training_mode", 0) != 0 {
+                try batchNormTraining(&c, epsilon: eps, momentum: momentum)
+                return
+            }
+            if c.outputUsed(1) || c.outputUsed(2) { throw c.unsupported("the running mean / variance outputs outside training_mode") }
             var ins: [String] = []
             for i in 0..<5 { ins.append(try c.value(i)) }
             try c.emit(.batchNorm(epsilon: eps), ins)
@@ -774,6 +778,39 @@ extension OnnxImporter {
         h["GRU"] = { try recurrent(&$0, lstm: false) }
         return h
     }()
+
+    /// BatchNormalization with training_mode 1 (opset 14 on): normalised with the batch's mean and
+    /// (population) variance over every axis but the channels; outputs 1 and 2 are the running
+    /// statistics, mean · momentum + batch statistic · (1 − momentum).
+    static func batchNormTraining(_ c: inout NodeContext, epsilon: Float, momentum: Float) throws {
+        let x = try c.shape(0)
+        guard x.count >= 2 else { throw QuarryError.invalidArgument("input \(x) has no channel axis") }
+        let ch = x[1]
+        let axes = (0..<x.count).filter { $0 != 1 }
+        var perChannel = [Int](repeating: 1, count: x.count)
+        perChannel[1] = ch
+        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
+        func channels(_ i: Int) throws -> String {
+            guard try c.shape(i) == [ch] else { throw QuarryError.invalidArgument("input \(i) has shape \(try c.shape(i)), not [\(ch)]") }
+            return try c.emitInternal(.reshape(shape: perChannel), [try c.value(i)], "channels\(i)").name
+        }
+        let mean = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [try c.value(0)], "batch_mean")
+        let d = try c.emitInternal(.binary(.sub, activation: nil), [try c.value(0), mean.name], "centred")
+        let sq = try c.emitInternal(.binary(.mul, activation: nil), [d.name, d.name], "squared")
+        let variance = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [sq.name], "batch_variance")
+        let ve = try c.emitInternal(.binary(.add, activation: nil), [variance.name, scalar(epsilon)], "variance_eps")
+        let sd = try c.emitInternal(.activation(.sqrt), [ve.name], "stddev")
+        let gain = try c.emitInternal(.binary(.div, activation: nil), [try channels(1), sd.name], "gain")
+        let scaled = try c.emitInternal(.binary(.mul, activation: nil), [d.name, gain.name], "scaled")
+        try c.emit(.binary(.add, activation: nil), [scaled.name, try channels(2)])
+        for (i, stat, input) in [(1, mean.name, 3), (2, variance.name, 4)] where c.outputUsed(i) {
+            guard try c.shape(input) == [ch] else { throw QuarryError.invalidArgument("input \(input) has shape \(try c.shape(input)), not [\(ch)]") }
+            let flat = try c.emitInternal(.reshape(shape: [ch]), [stat], "stat\(i)")
+            let old = try c.emitInternal(.binary(.mul, activation: nil), [try c.value(input), scalar(momentum)], "running\(i)")
+            let new = try c.emitInternal(.binary(.mul, activation: nil), [flat.name, scalar(1 - momentum)], "batch\(i)")
+            try c.emit(.binary(.add, activation: nil), [old.name, new.name], output: i)
+        }
+    }
 
     static func softmax(_ c: inout NodeContext, log: Bool) throws {
         let x = try c.shape(0)
