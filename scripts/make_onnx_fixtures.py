@@ -32,7 +32,7 @@ def vi(name, dtype, shape):
     return oh.make_tensor_value_info(name, dtype, shape)
 
 
-def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None, reference="onnxruntime"):
+def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None, reference="onnxruntime", out_types=None):
     """inputs: dict name -> np array (float32, int64 or bool); outputs: list of names.
 
     reference "onnxruntime" runs the model with onnxruntime; "float64" runs onnx's reference
@@ -43,7 +43,7 @@ def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None
         dt = TP.INT64 if a.dtype == np.int64 else TP.BOOL if a.dtype == np.bool_ else TP.FLOAT
         shape = (dims or {}).get(n, list(a.shape))
         in_vis.append(vi(n, dt, shape))
-    out_vis = [oh.make_tensor_value_info(o, TP.FLOAT, None) for o in outputs]
+    out_vis = [oh.make_tensor_value_info(o, (out_types or {}).get(o, TP.FLOAT), None) for o in outputs]
     g = oh.make_graph(nodes, case, in_vis, out_vis, initializer=list(inits))
     m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)], producer_name="quarry-fixtures")
     m.ir_version = 8 if opset <= 18 else 9
@@ -309,6 +309,12 @@ def small_cases():
     # BatchNormalization in training mode: batch statistics, running statistics as outputs.
     save("batchnorm_training", [N("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1, momentum=0.8, epsilon=1e-3)],
          {"x": rand(3, 4, 5, 2)}, ["y", "rm", "rv"], [init("s", rand(4)), init("b", rand(4)), init("m", rand(4)), init("v", rand(4, lo=0.5, hi=2))], opset=15)
+    # MaxPool's Indices output, row- and column-major, with padding, strides, dilations, ceil mode.
+    xi = rand(2, 3, 8, 7)
+    for order in [0, 1]:
+        save(f"maxpool_indices_order{order}", [N("MaxPool", ["x"], ["y", "i"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1], dilations=[1, 2],
+                                                 ceil_mode=1, storage_order=order)],
+             {"x": xi}, ["y", "i"], opset=12, out_types={"i": TP.INT64})
 
 
 if __name__ == "__main__":

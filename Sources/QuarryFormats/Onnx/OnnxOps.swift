@@ -383,9 +383,10 @@ extension OnnxImporter {
             let win = try c.windowND(kernel: k, input: Array(x[2...]))
             let ceil = c.int("ceil_mode", 0) != 0
             var countPad = false
+            var storageOrder = 0
             if isMax {
-                c.ignore("storage_order")
-                if c.outputUsed(1) { throw c.unsupported("the Indices output") }
+                storageOrder = c.int("storage_order", 0)
+                if c.outputUsed(1) && n != 2 { throw c.unsupported("the Indices output of a \(n)-D pooling") }
             } else {
                 countPad = c.int("count_include_pad", 0) != 0
             }
@@ -399,7 +400,11 @@ extension OnnxImporter {
             func op(_ a: Pool2DAttributes) -> Op { isMax ? .maxPool2d(a) : .avgPool2d(a) }
             switch n {
             case 2:
-                try c.emit(op(attrs(0, 1)), [try c.value(0)])
+                let y = try c.emit(op(attrs(0, 1)), [try c.value(0)])
+                if isMax && c.outputUsed(1) {
+                    try maxPoolIndices(&c, x: x, kernel: k, stride: win.stride, dilation: win.dilation, begin: win.begin,
+                                       out: [y.shape[2], y.shape[3]], storageOrder: storageOrder)
+                }
             case 1:
                 // 1-D pooling runs as 2-D with a height of one.
                 let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
@@ -810,6 +815,58 @@ extension OnnxImporter {
             let new = try c.emitInternal(.binary(.mul, activation: nil), [flat.name, scalar(1 - momentum)], "batch\(i)")
             try c.emit(.binary(.add, activation: nil), [old.name, new.name], output: i)
         }
+    }
+
+    /// MaxPool's Indices (2-D): the flat input position of each window's first maximum, row-major
+    /// (storage_order 0) or column-major within each image and channel, as onnx's reference gives
+    /// it. The float32 runtime has no argmax, so the windows are scanned position by position: the
+    /// padded input (padding −FLT_MAX, finite so no −inf − −inf) sliced at each kernel offset, a 0/1
+    /// "strictly greater" from clip((v − best) · 2¹⁰⁰ · 2¹⁰⁰, 0, 1) (1 for any positive difference,
+    /// even the smallest subnormal), the index moved by take · (offset's index − index). Every
+    /// index is an integer below 2²⁴, so every step is exact.
+    static func maxPoolIndices(_ c: inout NodeContext, x: [Int], kernel k: [Int], stride s: [Int], dilation d: [Int], begin: [Int],
+                               out: [Int], storageOrder: Int) throws {
+        let (batch, ch, h, w) = (x[0], x[1], x[2], x[3])
+        guard batch * ch * h * w <= 1 << 24 else {
+            throw c.unsupported("Indices of an input past 2^24 elements (the float32 runtime holds integers exactly up to 2^24)")
+        }
+        guard storageOrder == 0 || storageOrder == 1 else { throw QuarryError.invalidArgument("storage_order \(storageOrder) must be 0 or 1") }
+        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
+        let need: [Int] = (0..<2).map { a -> Int in (out[a] - 1) * s[a] + (k[a] - 1) * d[a] + 1 }
+        let endPad: [Int] = [Swift.max(0, need[0] - begin[0] - h), Swift.max(0, need[1] - begin[1] - w)]
+        let padded = try c.emitInternal(.pad(pads: [0, 0, begin[0], begin[1], 0, 0, endPad[0], endPad[1]], mode: .constant, value: -.greatestFiniteMagnitude),
+                                        [try c.value(0)], "indices_padded")
+        var best = "", index = ""
+        for i in 0..<k[0] {
+            for j in 0..<k[1] {
+                let tag = "window\(i)_\(j)"
+                let starts: [Int] = [i * d[0], j * d[1]]
+                let ends: [Int] = [starts[0] + (out[0] - 1) * s[0] + 1, starts[1] + (out[1] - 1) * s[1] + 1]
+                let v = try c.emitInternal(.slice(starts: starts, ends: ends, axes: [2, 3], steps: [s[0], s[1]]), [padded.name], tag).name
+                var plane = [Float](repeating: 0, count: out[0] * out[1])
+                for oh in 0..<out[0] {
+                    for ow in 0..<out[1] {
+                        let ih: Int = oh * s[0] + starts[0] - begin[0]
+                        let iw: Int = ow * s[1] + starts[1] - begin[1]
+                        guard (0..<h).contains(ih), (0..<w).contains(iw) else { continue }
+                        let flat: Int = storageOrder == 0 ? ih * w + iw : ih + iw * h
+                        plane[oh * out[1] + ow] = Float(flat)
+                    }
+                }
+                let p = c.parameter(HostTensor(floats: plane, shape: out), key: "maxpool_indices:\(c.name):\(i),\(j)")
+                if best.isEmpty { best = v; index = p; continue }
+                let diff = try c.emitInternal(.binary(.sub, activation: nil), [v, best], "\(tag)_gain")
+                let s1 = try c.emitInternal(.binary(.mul, activation: nil), [diff.name, scalar(0x1p100)], "\(tag)_steep")
+                let s2 = try c.emitInternal(.binary(.mul, activation: nil), [s1.name, scalar(0x1p100)], "\(tag)_steeper")
+                let take = try c.emitInternal(.activation(.clip(min: 0, max: 1)), [s2.name], "\(tag)_greater")
+                let delta = try c.emitInternal(.binary(.sub, activation: nil), [p, index], "\(tag)_delta")
+                let move = try c.emitInternal(.binary(.mul, activation: nil), [take.name, delta.name], "\(tag)_move")
+                index = try c.emitInternal(.binary(.add, activation: nil), [index, move.name], "\(tag)_index").name
+                best = try c.emitInternal(.binary(.max, activation: nil), [best, v], "\(tag)_best").name
+            }
+        }
+        let offsets = HostTensor(floats: (0..<(batch * ch)).map { Float($0 * h * w) }, shape: [batch, ch, 1, 1])
+        try c.emit(.binary(.add, activation: nil), [index, c.parameter(offsets, key: "maxpool_offsets:\(batch)x\(ch)x\(h * w)")], output: 1, integer: true)
     }
 
     static func softmax(_ c: inout NodeContext, log: Bool) throws {
