@@ -984,12 +984,13 @@ extension OnnxImporter {
             let standard = lstm ? ["Sigmoid", "Tanh", "Tanh"] : ["Sigmoid", "Tanh"]
             guard names == standard || names == standard + standard else { throw c.unsupported("activations \(names)") }
         }
+        if lstm, c.hasInput(7) { throw c.unsupported("peephole weights (P)") }
         if c.hasInput(4) {
-            guard let lens = try c.constant(4), lens.int64s.allSatisfy({ Int($0) == (layout == 0 ? x[0] : x[1]) }) else {
+            guard let lens = try c.constant(4) else { throw c.unsupported("sequence_lens computed at run time") }
+            guard lens.int64s.allSatisfy({ Int($0) == (layout == 0 ? x[0] : x[1]) }) else {
                 throw c.unsupported("sequence_lens shorter than the sequence")
             }
         }
-        if lstm, c.hasInput(7) { throw c.unsupported("peephole weights (P)") }
         let linearBeforeReset = lstm ? true : c.int("linear_before_reset", 0) != 0
         // ONNX gate order → Quarry's: LSTM i,o,f,c → i,f,g(c),o; GRU z,r,h → r,z,n(h).
         let perm = lstm ? [0, 2, 3, 1] : [1, 0, 2]
