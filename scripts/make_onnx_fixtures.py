@@ -315,6 +315,9 @@ def small_cases():
         save(f"maxpool_indices_order{order}", [N("MaxPool", ["x"], ["y", "i"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1], dilations=[1, 2],
                                                  ceil_mode=1, storage_order=order)],
              {"x": xi}, ["y", "i"], opset=12, out_types={"i": TP.INT64})
+    # 1-D convolution with SAME_LOWER padding and a weight fed at run time.
+    save("conv1d_same_lower_runtime_weight", [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2])],
+         {"x": rand(2, 3, 11), "w": rand(4, 3, 4)}, ["y"], opset=22)
 
 
 if __name__ == "__main__":

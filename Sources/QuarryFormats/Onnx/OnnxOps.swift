@@ -301,16 +301,16 @@ extension OnnxImporter {
             let group = c.int("group", 1)
             _ = c.ints("kernel_shape")
             if x.count == 3 {
-                // 1-D convolution runs as 2-D with a height of one.
-                guard let wc = try c.constant(1), w.count == 3 else { throw c.unsupported("1-D Conv needs a constant [O, C, k] weight") }
-                let strides = c.ints("strides") ?? [1], dil = c.ints("dilations") ?? [1]
-                let autoPad = c.string("auto_pad", "NOTSET")
-                guard autoPad == "NOTSET" || autoPad == "VALID" else { throw c.unsupported("1-D Conv with auto_pad \(autoPad)") }
-                let p = autoPad == "VALID" ? [0, 0] : (c.ints("pads") ?? [0, 0])
-                guard strides.count == 1, dil.count == 1, p.count == 2 else { throw QuarryError.invalidArgument("1-D Conv attributes must have one value per side") }
+                // 1-D convolution runs as 2-D with a height of one (any auto_pad; weights constant or run-time).
+                guard w.count == 3 else { throw QuarryError.invalidArgument("1-D Conv needs an [O, C, k] weight, got \(w)") }
+                let win = try c.windowND(kernel: [w[2]], input: [x[2]])
                 let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
-                let w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d")
-                let attrs = Conv2DAttributes(kernel: (1, w[2]), stride: (1, strides[0]), padding: Padding2D(top: 0, left: p[0], bottom: 0, right: p[1]), dilation: (1, dil[0]), groups: group)
+                let w4: String
+                if let wc = try c.constant(1) { w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d") } else {
+                    w4 = try c.emitInternal(.reshape(shape: [w[0], w[1], 1, w[2]]), [try c.value(1)], "weight2d").name
+                }
+                let attrs = Conv2DAttributes(kernel: (1, w[2]), stride: (1, win.stride[0]), padding: Padding2D(top: 0, left: win.begin[0], bottom: 0, right: win.end[0]),
+                                             dilation: (1, win.dilation[0]), groups: group)
                 let y = try c.emitInternal(.conv2d(attrs), [x4.name, w4] + (c.hasInput(2) ? [try c.value(2)] : []), "conv")
                 try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
                 return
