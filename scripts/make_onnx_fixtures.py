@@ -318,6 +318,16 @@ def small_cases():
     # 1-D convolution with SAME_LOWER padding and a weight fed at run time.
     save("conv1d_same_lower_runtime_weight", [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2])],
          {"x": rand(2, 3, 11), "w": rand(4, 3, 4)}, ["y"], opset=22)
+    # 3-D Conv and ConvTranspose (sums of 2-D ops over the depth taps): strides, pads, dilations,
+    # groups, bias, output padding, a weight fed at run time.
+    x3 = rand(2, 4, 5, 6, 7)
+    save("conv3d", [N("Conv", ["x", "w", "b"], ["y"], strides=[2, 1, 2], pads=[1, 0, 1, 2, 1, 0], dilations=[2, 1, 1], group=2)],
+         {"x": x3}, ["y"], [init("w", rand(6, 2, 2, 3, 3)), init("b", rand(6))], opset=22)
+    save("conv3d_same_runtime_weight", [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", strides=[2, 2, 1])],
+         {"x": x3, "w": rand(3, 4, 3, 2, 3)}, ["y"], opset=11)
+    save("conv_transpose3d", [N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 1, 3], pads=[1, 0, 1, 0, 1, 2], output_padding=[1, 0, 1],
+                                dilations=[2, 1, 1], group=2)],
+         {"x": rand(1, 4, 3, 4, 5)}, ["y"], [init("w", rand(4, 3, 2, 2, 3)), init("b", rand(6))], opset=22)
 
 
 if __name__ == "__main__":

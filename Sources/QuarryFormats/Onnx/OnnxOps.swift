@@ -315,7 +315,8 @@ extension OnnxImporter {
                 try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
                 return
             }
-            guard x.count == 4, w.count == 4 else { throw c.unsupported("Conv on rank \(x.count) input (2-D and 1-D are supported)") }
+            if x.count == 5 { try conv3d(&c, group: group); return }
+            guard x.count == 4, w.count == 4 else { throw c.unsupported("Conv on rank \(x.count) input (1-D, 2-D and 3-D are supported)") }
             let win = try c.window(kernel: [w[2], w[3]], input: [x[2], x[3]])
             let attrs = Conv2DAttributes(kernel: (w[2], w[3]), stride: (win.stride[0], win.stride[1]), padding: win.pads, dilation: (win.dilation[0], win.dilation[1]), groups: group)
             try c.emit(.conv2d(attrs), [try c.value(0), try c.value(1)] + (c.hasInput(2) ? [try c.value(2)] : []))
@@ -323,7 +324,7 @@ extension OnnxImporter {
         h["ConvTranspose"] = { c in
             let x = try c.shape(0), w = try c.shape(1)
             let nd = x.count - 2
-            guard nd == 1 || nd == 2, w.count == x.count else { throw c.unsupported("ConvTranspose on rank \(x.count) input (1-D and 2-D are supported)") }
+            guard (1...3).contains(nd), w.count == x.count else { throw c.unsupported("ConvTranspose on rank \(x.count) input (1-D, 2-D and 3-D are supported)") }
             let group = c.int("group", 1)
             _ = c.ints("kernel_shape")
             let ones = [Int](repeating: 1, count: nd), zeros = [Int](repeating: 0, count: nd)
@@ -359,6 +360,10 @@ extension OnnxImporter {
                 throw c.unsupported("auto_pad '\(autoPad)'")
             }
             guard pads.count == 2 * nd else { throw QuarryError.invalidArgument("pads \(pads) must have \(2 * nd) values") }
+            if nd == 3 {
+                try convTranspose3d(&c, group: group, strides: strides, dilations: dil, pads: pads, outputPadding: outPad)
+                return
+            }
             let bias = c.hasInput(2) ? [try c.value(2)] : []
             if nd == 2 {
                 let attrs = ConvTranspose2DAttributes(kernel: (k[0], k[1]), stride: (strides[0], strides[1]), padding: Padding2D(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3]), outputPadding: (outPad[0], outPad[1]), dilation: (dil[0], dil[1]), groups: group)
