@@ -33,14 +33,14 @@ def vi(name, dtype, shape):
 
 
 def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None, reference="onnxruntime", out_types=None):
-    """inputs: dict name -> np array (float32, int64 or bool); outputs: list of names.
+    """inputs: dict name -> np array (float32, int64, int32 or bool); outputs: list of names.
 
     reference "onnxruntime" runs the model with onnxruntime; "float64" runs onnx's reference
     implementation (onnx.reference, the code that writes ONNX's node tests) on the inputs and
     initializers widened to float64, for operators onnxruntime lacks or gets wrong."""
     in_vis = []
     for n, a in inputs.items():
-        dt = TP.INT64 if a.dtype == np.int64 else TP.BOOL if a.dtype == np.bool_ else TP.FLOAT
+        dt = {np.dtype(np.int64): TP.INT64, np.dtype(np.int32): TP.INT32, np.dtype(np.bool_): TP.BOOL}.get(a.dtype, TP.FLOAT)
         shape = (dims or {}).get(n, list(a.shape))
         in_vis.append(vi(n, dt, shape))
     out_vis = [oh.make_tensor_value_info(o, (out_types or {}).get(o, TP.FLOAT), None) for o in outputs]
@@ -328,6 +328,21 @@ def small_cases():
     save("conv_transpose3d", [N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 1, 3], pads=[1, 0, 1, 0, 1, 2], output_padding=[1, 0, 1],
                                 dilations=[2, 1, 1], group=2)],
          {"x": rand(1, 4, 3, 4, 5)}, ["y"], [init("w", rand(4, 3, 2, 2, 3)), init("b", rand(6))], opset=22)
+    # LSTM with peephole weights and shorter sequence lengths (unrolled over the steps): both
+    # directions, biases and initial states; reverse with lengths alone; batch-first reverse with
+    # peepholes against onnx's reference (onnxruntime has no layout 1; the reference ignores
+    # sequence_lens, so that case has none).
+    S, B, I, H = 5, 3, 4, 3
+    save("lstm_peepholes_lengths", [N("LSTM", ["x", "W", "R", "B", "lens", "h0", "c0", "P"], ["y", "hn", "cn"], hidden_size=H, direction="bidirectional")],
+         {"x": rand(S, B, I), "h0": rand(2, B, H), "c0": rand(2, B, H)}, ["y", "hn", "cn"],
+         [init("W", rand(2, 4 * H, I)), init("R", rand(2, 4 * H, H)), init("B", rand(2, 8 * H)), init("lens", np.array([5, 2, 4], np.int32)),
+          init("P", rand(2, 3 * H))], opset=14)
+    save("lstm_reverse_lengths", [N("LSTM", ["x", "W", "R", "", "lens"], ["y", "hn", "cn"], hidden_size=H, direction="reverse")],
+         {"x": rand(S, B, I), "lens": np.array([3, 5, 1], np.int32)}, ["y", "hn", "cn"],
+         [init("W", rand(1, 4 * H, I)), init("R", rand(1, 4 * H, H))], opset=14)
+    save("lstm_peepholes_batch_first", [N("LSTM", ["x", "W", "R", "", "", "h0", "", "P"], ["y", "hn", "cn"], hidden_size=H, direction="reverse", layout=1)],
+         {"x": rand(B, S, I), "h0": rand(B, 1, H)}, ["y", "hn", "cn"],
+         [init("W", rand(1, 4 * H, I)), init("R", rand(1, 4 * H, H)), init("P", rand(1, 3 * H))], opset=14, reference="float64")
 
 
 if __name__ == "__main__":

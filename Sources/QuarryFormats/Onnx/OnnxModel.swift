@@ -39,6 +39,7 @@ public final class OnnxModel: @unchecked Sendable {
     static let constantOperands: [String: [Int]] = [
         "Reshape": [1], "Resize": [1, 2, 3], "Upsample": [1], "Expand": [1], "Slice": [1, 2, 3, 4], "ConstantOfShape": [0],
         "Pad": [1, 2, 3], "Squeeze": [1], "Unsqueeze": [1], "Split": [1], "ReduceMean": [1], "ReduceSum": [1], "Range": [0, 1, 2], "Clip": [1, 2],
+        "LSTM": [4], "GRU": [4],
     ]
 
     let graphProto: Onnx_GraphProto

@@ -989,13 +989,21 @@ extension OnnxImporter {
             let standard = lstm ? ["Sigmoid", "Tanh", "Tanh"] : ["Sigmoid", "Tanh"]
             guard names == standard || names == standard + standard else { throw c.unsupported("activations \(names)") }
         }
-        if lstm, c.hasInput(7) { throw c.unsupported("peephole weights (P)") }
+        var lengths: [Int]? = nil
         if c.hasInput(4) {
             guard let lens = try c.constant(4) else { throw c.unsupported("sequence_lens computed at run time") }
-            guard lens.int64s.allSatisfy({ Int($0) == (layout == 0 ? x[0] : x[1]) }) else {
-                throw c.unsupported("sequence_lens shorter than the sequence")
+            let seq = layout == 0 ? x[0] : x[1], batch = layout == 0 ? x[1] : x[0]
+            guard lens.count == batch, lens.sizes.allSatisfy({ (0...seq).contains($0) }) else {
+                throw QuarryError.invalidArgument("sequence_lens \(lens.sizes) must hold \(batch) lengths of at most \(seq)")
             }
+            if lens.sizes.contains(where: { $0 != seq }) { lengths = lens.sizes }
         }
+        // Peepholes and shorter sequences: the LSTM unrolled over its steps (OnnxLSTMUnrolled.swift).
+        if lstm && (c.hasInput(7) || lengths != nil) {
+            try lstmUnrolled(&c, hidden: hidden, direction: direction, layout: layout, lengths: lengths)
+            return
+        }
+        if lengths != nil { throw c.unsupported("GRU with sequence_lens shorter than the sequence") }
         let linearBeforeReset = lstm ? true : c.int("linear_before_reset", 0) != 0
         // ONNX gate order → Quarry's: LSTM i,o,f,c → i,f,g(c),o; GRU z,r,h → r,z,n(h).
         let perm = lstm ? [0, 2, 3, 1] : [1, 0, 2]
