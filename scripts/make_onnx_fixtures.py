@@ -32,14 +32,18 @@ def vi(name, dtype, shape):
     return oh.make_tensor_value_info(name, dtype, shape)
 
 
-def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None):
-    """inputs: dict name -> np array (float32 or int64); outputs: list of names."""
+def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None, extra_models_dir=None, reference="onnxruntime", out_types=None):
+    """inputs: dict name -> np array (float32, int64, int32 or bool); outputs: list of names.
+
+    reference "onnxruntime" runs the model with onnxruntime; "float64" runs onnx's reference
+    implementation (onnx.reference, the code that writes ONNX's node tests) on the inputs and
+    initializers widened to float64, for operators onnxruntime lacks or gets wrong."""
     in_vis = []
     for n, a in inputs.items():
-        dt = TP.INT64 if a.dtype == np.int64 else TP.FLOAT
+        dt = {np.dtype(np.int64): TP.INT64, np.dtype(np.int32): TP.INT32, np.dtype(np.bool_): TP.BOOL}.get(a.dtype, TP.FLOAT)
         shape = (dims or {}).get(n, list(a.shape))
         in_vis.append(vi(n, dt, shape))
-    out_vis = [oh.make_tensor_value_info(o, TP.FLOAT, None) for o in outputs]
+    out_vis = [oh.make_tensor_value_info(o, (out_types or {}).get(o, TP.FLOAT), None) for o in outputs]
     g = oh.make_graph(nodes, case, in_vis, out_vis, initializer=list(inits))
     m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)], producer_name="quarry-fixtures")
     m.ir_version = 8 if opset <= 18 else 9
@@ -47,8 +51,17 @@ def save(case, nodes, inputs, outputs, inits=(), opset=17, feeds=None, dims=None
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "model.onnx")
     onnx.save(m, path)
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    res = sess.run(outputs, inputs)
+    if reference == "float64":
+        from onnx.reference import ReferenceEvaluator
+        m64 = onnx.load(path)
+        for t in m64.graph.initializer:
+            if t.data_type == TP.FLOAT:
+                t.CopyFrom(nh.from_array(nh.to_array(t).astype(np.float64), t.name))
+        wide = {k: (a.astype(np.float64) if a.dtype == np.float32 else a) for k, a in inputs.items()}
+        res = [np.asarray(r).astype(np.float32) for r in ReferenceEvaluator(m64).run(outputs, wide)]
+    else:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        res = sess.run(outputs, inputs)
     np.savez(os.path.join(folder, "inputs.npz"), **inputs)
     np.savez(os.path.join(folder, "outputs.npz"), **{o: np.asarray(r) for o, r in zip(outputs, res)})
     return path
@@ -233,6 +246,103 @@ def small_cases():
     np.save(os.path.join(fmt, "fortran.npy"), np.asfortranarray(rand(3, 4)))
     np.save(os.path.join(fmt, "bigendian.npy"), rand(3).astype(">f4"))
     np.save(os.path.join(fmt, "complex.npy"), np.zeros(3, np.complex64))
+    # Narrower and unsigned integer .npy files (read widened to int32 / int64); fixed values.
+    for name, dtype, values in [("i8", np.int8, [-128, -1, 0, 127]), ("u8", np.uint8, [0, 1, 255]), ("i16", np.int16, [-32768, 7, 32767]),
+                                ("u16", np.uint16, [0, 65535]), ("u32", np.uint32, [4294967295, 3]), ("u64", np.uint64, [9007199254740993, 5])]:
+        np.save(os.path.join(fmt, f"narrow_{name}.npy"), np.array(values, dtype).reshape(1, -1))
+    np.save(os.path.join(fmt, "narrow_u64_too_big.npy"), np.array([2 ** 63], np.uint64))
+    # Cases added after the .npy forms (their draws come last). Attention (opsets 23-25) against
+    # onnx's reference in float64: 3-D grouped heads with a bool mask holding a fully masked row;
+    # 4-D with a cache, causal frontier, float mask shorter than the total length and softcap;
+    # opset 25 sliding window with per-batch nonpad_kv_seqlen; qk_matmul_output in modes 2 and 3.
+    mask = rng.integers(0, 2, size=(3, 5)).astype(bool)
+    mask[1] = False
+    save("attention_3d_gqa_bool_mask", [N("Attention", ["q", "k", "v", "m"], ["y", "", "", "p"], q_num_heads=4, kv_num_heads=2, qk_matmul_output_mode=3)],
+         {"q": rand(2, 3, 16), "k": rand(2, 5, 8), "v": rand(2, 5, 12), "m": mask}, ["y", "p"], opset=23, reference="float64")
+    save("attention_4d_past_causal_softcap", [N("Attention", ["q", "k", "v", "m", "pk", "pv"], ["y", "kp", "vp", "s"], is_causal=1, softcap=2.0, scale=0.3, qk_matmul_output_mode=2)],
+         {"q": rand(1, 2, 3, 4), "k": rand(1, 2, 3, 4), "v": rand(1, 2, 3, 5), "m": rand(1, 1, 3, 4), "pk": rand(1, 2, 2, 4), "pv": rand(1, 2, 2, 5)},
+         ["y", "kp", "vp", "s"], opset=24, reference="float64")
+    save("attention_window_nonpad", [N("Attention", ["q", "k", "v", "", "", "", "n"], ["y"], is_causal=1, left_window_size=2)],
+         {"q": rand(2, 2, 3, 4), "k": rand(2, 2, 6, 4), "v": rand(2, 2, 6, 3), "n": np.array([4, 6], np.int64)}, ["y"], opset=25, reference="float64")
+    # LayerNormalization's Mean and InvStdDev outputs (over the axes from 1 on).
+    save("layernorm_stats", [N("LayerNormalization", ["x", "g", "b"], ["y", "mean", "inv"], axis=1, epsilon=1e-3)],
+         {"x": rand(2, 3, 4, 5)}, ["y", "mean", "inv"], [init("g", rand(3, 4, 5)), init("b", rand(3, 4, 5))])
+    # 1-D and 3-D pooling (as 2-D pools), MatMul with 1-D operands (numpy's row / column rule).
+    x5 = rand(2, 3, 5, 6, 7)
+    save("maxpool3d", [N("MaxPool", ["x"], ["y"], kernel_shape=[2, 3, 2], strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1], dilations=[1, 2, 1], ceil_mode=1)], {"x": x5}, ["y"], opset=22)
+    save("avgpool3d_exclude_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 2, 3], strides=[2, 2, 1], pads=[1, 1, 0, 1, 0, 1], ceil_mode=1)], {"x": x5}, ["y"], opset=22)
+    save("avgpool3d_include_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[2, 2, 2], pads=[1, 0, 1, 0, 1, 1], count_include_pad=1)], {"x": x5}, ["y"], opset=19)
+    save("pool1d", [N("MaxPool", ["x"], ["m"], kernel_shape=[3], strides=[2], auto_pad="SAME_UPPER"), N("AveragePool", ["x"], ["a"], kernel_shape=[4], pads=[2, 1])],
+         {"x": rand(2, 3, 11)}, ["m", "a"], opset=22)
+    save("matmul_1d", [N("MatMul", ["v", "b"], ["vb"]), N("MatMul", ["b", "w"], ["bw"]), N("MatMul", ["v", "u"], ["dot"])],
+         {"v": rand(4), "b": rand(2, 3, 4, 5), "w": rand(5), "u": rand(4)}, ["vb", "bw", "dot"], opset=13)
+    # Recurrent weights fed as graph inputs (their gate blocks reordered by slices at run time).
+    S, B, I, H = 4, 2, 3, 5
+    save("lstm_weights_as_inputs", [N("LSTM", ["x", "W", "R", "B"], ["y", "hn", "cn"], hidden_size=H, direction="bidirectional")],
+         {"x": rand(S, B, I), "W": rand(2, 4 * H, I), "R": rand(2, 4 * H, H), "B": rand(2, 8 * H)}, ["y", "hn", "cn"], opset=22)
+    save("gru_weights_as_inputs", [N("GRU", ["x", "W", "R"], ["y", "hn"], hidden_size=H, linear_before_reset=1)],
+         {"x": rand(S, B, I), "W": rand(1, 3 * H, I), "R": rand(1, 3 * H, H)}, ["y", "hn"], opset=22)
+    # Operands the import folds, fed as graph inputs (values given with the shapes): a Reshape
+    # target and Upsample scales.
+    save("reshape_shape_input", [N("Reshape", ["x", "s"], ["y"]), N("Upsample", ["x4", "sc"], ["u"], mode="nearest")],
+         {"x": rand(2, 3, 4), "s": np.array([4, -1, 3], np.int64), "x4": rand(1, 2, 3, 3), "sc": np.array([1, 1, 2, 3], np.float32)}, ["y", "u"], opset=9)
+    # Resize forms Quarry's upsample op lacks, lowered to one interpolation matrix per axis: cubic
+    # with antialias (downsampling), exclude_outside, tf_crop_and_resize with extrapolation on
+    # chosen axes, nearest rounding up, keep_aspect_ratio_policy, a rank-3 tensor; scales and sizes
+    # fed as graph inputs.
+    xr = rand(2, 3, 9, 11)
+    save("resize_cubic_antialias", [N("Resize", ["x", "", "scales"], ["y"], mode="cubic", antialias=1, cubic_coeff_a=-0.5, exclude_outside=1)],
+         {"x": xr, "scales": np.array([1, 1, 0.6, 0.45], np.float32)}, ["y"], opset=18)
+    save("resize_crop_extrapolate", [N("Resize", ["x", "roi", "", "sizes"], ["y"], mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                                        extrapolation_value=-2.5, axes=[3, 2])],
+         {"x": xr}, ["y"], [init("roi", np.array([-0.2, 0.1, 0.9, 1.3], np.float32)), init("sizes", np.array([7, 6], np.int64))], opset=18)
+    save("resize_nearest_ceil_aspect", [N("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", nearest_mode="round_prefer_ceil",
+                                           coordinate_transformation_mode="asymmetric", keep_aspect_ratio_policy="not_smaller", axes=[2, 3])],
+         {"x": xr, "sizes": np.array([13, 15], np.int64)}, ["y"], opset=18)
+    save("resize_rank3_linear", [N("Resize", ["x", "", "scales"], ["y"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel")],
+         {"x": rand(4, 5, 6), "scales": np.array([1, 1.6, 0.5], np.float32)}, ["y"], opset=13)
+    # ConvTranspose 1-D (as 2-D with height one), and an output_shape past the full output.
+    save("conv_transpose_1d", [N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[3], pads=[1, 2], dilations=[2], group=2)],
+         {"x": rand(2, 4, 7)}, ["y"], [init("w", rand(4, 3, 3)), init("b", rand(6))], opset=22)
+    save("conv_transpose_output_shape", [N("ConvTranspose", ["x", "w"], ["y"], strides=[2, 3], output_shape=[9, 13])],
+         {"x": rand(1, 2, 4, 4)}, ["y"], [init("w", rand(2, 3, 2, 3))], opset=17)
+    # BatchNormalization in training mode: batch statistics, running statistics as outputs.
+    save("batchnorm_training", [N("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1, momentum=0.8, epsilon=1e-3)],
+         {"x": rand(3, 4, 5, 2)}, ["y", "rm", "rv"], [init("s", rand(4)), init("b", rand(4)), init("m", rand(4)), init("v", rand(4, lo=0.5, hi=2))], opset=15)
+    # MaxPool's Indices output, row- and column-major, with padding, strides, dilations, ceil mode.
+    xi = rand(2, 3, 8, 7)
+    for order in [0, 1]:
+        save(f"maxpool_indices_order{order}", [N("MaxPool", ["x"], ["y", "i"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1], dilations=[1, 2],
+                                                 ceil_mode=1, storage_order=order)],
+             {"x": xi}, ["y", "i"], opset=12, out_types={"i": TP.INT64})
+    # 1-D convolution with SAME_LOWER padding and a weight fed at run time.
+    save("conv1d_same_lower_runtime_weight", [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2])],
+         {"x": rand(2, 3, 11), "w": rand(4, 3, 4)}, ["y"], opset=22)
+    # 3-D Conv and ConvTranspose (sums of 2-D ops over the depth taps): strides, pads, dilations,
+    # groups, bias, output padding, a weight fed at run time.
+    x3 = rand(2, 4, 5, 6, 7)
+    save("conv3d", [N("Conv", ["x", "w", "b"], ["y"], strides=[2, 1, 2], pads=[1, 0, 1, 2, 1, 0], dilations=[2, 1, 1], group=2)],
+         {"x": x3}, ["y"], [init("w", rand(6, 2, 2, 3, 3)), init("b", rand(6))], opset=22)
+    save("conv3d_same_runtime_weight", [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", strides=[2, 2, 1])],
+         {"x": x3, "w": rand(3, 4, 3, 2, 3)}, ["y"], opset=11)
+    save("conv_transpose3d", [N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 1, 3], pads=[1, 0, 1, 0, 1, 2], output_padding=[1, 0, 1],
+                                dilations=[2, 1, 1], group=2)],
+         {"x": rand(1, 4, 3, 4, 5)}, ["y"], [init("w", rand(4, 3, 2, 2, 3)), init("b", rand(6))], opset=22)
+    # LSTM with peephole weights and shorter sequence lengths (unrolled over the steps): both
+    # directions, biases and initial states; reverse with lengths alone; batch-first reverse with
+    # peepholes against onnx's reference (onnxruntime has no layout 1; the reference ignores
+    # sequence_lens, so that case has none).
+    S, B, I, H = 5, 3, 4, 3
+    save("lstm_peepholes_lengths", [N("LSTM", ["x", "W", "R", "B", "lens", "h0", "c0", "P"], ["y", "hn", "cn"], hidden_size=H, direction="bidirectional")],
+         {"x": rand(S, B, I), "h0": rand(2, B, H), "c0": rand(2, B, H)}, ["y", "hn", "cn"],
+         [init("W", rand(2, 4 * H, I)), init("R", rand(2, 4 * H, H)), init("B", rand(2, 8 * H)), init("lens", np.array([5, 2, 4], np.int32)),
+          init("P", rand(2, 3 * H))], opset=14)
+    save("lstm_reverse_lengths", [N("LSTM", ["x", "W", "R", "", "lens"], ["y", "hn", "cn"], hidden_size=H, direction="reverse")],
+         {"x": rand(S, B, I), "lens": np.array([3, 5, 1], np.int32)}, ["y", "hn", "cn"],
+         [init("W", rand(1, 4 * H, I)), init("R", rand(1, 4 * H, H))], opset=14)
+    save("lstm_peepholes_batch_first", [N("LSTM", ["x", "W", "R", "", "", "h0", "", "P"], ["y", "hn", "cn"], hidden_size=H, direction="reverse", layout=1)],
+         {"x": rand(B, S, I), "h0": rand(B, 1, H)}, ["y", "hn", "cn"],
+         [init("W", rand(1, 4 * H, I)), init("R", rand(1, 4 * H, H)), init("P", rand(1, 3 * H))], opset=14, reference="float64")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,18 @@ public final class Engine: @unchecked Sendable {
         }
         let shapes = inputs.mapValues(\.shape)
         var graph = model.graph
-        if let onnx = model.onnx { graph = try onnx.graph(inputShapes: shapes) }
+        // Inputs an ONNX import reads as values (a Reshape target, Resize scales) specialise the
+        // graph like shapes do; the graph then takes only the other inputs.
+        var valueKey = ""
+        var runInputs = inputs
+        if let onnx = model.onnx {
+            let values = inputs.filter { onnx.valueInputs.contains($0.key) }
+            graph = try onnx.graph(inputShapes: shapes, values: values)
+            for name in values.keys.sorted() {
+                valueKey += ";\(name)=\(values[name]!.scalars.map(\.bitPattern))"
+                runInputs[name] = nil
+            }
+        }
         graph.parameters = filledParameters(graph.parameters)
         let outputs = requested ?? graph.outputs
         guard !outputs.isEmpty else { throw RuntimeError(message: "no output requested") }
@@ -73,7 +84,7 @@ public final class Engine: @unchecked Sendable {
             let hint = folded.isEmpty ? "" : " (\(folded.joined(separator: ", ")) only hold constants folded at import)"
             throw RuntimeError(message: "no tensor named \(unknown.joined(separator: ", ")) in '\(model.name)'\(hint)")
         }
-        let key = outputs.joined(separator: "\u{1}") + "\u{2}" + shapes.keys.sorted().map { "\($0)=\(shapes[$0]!)" }.joined(separator: ";")
+        let key = outputs.joined(separator: "\u{1}") + "\u{2}" + shapes.keys.sorted().map { "\($0)=\(shapes[$0]!)" }.joined(separator: ";") + valueKey
         lock.lock()
         let entry: (graph: CompiledGraph, runLock: NSLock)
         if let e = compiled[key] {
@@ -88,7 +99,7 @@ public final class Engine: @unchecked Sendable {
             lock.unlock()
         }
         entry.runLock.lock(); defer { entry.runLock.unlock() }
-        let results = try entry.graph.run(inputs)
+        let results = try entry.graph.run(runInputs)
         for name in outputs where results[name] == nil { throw RuntimeError(message: "the run produced no '\(name)'") }
         return results
     }

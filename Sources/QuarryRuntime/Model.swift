@@ -33,6 +33,9 @@ public struct LoadedModel {
     /// given (their graphs fix it), other zoo models once.
     public func compile(on device: Device, outputs: [String]) throws -> CompiledGraph {
         if let onnx {
+            if !onnx.valueInputs.isEmpty {
+                throw QuarryError.unsupported("\(name): the import reads the values of input(s) \(onnx.valueInputs.sorted().joined(separator: ", ")) (a reshape target, resize scales, …); `quarry run` and the library's run take them, batched extraction and benchmarks do not")
+            }
             return try ShapeSpecializedGraph(device: device, outputs: outputs, example: graph) { shapes in
                 try onnx.graph(inputShapes: shapes)
             }
@@ -147,7 +150,9 @@ public func loadONNX(_ path: String) throws -> LoadedModel {
             if case .symbol(let s) = d { model.symbolDefaults[s] = 128 }
         }
     }
-    model.graph = try onnx.graph(inputShapes: example)
+    // A model whose import reads some inputs' values (see OnnxModel.valueInputs) has no graph
+    // before a run gives them; it keeps the placeholder, which declares its inputs and outputs.
+    if onnx.valueInputs.isEmpty { model.graph = try onnx.graph(inputShapes: example) }
     model.graph.inputs = onnx.inputs
     return model
 }

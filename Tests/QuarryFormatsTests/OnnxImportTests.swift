@@ -13,8 +13,9 @@ final class OnnxImportTests: XCTestCase {
         }.sorted()
     }
 
-    /// Every fixture imports, its output shapes equal onnxruntime's, and its values match
-    /// onnxruntime's to 1e-4 relative on the CPU backend and on the OpenCL backend (PoCL here;
+    /// Every fixture imports, its output shapes equal the reference's, and its values match the
+    /// reference (onnxruntime's, or onnx's reference implementation in float64 where the fixture
+    /// script says so) to 1e-4 relative on the CPU backend and on the OpenCL backend (PoCL here;
     /// skipped where no OpenCL device exists).
     func testFixturesMatchOnnxRuntime() throws {
         XCTAssertGreaterThan(cases.count, 50, "fixtures missing: run scripts/make_onnx_fixtures.py")
@@ -26,8 +27,11 @@ final class OnnxImportTests: XCTestCase {
             let inputs = try NumPy.readArchive(path: "\(dir)/inputs.npz")
             let expected = try NumPy.readArchive(path: "\(dir)/outputs.npz")
             let shapes = inputs.mapValues(\.shape)
+            // Inputs the import reads as values (a Reshape target fed as an input) specialise the graph.
+            let values = inputs.filter { model.valueInputs.contains($0.key) }.mapValues { $0.tensor() }
+            let runInputs = inputs.filter { values[$0.key] == nil }
             let graph: Graph
-            do { graph = try model.graph(inputShapes: shapes) } catch {
+            do { graph = try model.graph(inputShapes: shapes, values: values) } catch {
                 XCTFail("\(name): import failed: \(error)"); continue
             }
             let inferred = try graph.inferShapes(inputShapes: shapes)
@@ -36,15 +40,15 @@ final class OnnxImportTests: XCTestCase {
             }
             for device in devices {
                 let compiled = try device.compile(graph, outputs: expected.keys.sorted())
-                let results = try compiled.run(inputs.mapValues { $0.tensor() })
+                let results = try compiled.run(runInputs.mapValues { $0.tensor() })
                 for (out, e) in expected {
                     guard let a = results[out] else { XCTFail("\(name): no output '\(out)' on \(device.info.spec)"); continue }
                     let c = closeness(a, e.tensor(), rtol: 1e-4, atol: 1e-5)
-                    XCTAssertLessThanOrEqual(c, 1, "\(name) on \(device.info.spec): '\(out)' differs from onnxruntime (worst error ratio \(c))")
+                    XCTAssertLessThanOrEqual(c, 1, "\(name) on \(device.info.spec): '\(out)' differs from the reference (worst error ratio \(c))")
                 }
             }
         }
-        print("ONNX fixtures compared with onnxruntime: \(cases.count) on \(devices.map(\.info.spec))")
+        print("ONNX fixtures compared with their references: \(cases.count) on \(devices.map(\.info.spec))")
     }
 
     func testUnsupportedNodesAreAllListed() throws {
@@ -80,6 +84,63 @@ final class OnnxImportTests: XCTestCase {
         }
         XCTAssertThrowsError(try model.graph(inputShapes: ["x": [2, 7, 2]])) { XCTAssertTrue("\($0)".contains("dimension 1 must be 8"), "\($0)") }
         XCTAssertThrowsError(try model.graph()) { XCTAssertTrue("\($0)".contains("symbolic"), "\($0)") }
+    }
+
+    /// Paddle2ONNX declares a dynamic batch as dim_value -1; like onnxruntime, Quarry reads it as symbolic.
+    func testNegativeDimValueIsDynamic() throws {
+        let data = try modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [-1, 3])], outputs: ["y"])
+        let model = try OnnxModel(data: data, path: "paddle.onnx")
+        guard case .symbol = model.inputs[0].shape[0] else { return XCTFail("dim_value -1 should be symbolic, got \(model.inputs[0].shape)") }
+        XCTAssertEqual(model.inputs[0].shape[1], .fixed(3))
+        for batch in [1, 4] {
+            let g = try model.graph(inputShapes: ["x": [batch, 3]])
+            XCTAssertEqual(try g.inferShapes(inputShapes: ["x": [batch, 3]])["y"], [batch, 3])
+            let x = try Tensor(shape: [batch, 3], scalars: (0..<(batch * 3)).map { Float($0) - 4.5 })
+            let y = try CPUDevice(threads: 1).compile(g, outputs: ["y"]).run(["x": x])["y"]!
+            XCTAssertEqual(y.scalars, x.scalars.map { max($0, 0) })
+        }
+        XCTAssertThrowsError(try model.graph(inputShapes: ["x": [2, 4]])) { XCTAssertTrue("\($0)".contains("must be 3"), "\($0)") }
+    }
+
+    /// Opsets 22–25 load (their changes to imported operators only widen types); 26 is refused by number.
+    func testOpsetsThrough25() throws {
+        for opset: Int64 in [22, 23, 24, 25] {
+            let m = try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: opset), path: "o.onnx")
+            XCTAssertEqual(m.opset, Int(opset))
+            XCTAssertNoThrow(try m.graph())
+        }
+        XCTAssertThrowsError(try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: 26), path: "o.onnx")) {
+            XCTAssertTrue("\($0)".contains("opset 26 is not supported (7…25 are)"), "\($0)")
+        }
+    }
+
+    func testAttentionErrorsNameTheNode() throws {
+        let data = try modelBytes(nodes: [node("Attention", ["q", "k", "v"], ["y"], name: "attn")], inputs: [("q", [1, 2, 8]), ("k", [1, 3, 8]), ("v", [1, 3, 8])], outputs: ["y"], opset: 23)
+        XCTAssertThrowsError(try OnnxModel(data: data, path: "a.onnx").graph()) {
+            XCTAssertTrue("\($0)".contains("node 'attn' (Attention): ") && "\($0)".contains("q_num_heads"), "\($0)")
+        }
+        let gqa = try modelBytes(nodes: [node("Attention", ["q", "k", "v"], ["y"], name: "attn")], inputs: [("q", [1, 3, 2, 4]), ("k", [1, 2, 2, 4]), ("v", [1, 2, 2, 4])], outputs: ["y"], opset: 23)
+        XCTAssertThrowsError(try OnnxModel(data: gqa, path: "a.onnx").graph()) { XCTAssertTrue("\($0)".contains("multiple of kv_num_heads"), "\($0)") }
+    }
+
+    /// A Reshape target fed as a graph input is read as values: one graph per set of values, and
+    /// without them the error names the input.
+    func testValueInputsSpecialiseTheGraph() throws {
+        let model = try OnnxModel(path: fixture("onnx", "reshape_shape_input", "model.onnx"))
+        XCTAssertEqual(model.valueInputs, ["s", "sc"])
+        let shapes = ["x": [2, 3, 4], "s": [3], "x4": [1, 2, 3, 3], "sc": [4]]
+        let scales = try Tensor(shape: [4], scalars: [1, 1, 2, 3])
+        XCTAssertThrowsError(try model.graph(inputShapes: shapes, values: ["sc": scales])) {
+            XCTAssertTrue("\($0)".contains("graph input 's'") && "\($0)".contains("reads as values"), "\($0)")
+        }
+        for (target, expect) in [([4, -1, 3], [4, 2, 3]), ([0, 12, 1], [2, 12, 1])] as [([Float], [Int])] {
+            let g = try model.graph(inputShapes: shapes, values: ["s": try Tensor(shape: [3], scalars: target), "sc": scales])
+            XCTAssertEqual(g.inputs.map(\.name).sorted(), ["x", "x4"])
+            let x = try Tensor(shape: [2, 3, 4], scalars: (0..<24).map { Float($0) * 0.5 - 3 })
+            let y = try CPUDevice(threads: 1).compile(g, outputs: ["y"]).run(["x": x, "x4": Tensor(shape: [1, 2, 3, 3], repeating: 1)])["y"]!
+            XCTAssertEqual(y.shape, expect)
+            XCTAssertEqual(y.scalars, x.scalars)
+        }
     }
 
     func testAnyNamedTensorIsATap() throws {

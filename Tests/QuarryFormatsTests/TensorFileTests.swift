@@ -29,6 +29,24 @@ final class NumPyTests: XCTestCase {
         }
     }
 
+    /// int8 / uint8 / int16 / uint16 widen to int32, uint32 / uint64 to int64, every value exact.
+    func testNarrowAndUnsignedIntegersWiden() throws {
+        for (name, type, values) in [("i8", ElementType.int32, [-128, -1, 0, 127]), ("u8", .int32, [0, 1, 255]), ("i16", .int32, [-32768, 7, 32767]),
+                                     ("u16", .int32, [0, 65535]), ("u32", .int64, [4294967295, 3]), ("u64", .int64, [9007199254740993, 5])] as [(String, ElementType, [Int64])] {
+            let a = try NumPy.read(path: fixture("numpy", "narrow_\(name).npy"))
+            XCTAssertEqual(a.type, type, name)
+            XCTAssertEqual(a.shape, [1, values.count], name)
+            let read: [Int64] = a.data.withUnsafeBytes { raw in
+                (0..<values.count).map { type == .int32 ? Int64(raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self)) : raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self) }
+            }
+            XCTAssertEqual(read, values, name)
+        }
+        XCTAssertEqual(try NumPy.readTensor(path: fixture("numpy", "narrow_u8.npy")).scalars, [0, 1, 255])
+        XCTAssertThrowsError(try NumPy.read(path: fixture("numpy", "narrow_u64_too_big.npy"))) {
+            XCTAssertTrue("\($0)".contains("narrow_u64_too_big.npy") && "\($0)".contains("does not fit int64"), "\($0)")
+        }
+    }
+
     func testRefusesOtherLayoutsNamingTheFile() {
         for (file, words) in [("fortran.npy", "fortran_order"), ("bigendian.npy", "big-endian"), ("complex.npy", "<c8")] {
             XCTAssertThrowsError(try NumPy.read(path: fixture("numpy", file))) {

@@ -40,6 +40,25 @@ private func temporaryFolder() throws -> String {
 }
 
 final class EngineTests: XCTestCase {
+    /// A Reshape target and Upsample scales fed as inputs: the engine reads their values, makes a
+    /// graph per set of values, and matches onnxruntime; batched extraction refuses the model by name.
+    func testONNXValueInputsRunThroughTheEngine() throws {
+        let f = onnxFixture("reshape_shape_input")
+        let engine = try Engine(model: f.model, device: "cpu", cpuThreads: 1)
+        XCTAssertEqual(engine.inputs.map(\.name).sorted(), ["s", "sc", "x", "x4"])
+        let out = try engine.run(f.inputs, outputs: ["y", "u"])
+        for name in ["y", "u"] { XCTAssertLessThan(maxDifference(out[name]!, f.outputs[name]!), 1e-6, name) }
+        // Other values, other graph: the same elements as [2, 12, 1].
+        var other = f.inputs
+        other["s"] = try Tensor(shape: [3], scalars: [2, 12, 1])
+        let y = try XCTUnwrap(engine.run(other, outputs: ["y"])["y"])
+        XCTAssertEqual(y.shape, [2, 12, 1])
+        XCTAssertEqual(y.scalars, f.inputs["x"]!.scalars)
+        XCTAssertThrowsError(try engine.model.compile(on: CPUDevice(threads: 1), outputs: ["y"])) {
+            XCTAssertTrue("\($0)".contains("reads the values of input(s) s, sc"), "\($0)")
+        }
+    }
+
     func testONNXEngineMatchesOnnxruntimeAtSeveralBatchSizes() throws {
         let f = onnxFixture("shape_subgraph")
         XCTAssertFalse(f.inputs.isEmpty)

@@ -36,7 +36,7 @@ final class OnnxImporter {
     /// arithmetic can overflow; ONNX's "to the end" (INT64_MAX) still means the end.
     static let maxAttributeMagnitude = 1 << 31
 
-    func importGraph(inputShapes: [String: [Int]]) throws -> Graph {
+    func importGraph(inputShapes: [String: [Int]], values given: [String: Tensor] = [:]) throws -> Graph {
         var graphInputs: [GraphInput] = []
         for input in model.inputs {
             guard let s = inputShapes[input.name] else {
@@ -59,8 +59,15 @@ final class OnnxImporter {
                 default: break
                 }
             }
-            values[input.name] = .runtime(name: input.name, shape: s, integer: model.integerInputs.contains(input.name))
             usedNames.insert(input.name)
+            if let t = given[input.name] {
+                // A value input (a Reshape target, Resize scales, …) is folded as a constant.
+                guard t.shape == s else { throw QuarryError.invalidArgument("\(model.path): input '\(input.name)' value has shape \(t.shape), not \(s)") }
+                let integer = model.integerInputs.contains(input.name)
+                values[input.name] = .constant(HostTensor(doubles: t.scalars.map(Double.init), shape: s, kind: integer ? .int : .float))
+                continue
+            }
+            values[input.name] = .runtime(name: input.name, shape: s, integer: model.integerInputs.contains(input.name))
             graphInputs.append(GraphInput(name: input.name, shape: s.map { .fixed($0) }))
         }
         for (name, t) in model.initializers { values[name] = .constant(t) }
@@ -267,7 +274,12 @@ struct NodeContext {
     }
 
     func requireConstant(_ i: Int, _ what: String) throws -> HostTensor {
-        guard let t = try constant(i) else { throw unsupported("\(what) (input \(i)) must be a constant or computed from shapes") }
+        guard let t = try constant(i) else {
+            if importer.model.valueInputs.contains(proto.input[i]) {
+                throw unsupported("\(what) (input \(i)) is the graph input '\(proto.input[i])', which the import reads as values: give its values with the input shapes")
+            }
+            throw unsupported("\(what) (input \(i)) must be a constant or computed from shapes")
+        }
         return t
     }
 

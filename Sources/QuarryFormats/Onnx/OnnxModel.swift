@@ -11,8 +11,15 @@ import SwiftProtobuf
 
 // @unchecked: immutable after loading; every import makes a graph of its own.
 public final class OnnxModel: @unchecked Sendable {
-    /// The supported range of the default ("ai.onnx") operator set.
-    public static let supportedOpsets = 7...21
+    /// The supported range of the default ("ai.onnx") operator set. Opsets 22–25 were reviewed op by
+    /// op against the schemas (`onnx.defs.get_schema(op, version)`): for every operator the table in
+    /// OnnxOps.swift imports, the versions 22–25 only widen the element types (bfloat16, float8,
+    /// float4, int4, int2) or, for pooling, say in words what the window arithmetic already did
+    /// (a window that would start in the right padding is dropped); Cast 24 adds `round_mode`,
+    /// which only matters for float8e8m0, a type Quarry refuses. Tensors of those narrow types are
+    /// refused when they are read, naming the tensor. Operators new in 22–25 (Attention, …) are
+    /// imported where OnnxOps.swift has a handler and listed as unsupported otherwise.
+    public static let supportedOpsets = 7...25
 
     public let path: String
     public let opset: Int
@@ -23,6 +30,17 @@ public final class OnnxModel: @unchecked Sendable {
     /// Every tensor name the graph defines (inputs, initializers, node outputs): the feature taps.
     public let tensorNames: [String]
     public let producer: String
+    /// Graph inputs the import reads as values, not only as shapes: ones fed straight into an
+    /// operand that the importer needs as a constant (a Reshape target, Resize scales / sizes / roi,
+    /// Slice bounds, …). A graph is made per set of their values (`graph(inputShapes:values:)`),
+    /// as it is per set of input shapes; the Quarry graph does not take them as inputs.
+    public let valueInputs: Set<String>
+    /// The operands, by operator, that the import folds and so needs as constants.
+    static let constantOperands: [String: [Int]] = [
+        "Reshape": [1], "Resize": [1, 2, 3], "Upsample": [1], "Expand": [1], "Slice": [1, 2, 3, 4], "ConstantOfShape": [0],
+        "Pad": [1, 2, 3], "Squeeze": [1], "Unsqueeze": [1], "Split": [1], "ReduceMean": [1], "ReduceSum": [1], "Range": [0, 1, 2], "Clip": [1, 2],
+        "LSTM": [4], "GRU": [4],
+    ]
 
     let graphProto: Onnx_GraphProto
     let nodes: [Onnx_NodeProto]
@@ -79,7 +97,9 @@ public final class OnnxModel: @unchecked Sendable {
             }
             let dims: [Dim] = vi.type.tensorType.shape.dim.enumerated().map { i, d in
                 switch d.value {
-                case .dimValue(let v)?: return .fixed(Int(v))
+                // Paddle2ONNX and some hand-written graphs declare a dynamic dimension as
+                // dim_value -1; onnxruntime reads any negative value as unknown, and so does Quarry.
+                case .dimValue(let v)? where v >= 0: return .fixed(Int(v))
                 case .dimParam(let p)? where !p.isEmpty: return .symbol(p)
                 default: return .symbol("\(vi.name)_dim\(i)")
                 }
@@ -92,6 +112,14 @@ public final class OnnxModel: @unchecked Sendable {
         integerInputs = integers
         outputs = g.output.map(\.name)
         nodes = try OnnxModel.sorted(g.node, defined: Set(ins.map(\.name)).union(inits.keys), path: path)
+        var valueInputs = Set<String>()
+        let inputNames = Set(ins.map(\.name))
+        for n in nodes where n.domain.isEmpty || n.domain == "ai.onnx" {
+            for i in OnnxModel.constantOperands[n.opType] ?? [] where i < n.input.count && inputNames.contains(n.input[i]) {
+                valueInputs.insert(n.input[i])
+            }
+        }
+        self.valueInputs = valueInputs
         var names = ins.map(\.name) + inits.keys.sorted()
         for n in nodes { names += n.output.filter { !$0.isEmpty } }
         tensorNames = names
@@ -240,12 +268,22 @@ public final class OnnxModel: @unchecked Sendable {
 
     /// The Quarry graph for these concrete input shapes (made once per distinct shapes, then cached).
     public func graph(inputShapes: [String: [Int]]) throws -> Graph {
-        let key = inputs.map { "\($0.name):\(inputShapes[$0.name] ?? [])" }.joined(separator: ";")
+        try graph(inputShapes: inputShapes, values: [:])
+    }
+
+    /// The Quarry graph for these input shapes and the values of `valueInputs` (made once per
+    /// distinct shapes and values, then cached). A value input with no value stays a run-time
+    /// input, and the operand that needed it is reported unsupported, naming the input.
+    public func graph(inputShapes: [String: [Int]], values: [String: Tensor]) throws -> Graph {
+        var key = inputs.map { "\($0.name):\(inputShapes[$0.name] ?? [])" }.joined(separator: ";")
+        for name in valueInputs.sorted() {
+            if let t = values[name] { key += ";\(name)=\(t.scalars.map { $0.bitPattern })" }
+        }
         lock.lock()
         if let g = cache[key] { lock.unlock(); return g }
         lock.unlock()
         let importer = OnnxImporter(model: self)
-        let g = try importer.importGraph(inputShapes: inputShapes)
+        let g = try importer.importGraph(inputShapes: inputShapes, values: values.filter { valueInputs.contains($0.key) })
         lock.lock(); cache[key] = g; lock.unlock()
         return g
     }

@@ -1,5 +1,5 @@
 // The ONNX operator table: one handler per operator type, following the ONNX operator
-// specification for opsets 7–21 (attributes in the form each opset uses). Handlers fold nodes
+// specification for opsets 7–25 (attributes in the form each opset uses). Handlers fold nodes
 // whose inputs are all constant and lower the rest to Quarry ops, with each op's operand order and
 // layout as Op.swift documents it.
 
@@ -54,26 +54,35 @@ extension NodeContext {
     /// The 2-D window attributes shared by Conv and the pools, with auto_pad resolved against the
     /// concrete input size.
     mutating func window(kernel: [Int], input: [Int]) throws -> (stride: [Int], dilation: [Int], pads: Padding2D) {
-        let strides = ints("strides") ?? [1, 1]
-        let dilations = ints("dilations") ?? [1, 1]
+        guard kernel.count == 2 else { throw unsupported("only 2-D windows are supported (kernel \(kernel))") }
+        let w = try windowND(kernel: kernel, input: input)
+        return (w.stride, w.dilation, Padding2D(top: w.begin[0], left: w.begin[1], bottom: w.end[0], right: w.end[1]))
+    }
+
+    /// Window attributes for any number of spatial axes (strides, dilations, pads begin / end per
+    /// axis), with auto_pad resolved against the concrete input size.
+    mutating func windowND(kernel: [Int], input: [Int]) throws -> (stride: [Int], dilation: [Int], begin: [Int], end: [Int]) {
+        let n = kernel.count
+        let strides = ints("strides") ?? [Int](repeating: 1, count: n)
+        let dilations = ints("dilations") ?? [Int](repeating: 1, count: n)
         let autoPad = string("auto_pad", "NOTSET")
-        guard strides.count == 2, dilations.count == 2, kernel.count == 2 else {
-            throw unsupported("only 2-D windows are supported (kernel \(kernel))")
+        guard strides.count == n, dilations.count == n, input.count == n else {
+            throw QuarryError.invalidArgument("strides \(strides) and dilations \(dilations) must have one value per axis of kernel \(kernel)")
         }
         guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
             throw QuarryError.invalidArgument("strides \(strides) and dilations \(dilations) must be positive")
         }
-        var begin = [0, 0], end = [0, 0]
+        var begin = [Int](repeating: 0, count: n), end = begin
         switch autoPad {
         case "NOTSET":
-            let p = ints("pads") ?? [0, 0, 0, 0]
-            guard p.count == 4 else { throw QuarryError.invalidArgument("pads \(p) must have 4 values") }
-            begin = [p[0], p[1]]; end = [p[2], p[3]]
+            let p = ints("pads") ?? [Int](repeating: 0, count: 2 * n)
+            guard p.count == 2 * n else { throw QuarryError.invalidArgument("pads \(p) must have \(2 * n) values") }
+            begin = Array(p[..<n]); end = Array(p[n...])
         case "VALID":
             ignore("pads")
         case "SAME_UPPER", "SAME_LOWER":
             ignore("pads")
-            for d in 0..<2 {
+            for d in 0..<n {
                 let out = (input[d] + strides[d] - 1) / strides[d]
                 let total = max(0, (out - 1) * strides[d] + (kernel[d] - 1) * dilations[d] + 1 - input[d])
                 let small = total / 2
@@ -82,7 +91,7 @@ extension NodeContext {
         default:
             throw unsupported("auto_pad '\(autoPad)'")
         }
-        return (strides, dilations, Padding2D(top: begin[0], left: begin[1], bottom: end[0], right: end[1]))
+        return (strides, dilations, begin, end)
     }
 
     /// Converts a const weight with ONNX gate order to Quarry's: `perm` lists, for each Quarry gate,
@@ -216,7 +225,21 @@ extension OnnxImporter {
         // MARK: linear algebra
         h["MatMul"] = { c in
             let a = try c.shape(0), b = try c.shape(1)
-            guard a.count >= 2, b.count >= 2 else { throw c.unsupported("MatMul of rank-1 operands (\(a), \(b))") }
+            guard !a.isEmpty, !b.isEmpty else { throw QuarryError.invalidArgument("MatMul of a scalar (\(a), \(b))") }
+            if a.count == 1 || b.count == 1 {
+                // numpy's rule: a 1-D left operand is a row [1, K], a 1-D right one a column [K, 1],
+                // and the added dimension is removed from the product.
+                var av = try c.value(0), bv = try c.value(1)
+                if a.count == 1 { av = try c.emitInternal(.reshape(shape: [1, a[0]]), [av], "row").name }
+                if b.count == 1 { bv = try c.emitInternal(.reshape(shape: [b[0], 1]), [bv], "column").name }
+                let y = try c.emitInternal(.matmul(transposeA: false, transposeB: false), [av, bv], "matmul")
+                var out = y.shape
+                let rowAxis = out.count - 2
+                if b.count == 1 { out.removeLast() }
+                if a.count == 1 { out.remove(at: rowAxis) }
+                try c.emit(.reshape(shape: out), [y.name])
+                return
+            }
             if case .runtime = try c.input(0), let w = try c.constant(1), w.shape.count == 2, w.kind == .float {
                 // x·W with a constant W [K, N] is a Linear layer: dense takes the weight as [N, K].
                 let wt = c.parameter(w.transposed([1, 0]), key: c.inputName(1) + "^T")
@@ -278,73 +301,132 @@ extension OnnxImporter {
             let group = c.int("group", 1)
             _ = c.ints("kernel_shape")
             if x.count == 3 {
-                // 1-D convolution runs as 2-D with a height of one.
-                guard let wc = try c.constant(1), w.count == 3 else { throw c.unsupported("1-D Conv needs a constant [O, C, k] weight") }
-                let strides = c.ints("strides") ?? [1], dil = c.ints("dilations") ?? [1]
-                let autoPad = c.string("auto_pad", "NOTSET")
-                guard autoPad == "NOTSET" || autoPad == "VALID" else { throw c.unsupported("1-D Conv with auto_pad \(autoPad)") }
-                let p = autoPad == "VALID" ? [0, 0] : (c.ints("pads") ?? [0, 0])
-                guard strides.count == 1, dil.count == 1, p.count == 2 else { throw QuarryError.invalidArgument("1-D Conv attributes must have one value per side") }
+                // 1-D convolution runs as 2-D with a height of one (any auto_pad; weights constant or run-time).
+                guard w.count == 3 else { throw QuarryError.invalidArgument("1-D Conv needs an [O, C, k] weight, got \(w)") }
+                let win = try c.windowND(kernel: [w[2]], input: [x[2]])
                 let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
-                let w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d")
-                let attrs = Conv2DAttributes(kernel: (1, w[2]), stride: (1, strides[0]), padding: Padding2D(top: 0, left: p[0], bottom: 0, right: p[1]), dilation: (1, dil[0]), groups: group)
+                let w4: String
+                if let wc = try c.constant(1) { w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d") } else {
+                    w4 = try c.emitInternal(.reshape(shape: [w[0], w[1], 1, w[2]]), [try c.value(1)], "weight2d").name
+                }
+                let attrs = Conv2DAttributes(kernel: (1, w[2]), stride: (1, win.stride[0]), padding: Padding2D(top: 0, left: win.begin[0], bottom: 0, right: win.end[0]),
+                                             dilation: (1, win.dilation[0]), groups: group)
                 let y = try c.emitInternal(.conv2d(attrs), [x4.name, w4] + (c.hasInput(2) ? [try c.value(2)] : []), "conv")
                 try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
                 return
             }
-            guard x.count == 4, w.count == 4 else { throw c.unsupported("Conv on rank \(x.count) input (2-D and 1-D are supported)") }
+            if x.count == 5 { try conv3d(&c, group: group); return }
+            guard x.count == 4, w.count == 4 else { throw c.unsupported("Conv on rank \(x.count) input (1-D, 2-D and 3-D are supported)") }
             let win = try c.window(kernel: [w[2], w[3]], input: [x[2], x[3]])
             let attrs = Conv2DAttributes(kernel: (w[2], w[3]), stride: (win.stride[0], win.stride[1]), padding: win.pads, dilation: (win.dilation[0], win.dilation[1]), groups: group)
             try c.emit(.conv2d(attrs), [try c.value(0), try c.value(1)] + (c.hasInput(2) ? [try c.value(2)] : []))
         }
         h["ConvTranspose"] = { c in
             let x = try c.shape(0), w = try c.shape(1)
-            guard x.count == 4, w.count == 4 else { throw c.unsupported("ConvTranspose on rank \(x.count) input (2-D is supported)") }
+            let nd = x.count - 2
+            guard (1...3).contains(nd), w.count == x.count else { throw c.unsupported("ConvTranspose on rank \(x.count) input (1-D, 2-D and 3-D are supported)") }
             let group = c.int("group", 1)
             _ = c.ints("kernel_shape")
-            let strides = c.ints("strides") ?? [1, 1], dil = c.ints("dilations") ?? [1, 1]
-            let outPad = c.ints("output_padding") ?? [0, 0]
-            guard strides.count == 2, dil.count == 2, outPad.count == 2 else { throw QuarryError.invalidArgument("attributes must have two values") }
+            let ones = [Int](repeating: 1, count: nd), zeros = [Int](repeating: 0, count: nd)
+            let strides = c.ints("strides") ?? ones, dil = c.ints("dilations") ?? ones
+            var outPad = c.ints("output_padding") ?? zeros
+            guard strides.count == nd, dil.count == nd, outPad.count == nd else { throw QuarryError.invalidArgument("attributes must have \(nd) values") }
             let autoPad = c.string("auto_pad", "NOTSET")
-            var pads = c.ints("pads") ?? [0, 0, 0, 0]
-            let k = [w[2], w[3]]
+            var pads = c.ints("pads") ?? zeros + zeros
+            let k = Array(w[2...]), spatial = Array(x[2...])
             if let outShape = c.ints("output_shape") {
-                let os = Array(outShape.suffix(2))
-                guard os.count == 2 else { throw QuarryError.invalidArgument("output_shape \(outShape) needs two spatial sizes") }
-                for d in 0..<2 {
-                    let total = strides[d] * (x[2 + d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - os[d]
-                    guard total >= 0 else { throw c.unsupported("output_shape larger than the full output") }
-                    if autoPad == "SAME_UPPER" { pads[d] = total / 2; pads[d + 2] = total - total / 2 } else { pads[d] = total - total / 2; pads[d + 2] = total / 2 }
+                let os = Array(outShape.suffix(nd))
+                guard os.count == nd else { throw QuarryError.invalidArgument("output_shape \(outShape) needs \(nd) spatial sizes") }
+                for d in 0..<nd {
+                    let total = strides[d] * (spatial[d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - os[d]
+                    if total < 0 {
+                        // An output_shape past the full output extends it at the end (zeros plus
+                        // bias), as onnx's reference computes it: that is output padding.
+                        pads[d] = 0; pads[d + nd] = 0; outPad[d] -= total
+                    } else if autoPad == "SAME_UPPER" {
+                        pads[d] = total / 2; pads[d + nd] = total - total / 2
+                    } else {
+                        pads[d] = total - total / 2; pads[d + nd] = total / 2
+                    }
                 }
             } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
-                for d in 0..<2 {
-                    let total = Swift.max(0, strides[d] * (x[2 + d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - x[2 + d] * strides[d])
-                    if autoPad == "SAME_UPPER" { pads[d] = total / 2; pads[d + 2] = total - total / 2 } else { pads[d] = total - total / 2; pads[d + 2] = total / 2 }
+                for d in 0..<nd {
+                    let total = Swift.max(0, strides[d] * (spatial[d] - 1) + outPad[d] + (k[d] - 1) * dil[d] + 1 - spatial[d] * strides[d])
+                    if autoPad == "SAME_UPPER" { pads[d] = total / 2; pads[d + nd] = total - total / 2 } else { pads[d] = total - total / 2; pads[d + nd] = total / 2 }
                 }
             } else if autoPad == "VALID" {
-                pads = [0, 0, 0, 0]
+                pads = zeros + zeros
             } else if autoPad != "NOTSET" {
                 throw c.unsupported("auto_pad '\(autoPad)'")
             }
-            guard pads.count == 4 else { throw QuarryError.invalidArgument("pads \(pads) must have 4 values") }
-            let attrs = ConvTranspose2DAttributes(kernel: (k[0], k[1]), stride: (strides[0], strides[1]), padding: Padding2D(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3]), outputPadding: (outPad[0], outPad[1]), dilation: (dil[0], dil[1]), groups: group)
-            try c.emit(.convTranspose2d(attrs), [try c.value(0), try c.value(1)] + (c.hasInput(2) ? [try c.value(2)] : []))
+            guard pads.count == 2 * nd else { throw QuarryError.invalidArgument("pads \(pads) must have \(2 * nd) values") }
+            if nd == 3 {
+                try convTranspose3d(&c, group: group, strides: strides, dilations: dil, pads: pads, outputPadding: outPad)
+                return
+            }
+            let bias = c.hasInput(2) ? [try c.value(2)] : []
+            if nd == 2 {
+                let attrs = ConvTranspose2DAttributes(kernel: (k[0], k[1]), stride: (strides[0], strides[1]), padding: Padding2D(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3]), outputPadding: (outPad[0], outPad[1]), dilation: (dil[0], dil[1]), groups: group)
+                try c.emit(.convTranspose2d(attrs), [try c.value(0), try c.value(1)] + bias)
+                return
+            }
+            // 1-D runs as 2-D with a height of one.
+            let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
+            let w4: String
+            if let wc = try c.constant(1) { w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d") } else {
+                w4 = try c.emitInternal(.reshape(shape: [w[0], w[1], 1, w[2]]), [try c.value(1)], "weight2d").name
+            }
+            let attrs = ConvTranspose2DAttributes(kernel: (1, k[0]), stride: (1, strides[0]), padding: Padding2D(top: 0, left: pads[0], bottom: 0, right: pads[1]), outputPadding: (0, outPad[0]), dilation: (1, dil[0]), groups: group)
+            let y = try c.emitInternal(.convTranspose2d(attrs), [x4.name, w4] + bias, "conv")
+            try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
         }
         @Sendable func pool(_ c: inout NodeContext, max isMax: Bool) throws {
             let x = try c.shape(0)
-            guard x.count == 4 else { throw c.unsupported("pooling on rank \(x.count) input (2-D is supported)") }
-            guard let k = c.ints("kernel_shape"), k.count == 2 else { throw c.unsupported("kernel_shape must have two values") }
-            let win = try c.window(kernel: k, input: [x[2], x[3]])
+            guard (3...5).contains(x.count) else { throw c.unsupported("pooling on rank \(x.count) input (1-D, 2-D and 3-D are supported)") }
+            let n = x.count - 2
+            guard let k = c.ints("kernel_shape"), k.count == n else { throw QuarryError.invalidArgument("kernel_shape must have \(n) values") }
+            let win = try c.windowND(kernel: k, input: Array(x[2...]))
             let ceil = c.int("ceil_mode", 0) != 0
             var countPad = false
+            var storageOrder = 0
             if isMax {
-                c.ignore("storage_order")
-                if c.outputUsed(1) { throw c.unsupported("the Indices output") }
+                storageOrder = c.int("storage_order", 0)
+                if c.outputUsed(1) && n != 2 { throw c.unsupported("the Indices output of a \(n)-D pooling") }
             } else {
                 countPad = c.int("count_include_pad", 0) != 0
             }
-            let attrs = Pool2DAttributes(kernel: (k[0], k[1]), stride: (win.stride[0], win.stride[1]), padding: win.pads, dilation: (win.dilation[0], win.dilation[1]), ceilMode: ceil, countIncludePad: countPad)
-            try c.emit(isMax ? .maxPool2d(attrs) : .avgPool2d(attrs), [try c.value(0)])
+            func attrs(_ a: Int, _ b: Int) -> Pool2DAttributes {
+                // Axes a and b of the window (-1: a size-one axis with no window).
+                func pick(_ v: [Int], _ i: Int, _ one: Int) -> Int { i < 0 ? one : v[i] }
+                return Pool2DAttributes(kernel: (pick(k, a, 1), pick(k, b, 1)), stride: (pick(win.stride, a, 1), pick(win.stride, b, 1)),
+                                        padding: Padding2D(top: pick(win.begin, a, 0), left: pick(win.begin, b, 0), bottom: pick(win.end, a, 0), right: pick(win.end, b, 0)),
+                                        dilation: (pick(win.dilation, a, 1), pick(win.dilation, b, 1)), ceilMode: ceil, countIncludePad: countPad)
+            }
+            func op(_ a: Pool2DAttributes) -> Op { isMax ? .maxPool2d(a) : .avgPool2d(a) }
+            switch n {
+            case 2:
+                let y = try c.emit(op(attrs(0, 1)), [try c.value(0)])
+                if isMax && c.outputUsed(1) {
+                    try maxPoolIndices(&c, x: x, kernel: k, stride: win.stride, dilation: win.dilation, begin: win.begin,
+                                       out: [y.shape[2], y.shape[3]], storageOrder: storageOrder)
+                }
+            case 1:
+                // 1-D pooling runs as 2-D with a height of one.
+                let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
+                let y = try c.emitInternal(op(attrs(-1, 0)), [x4.name], "pool")
+                try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
+            default:
+                // 3-D pooling as two 2-D pools, height × width then depth. Exact for both: a max is
+                // a max of maxima; a box window's element count (the average's divisor, with or
+                // without padding) is the product of its counts along each axis, and the output
+                // size, ceil mode and dropped windows are decided per axis.
+                let hw = try c.emitInternal(.reshape(shape: [x[0], x[1] * x[2], x[3], x[4]]), [try c.value(0)], "hw")
+                let p1 = try c.emitInternal(op(attrs(1, 2)), [hw.name], "pool_hw")
+                let (oh, ow) = (p1.shape[2], p1.shape[3])
+                let d = try c.emitInternal(.reshape(shape: [x[0], x[1], x[2], oh * ow]), [p1.name], "depth")
+                let p2 = try c.emitInternal(op(attrs(0, -1)), [d.name], "pool_depth")
+                try c.emit(.reshape(shape: [x[0], x[1], p2.shape[2], oh, ow]), [p2.name])
+            }
         }
         h["MaxPool"] = { try pool(&$0, max: true) }
         h["AveragePool"] = { try pool(&$0, max: false) }
@@ -353,10 +435,14 @@ extension OnnxImporter {
 
         // MARK: normalisation
         h["BatchNormalization"] = { c in
-            c.ignore("momentum", "spatial")
-            if c.int("training_mode", 0) != 0 { throw c.unsupported("training_mode 1") }
-            if c.outputUsed(1) || c.outputUsed(2) { throw c.unsupported("the running mean / variance outputs") }
+            c.ignore("spatial")
             let eps = c.float("epsilon", 1e-5)
+            let momentum = c.float("momentum", 0.9)
+            if c.int("training_mode", 0) != 0 {
+                try batchNormTraining(&c, epsilon: eps, momentum: momentum)
+                return
+            }
+            if c.outputUsed(1) || c.outputUsed(2) { throw c.unsupported("the running mean / variance outputs outside training_mode") }
             var ins: [String] = []
             for i in 0..<5 { ins.append(try c.value(i)) }
             try c.emit(.batchNorm(epsilon: eps), ins)
@@ -367,12 +453,27 @@ extension OnnxImporter {
             try c.emit(.instanceNorm(epsilon: c.float("epsilon", 1e-5)), ins)
         }
         h["LayerNormalization"] = { c in
+            // stash_type names the statistics' precision; Quarry computes them in float32 (the default, 1).
             c.ignore("stash_type")
-            if c.outputUsed(1) || c.outputUsed(2) { throw c.unsupported("the Mean / InvStdDev outputs") }
             let x = try c.shape(0)
             let axis = try c.normAxis(c.int("axis", -1), rank: x.count)
             let eps = c.float("epsilon", 1e-5)
             let nd = x.count - axis
+            if c.outputUsed(1) || c.outputUsed(2) {
+                // Mean and InvStdDev = 1 / sqrt(mean((x − mean)²) + ε), over the normalised axes, kept as 1s.
+                let axes = Array(axis..<x.count)
+                let mean = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [try c.value(0)], "mean")
+                if c.outputUsed(1) { try c.alias(mean.name, output: 1) }
+                if c.outputUsed(2) {
+                    let d = try c.emitInternal(.binary(.sub, activation: nil), [try c.value(0), mean.name], "centred")
+                    let sq = try c.emitInternal(.binary(.mul, activation: nil), [d.name, d.name], "squared")
+                    let v = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [sq.name], "variance")
+                    let e = c.parameter(HostTensor(floats: [eps], shape: [1]), key: "scalar:\(eps)")
+                    let ve = try c.emitInternal(.binary(.add, activation: nil), [v.name, e], "variance_eps")
+                    let sd = try c.emitInternal(.activation(.sqrt), [ve.name], "stddev")
+                    try c.emit(.activation(.reciprocal), [sd.name], output: 2)
+                }
+            }
             let norm = Array(x.suffix(nd)), n = norm.reduce(1, *)
             func param(_ i: Int) throws -> String? {
                 guard c.hasInput(i) else { return nil }
@@ -433,8 +534,11 @@ extension OnnxImporter {
             let allowZero = c.int("allowzero", 0) != 0
             let resolved: [Int]
             if allowZero && target.contains(0) {
-                guard x.contains(0) || target.contains(-1) == false else { throw QuarryError.invalidArgument("reshape of \(x) to \(target)") }
-                resolved = try resolveReshape(target.map { $0 == 0 ? 1 : $0 }, input: x, node: c.name).enumerated().map { target[$0.offset] == 0 ? 0 : $0.element }
+                // With allowzero a 0 is a zero-sized dimension, and then no -1 may be inferred.
+                guard !target.contains(-1), target.reduce(1, *) == x.reduce(1, *) else { throw QuarryError.invalidArgument("reshape of \(x) to \(target) with allowzero") }
+                // Quarry's reshape reads 0 as "copy the input's dimension", as ONNX does without allowzero.
+                if case .runtime = try c.input(0) { throw c.unsupported("allowzero reshape of a run-time value to the empty shape \(target)") }
+                resolved = target
             } else {
                 resolved = try resolveReshape(target, input: x, node: c.name)
             }
@@ -679,10 +783,96 @@ extension OnnxImporter {
         }
         h["Resize"] = { try resize(&$0, upsample: false) }
         h["Upsample"] = { try resize(&$0, upsample: true) }
+        h["Attention"] = { try attention(&$0) }
         h["LSTM"] = { try recurrent(&$0, lstm: true) }
         h["GRU"] = { try recurrent(&$0, lstm: false) }
         return h
     }()
+
+    /// BatchNormalization with training_mode 1 (opset 14 on): normalised with the batch's mean and
+    /// (population) variance over every axis but the channels; outputs 1 and 2 are the running
+    /// statistics, mean · momentum + batch statistic · (1 − momentum).
+    static func batchNormTraining(_ c: inout NodeContext, epsilon: Float, momentum: Float) throws {
+        let x = try c.shape(0)
+        guard x.count >= 2 else { throw QuarryError.invalidArgument("input \(x) has no channel axis") }
+        let ch = x[1]
+        let axes = (0..<x.count).filter { $0 != 1 }
+        var perChannel = [Int](repeating: 1, count: x.count)
+        perChannel[1] = ch
+        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
+        func channels(_ i: Int) throws -> String {
+            guard try c.shape(i) == [ch] else { throw QuarryError.invalidArgument("input \(i) has shape \(try c.shape(i)), not [\(ch)]") }
+            return try c.emitInternal(.reshape(shape: perChannel), [try c.value(i)], "channels\(i)").name
+        }
+        let mean = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [try c.value(0)], "batch_mean")
+        let d = try c.emitInternal(.binary(.sub, activation: nil), [try c.value(0), mean.name], "centred")
+        let sq = try c.emitInternal(.binary(.mul, activation: nil), [d.name, d.name], "squared")
+        let variance = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [sq.name], "batch_variance")
+        let ve = try c.emitInternal(.binary(.add, activation: nil), [variance.name, scalar(epsilon)], "variance_eps")
+        let sd = try c.emitInternal(.activation(.sqrt), [ve.name], "stddev")
+        let gain = try c.emitInternal(.binary(.div, activation: nil), [try channels(1), sd.name], "gain")
+        let scaled = try c.emitInternal(.binary(.mul, activation: nil), [d.name, gain.name], "scaled")
+        try c.emit(.binary(.add, activation: nil), [scaled.name, try channels(2)])
+        for (i, stat, input) in [(1, mean.name, 3), (2, variance.name, 4)] where c.outputUsed(i) {
+            guard try c.shape(input) == [ch] else { throw QuarryError.invalidArgument("input \(input) has shape \(try c.shape(input)), not [\(ch)]") }
+            let flat = try c.emitInternal(.reshape(shape: [ch]), [stat], "stat\(i)")
+            let old = try c.emitInternal(.binary(.mul, activation: nil), [try c.value(input), scalar(momentum)], "running\(i)")
+            let new = try c.emitInternal(.binary(.mul, activation: nil), [flat.name, scalar(1 - momentum)], "batch\(i)")
+            try c.emit(.binary(.add, activation: nil), [old.name, new.name], output: i)
+        }
+    }
+
+    /// MaxPool's Indices (2-D): the flat input position of each window's first maximum, row-major
+    /// (storage_order 0) or column-major within each image and channel, as onnx's reference gives
+    /// it. The float32 runtime has no argmax, so the windows are scanned position by position: the
+    /// padded input (padding −FLT_MAX, finite so no −inf − −inf) sliced at each kernel offset, a 0/1
+    /// "strictly greater" from clip((v − best) · 2¹⁰⁰ · 2¹⁰⁰, 0, 1) (1 for any positive difference,
+    /// even the smallest subnormal), the index moved by take · (offset's index − index). Every
+    /// index is an integer below 2²⁴, so every step is exact.
+    static func maxPoolIndices(_ c: inout NodeContext, x: [Int], kernel k: [Int], stride s: [Int], dilation d: [Int], begin: [Int],
+                               out: [Int], storageOrder: Int) throws {
+        let (batch, ch, h, w) = (x[0], x[1], x[2], x[3])
+        guard batch * ch * h * w <= 1 << 24 else {
+            throw c.unsupported("Indices of an input past 2^24 elements (the float32 runtime holds integers exactly up to 2^24)")
+        }
+        guard storageOrder == 0 || storageOrder == 1 else { throw QuarryError.invalidArgument("storage_order \(storageOrder) must be 0 or 1") }
+        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
+        let need: [Int] = (0..<2).map { a -> Int in (out[a] - 1) * s[a] + (k[a] - 1) * d[a] + 1 }
+        let endPad: [Int] = [Swift.max(0, need[0] - begin[0] - h), Swift.max(0, need[1] - begin[1] - w)]
+        let padded = try c.emitInternal(.pad(pads: [0, 0, begin[0], begin[1], 0, 0, endPad[0], endPad[1]], mode: .constant, value: -.greatestFiniteMagnitude),
+                                        [try c.value(0)], "indices_padded")
+        var best = "", index = ""
+        for i in 0..<k[0] {
+            for j in 0..<k[1] {
+                let tag = "window\(i)_\(j)"
+                let starts: [Int] = [i * d[0], j * d[1]]
+                let ends: [Int] = [starts[0] + (out[0] - 1) * s[0] + 1, starts[1] + (out[1] - 1) * s[1] + 1]
+                let v = try c.emitInternal(.slice(starts: starts, ends: ends, axes: [2, 3], steps: [s[0], s[1]]), [padded.name], tag).name
+                var plane = [Float](repeating: 0, count: out[0] * out[1])
+                for oh in 0..<out[0] {
+                    for ow in 0..<out[1] {
+                        let ih: Int = oh * s[0] + starts[0] - begin[0]
+                        let iw: Int = ow * s[1] + starts[1] - begin[1]
+                        guard (0..<h).contains(ih), (0..<w).contains(iw) else { continue }
+                        let flat: Int = storageOrder == 0 ? ih * w + iw : ih + iw * h
+                        plane[oh * out[1] + ow] = Float(flat)
+                    }
+                }
+                let p = c.parameter(HostTensor(floats: plane, shape: out), key: "maxpool_indices:\(c.name):\(i),\(j)")
+                if best.isEmpty { best = v; index = p; continue }
+                let diff = try c.emitInternal(.binary(.sub, activation: nil), [v, best], "\(tag)_gain")
+                let s1 = try c.emitInternal(.binary(.mul, activation: nil), [diff.name, scalar(0x1p100)], "\(tag)_steep")
+                let s2 = try c.emitInternal(.binary(.mul, activation: nil), [s1.name, scalar(0x1p100)], "\(tag)_steeper")
+                let take = try c.emitInternal(.activation(.clip(min: 0, max: 1)), [s2.name], "\(tag)_greater")
+                let delta = try c.emitInternal(.binary(.sub, activation: nil), [p, index], "\(tag)_delta")
+                let move = try c.emitInternal(.binary(.mul, activation: nil), [take.name, delta.name], "\(tag)_move")
+                index = try c.emitInternal(.binary(.add, activation: nil), [index, move.name], "\(tag)_index").name
+                best = try c.emitInternal(.binary(.max, activation: nil), [best, v], "\(tag)_best").name
+            }
+        }
+        let offsets = HostTensor(floats: (0..<(batch * ch)).map { Float($0 * h * w) }, shape: [batch, ch, 1, 1])
+        try c.emit(.binary(.add, activation: nil), [index, c.parameter(offsets, key: "maxpool_offsets:\(batch)x\(ch)x\(h * w)")], output: 1, integer: true)
+    }
 
     static func softmax(_ c: inout NodeContext, log: Bool) throws {
         let x = try c.shape(0)
@@ -698,7 +888,20 @@ extension OnnxImporter {
         try c.emit(.reshape(shape: x), [s.name])
     }
 
+    /// Resize / Upsample: Quarry's upsample op where it computes the same thing (NCHW, nearest or
+    /// bilinear with a matching coordinate mapping), else one interpolation matrix per resized axis
+    /// (OnnxResize.swift), which covers every mode.
     static func resize(_ c: inout NodeContext, upsample: Bool) throws {
+        let saved = c
+        do {
+            try resizeWithUpsampleOp(&c, upsample: upsample)
+        } catch is Unsupported {
+            c = saved
+            try resizeByMatrices(&c, upsample: upsample)
+        }
+    }
+
+    static func resizeWithUpsampleOp(_ c: inout NodeContext, upsample: Bool) throws {
         let x = try c.shape(0)
         guard x.count == 4 else { throw c.unsupported("resizing a rank-\(x.count) tensor (NCHW is supported)") }
         let mode = c.string("mode", "nearest")
@@ -786,31 +989,51 @@ extension OnnxImporter {
             let standard = lstm ? ["Sigmoid", "Tanh", "Tanh"] : ["Sigmoid", "Tanh"]
             guard names == standard || names == standard + standard else { throw c.unsupported("activations \(names)") }
         }
+        var lengths: [Int]? = nil
         if c.hasInput(4) {
-            guard let lens = try c.constant(4), lens.int64s.allSatisfy({ Int($0) == (layout == 0 ? x[0] : x[1]) }) else {
-                throw c.unsupported("sequence_lens shorter than the sequence")
+            guard let lens = try c.constant(4) else { throw c.unsupported("sequence_lens computed at run time") }
+            let seq = layout == 0 ? x[0] : x[1], batch = layout == 0 ? x[1] : x[0]
+            guard lens.count == batch, lens.sizes.allSatisfy({ (0...seq).contains($0) }) else {
+                throw QuarryError.invalidArgument("sequence_lens \(lens.sizes) must hold \(batch) lengths of at most \(seq)")
             }
+            if lens.sizes.contains(where: { $0 != seq }) { lengths = lens.sizes }
         }
-        if lstm, c.hasInput(7) { throw c.unsupported("peephole weights (P)") }
+        // Peepholes and shorter sequences: the LSTM unrolled over its steps (OnnxLSTMUnrolled.swift).
+        if lstm && (c.hasInput(7) || lengths != nil) {
+            try lstmUnrolled(&c, hidden: hidden, direction: direction, layout: layout, lengths: lengths)
+            return
+        }
+        if lengths != nil { throw c.unsupported("GRU with sequence_lens shorter than the sequence") }
         let linearBeforeReset = lstm ? true : c.int("linear_before_reset", 0) != 0
         // ONNX gate order → Quarry's: LSTM i,o,f,c → i,f,g(c),o; GRU z,r,h → r,z,n(h).
         let perm = lstm ? [0, 2, 3, 1] : [1, 0, 2]
-        guard let w = try c.constant(1), let r = try c.constant(2) else { throw c.unsupported("run-time W or R") }
         let gates = lstm ? 4 : 3, dirs = direction.count
-        guard w.shape == [dirs, gates * hidden, x[2]], r.shape == [dirs, gates * hidden, hidden] else {
-            throw QuarryError.invalidArgument("W \(w.shape) / R \(r.shape) do not fit \(dirs) direction(s), hidden \(hidden), input \(x[2])")
+        let ws = try c.shape(1), rs = try c.shape(2)
+        guard ws == [dirs, gates * hidden, x[2]], rs == [dirs, gates * hidden, hidden] else {
+            throw QuarryError.invalidArgument("W \(ws) / R \(rs) do not fit \(dirs) direction(s), hidden \(hidden), input \(x[2])")
         }
         if c.hasInput(3), try c.shape(3) != [dirs, 2 * gates * hidden] {
             throw QuarryError.invalidArgument("B \(try c.shape(3)) must be \([dirs, 2 * gates * hidden])")
         }
-        let wp = c.parameter(NodeContext.permuteGates(w, gates: perm, hidden: hidden), key: c.inputName(1) + ":gates")
-        let rp = c.parameter(NodeContext.permuteGates(r, gates: perm, hidden: hidden), key: c.inputName(2) + ":gates")
-        var bp = ""
-        if c.hasInput(3) {
-            guard let b = try c.constant(3) else { throw c.unsupported("run-time B") }
-            let b3 = b.reshaped([b.shape[0], b.count / b.shape[0], 1])
-            bp = c.parameter(NodeContext.permuteGates(b3, gates: perm, hidden: hidden).reshaped(b.shape), key: c.inputName(3) + ":gates")
+        /// Input `i` with its gate blocks (of `hidden` rows along axis 1) in Quarry's order: permuted
+        /// on the host for a constant, by slices and a concat for a run-time value (weights fed as
+        /// graph inputs).
+        func gated(_ i: Int) throws -> String {
+            let s = try c.shape(i)
+            if let t = try c.constant(i) {
+                let t3 = s.count == 3 ? t : t.reshaped([s[0], s[1], 1])
+                return c.parameter(NodeContext.permuteGates(t3, gates: perm, hidden: hidden).reshaped(s), key: c.inputName(i) + ":gates")
+            }
+            let blocks = s[1] / hidden
+            var parts: [String] = []
+            for b in 0..<blocks {
+                let from = (b / perm.count) * perm.count + perm[b % perm.count]
+                parts.append(try c.emitInternal(.slice(starts: [from * hidden], ends: [(from + 1) * hidden], axes: [1], steps: [1]), [try c.value(i)], "gate\(i)_\(b)").name)
+            }
+            return try c.emitInternal(.concat(axis: 1), parts, "gates\(i)").name
         }
+        let wp = try gated(1), rp = try gated(2)
+        let bp = c.hasInput(3) ? try gated(3) : ""
         let batchFirst = layout == 1
         var xin = try c.value(0)
         if !batchFirst { xin = try c.emitInternal(.transpose(perm: [1, 0, 2]), [xin], "batch_first").name }

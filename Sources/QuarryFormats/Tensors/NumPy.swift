@@ -1,6 +1,6 @@
 // NumPy's .npy format (version 1.0, 2.0 and 3.0 headers): magic, a Python-literal dict header
 // ('descr', 'fortran_order', 'shape'), then the raw elements. Read: little-endian f4, f2, f8, i8,
-// i4 and b1 in C order; anything else (big-endian, Fortran order, other types) is an error that
+// i4 and b1 in C order, and i2, i1, u8, u4, u2, u1 widened to i4 / i8; anything else (big-endian, Fortran order, other types) is an error that
 // names the file. Written: version 1.0 (2.0 when the header needs it), C order, atomically.
 
 import Foundation
@@ -132,17 +132,45 @@ public enum NumPy {
         case "<i8": type = .int64
         case "<i4": type = .int32
         case "|b1", "<b1": type = .bool
+        // Narrower and unsigned integers are widened on load to int32 / int64, which hold them exactly.
+        case "|i1", "<i1", "|u1", "<u1", "<i2", "<u2": type = .int32
+        case "<u4", "<u8": type = .int64
         default:
             if descr.hasPrefix(">") { throw fail("big-endian dtype '\(descr)' is not supported; use a little-endian array") }
-            throw fail("dtype '\(descr)' is not supported (float32, float16, float64, int64, int32, bool are)")
+            throw fail("dtype '\(descr)' is not supported (float32, float16, float64, int64, int32, int16, int8, uint64, uint32, uint16, uint8, bool are)")
+        }
+        let stored: Int
+        switch descr {
+        case "|i1", "<i1", "|u1", "<u1": stored = 1
+        case "<i2", "<u2": stored = 2
+        case "<u4": stored = 4
+        default: stored = type.byteSize
         }
         guard let n = checkedCount(shape), n <= Int.max / 8 else { throw fail("shape \(shape) is not valid") }
         let start = headerStart + headerLen
-        let size = n * type.byteSize
+        let size = n * stored
         guard bytes.count - start == size else {
             throw fail("shape \(shape) of \(descr) needs \(size) data bytes, the file has \(bytes.count - start)")
         }
-        let data = size == 0 ? Data() : Data(bytes: bytes.baseAddress! + start, count: size)
+        if stored == type.byteSize && descr != "<u8" {
+            let data = size == 0 ? Data() : Data(bytes: bytes.baseAddress! + start, count: size)
+            return try NumPyArray(type: type, shape: shape, data: data)
+        }
+        let p = UnsafeRawPointer(bytes.baseAddress!) + start
+        var data = Data(capacity: n * type.byteSize)
+        for i in 0..<n {
+            switch descr {
+            case "|i1", "<i1": data.appendLE(Int32(p.load(fromByteOffset: i, as: Int8.self)))
+            case "|u1", "<u1": data.appendLE(Int32(p.load(fromByteOffset: i, as: UInt8.self)))
+            case "<i2": data.appendLE(Int32(p.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)))
+            case "<u2": data.appendLE(Int32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            case "<u4": data.appendLE(Int64(p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+            default:
+                let v = p.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
+                guard v <= UInt64(Int64.max) else { throw fail("uint64 value \(v) at element \(i) does not fit int64") }
+                data.appendLE(Int64(v))
+            }
+        }
         return try NumPyArray(type: type, shape: shape, data: data)
     }
 
