@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+// The 16-float helpers of the depthwise kernel are always inlined, so the baseline's warning that
+// returning a 512-bit vector without AVX-512 changes the calling convention does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+
 #define QK_CAT2(a, b) a##_##b
 #define QK_CAT(a, b) QK_CAT2(a, b)
 
@@ -66,20 +70,23 @@ typedef float (*peak_loop_fn)(long, float);
 typedef void (*multiply_accumulate_fn)(const float *, long, long, long, const float *, long, long, long, const float *,
                                        long, float *, long);
 typedef void (*lstm_cell_fn)(const float *, float *, float *);
+typedef void (*depthwise3x3_fn)(const quarry_dw3x3_plane *, long, long, int, const float *, const float *, float, float,
+                                float, float *);
 
 struct variant {
     gemm_tile_fn gemm_tile;
     multiply_accumulate_fn multiply_accumulate;
     lstm_cell_fn lstm_cell16;
+    depthwise3x3_fn depthwise3x3_rows;
     peak_loop_fn peak_loop;
     long peak_flops;
 };
 
 static const struct variant variants[] = {
-    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, fma_peak_loop_baseline, 12 * 4 * 2},
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, fma_peak_loop_baseline, 12 * 4 * 2},
 #if defined(__x86_64__) && defined(__clang__)
-    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, fma_peak_loop_avx2, 12 * 8 * 2},
-    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, fma_peak_loop_avx512, 12 * 16 * 2},
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, fma_peak_loop_avx2, 12 * 8 * 2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, fma_peak_loop_avx512, 12 * 16 * 2},
 #endif
 };
 
@@ -158,6 +165,12 @@ void quarry_multiply_accumulate(const float *a, long lda, long rows, long k, con
 }
 
 void quarry_lstm_cell16(const float *gates, float *cell, float *h) { variants[quarry_active_isa()].lstm_cell16(gates, cell, h); }
+
+void quarry_depthwise3x3_rows(const quarry_dw3x3_plane *plane, long oy0, long oy1, int stride, const float *src,
+                              const float *weights, float bias, float lo, float hi, float *dst)
+{
+    variants[quarry_active_isa()].depthwise3x3_rows(plane, oy0, oy1, stride, src, weights, bias, lo, hi, dst);
+}
 
 float quarry_fma_peak_loop(long iterations, float seed)
 {

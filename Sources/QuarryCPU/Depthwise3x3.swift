@@ -17,6 +17,7 @@
 // a scratch buffer with zeroed margins.
 
 import CCPUHints
+import CQuarryKernels
 import Quarry
 
 struct Depthwise3x3 {
@@ -103,109 +104,26 @@ struct Depthwise3x3 {
         run(src: scratch + Self.before, weights: weights, bias: bias, clip: clip, dst: dst)
     }
 
+    /// The row kernel runs in CQuarryKernels, in the instruction-set level chosen at run time
+    /// (the C code is this file's former Swift kernel, compiled per level).
     @inline(__always)
     private func rows(_ range: Range<Int>, stride s: Int, _ src: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                       _ bias: Float, _ clip: Clip, _ dst: UnsafeMutablePointer<Float>) {
-        let w0 = V16(repeating: weights[0]), w1 = V16(repeating: weights[1]), w2 = V16(repeating: weights[2])
-        let w3 = V16(repeating: weights[3]), w4 = V16(repeating: weights[4]), w5 = V16(repeating: weights[5])
-        let w6 = V16(repeating: weights[6]), w7 = V16(repeating: weights[7]), w8 = V16(repeating: weights[8])
-        let b = V16(repeating: bias)
-        let width = g.width, height = g.height, outW = g.outWidth, padLeft = g.padLeft, vectors = vectors
-        let end = range.upperBound * outW
         keep.withUnsafeBufferPointer { keep in
             padded.withUnsafeBufferPointer { padded in
                 zeros.withUnsafeBufferPointer { zeros in
-                    let zero = zeros.baseAddress! + Self.zeroMargin
-                    for oy in range {
-                        let iy = s * oy - g.padTop
-                        // Rows above or below the image read zeros.
-                        let r0 = iy >= 0 && iy < height ? src + iy * width : zero
-                        let r1 = iy + 1 >= 0 && iy + 1 < height ? src + (iy + 1) * width : zero
-                        let r2 = iy + 2 >= 0 && iy + 2 < height ? src + (iy + 2) * width : zero
-                        let out = dst + (oy - range.lowerBound) * outW
-                        if padLeft == 1 {
-                            // Each row's vectors loaded once. Stride 1: the left and right
-                            // neighbours are lane rotations of the vector and the ones beside it.
-                            // Stride 2: a vector's 32 columns split into even and odd ones, and the
-                            // left neighbour is the odd one before, a lane rotation.
-                            var p0 = V16(), c0 = s == 1 ? load16(r0) : V16(), p1 = V16(), c1 = s == 1 ? load16(r1) : V16()
-                            var p2 = V16(), c2 = s == 1 ? load16(r2) : V16()
-                            for v in 0..<vectors {
-                                var a0: V16, m0: V16, e0: V16, a1: V16, m1: V16, e1: V16, a2: V16, m2: V16, e2: V16
-                                if s == 1 {
-                                    let n0 = load16(r0 + 16 * v + 16), n1 = load16(r1 + 16 * v + 16), n2 = load16(r2 + 16 * v + 16)
-                                    a0 = quarry_prev1(p0, c0); m0 = c0; e0 = quarry_next1(c0, n0)
-                                    a1 = quarry_prev1(p1, c1); m1 = c1; e1 = quarry_next1(c1, n1)
-                                    a2 = quarry_prev1(p2, c2); m2 = c2; e2 = quarry_next1(c2, n2)
-                                    p0 = c0; c0 = n0; p1 = c1; c1 = n1; p2 = c2; c2 = n2
-                                } else {
-                                    let q0 = r0 + 32 * v, q1 = r1 + 32 * v, q2 = r2 + 32 * v
-                                    let x0 = load16(q0), y0 = load16(q0 + 16), x1 = load16(q1), y1 = load16(q1 + 16)
-                                    let x2 = load16(q2), y2 = load16(q2 + 16)
-                                    m0 = quarry_even(x0, y0); e0 = quarry_odd(x0, y0); a0 = quarry_prev1(p0, e0)
-                                    m1 = quarry_even(x1, y1); e1 = quarry_odd(x1, y1); a1 = quarry_prev1(p1, e1)
-                                    m2 = quarry_even(x2, y2); e2 = quarry_odd(x2, y2); a2 = quarry_prev1(p2, e2)
-                                    p0 = e0; p1 = e1; p2 = e2
-                                }
-                                if padded[v] {
-                                    let k = keep.baseAddress! + 3 * v
-                                    func and(_ x: inout V16, _ m: SIMD16<UInt32>) {
-                                        x = unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt32>.self) & m, to: V16.self)
-                                    }
-                                    and(&a0, k[0]); and(&m0, k[1]); and(&e0, k[2])
-                                    and(&a1, k[0]); and(&m1, k[1]); and(&e1, k[2])
-                                    and(&a2, k[0]); and(&m2, k[1]); and(&e2, k[2])
-                                }
-                                let acc0 = b.addingProductFast(a0, w0).addingProductFast(m0, w1).addingProductFast(e0, w2)
-                                let acc1 = (a1 * w3).addingProductFast(m1, w4).addingProductFast(e1, w5)
-                                let acc2 = (a2 * w6).addingProductFast(m2, w7).addingProductFast(e2, w8)
-                                let acc = clip(acc0 + acc1 + acc2)
-                                let left = end - (oy * outW + 16 * v)
-                                if left < 16 { storePartial(acc, out + 16 * v, left) } else { store16(acc, out + 16 * v) }
-                            }
-                            continue
-                        }
-                        for v in 0..<vectors {
-                            let x = s * 16 * v - padLeft
-                            let mask = padded[v] ? keep.baseAddress! + 3 * v : nil
-                            // One sum per input row, added at the end: three short dependency chains
-                            // instead of one of nine FMAs.
-                            let acc0 = tapRow(s, r0 + x, mask, w0, w1, w2, b)
-                            let acc1 = tapRow(s, r1 + x, mask, w3, w4, w5, V16())
-                            let acc2 = tapRow(s, r2 + x, mask, w6, w7, w8, V16())
-                            let acc = clip(acc0 + acc1 + acc2)
-                            // A vector that would pass the band's end (into a plane that another
-                            // thread may own) is stored partially.
-                            let left = end - (oy * outW + 16 * v)
-                            if left < 16 {
-                                storePartial(acc, out + 16 * v, left)
-                            } else {
-                                store16(acc, out + 16 * v)
-                            }
+                    keep.withMemoryRebound(to: UInt32.self) { keepWords in
+                        padded.withMemoryRebound(to: UInt8.self) { paddedBytes in
+                            var plane = quarry_dw3x3_plane(
+                                width: g.width, height: g.height, out_width: g.outWidth, pad_top: g.padTop,
+                                pad_left: g.padLeft, vectors: vectors, keep: keepWords.baseAddress,
+                                padded: paddedBytes.baseAddress, zero: zeros.baseAddress! + Self.zeroMargin)
+                            quarry_depthwise3x3_rows(&plane, range.lowerBound, range.upperBound, Int32(s), src, weights,
+                                                     bias, clip.lo[0], clip.hi[0], dst)
                         }
                     }
                 }
             }
         }
-    }
-
-    /// acc + the three taps of one input row for 16 outputs; `p` is the input at the first tap.
-    @_transparent
-    private func tapRow(_ s: Int, _ p: UnsafePointer<Float>, _ mask: UnsafePointer<SIMD16<UInt32>>?,
-                        _ wa: V16, _ wb: V16, _ wc: V16, _ acc: V16) -> V16 {
-        var a: V16, b: V16, c: V16
-        if s == 1 {
-            a = load16(p); b = load16(p + 1); c = load16(p + 2)
-        } else {
-            let first = UnsafeRawPointer(p).loadUnaligned(as: SIMD32<Float>.self)
-            a = first.evenHalf; b = first.oddHalf
-            c = UnsafeRawPointer(p + 2).loadUnaligned(as: SIMD32<Float>.self).evenHalf
-        }
-        if let mask {
-            a = unsafeBitCast(unsafeBitCast(a, to: SIMD16<UInt32>.self) & mask[0], to: V16.self)
-            b = unsafeBitCast(unsafeBitCast(b, to: SIMD16<UInt32>.self) & mask[1], to: V16.self)
-            c = unsafeBitCast(unsafeBitCast(c, to: SIMD16<UInt32>.self) & mask[2], to: V16.self)
-        }
-        return acc.addingProductFast(a, wa).addingProductFast(b, wb).addingProductFast(c, wc)
     }
 }

@@ -43,6 +43,17 @@ final class ConvTests: XCTestCase {
     func check(n: Int, c: Int, h: Int, w: Int, o: Int, _ a: Conv2DAttributes, bias: Bool = true,
                constantWeights: Bool = true, threads: Int = 2, residual: Bool = false, _ rng: inout SeededGenerator,
                file: StaticString = #filePath, line: UInt = #line) throws {
+        // Under every instruction-set level the host has: the GEMM and depthwise kernels run in
+        // CQuarryKernels' variant of the level in force.
+        try CPUInstructionSet.forEachAvailable { level in
+            try checkOnce(n: n, c: c, h: h, w: w, o: o, a, bias: bias, constantWeights: constantWeights, threads: threads,
+                          residual: residual, level: level, &rng, file: file, line: line)
+        }
+    }
+
+    func checkOnce(n: Int, c: Int, h: Int, w: Int, o: Int, _ a: Conv2DAttributes, bias: Bool, constantWeights: Bool,
+                   threads: Int, residual: Bool, level: CPUInstructionSet, _ rng: inout SeededGenerator,
+                   file: StaticString, line: UInt) throws {
         let x = randomTensor([n, c, h, w], &rng)
         let wt = randomTensor([o, c / a.groups, a.kernelH, a.kernelW], &rng)
         let b = bias ? randomTensor([o], &rng) : nil
@@ -51,7 +62,7 @@ final class ConvTests: XCTestCase {
                                   constantIndices: constantWeights ? [1, 2] : [], threads: threads)
         let depth = Double(c / a.groups * a.kernelH * a.kernelW)
         assertClose(outs[0], referenceConv(x, wt, b, a, outShape: outs[0].shape, residual: r), rtol: 1e-4,
-                    atol: 2e-5 * depth.squareRoot(), "conv n\(n) c\(c) \(h)x\(w) o\(o) \(a) residual \(residual)",
+                    atol: 2e-5 * depth.squareRoot(), "\(level) conv n\(n) c\(c) \(h)x\(w) o\(o) \(a) residual \(residual)",
                     file: file, line: line)
     }
 
@@ -227,6 +238,15 @@ final class ConvTests: XCTestCase {
         for _ in 0..<12 {
             try checkRandomDepthwise3x3(channels: Int.random(in: 8...40, using: &rng), h: Int.random(in: 2...30, using: &rng),
                                         w: Int.random(in: 2...40, using: &rng), randomConstantWeights: false, &rng)
+        }
+        // Full 16-column vectors at stride 2 without the one-column left padding (each vector's
+        // last lane reads 32 columns on), at every padding but 1.
+        for left in [0, 2] {
+            for width in [34, 47, 66] {
+                try check(n: 1, c: 5, h: 7, w: width, o: 5,
+                          Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(top: 1, left: left, bottom: 0, right: left),
+                                           groups: 5), &rng)
+            }
         }
     }
 

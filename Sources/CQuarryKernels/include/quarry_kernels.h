@@ -62,6 +62,25 @@ void quarry_multiply_accumulate(const float *a, long lda, long rows, long k, con
 /// c' = f c + i g is stored over `cell`, and h' = o tanh(c') into `h`.
 void quarry_lstm_cell16(const float *gates, float *cell, float *h);
 
+/// The geometry of a 3x3 depthwise plane for `quarry_depthwise3x3_rows` (QuarryCPU's Depthwise3x3).
+typedef struct {
+    long width, height, out_width, pad_top, pad_left;
+    /// 16-float vectors per output row.
+    long vectors;
+    /// Per vector and tap column, 16 lane masks (all ones where the input column is in the row).
+    const unsigned *keep;
+    /// Per vector: whether any of its lanes reads padding.
+    const unsigned char *padded;
+    /// A row of zeros read in place of rows outside the image, readable 16 floats before.
+    const float *zero;
+} quarry_dw3x3_plane;
+
+/// Output rows oy0 ..< oy1 of one 3x3 depthwise plane, stride 1 or 2, into dst (row oy at
+/// dst + (oy - oy0) * out_width), bias added and clamped to [lo, hi]; input row iy at src + iy * width,
+/// read up to 2 floats before and 48 past a row. The band's last vector is stored partially.
+void quarry_depthwise3x3_rows(const quarry_dw3x3_plane *plane, long oy0, long oy1, int stride, const float *src,
+                              const float *weights, float bias, float lo, float hi, float *dst);
+
 /// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
 /// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
 /// that depends on every chain, so the work cannot be optimised away.
