@@ -21,6 +21,7 @@
 #define PASS_VECS 2
 #define MA_ROWS 8
 #define MA_VECS 2
+#define FC_VECS 3
 #include "kernels_variant.inc"
 #undef QK
 #undef VW
@@ -28,6 +29,7 @@
 #undef PASS_VECS
 #undef MA_ROWS
 #undef MA_VECS
+#undef FC_VECS
 #pragma clang attribute pop
 
 // x86-64-v3: AVX2 and FMA, 16 ymm registers.
@@ -38,6 +40,7 @@
 #define PASS_VECS 2
 #define MA_ROWS 6
 #define MA_VECS 2
+#define FC_VECS 1
 #include "kernels_variant.inc"
 #undef QK
 #undef VW
@@ -45,6 +48,7 @@
 #undef PASS_VECS
 #undef MA_ROWS
 #undef MA_VECS
+#undef FC_VECS
 #pragma clang attribute pop
 
 #endif
@@ -56,6 +60,7 @@
 #define PASS_VECS 2
 #define MA_ROWS 4
 #define MA_VECS 2
+#define FC_VECS 1
 #include "kernels_variant.inc"
 #undef QK
 #undef VW
@@ -63,12 +68,18 @@
 #undef PASS_VECS
 #undef MA_ROWS
 #undef MA_VECS
+#undef FC_VECS
 
 typedef void (*gemm_tile_fn)(int, int, long, const float *, const float *, long, float *, long,
                              const quarry_tile_epilogue *);
 typedef float (*peak_loop_fn)(long, float);
 typedef void (*multiply_accumulate_fn)(const float *, long, long, long, const float *, long, long, long, const float *,
                                        long, float *, long);
+typedef void (*few_channel_fn)(const float *, long, const long *, long, const float *, const float *, long, long, long,
+                               long, long, float, float, float *);
+typedef void (*transpose16_fn)(const float *, long, float *, long);
+typedef void (*interleaved_fn)(const float *, const int *, const long *, const float *, const float *, float, float, long,
+                               float *);
 typedef void (*lstm_cell_fn)(const float *, float *, float *);
 typedef void (*depthwise3x3_fn)(const quarry_dw3x3_plane *, long, long, int, const float *, const float *, float, float,
                                 float, float *);
@@ -78,15 +89,18 @@ struct variant {
     multiply_accumulate_fn multiply_accumulate;
     lstm_cell_fn lstm_cell16;
     depthwise3x3_fn depthwise3x3_rows;
+    few_channel_fn few_channel_rows;
+    transpose16_fn transpose16;
+    interleaved_fn depthwise_interleaved_pixels;
     peak_loop_fn peak_loop;
     long peak_flops;
 };
 
 static const struct variant variants[] = {
-    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, fma_peak_loop_baseline, 12 * 4 * 2},
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2},
 #if defined(__x86_64__) && defined(__clang__)
-    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, fma_peak_loop_avx2, 12 * 8 * 2},
-    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, fma_peak_loop_avx512, 12 * 16 * 2},
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2},
 #endif
 };
 
@@ -170,6 +184,26 @@ void quarry_depthwise3x3_rows(const quarry_dw3x3_plane *plane, long oy0, long oy
                               const float *weights, float bias, float lo, float hi, float *dst)
 {
     variants[quarry_active_isa()].depthwise3x3_rows(plane, oy0, oy1, stride, src, weights, bias, lo, hi, dst);
+}
+
+void quarry_few_channel_rows(const float *phases, long row_step, const long *offsets, long taps, const float *weights,
+                             const float *bias, long out_channels, long oy0, long oy1, long out_width, long plane,
+                             float lo, float hi, float *out)
+{
+    variants[quarry_active_isa()].few_channel_rows(phases, row_step, offsets, taps, weights, bias, out_channels, oy0, oy1,
+                                                   out_width, plane, lo, hi, out);
+}
+
+void quarry_transpose16(const float *src, long src_stride, float *dst, long dst_stride)
+{
+    variants[quarry_active_isa()].transpose16(src, src_stride, dst, dst_stride);
+}
+
+void quarry_depthwise_interleaved_pixels(const float *padded, const int *windows, const long *taps, const float *filters,
+                                         const float *bias, float lo, float hi, long out_pixels, float *out)
+{
+    variants[quarry_active_isa()].depthwise_interleaved_pixels(padded, windows, taps, filters, bias, lo, hi, out_pixels,
+                                                               out);
 }
 
 float quarry_fma_peak_loop(long iterations, float seed)

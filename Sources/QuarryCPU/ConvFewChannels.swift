@@ -10,6 +10,7 @@
 // (48 outputs) accumulate in 24 registers over every tap: per tap three loads and eight
 // broadcasts for 24 multiply-adds, and no column matrix.
 
+import CQuarryKernels
 import Quarry
 
 struct FewChannelConv {
@@ -73,84 +74,15 @@ struct FewChannelConv {
     }
 
     /// Output rows `rows` of one image: all output channels, bias in the accumulators' start and
-    /// a clamp before the store.
+    /// a clamp before the store. Runs in CQuarryKernels, in the instruction-set level chosen at run
+    /// time (eight channels by three SIMD16 vectors on AVX-512, by one vector elsewhere).
     func run(rows: Range<Int>, phases: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
              clamp: FusedClamp?, out: UnsafeMutablePointer<Float>) {
-        let plane = g.outHeight * g.outWidth, width = g.outWidth
-        let clip = clamp.map(Clip.init) ?? Clip(lo: V16(repeating: -.infinity), hi: V16(repeating: .infinity))
-        let zeros = [Float](repeating: 0, count: 8)
         tapOffsets.withUnsafeBufferPointer { offsets in
-          zeros.withUnsafeBufferPointer { zeros in
-            let offsets = offsets.baseAddress!
-            for block in 0..<(outChannels / 8) {
-                let w = weights + block * taps * 8
-                let b = bias.map { $0 + 8 * block } ?? zeros.baseAddress!
-                let o = out + 8 * block * plane
-                for oy in rows {
-                    let src = phases + stride * oy * phaseWidth
-                    let dst = o + oy * width
-                    var v = 0
-                    while v + 3 <= vectors {
-                        block3(src + 16 * v, offsets, w, b, clip, dst + 16 * v, plane: plane, valid: width - 16 * v)
-                        v += 3
-                    }
-                    while v < vectors {
-                        block1(src + 16 * v, offsets, w, b, clip, dst + 16 * v, plane: plane, valid: width - 16 * v)
-                        v += 1
-                    }
-                }
-            }
-          }
+            quarry_few_channel_rows(phases, stride * phaseWidth, offsets.baseAddress!, taps, weights, bias, outChannels,
+                                    rows.lowerBound, rows.upperBound, g.outWidth, g.outHeight * g.outWidth,
+                                    clamp?.lo ?? -.infinity, clamp?.hi ?? .infinity, out)
         }
-    }
-
-    /// Eight output channels x 48 outputs; `valid` outputs of the row remain from `dst`.
-    @inline(__always)
-    private func block3(_ src: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ w: UnsafePointer<Float>,
-                        _ b: UnsafePointer<Float>, _ clip: Clip, _ dst: UnsafeMutablePointer<Float>, plane: Int, valid: Int) {
-        var x0 = V16(repeating: b[0]), x1 = V16(repeating: b[1]), x2 = V16(repeating: b[2]), x3 = V16(repeating: b[3])
-        var x4 = V16(repeating: b[4]), x5 = V16(repeating: b[5]), x6 = V16(repeating: b[6]), x7 = V16(repeating: b[7])
-        var y0 = x0, y1 = x1, y2 = x2, y3 = x3, y4 = x4, y5 = x5, y6 = x6, y7 = x7
-        var z0 = x0, z1 = x1, z2 = x2, z3 = x3, z4 = x4, z5 = x5, z6 = x6, z7 = x7
-        for t in 0..<taps {
-            let p = src + offsets[t], wt = w + 8 * t
-            let u = load16(p), v = load16(p + 16), s = load16(p + 32)
-            x0 = x0.addingProductFast(wt[0], u); y0 = y0.addingProductFast(wt[0], v); z0 = z0.addingProductFast(wt[0], s)
-            x1 = x1.addingProductFast(wt[1], u); y1 = y1.addingProductFast(wt[1], v); z1 = z1.addingProductFast(wt[1], s)
-            x2 = x2.addingProductFast(wt[2], u); y2 = y2.addingProductFast(wt[2], v); z2 = z2.addingProductFast(wt[2], s)
-            x3 = x3.addingProductFast(wt[3], u); y3 = y3.addingProductFast(wt[3], v); z3 = z3.addingProductFast(wt[3], s)
-            x4 = x4.addingProductFast(wt[4], u); y4 = y4.addingProductFast(wt[4], v); z4 = z4.addingProductFast(wt[4], s)
-            x5 = x5.addingProductFast(wt[5], u); y5 = y5.addingProductFast(wt[5], v); z5 = z5.addingProductFast(wt[5], s)
-            x6 = x6.addingProductFast(wt[6], u); y6 = y6.addingProductFast(wt[6], v); z6 = z6.addingProductFast(wt[6], s)
-            x7 = x7.addingProductFast(wt[7], u); y7 = y7.addingProductFast(wt[7], v); z7 = z7.addingProductFast(wt[7], s)
-        }
-        let n = min(16, valid - 32)
-        @inline(__always) func put(_ i: Int, _ x: V16, _ y: V16, _ z: V16) {
-            let d = dst + i * plane
-            store16(clip(x), d); store16(clip(y), d + 16); storePartial(clip(z), d + 32, n)
-        }
-        put(0, x0, y0, z0); put(1, x1, y1, z1); put(2, x2, y2, z2); put(3, x3, y3, z3)
-        put(4, x4, y4, z4); put(5, x5, y5, z5); put(6, x6, y6, z6); put(7, x7, y7, z7)
-    }
-
-    /// Eight output channels x 16 outputs (a row's last vectors).
-    @inline(__always)
-    private func block1(_ src: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ w: UnsafePointer<Float>,
-                        _ b: UnsafePointer<Float>, _ clip: Clip, _ dst: UnsafeMutablePointer<Float>, plane: Int, valid: Int) {
-        var x0 = V16(repeating: b[0]), x1 = V16(repeating: b[1]), x2 = V16(repeating: b[2]), x3 = V16(repeating: b[3])
-        var x4 = V16(repeating: b[4]), x5 = V16(repeating: b[5]), x6 = V16(repeating: b[6]), x7 = V16(repeating: b[7])
-        for t in 0..<taps {
-            let u = load16(src + offsets[t]), wt = w + 8 * t
-            x0 = x0.addingProductFast(wt[0], u); x1 = x1.addingProductFast(wt[1], u)
-            x2 = x2.addingProductFast(wt[2], u); x3 = x3.addingProductFast(wt[3], u)
-            x4 = x4.addingProductFast(wt[4], u); x5 = x5.addingProductFast(wt[5], u)
-            x6 = x6.addingProductFast(wt[6], u); x7 = x7.addingProductFast(wt[7], u)
-        }
-        let n = min(16, valid)
-        storePartial(clip(x0), dst, n); storePartial(clip(x1), dst + plane, n)
-        storePartial(clip(x2), dst + 2 * plane, n); storePartial(clip(x3), dst + 3 * plane, n)
-        storePartial(clip(x4), dst + 4 * plane, n); storePartial(clip(x5), dst + 5 * plane, n)
-        storePartial(clip(x6), dst + 6 * plane, n); storePartial(clip(x7), dst + 7 * plane, n)
     }
 }
 

@@ -14,7 +14,7 @@
 // output pixels are computed eight at a time into [pixels][16], and those are transposed back
 // into the sixteen output planes with the bias and a clamp activation applied on the way.
 
-import CCPUHints
+import CQuarryKernels
 import Quarry
 
 struct DepthwiseInterleaved {
@@ -91,10 +91,10 @@ struct DepthwiseInterleaved {
             while p0 < inPixels {
                 let n = min(16, inPixels - p0)
                 if n == 16 {
-                    quarry_transpose16x16(src + p0, inPixels, tile, 16)
+                    quarry_transpose16(src + p0, inPixels, tile, 16)
                 } else {
                     for c in 0..<16 { store16(loadPartial(src + c * inPixels + p0, n), tile + c * 16) }
-                    quarry_transpose16x16(tile, 16, tile, 16)
+                    quarry_transpose16(tile, 16, tile, 16)
                 }
                 for j in 0..<n where inOff[p0 + j] >= 0 { store16(load16(tile + j * 16), padded + Int(inOff[p0 + j])) }
                 p0 += 16
@@ -103,34 +103,12 @@ struct DepthwiseInterleaved {
         // The filters tap-major, one vector of sixteen channels per tap, in the output pixels'
         // scratch (overwritten by them afterwards).
         for t in 0..<9 { for lane in 0..<16 { out[t * 16 + lane] = weights[lane * 9 + t] } }
-        let b = bias.map { load16($0) } ?? V16()
-        let w0 = load16(out), w1 = load16(out + 16), w2 = load16(out + 32), w3 = load16(out + 48)
-        let w4 = load16(out + 64), w5 = load16(out + 80), w6 = load16(out + 96), w7 = load16(out + 112)
-        let w8 = load16(out + 128)
-        let t1 = tapOffsets[1], t2 = tapOffsets[2], t3 = tapOffsets[3], t4 = tapOffsets[4]
-        let t5 = tapOffsets[5], t6 = tapOffsets[6], t7 = tapOffsets[7], t8 = tapOffsets[8]
+        // The pixel loop (eight pixels a pass, nine taps each) in CQuarryKernels' variant of the
+        // instruction-set level in use.
         windowOffsets.withUnsafeBufferPointer { win in
-            @inline(__always) func pixel(_ q: Int) -> V16 {
-                let p = UnsafePointer(padded + Int(win[q]))
-                var a = b.addingProductFast(load16(p), w0)
-                a = a.addingProductFast(load16(p + t1), w1)
-                a = a.addingProductFast(load16(p + t2), w2)
-                a = a.addingProductFast(load16(p + t3), w3)
-                a = a.addingProductFast(load16(p + t4), w4)
-                a = a.addingProductFast(load16(p + t5), w5)
-                a = a.addingProductFast(load16(p + t6), w6)
-                a = a.addingProductFast(load16(p + t7), w7)
-                return a.addingProductFast(load16(p + t8), w8)
-            }
-            // Eight pixels per pass: eight independent chains of nine multiply-adds.
-            var q = 0
-            while q < outPixels {
-                let a0 = pixel(q), a1 = pixel(q + 1), a2 = pixel(q + 2), a3 = pixel(q + 3)
-                let a4 = pixel(q + 4), a5 = pixel(q + 5), a6 = pixel(q + 6), a7 = pixel(q + 7)
-                let o = out + q * 16
-                store16(clip(a0), o); store16(clip(a1), o + 16); store16(clip(a2), o + 32); store16(clip(a3), o + 48)
-                store16(clip(a4), o + 64); store16(clip(a5), o + 80); store16(clip(a6), o + 96); store16(clip(a7), o + 112)
-                q += 8
+            tapOffsets.withUnsafeBufferPointer { taps in
+                quarry_depthwise_interleaved_pixels(padded, win.baseAddress!, taps.baseAddress!, out, bias,
+                                                    clip.lo[0], clip.hi[0], outPixels, out)
             }
         }
         var p0 = 0

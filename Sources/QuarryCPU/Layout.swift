@@ -7,6 +7,7 @@
 // NCHW -> NHWC becomes a batched 2-D transpose and takes the blocked path.
 
 import CCPUHints
+import CQuarryKernels
 import Foundation
 import Quarry
 
@@ -161,7 +162,7 @@ struct StridedCopy {
 }
 
 /// dst[b, c, r] = src[b, r, c], in 16x16 tiles: sixteen 16-wide row loads, transposed in
-/// registers (`quarry_transpose16x16`), leave as sixteen 16-wide stores, so both sides move whole
+/// registers (`quarry_transpose16`, CQuarryKernels), leave as sixteen 16-wide stores, so both sides move whole
 /// cache lines. A task owns a block of 64 source columns, i.e. 64 whole destination rows, which
 /// it writes front to back.
 func transposeBatched(
@@ -179,7 +180,7 @@ func transposeBatched(
                 var c0 = cb0
                 if r1 - r0 == t {
                     while c0 + t <= cb1 {
-                        quarry_transpose16x16(s + r0 * cols + c0, cols, d + c0 * rows + r0, rows)
+                        quarry_transpose16(s + r0 * cols + c0, cols, d + c0 * rows + r0, rows)
                         c0 += t
                     }
                 }
@@ -364,12 +365,12 @@ func storeRowsAsPlanes(_ src: UnsafePointer<Float>, ld: Int, rows n: Int, to pla
                        planeStride: Int, residual: UnsafePointer<Float>? = nil, clip: Clip? = nil,
                        tile: UnsafeMutablePointer<Float>) {
     if n == 16 && residual == nil && clip == nil {
-        quarry_transpose16x16(src, ld, planes, planeStride)
+        quarry_transpose16(src, ld, planes, planeStride)
         return
     }
     // Rows past n stay whatever the tile held: they land in lanes that are not stored.
     for i in 0..<n { store16(load16(src + i * ld), tile + i * 16) }
-    quarry_transpose16x16(tile, 16, tile, 16)
+    quarry_transpose16(tile, 16, tile, 16)
     for c in 0..<16 {
         var v = load16(tile + c * 16)
         if let residual {

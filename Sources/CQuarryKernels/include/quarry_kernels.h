@@ -81,6 +81,25 @@ typedef struct {
 void quarry_depthwise3x3_rows(const quarry_dw3x3_plane *plane, long oy0, long oy1, int stride, const float *src,
                               const float *weights, float bias, float lo, float hi, float *dst);
 
+/// Output rows oy0 ..< oy1 of a few-input-channel convolution (QuarryCPU's FewChannelConv, a
+/// network's stem) from an image's column phases: output row oy's tap t reads from
+/// phases + oy * row_step + offsets[t] on; weights as [out_channels / 8][taps][8]; bias (or NULL)
+/// in the accumulators' start; a clamp to [lo, hi] before the store into out (channel-major planes
+/// of `plane` floats, row oy at oy * out_width). Loads reach 16 floats past a row's last output.
+void quarry_few_channel_rows(const float *phases, long row_step, const long *offsets, long taps, const float *weights,
+                             const float *bias, long out_channels, long oy0, long oy1, long out_width, long plane,
+                             float lo, float hi, float *out);
+
+/// dst[j * dst_stride + i] = src[i * src_stride + j] for i, j < 16 (in place allowed when both
+/// strides are 16): 64 two-source shuffles, single instructions on AVX-512.
+void quarry_transpose16(const float *src, long src_stride, float *dst, long dst_stride);
+
+/// The pixel loop of QuarryCPU's DepthwiseInterleaved (sixteen channels in the lanes): output pixel
+/// q is bias + sum over the nine taps t of padded[windows[q] + taps[t] ...16] * filters[16 t ...16],
+/// clamped to [lo, hi], stored at out + 16 q. `windows` holds out_pixels rounded up to 8 entries.
+void quarry_depthwise_interleaved_pixels(const float *padded, const int *windows, const long *taps, const float *filters,
+                                         const float *bias, float lo, float hi, long out_pixels, float *out);
+
 /// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
 /// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
 /// that depends on every chain, so the work cannot be optimised away.
