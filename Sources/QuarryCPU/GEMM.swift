@@ -26,15 +26,27 @@ public enum GEMMBlocking {
     public static let mr = 12
     /// Columns of C per micro-kernel call: two SIMD16 vectors.
     public static let nr = 32
-    /// Depth of a packed block.
-    public static let kc = 256
-    /// Rows of A packed at a time (a multiple of `mr`).
-    public static let mc = 240
-    /// Columns of B packed at a time (a multiple of `nr`). The 2 MiB block overflows L2 into L3,
-    /// which still feeds the kernel fast enough (128 bytes of B per 24 FMAs), and a wide block
-    /// means A is packed once per K block rather than once per 512 columns: at 2048^3 on Zen 4
-    /// NC = 2048 measured 103 GFLOP/s on one core against 84 with NC = 512.
-    public static let nc = 2048
+    /// Depth of a packed block, rows of A and columns of B packed at a time: the host's
+    /// (`HostBlocking`: from its cache sizes or `quarry tune --device cpu`), fixed for the
+    /// process. On Zen 4 (32 KiB L1d, 1 MiB L2) KC 256 keeps the 12 x KC A panel (12 KiB) in L1,
+    /// and NC 2048 lets the B block overflow L2 into L3, which still feeds the kernel fast
+    /// enough: at 2048^3 NC = 2048 measured 103 GFLOP/s on one core against 84 with NC = 512.
+    public static var kc: Int { current.kc }
+    public static var mc: Int { current.mc }
+    public static var nc: Int { current.nc }
+
+    /// The values in force; `quarry tune --device cpu` changes them while it measures (through
+    /// `withBlocking`), nothing else does.
+    nonisolated(unsafe) static var current = HostBlocking.chosen.blocking
+
+    /// Runs `body` with other blocking values (the tuner's candidates). Only GEMMs that pack at
+    /// run time may run inside: a `PackedMatrix` keeps the KC it was packed with.
+    public static func withBlocking<R>(_ b: HostBlocking, _ body: () throws -> R) rethrows -> R {
+        let saved = current
+        current = b
+        defer { current = saved }
+        return try body()
+    }
 }
 
 /// The arithmetic of the CPU's GEMMs (and so of convolutions, dense layers and the recurrent
@@ -101,6 +113,8 @@ public final class PackedMatrix: @unchecked Sendable {
     public let depth: Int
     let paddedOuter: Int
     let storage: UnsafeMutablePointer<Float>
+    /// The KC the panels were packed with (the process's; checked at use).
+    let packDepth = GEMMBlocking.kc
     /// An A operand's panels rounded to bf16 pairs once, when packed in bf16 mode (weights), so
     /// that a run does not convert them again: block k0 at k0 * paddedOuter halves, its panel o0
     /// at o0 * (kc rounded up to even) within.
@@ -154,7 +168,8 @@ public final class PackedMatrix: @unchecked Sendable {
     /// The packed block of panels starting at outer index `o0` (a panel multiple) and depth `k0`.
     @inline(__always)
     func block(o0: Int, k0: Int, kc: Int) -> UnsafePointer<Float> {
-        UnsafePointer(storage + k0 * paddedOuter + o0 * kc)
+        assert(packDepth == GEMMBlocking.kc, "a packed operand used under another KC than it was packed with")
+        return UnsafePointer(storage + k0 * paddedOuter + o0 * kc)
     }
 }
 

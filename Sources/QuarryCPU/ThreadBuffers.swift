@@ -21,10 +21,12 @@ final class ThreadBuffers: @unchecked Sendable {
     private var packA: UnsafeMutablePointer<Float>?
     private var packB: UnsafeMutablePointer<Float>?
     private var packInUse = false
+    private var packCapacity = (a: 0, b: 0)
     /// bf16 copies of the packed blocks (GEMM in bf16 mode only).
     private var bf16A: UnsafeMutablePointer<UInt16>?
     private var bf16B: UnsafeMutablePointer<UInt16>?
     private var bf16InUse = false
+    private var bf16Capacity = (a: 0, b: 0)
     private var scratch: UnsafeMutablePointer<Float>?
     private var scratchCount = 0
     private var scratchInUse = false
@@ -69,7 +71,12 @@ final class ThreadBuffers: @unchecked Sendable {
         }
         packInUse = true
         defer { packInUse = false }
-        if packA == nil { packA = allocateFloats(aFloats); packB = allocateFloats(bFloats) }
+        // Sized for the blocking in force; the tuner's larger candidates get larger ones.
+        if packA == nil || packCapacity.a < aFloats || packCapacity.b < bFloats {
+            packA?.deallocate(); packB?.deallocate()
+            packA = allocateFloats(aFloats); packB = allocateFloats(bFloats)
+            packCapacity = (aFloats, bFloats)
+        }
         return body(packA!, packB!)
     }
 
@@ -85,9 +92,11 @@ final class ThreadBuffers: @unchecked Sendable {
         }
         bf16InUse = true
         defer { bf16InUse = false }
-        if bf16A == nil {
+        if bf16A == nil || bf16Capacity.a < aCount || bf16Capacity.b < bCount {
+            bf16A?.deallocate(); bf16B?.deallocate()
             bf16A = .allocate(capacity: aCount)
             bf16B = .allocate(capacity: bCount)
+            bf16Capacity = (aCount, bCount)
         }
         return body(bf16A!, bf16B!)
     }

@@ -47,6 +47,11 @@ struct DevicesCommand: ParsableCommand {
                 // The kernel variant chosen at run time (CQuarryKernels), and the host's best.
                 e["kernel_variant"] = .string(CPUInstructionSet.active.description)
                 e["host_instruction_set"] = .string(CPUInstructionSet.host.description)
+                let b = HostBlocking.chosen
+                e["gemm_blocking"] = .object(["kc": .number(Double(b.blocking.kc)), "mc": .number(Double(b.blocking.mc)),
+                                              "nc": .number(Double(b.blocking.nc))])
+                e["gemm_blocking_source"] = .string(b.source)
+                e["bf16"] = .bool(CPUGEMMPrecision.bf16Available)
             }
             if let cl = d as? OpenCLDevice {
                 e["gemm_schedule"] = .string(cl.gemmVariant.key)
@@ -68,7 +73,10 @@ struct DevicesCommand: ParsableCommand {
                              i.computeUnits, Double(i.globalMemoryBytes) / 1_073_741_824, i.localMemoryBytes / 1024,
                              Double(i.maxAllocationBytes) / 1_073_741_824, i.supportsFP16 ? "yes" : "no", i.supportsFP64 ? "yes" : "no"))
                 if case .string(let v)? = e["kernel_variant"], case .string(let h)? = e["host_instruction_set"] {
-                    print("\tkernel variant \(v)" + (v == h ? " (the host's best)" : " (the host has \(h); QUARRY_CPU_ISA chose \(v))"))
+                    print("\tkernel variant \(v)" + (v == h ? " (the host's best)" : " (the host has \(h); QUARRY_CPU_ISA chose \(v))")
+                          + (CPUGEMMPrecision.bf16Available ? ", bf16 available (--precision bf16)" : ", no bf16"))
+                    let b = HostBlocking.chosen
+                    print("\tGEMM blocking \(b.blocking): \(b.source)")
                 }
                 if case .string(let s)? = e["gemm_schedule"], case .string(let src)? = e["gemm_schedule_source"] {
                     print("\tGEMM schedule \(s): \(src)")

@@ -234,3 +234,55 @@ final class GEMMTests: XCTestCase {
         XCTAssert(peak > 0 && peak.isFinite, "peak \(peak)")
     }
 }
+
+/// The host's cache blocking: derived values, forced candidates, and the tuner.
+final class HostBlockingTests: XCTestCase {
+    func testDerivedBlockingFitsTheCaches() {
+        // Zen 4 (32 KiB L1d, 1 MiB L2): KC 256 (a 12 KiB A panel), MC a quarter of L2.
+        XCTAssertEqual(HostBlocking.derived(l1: 32 * 1024, l2: 1 << 20), HostBlocking(kc: 256, mc: 252, nc: 2048))
+        // Sapphire Rapids (48 KiB, 2 MiB): deeper blocks.
+        XCTAssertEqual(HostBlocking.derived(l1: 48 * 1024, l2: 2 << 20), HostBlocking(kc: 384, mc: 336, nc: 2048))
+        for l1 in [16, 32, 48, 64, 80] {
+            for l2 in [256, 512, 1024, 2048] {
+                let b = HostBlocking.derived(l1: l1 * 1024, l2: l2 * 1024)
+                XCTAssert(b.isValid, "\(b) from L1 \(l1) KiB, L2 \(l2) KiB")
+            }
+        }
+        XCTAssertFalse(HostBlocking(kc: 255, mc: 240, nc: 2048).isValid)
+        XCTAssertFalse(HostBlocking(kc: 256, mc: 250, nc: 2048).isValid)
+    }
+
+    /// Products stay right under other blockings (blocks straddled in every dimension), as the
+    /// tuner's candidates run them.
+    func testProductsUnderOtherBlockings() {
+        var rng = makeTestRNG()
+        for b in [HostBlocking(kc: 128, mc: 96, nc: 512), HostBlocking(kc: 200, mc: 36, nc: 64), HostBlocking(kc: 512, mc: 480, nc: 4096)] {
+            GEMMBlocking.withBlocking(b) {
+                for (m, n, k) in [(50, 130, 301), (100, 70, 1030), (7, 600, 33)] {
+                    let a = randomTensor([m, k], &rng), bm = randomTensor([k, n], &rng)
+                    let c = Tensor(shape: [m, n], repeating: .nan)
+                    sgemm(m: m, n: n, k: k, a: .matrix(a.pointer, ld: k, transposed: false),
+                          b: .matrix(bm.pointer, ld: n, transposed: false), c: c.pointer, ldc: n, threads: CPUThreads(count: 2))
+                    var expected = [Double](repeating: 0, count: m * n)
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var s = 0.0
+                            for p in 0..<k { s += Double(a[flat: i * k + p]) * Double(bm[flat: p * n + j]) }
+                            expected[i * n + j] = s
+                        }
+                    }
+                    assertClose(c, expected, rtol: 1e-4, atol: 1e-4 * Double(k).squareRoot(), "\(b) \(m)x\(n)x\(k)")
+                }
+            }
+        }
+    }
+
+    func testTunerMeasuresChecksAndPicksAValidWinner() throws {
+        let (results, winner, gflops) = try CPUBlockingTuner.tune(threads: 1, repeats: 1, shapes: [[40, 70, 300]], store: false)
+        XCTAssert(winner.isValid, "\(winner)")
+        XCTAssert(gflops > 0 && gflops.isFinite)
+        XCTAssertGreaterThan(results.count, 5)
+        XCTAssert(results.allSatisfy { $0.rejected == nil }, "a correct GEMM was rejected: \(results.filter { $0.rejected != nil })")
+        XCTAssertEqual(GEMMBlocking.current, HostBlocking.chosen.blocking, "the tuner left its candidate in force")
+    }
+}
