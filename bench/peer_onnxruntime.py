@@ -10,7 +10,7 @@ ratio. With --check it first runs every file once through `quarry run` on .npy i
 the outputs with onnxruntime's (max |quarry - ort| / max |ort|, and the largest element-wise
 relative error where |ort| is above 1e-3 of the largest value).
 
-    swift build -c release -Xswiftc -Ounchecked -Xswiftc -target-cpu -Xswiftc native --product quarry
+    swift build -c release --product quarry
     python3 bench/make_peer_models.py --out bench/out/peer --dynamic
     python3 bench/peer_onnxruntime.py --dir bench/out/peer --check
 

@@ -1,6 +1,6 @@
 // Compute benchmarks of the CPU backend without the rest of the tool (no OpenCL, formats or zoo to
 // build), for bench/gemm_vs_openblas.sh. Build it as bench/README says:
-//   swift build -c release --product quarry-bench -Xswiftc -Ounchecked -Xswiftc -target-cpu -Xswiftc native
+//   swift build -c release --product quarry-bench
 // Usage: quarry-bench peak THREADS
 //        quarry-bench gemm M N K THREADS [REPEATS]
 //        quarry-bench conv N C H W O KERNEL STRIDE PAD GROUPS THREADS [REPEATS]
