@@ -7,7 +7,7 @@ round by round on this shared machine.
     python3 bench/python_overhead.py --model plain_cnn --batch 1     # the cost of a call itself
 
 Needs the package installed (`python3 -m pip install ./python`) and the release tool built with
-the same flags (`swift build -c release -Xswiftc -Ounchecked -Xswiftc -target-cpu -Xswiftc native`);
+the same flags (the plain `swift build -c release`, as scripts/build-libquarry.sh builds the library);
 QUARRY_CLI names another tool.
 """
 

@@ -1,5 +1,5 @@
-"""Shared fixtures: the repository, and the command-line tool built as libquarry.so is (release,
-host-native), so that the library's floats can be compared with the tool's for identity."""
+"""Shared fixtures: the repository, and the command-line tool built as libquarry.so is (the plain
+release build), so that the library's floats can be compared with the tool's for identity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASE_FLAGS = ["-c", "release", "-Xswiftc", "-Ounchecked", "-Xswiftc", "-target-cpu", "-Xswiftc", "native"]
+RELEASE_FLAGS = ["-c", "release"]
 
 
 @pytest.fixture(scope="session")
