@@ -345,14 +345,49 @@ def small_cases():
          [init("W", rand(1, 4 * H, I)), init("R", rand(1, 4 * H, H)), init("P", rand(1, 3 * H))], opset=14, reference="float64")
 
 
+def reduction_cases():
+    """ReduceMax / Min / Prod / L1 / L2 / LogSumExp / SumSquare (axes as an attribute before opset
+    18, as an input from 18; keepdims; noop_with_empty_axes) and a JAX-style byte classifier.
+    Drawn from their own generator, so writing them leaves the other fixtures as they are."""
+    r = np.random.default_rng(20261205)
+    x = r.uniform(-1.5, 1.5, size=(2, 4, 9, 7)).astype(np.float32)
+    forms = [("ReduceMax", [2, 3], 1), ("ReduceMin", [-1], 0), ("ReduceProd", [1], 1), ("ReduceL1", [1, 3], 0),
+             ("ReduceL2", [0, 2], 1), ("ReduceLogSumExp", [3], 0), ("ReduceSumSquare", [2], 1)]
+    outs = [op[6:].lower() for op, _, _ in forms]
+    save("reduce_kinds_axes_input", [N(op, ["x", f"axes_{o}"], [o], keepdims=k) for (op, _, k), o in zip(forms, outs)],
+         {"x": x}, outs, [init(f"axes_{o}", np.array(a, np.int64)) for (_, a, _), o in zip(forms, outs)], opset=18)
+    save("reduce_kinds_axes_attr", [N(op, ["x"], [o], axes=a, keepdims=k) for (op, a, k), o in zip(forms, outs)],
+         {"x": x}, outs, opset=13)
+    # Every axis (no axes given), the no-op form, and a product over non-adjacent axes dropped.
+    save("reduce_kinds_empty_axes", [N("ReduceMax", ["x"], ["all_max"], keepdims=0), N("ReduceMin", ["x"], ["same"], noop_with_empty_axes=1),
+                                     N("ReduceLogSumExp", ["x"], ["all_lse"], keepdims=1), N("ReduceProd", ["x", "ax"], ["prod13"], keepdims=0)],
+         {"x": x}, ["all_max", "same", "all_lse", "prod13"], [init("ax", np.array([1, 3], np.int64))], opset=18)
+    # A JAX-style byte classifier (as jax2onnx writes it): bytes -> Gather(embedding) -> Dense ->
+    # ReLU -> ReduceMax over the sequence -> Dense.
+    V, D, H, C = 256, 16, 24, 5
+    ids = r.integers(0, V, size=(2, 12)).astype(np.int64)
+    w = lambda *s: r.uniform(-0.5, 0.5, size=s).astype(np.float32)
+    save("byte_classifier_reducemax",
+         [N("Gather", ["table", "ids"], ["emb"], axis=0), N("MatMul", ["emb", "w1"], ["h0"]), N("Add", ["h0", "b1"], ["h1"]),
+          N("Relu", ["h1"], ["h"]), N("ReduceMax", ["h", "seq_axis"], ["pooled"], keepdims=0),
+          N("MatMul", ["pooled", "w2"], ["l0"]), N("Add", ["l0", "b2"], ["logits"])],
+         {"ids": ids}, ["pooled", "logits"],
+         [init("table", w(V, D)), init("w1", w(D, H)), init("b1", w(H)), init("seq_axis", np.array([1], np.int64)),
+          init("w2", w(H, C)), init("b2", w(C))], opset=18)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--big", metavar="DIR", help="write the acceptance models into DIR instead")
+    ap.add_argument("--only", choices=["small", "reductions"], help="write only this group of fixtures")
     args = ap.parse_args()
     if args.big:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import make_big_onnx_models
         make_big_onnx_models.main(args.big)
     else:
-        small_cases()
+        if args.only in (None, "small"):
+            small_cases()
+        if args.only in (None, "reductions"):
+            reduction_cases()
         print("fixtures written to", os.path.normpath(ROOT))

@@ -38,7 +38,8 @@ public final class OnnxModel: @unchecked Sendable {
     /// The operands, by operator, that the import folds and so needs as constants.
     static let constantOperands: [String: [Int]] = [
         "Reshape": [1], "Resize": [1, 2, 3], "Upsample": [1], "Expand": [1], "Slice": [1, 2, 3, 4], "ConstantOfShape": [0],
-        "Pad": [1, 2, 3], "Squeeze": [1], "Unsqueeze": [1], "Split": [1], "ReduceMean": [1], "ReduceSum": [1], "Range": [0, 1, 2], "Clip": [1, 2],
+        "Pad": [1, 2, 3], "Squeeze": [1], "Unsqueeze": [1], "Split": [1], "ReduceMean": [1], "ReduceSum": [1], "ReduceMax": [1], "ReduceMin": [1], "ReduceProd": [1],
+        "ReduceL1": [1], "ReduceL2": [1], "ReduceLogSumExp": [1], "ReduceSumSquare": [1], "Range": [0, 1, 2], "Clip": [1, 2],
         "LSTM": [4], "GRU": [4],
     ]
 
