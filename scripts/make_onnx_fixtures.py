@@ -376,10 +376,35 @@ def reduction_cases():
           init("w2", w(H, C)), init("b2", w(C))], opset=18)
 
 
+def if_cases():
+    """A voice-activity-like model: 1-D convs, then an If on a condition computed from shapes
+    (Shape -> Gather -> Equal: one stream or a batch) whose branches read outer-scope tensors and
+    hold their own initializers and Constant nodes; run with one stream (then) and two (else)."""
+    r = np.random.default_rng(20261206)
+    w = lambda *s: r.uniform(-0.5, 0.5, size=s).astype(np.float32)
+    F = TP.FLOAT
+    then_g = oh.make_graph([N("ReduceMean", ["r2", "ax_then"], ["p_then"], keepdims=0), N("MatMul", ["p_then", "wo"], ["m_then"]),
+                            N("Add", ["m_then", "bo"], ["l_then"]), N("Sigmoid", ["l_then"], ["prob_then"])],
+                           "single_stream", [], [vi("prob_then", F, None)], initializer=[init("ax_then", np.array([2], np.int64))])
+    else_g = oh.make_graph([N("ReduceMax", ["r2", "ax_else"], ["p_else"], keepdims=0),
+                            N("Constant", [], ["half"], value=nh.from_array(np.array(0.5, np.float32))),
+                            N("Mul", ["p_else", "half"], ["q_else"]), N("MatMul", ["q_else", "wo"], ["m_else"]),
+                            N("Add", ["m_else", "bo"], ["l_else"]), N("Sigmoid", ["l_else"], ["prob_else"])],
+                           "batched", [], [vi("prob_else", F, None)], initializer=[init("ax_else", np.array([-1], np.int64))])
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], pads=[2, 2], strides=[2]), N("Relu", ["c1"], ["r1"]),
+             N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1]), N("Relu", ["c2"], ["r2"]),
+             N("Shape", ["r2"], ["s"]), N("Gather", ["s", "i0"], ["n"], axis=0), N("Equal", ["n", "one"], ["single"]),
+             N("If", ["single"], ["prob"], name="stream_or_batch", then_branch=then_g, else_branch=else_g)]
+    inits = [init("w1", w(8, 1, 5)), init("b1", w(8)), init("w2", w(8, 8, 3)), init("b2", w(8)), init("wo", w(8, 2)), init("bo", w(2)),
+             init("i0", np.array(0, np.int64)), init("one", np.array(1, np.int64))]
+    for case, n in [("vad_if_then", 1), ("vad_if_else", 2)]:
+        save(case, nodes, {"x": w(n, 1, 40)}, ["prob", "r2"], inits, opset=18, dims={"x": ["N", 1, "T"]})
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--big", metavar="DIR", help="write the acceptance models into DIR instead")
-    ap.add_argument("--only", choices=["small", "reductions"], help="write only this group of fixtures")
+    ap.add_argument("--only", choices=["small", "reductions", "if"], help="write only this group of fixtures")
     args = ap.parse_args()
     if args.big:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -390,4 +415,6 @@ if __name__ == "__main__":
             small_cases()
         if args.only in (None, "reductions"):
             reduction_cases()
+        if args.only in (None, "if"):
+            if_cases()
         print("fixtures written to", os.path.normpath(ROOT))

@@ -123,6 +123,39 @@ final class OnnxImportTests: XCTestCase {
         XCTAssertThrowsError(try OnnxModel(data: gqa, path: "a.onnx").graph()) { XCTAssertTrue("\($0)".contains("multiple of kv_num_heads"), "\($0)") }
     }
 
+    /// An If whose condition is a constant initializer imports only the taken branch (reading an
+    /// outer-scope tensor); a condition known only at run time is refused with the node named.
+    func testIfImportsTheTakenBranchOrNamesTheNode() throws {
+        func ifNode(_ cond: String) -> Onnx_NodeProto {
+            var n = node("If", [cond], ["y"], name: "pick")
+            func branch(_ op: String, _ out: String) -> Onnx_AttributeProto {
+                var g = Onnx_GraphProto()
+                g.name = out
+                g.node = [node(op, ["x"], [out])]
+                g.output = [{ var vi = Onnx_ValueInfoProto(); vi.name = out; return vi }()]
+                var a = Onnx_AttributeProto()
+                a.name = op == "Relu" ? "then_branch" : "else_branch"; a.type = .graph; a.g = g
+                return a
+            }
+            n.attribute = [branch("Relu", "y_then"), branch("Neg", "y_else")]
+            return n
+        }
+        for (flag, expectRelu) in [(Float(1), true), (Float(0), false)] {
+            let data = try modelBytes(nodes: [ifNode("c")], inputs: [("x", [2, 3])], outputs: ["y"],
+                                      initializers: [floatTensor("c", dims: [], values: [flag])])
+            let graph = try OnnxModel(data: data, path: "if.onnx").graph()
+            XCTAssertEqual(graph.nodes.contains { $0.op == .activation(.relu) }, expectRelu)
+            XCTAssertEqual(graph.nodes.contains { $0.op == .activation(.neg) }, !expectRelu)
+            let x = try Tensor(shape: [2, 3], scalars: [-2, -1, 0, 1, 2, 3])
+            let y = try CPUDevice(threads: 1).compile(graph, outputs: ["y"]).run(["x": x])["y"]!
+            XCTAssertEqual(y.scalars, expectRelu ? [0, 0, 0, 1, 2, 3] : [2, 1, 0, -1, -2, -3])
+        }
+        let runtime = try modelBytes(nodes: [ifNode("c")], inputs: [("x", [2, 3]), ("c", [1])], outputs: ["y"])
+        XCTAssertThrowsError(try OnnxModel(data: runtime, path: "if.onnx").graph(inputShapes: ["x": [2, 3], "c": [1]])) {
+            XCTAssertTrue("\($0)".contains("pick (If): condition 'c' is computed at run time"), "\($0)")
+        }
+    }
+
     /// A Reshape target fed as a graph input is read as values: one graph per set of values, and
     /// without them the error names the input.
     func testValueInputsSpecialiseTheGraph() throws {
