@@ -401,10 +401,30 @@ def if_cases():
         save(case, nodes, {"x": w(n, 1, 40)}, ["prob", "r2"], inits, opset=18, dims={"x": ["N", 1, "T"]})
 
 
+def folded_shape_cases():
+    """The Paddle2ONNX text-recogniser pattern: conv stages with stride (2, 1) (height halves, width
+    kept; an odd height too), a max-pool with stride (2, 1), then Shape -> Slice -> Concat -> Reshape (the target
+    folded at import from the inferred shape) -> Transpose -> MatMul; width symbolic."""
+    r = np.random.default_rng(20261207)
+    w = lambda *s: r.uniform(-0.5, 0.5, size=s).astype(np.float32)
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 1]), N("Relu", ["c1"], ["r1"]),
+             N("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 1]), N("Relu", ["c2"], ["r2"]),
+             N("MaxPool", ["r2"], ["p"], kernel_shape=[2, 2], strides=[2, 1], pads=[0, 0, 0, 1]),
+             N("Conv", ["p", "w3", "b3"], ["c3"], kernel_shape=[3, 1], pads=[0, 0, 0, 0], strides=[2, 1]),
+             N("Shape", ["c3"], ["s"]), N("Slice", ["s", "st", "en", "ax"], ["nc"]), N("Concat", ["nc", "minus1"], ["target"], axis=0),
+             N("Reshape", ["c3", "target"], ["seq_cf"]), N("Transpose", ["seq_cf"], ["seq"], perm=[0, 2, 1]),
+             N("MatMul", ["seq", "wo"], ["logits"])]
+    inits = [init("w1", w(8, 3, 3, 3)), init("b1", w(8)), init("w2", w(12, 8, 3, 3)), init("b2", w(12)), init("w3", w(16, 12, 3, 1)), init("b3", w(16)),
+             init("st", np.array([0], np.int64)), init("en", np.array([2], np.int64)), init("ax", np.array([0], np.int64)),
+             init("minus1", np.array([-1], np.int64)), init("wo", w(16, 6))]
+    for case, shape in [("paddle_ocr_stride21_reshape", (2, 3, 32, 25)), ("paddle_ocr_stride21_reshape_odd", (1, 3, 29, 7))]:
+        save(case, nodes, {"x": w(*shape)}, ["c3", "seq_cf", "logits"], inits, opset=13, dims={"x": ["N", 3, "H", "W"]})
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--big", metavar="DIR", help="write the acceptance models into DIR instead")
-    ap.add_argument("--only", choices=["small", "reductions", "if"], help="write only this group of fixtures")
+    ap.add_argument("--only", choices=["small", "reductions", "if", "folded-shapes"], help="write only this group of fixtures")
     args = ap.parse_args()
     if args.big:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -417,4 +437,6 @@ if __name__ == "__main__":
             reduction_cases()
         if args.only in (None, "if"):
             if_cases()
+        if args.only in (None, "folded-shapes"):
+            folded_shape_cases()
         print("fixtures written to", os.path.normpath(ROOT))

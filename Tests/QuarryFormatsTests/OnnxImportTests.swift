@@ -156,6 +156,25 @@ final class OnnxImportTests: XCTestCase {
         }
     }
 
+    /// A shape folded at import that differs from the graph's shape inference is an error naming
+    /// the node; the folded shapes of a real model (Shape -> Slice -> Concat -> Reshape after
+    /// stride-(2, 1) convs) agree with it.
+    func testFoldedShapesAreCheckedAgainstShapeInference() throws {
+        let folded = [OnnxImporter.FoldedShape(node: "shape_of_c3", value: "c3", shape: [2, 16, 2, 25])]
+        XCTAssertThrowsError(try OnnxImporter.checkFoldedShapes(folded, against: ["c3": [2, 16, 1, 25]])) {
+            XCTAssertTrue("\($0)".contains("shape_of_c3") && "\($0)".contains("[2, 16, 2, 25]") && "\($0)".contains("[2, 16, 1, 25]"), "\($0)")
+        }
+        XCTAssertNoThrow(try OnnxImporter.checkFoldedShapes(folded, against: ["c3": [2, 16, 2, 25]]))
+        let model = try OnnxModel(path: fixture("onnx", "paddle_ocr_stride21_reshape", "model.onnx"))
+        for (h, w) in [(32, 25), (29, 8), (32, 1)] {
+            let importer = OnnxImporter(model: model)
+            let graph = try importer.importGraph(inputShapes: ["x": [2, 3, h, w]])
+            XCTAssertEqual(try graph.inferShapes(inputShapes: ["x": [2, 3, h, w]])["seq_cf"], [2, 16, w])
+            XCTAssertEqual(importer.foldedShapes.map(\.value), ["c3"])
+            XCTAssertEqual(importer.foldedShapes.map(\.shape), [[2, 16, 1, w]])
+        }
+    }
+
     /// A Reshape target fed as a graph input is read as values: one graph per set of values, and
     /// without them the error names the input.
     func testValueInputsSpecialiseTheGraph() throws {

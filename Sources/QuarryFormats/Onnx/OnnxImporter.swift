@@ -83,7 +83,17 @@ final class OnnxImporter {
         }
         // Outputs that folded to constants still have to be values of the graph.
         for o in model.outputs { _ = try runtimeName(o, as: o) }
-        return Graph(inputs: graphInputs, nodes: nodes, parameters: parameters, outputs: model.outputs)
+        let graph = Graph(inputs: graphInputs, nodes: nodes, parameters: parameters, outputs: model.outputs)
+        // Shapes the import folded into constants (Shape, Size feeding Reshape targets, Slice
+        // bounds, …) must be the shapes the graph computes: checked against the whole graph's
+        // shape inference, so a disagreement is an error naming the node, not a wrong answer.
+        let runShapes = Dictionary(uniqueKeysWithValues: graphInputs.map { i in (i.name, inputShapes[i.name]!) })
+        do {
+            try OnnxImporter.checkFoldedShapes(foldedShapes, against: try graph.inferShapes(inputShapes: runShapes))
+        } catch let e as QuarryError {
+            throw QuarryError.file(path: model.path, message: e.description)
+        }
+        return graph
     }
 
     /// Imports `protos` (in order) into the graph; unsupported nodes are listed, and what depends
@@ -174,6 +184,20 @@ final class OnnxImporter {
             case .constant(let t)?: values[out] = .constant(t)
             case .runtime(let n, _, let integer)?: try ctx.alias(n, output: i, integer: integer)
             case nil: throw Unsupported(reason: "\(key) output '\(b)' is not produced by the import")
+            }
+        }
+    }
+
+    /// A shape folded at import: the node that read it, the Quarry value and the shape it had.
+    struct FoldedShape { let node: String; let value: String; let shape: [Int] }
+    var foldedShapes: [FoldedShape] = []
+
+    /// Throws when a folded shape differs from what shape inference gives for the value.
+    static func checkFoldedShapes(_ folded: [FoldedShape], against inferred: [String: [Int]]) throws {
+        for f in folded {
+            guard let s = inferred[f.value] else { continue }
+            if s != f.shape {
+                throw QuarryError.shapeMismatch(node: f.node, message: "the import folded the shape of '\(f.value)' as \(f.shape), but the graph's shape inference gives \(s)")
             }
         }
     }
@@ -352,6 +376,14 @@ struct NodeContext {
         case .runtime(_, let s, _): return s
         case .constant(let t): return t.shape
         }
+    }
+
+    /// The shape of input `i`, recorded when it is a run-time value so that the import checks the
+    /// folded result against the whole graph's shape inference.
+    func foldedShape(_ i: Int) throws -> [Int] {
+        let v = try input(i)
+        if case .runtime(let n, let s, _) = v { importer.foldedShapes.append(.init(node: name, value: n, shape: s)) }
+        return try shape(i)
     }
 
     func isInteger(_ i: Int) throws -> Bool {

@@ -750,7 +750,7 @@ extension OnnxImporter {
             }
         }
         h["Shape"] = { c in
-            let x = try c.shape(0)
+            let x = try c.foldedShape(0)
             var start = c.int("start", 0), end = c.int("end", x.count)
             if start < 0 { start += x.count }
             if end < 0 { end += x.count }
@@ -758,7 +758,7 @@ extension OnnxImporter {
             let dims = x[start..<end].map { Int64($0) }
             try c.setConstant(0, HostTensor(ints: dims, shape: [dims.count]))
         }
-        h["Size"] = { c in try c.setConstant(0, HostTensor(scalar: Int64(try c.shape(0).reduce(1, *)))) }
+        h["Size"] = { c in try c.setConstant(0, HostTensor(scalar: Int64(try c.foldedShape(0).reduce(1, *)))) }
         h["Cast"] = { c in
             let to = c.int("to", 1)
             c.ignore("saturate", "round_mode")
