@@ -150,6 +150,14 @@ final class OnnxImportTests: XCTestCase {
             let y = try CPUDevice(threads: 1).compile(graph, outputs: ["y"]).run(["x": x])["y"]!
             XCTAssertEqual(y.scalars, expectRelu ? [0, 0, 0, 1, 2, 3] : [2, 1, 0, -1, -2, -3])
         }
+        // The branch reads 'x2', made by a node listed after the If: the If is ordered after it.
+        var late = ifNode("c")
+        for k in late.attribute.indices { late.attribute[k].g.node[0].input = ["x2"] }
+        let ordered = try modelBytes(nodes: [late, node("Neg", ["x"], ["x2"])], inputs: [("x", [2, 3])], outputs: ["y"],
+                                     initializers: [floatTensor("c", dims: [], values: [1])])
+        let g2 = try OnnxModel(data: ordered, path: "if.onnx").graph()
+        let y2 = try CPUDevice(threads: 1).compile(g2, outputs: ["y"]).run(["x": try Tensor(shape: [2, 3], scalars: [-2, -1, 0, 1, 2, 3])])["y"]!
+        XCTAssertEqual(y2.scalars, [2, 1, 0, 0, 0, 0])
         let runtime = try modelBytes(nodes: [ifNode("c")], inputs: [("x", [2, 3]), ("c", [1])], outputs: ["y"])
         XCTAssertThrowsError(try OnnxModel(data: runtime, path: "if.onnx").graph(inputShapes: ["x": [2, 3], "c": [1]])) {
             XCTAssertTrue("\($0)".contains("pick (If): condition 'c' is computed at run time"), "\($0)")
