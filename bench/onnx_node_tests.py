@@ -26,6 +26,8 @@ import numpy as np
 OPS = ("Conv ConvTranspose Gemm MatMul BatchNormalization MaxPool AveragePool GlobalAveragePool Relu LeakyRelu "
        "Sigmoid Tanh Softmax LayerNormalization Attention LSTM GRU Concat Resize Upsample Add Mul Reshape "
        "Transpose Flatten Gelu Mish HardSwish").split()
+# Op types run only when --ops names them (the default set, and so its count, stays as it was).
+EXTRA_OPS = "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSumExp ReduceSumSquare".split()
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
@@ -221,7 +223,7 @@ def find_quarry(given):
 
 
 def report(title, results, cases):
-    by_op = collections.OrderedDict((op, [0, 0]) for op in OPS)
+    by_op = collections.OrderedDict((op, [0, 0]) for op in OPS + EXTRA_OPS)
     reasons = collections.defaultdict(list)
     for (name, op, _), why in zip(cases, results):
         by_op[op][0 if why is None else 1] += 1
@@ -245,7 +247,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quarry", help="the quarry tool (default .build/release/quarry, else `swift build --show-bin-path`)")
     ap.add_argument("--device", default="cpu", help="cpu, opencl:0, … (passed to quarry run)")
-    ap.add_argument("--ops", help="comma-separated op types (default: all %d)" % len(OPS))
+    ap.add_argument("--ops", help="comma-separated op types (default: all %d; also %s)" % (len(OPS), ",".join(EXTRA_OPS)))
     ap.add_argument("-k", dest="match", help="only cases whose name contains this")
     ap.add_argument("--onnxruntime", action="store_true", help="also run onnxruntime (CPU) on the same cases")
     ap.add_argument("--json", metavar="FILE", help="write per-case results as JSON")
@@ -260,9 +262,9 @@ def main():
     ops = OPS
     if args.ops:
         ops = [o.strip() for o in args.ops.split(",") if o.strip()]
-        unknown = [o for o in ops if o not in OPS]
+        unknown = [o for o in ops if o not in OPS + EXTRA_OPS]
         if unknown:
-            ap.error(f"unknown op type(s) {unknown}; known: {' '.join(OPS)}")
+            ap.error(f"unknown op type(s) {unknown}; known: {' '.join(OPS + EXTRA_OPS)}")
     folder = args.data or node_data_folder(args.cache)
     cases = collect(folder, set(ops))
     if args.match:

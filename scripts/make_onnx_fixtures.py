@@ -345,14 +345,98 @@ def small_cases():
          [init("W", rand(1, 4 * H, I)), init("R", rand(1, 4 * H, H)), init("P", rand(1, 3 * H))], opset=14, reference="float64")
 
 
+def reduction_cases():
+    """ReduceMax / Min / Prod / L1 / L2 / LogSumExp / SumSquare (axes as an attribute before opset
+    18, as an input from 18; keepdims; noop_with_empty_axes) and a JAX-style byte classifier.
+    Drawn from their own generator, so writing them leaves the other fixtures as they are."""
+    r = np.random.default_rng(20261205)
+    x = r.uniform(-1.5, 1.5, size=(2, 4, 9, 7)).astype(np.float32)
+    forms = [("ReduceMax", [2, 3], 1), ("ReduceMin", [-1], 0), ("ReduceProd", [1], 1), ("ReduceL1", [1, 3], 0),
+             ("ReduceL2", [0, 2], 1), ("ReduceLogSumExp", [3], 0), ("ReduceSumSquare", [2], 1)]
+    outs = [op[6:].lower() for op, _, _ in forms]
+    save("reduce_kinds_axes_input", [N(op, ["x", f"axes_{o}"], [o], keepdims=k) for (op, _, k), o in zip(forms, outs)],
+         {"x": x}, outs, [init(f"axes_{o}", np.array(a, np.int64)) for (_, a, _), o in zip(forms, outs)], opset=18)
+    save("reduce_kinds_axes_attr", [N(op, ["x"], [o], axes=a, keepdims=k) for (op, a, k), o in zip(forms, outs)],
+         {"x": x}, outs, opset=13)
+    # Every axis (no axes given), the no-op form, and a product over non-adjacent axes dropped.
+    save("reduce_kinds_empty_axes", [N("ReduceMax", ["x"], ["all_max"], keepdims=0), N("ReduceMin", ["x"], ["same"], noop_with_empty_axes=1),
+                                     N("ReduceLogSumExp", ["x"], ["all_lse"], keepdims=1), N("ReduceProd", ["x", "ax"], ["prod13"], keepdims=0)],
+         {"x": x}, ["all_max", "same", "all_lse", "prod13"], [init("ax", np.array([1, 3], np.int64))], opset=18)
+    # A JAX-style byte classifier (as jax2onnx writes it): bytes -> Gather(embedding) -> Dense ->
+    # ReLU -> ReduceMax over the sequence -> Dense.
+    V, D, H, C = 256, 16, 24, 5
+    ids = r.integers(0, V, size=(2, 12)).astype(np.int64)
+    w = lambda *s: r.uniform(-0.5, 0.5, size=s).astype(np.float32)
+    save("byte_classifier_reducemax",
+         [N("Gather", ["table", "ids"], ["emb"], axis=0), N("MatMul", ["emb", "w1"], ["h0"]), N("Add", ["h0", "b1"], ["h1"]),
+          N("Relu", ["h1"], ["h"]), N("ReduceMax", ["h", "seq_axis"], ["pooled"], keepdims=0),
+          N("MatMul", ["pooled", "w2"], ["l0"]), N("Add", ["l0", "b2"], ["logits"])],
+         {"ids": ids}, ["pooled", "logits"],
+         [init("table", w(V, D)), init("w1", w(D, H)), init("b1", w(H)), init("seq_axis", np.array([1], np.int64)),
+          init("w2", w(H, C)), init("b2", w(C))], opset=18)
+
+
+def if_cases():
+    """A voice-activity-like model: 1-D convs, then an If on a condition computed from shapes
+    (Shape -> Gather -> Equal: one stream or a batch) whose branches read outer-scope tensors and
+    hold their own initializers and Constant nodes; run with one stream (then) and two (else)."""
+    r = np.random.default_rng(20261206)
+    w = lambda *s: r.uniform(-0.5, 0.5, size=s).astype(np.float32)
+    F = TP.FLOAT
+    then_g = oh.make_graph([N("ReduceMean", ["r2", "ax_then"], ["p_then"], keepdims=0), N("MatMul", ["p_then", "wo"], ["m_then"]),
+                            N("Add", ["m_then", "bo"], ["l_then"]), N("Sigmoid", ["l_then"], ["prob_then"])],
+                           "single_stream", [], [vi("prob_then", F, None)], initializer=[init("ax_then", np.array([2], np.int64))])
+    else_g = oh.make_graph([N("ReduceMax", ["r2", "ax_else"], ["p_else"], keepdims=0),
+                            N("Constant", [], ["half"], value=nh.from_array(np.array(0.5, np.float32))),
+                            N("Mul", ["p_else", "half"], ["q_else"]), N("MatMul", ["q_else", "wo"], ["m_else"]),
+                            N("Add", ["m_else", "bo"], ["l_else"]), N("Sigmoid", ["l_else"], ["prob_else"])],
+                           "batched", [], [vi("prob_else", F, None)], initializer=[init("ax_else", np.array([-1], np.int64))])
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], pads=[2, 2], strides=[2]), N("Relu", ["c1"], ["r1"]),
+             N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1]), N("Relu", ["c2"], ["r2"]),
+             N("Shape", ["r2"], ["s"]), N("Gather", ["s", "i0"], ["n"], axis=0), N("Equal", ["n", "one"], ["single"]),
+             N("If", ["single"], ["prob"], name="stream_or_batch", then_branch=then_g, else_branch=else_g)]
+    inits = [init("w1", w(8, 1, 5)), init("b1", w(8)), init("w2", w(8, 8, 3)), init("b2", w(8)), init("wo", w(8, 2)), init("bo", w(2)),
+             init("i0", np.array(0, np.int64)), init("one", np.array(1, np.int64))]
+    for case, n in [("vad_if_then", 1), ("vad_if_else", 2)]:
+        save(case, nodes, {"x": w(n, 1, 40)}, ["prob", "r2"], inits, opset=18, dims={"x": ["N", 1, "T"]})
+
+
+def folded_shape_cases():
+    """The Paddle2ONNX text-recogniser pattern: conv stages with stride (2, 1) (height halves, width
+    kept; an odd height too), a max-pool with stride (2, 1), then Shape -> Slice -> Concat -> Reshape (the target
+    folded at import from the inferred shape) -> Transpose -> MatMul; width symbolic."""
+    r = np.random.default_rng(20261207)
+    w = lambda *s: r.uniform(-0.5, 0.5, size=s).astype(np.float32)
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 1]), N("Relu", ["c1"], ["r1"]),
+             N("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 1]), N("Relu", ["c2"], ["r2"]),
+             N("MaxPool", ["r2"], ["p"], kernel_shape=[2, 2], strides=[2, 1], pads=[0, 0, 0, 1]),
+             N("Conv", ["p", "w3", "b3"], ["c3"], kernel_shape=[3, 1], pads=[0, 0, 0, 0], strides=[2, 1]),
+             N("Shape", ["c3"], ["s"]), N("Slice", ["s", "st", "en", "ax"], ["nc"]), N("Concat", ["nc", "minus1"], ["target"], axis=0),
+             N("Reshape", ["c3", "target"], ["seq_cf"]), N("Transpose", ["seq_cf"], ["seq"], perm=[0, 2, 1]),
+             N("MatMul", ["seq", "wo"], ["logits"])]
+    inits = [init("w1", w(8, 3, 3, 3)), init("b1", w(8)), init("w2", w(12, 8, 3, 3)), init("b2", w(12)), init("w3", w(16, 12, 3, 1)), init("b3", w(16)),
+             init("st", np.array([0], np.int64)), init("en", np.array([2], np.int64)), init("ax", np.array([0], np.int64)),
+             init("minus1", np.array([-1], np.int64)), init("wo", w(16, 6))]
+    for case, shape in [("paddle_ocr_stride21_reshape", (2, 3, 32, 25)), ("paddle_ocr_stride21_reshape_odd", (1, 3, 29, 7))]:
+        save(case, nodes, {"x": w(*shape)}, ["c3", "seq_cf", "logits"], inits, opset=13, dims={"x": ["N", 3, "H", "W"]})
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--big", metavar="DIR", help="write the acceptance models into DIR instead")
+    ap.add_argument("--only", choices=["small", "reductions", "if", "folded-shapes"], help="write only this group of fixtures")
     args = ap.parse_args()
     if args.big:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import make_big_onnx_models
         make_big_onnx_models.main(args.big)
     else:
-        small_cases()
+        if args.only in (None, "small"):
+            small_cases()
+        if args.only in (None, "reductions"):
+            reduction_cases()
+        if args.only in (None, "if"):
+            if_cases()
+        if args.only in (None, "folded-shapes"):
+            folded_shape_cases()
         print("fixtures written to", os.path.normpath(ROOT))

@@ -123,6 +123,66 @@ final class OnnxImportTests: XCTestCase {
         XCTAssertThrowsError(try OnnxModel(data: gqa, path: "a.onnx").graph()) { XCTAssertTrue("\($0)".contains("multiple of kv_num_heads"), "\($0)") }
     }
 
+    /// An If whose condition is a constant initializer imports only the taken branch (reading an
+    /// outer-scope tensor); a condition known only at run time is refused with the node named.
+    func testIfImportsTheTakenBranchOrNamesTheNode() throws {
+        func ifNode(_ cond: String) -> Onnx_NodeProto {
+            var n = node("If", [cond], ["y"], name: "pick")
+            func branch(_ op: String, _ out: String) -> Onnx_AttributeProto {
+                var g = Onnx_GraphProto()
+                g.name = out
+                g.node = [node(op, ["x"], [out])]
+                g.output = [{ var vi = Onnx_ValueInfoProto(); vi.name = out; return vi }()]
+                var a = Onnx_AttributeProto()
+                a.name = op == "Relu" ? "then_branch" : "else_branch"; a.type = .graph; a.g = g
+                return a
+            }
+            n.attribute = [branch("Relu", "y_then"), branch("Neg", "y_else")]
+            return n
+        }
+        for (flag, expectRelu) in [(Float(1), true), (Float(0), false)] {
+            let data = try modelBytes(nodes: [ifNode("c")], inputs: [("x", [2, 3])], outputs: ["y"],
+                                      initializers: [floatTensor("c", dims: [], values: [flag])])
+            let graph = try OnnxModel(data: data, path: "if.onnx").graph()
+            XCTAssertEqual(graph.nodes.contains { $0.op == .activation(.relu) }, expectRelu)
+            XCTAssertEqual(graph.nodes.contains { $0.op == .activation(.neg) }, !expectRelu)
+            let x = try Tensor(shape: [2, 3], scalars: [-2, -1, 0, 1, 2, 3])
+            let y = try CPUDevice(threads: 1).compile(graph, outputs: ["y"]).run(["x": x])["y"]!
+            XCTAssertEqual(y.scalars, expectRelu ? [0, 0, 0, 1, 2, 3] : [2, 1, 0, -1, -2, -3])
+        }
+        // The branch reads 'x2', made by a node listed after the If: the If is ordered after it.
+        var late = ifNode("c")
+        for k in late.attribute.indices { late.attribute[k].g.node[0].input = ["x2"] }
+        let ordered = try modelBytes(nodes: [late, node("Neg", ["x"], ["x2"])], inputs: [("x", [2, 3])], outputs: ["y"],
+                                     initializers: [floatTensor("c", dims: [], values: [1])])
+        let g2 = try OnnxModel(data: ordered, path: "if.onnx").graph()
+        let y2 = try CPUDevice(threads: 1).compile(g2, outputs: ["y"]).run(["x": try Tensor(shape: [2, 3], scalars: [-2, -1, 0, 1, 2, 3])])["y"]!
+        XCTAssertEqual(y2.scalars, [2, 1, 0, 0, 0, 0])
+        let runtime = try modelBytes(nodes: [ifNode("c")], inputs: [("x", [2, 3]), ("c", [1])], outputs: ["y"])
+        XCTAssertThrowsError(try OnnxModel(data: runtime, path: "if.onnx").graph(inputShapes: ["x": [2, 3], "c": [1]])) {
+            XCTAssertTrue("\($0)".contains("pick (If): condition 'c' is computed at run time"), "\($0)")
+        }
+    }
+
+    /// A shape folded at import that differs from the graph's shape inference is an error naming
+    /// the node; the folded shapes of a real model (Shape -> Slice -> Concat -> Reshape after
+    /// stride-(2, 1) convs) agree with it.
+    func testFoldedShapesAreCheckedAgainstShapeInference() throws {
+        let folded = [OnnxImporter.FoldedShape(node: "shape_of_c3", value: "c3", shape: [2, 16, 2, 25])]
+        XCTAssertThrowsError(try OnnxImporter.checkFoldedShapes(folded, against: ["c3": [2, 16, 1, 25]])) {
+            XCTAssertTrue("\($0)".contains("shape_of_c3") && "\($0)".contains("[2, 16, 2, 25]") && "\($0)".contains("[2, 16, 1, 25]"), "\($0)")
+        }
+        XCTAssertNoThrow(try OnnxImporter.checkFoldedShapes(folded, against: ["c3": [2, 16, 2, 25]]))
+        let model = try OnnxModel(path: fixture("onnx", "paddle_ocr_stride21_reshape", "model.onnx"))
+        for (h, w) in [(32, 25), (29, 8), (32, 1)] {
+            let importer = OnnxImporter(model: model)
+            let graph = try importer.importGraph(inputShapes: ["x": [2, 3, h, w]])
+            XCTAssertEqual(try graph.inferShapes(inputShapes: ["x": [2, 3, h, w]])["seq_cf"], [2, 16, w])
+            XCTAssertEqual(importer.foldedShapes.map(\.value), ["c3"])
+            XCTAssertEqual(importer.foldedShapes.map(\.shape), [[2, 16, 1, w]])
+        }
+    }
+
     /// A Reshape target fed as a graph input is read as values: one graph per set of values, and
     /// without them the error names the input.
     func testValueInputsSpecialiseTheGraph() throws {

@@ -77,17 +77,51 @@ final class OnnxImporter {
 
         var unsupported: [String] = []
         var poisoned = Set<String>()
-        for (index, proto) in model.nodes.enumerated() {
+        try importNodes(model.nodes, scope: "", unsupported: &unsupported, poisoned: &poisoned)
+        if !unsupported.isEmpty {
+            throw QuarryError.unsupported("\(model.path): \(unsupported.count) node(s) cannot be imported:\n  " + unsupported.joined(separator: "\n  "))
+        }
+        // Outputs that folded to constants still have to be values of the graph.
+        for o in model.outputs { _ = try runtimeName(o, as: o) }
+        let graph = Graph(inputs: graphInputs, nodes: nodes, parameters: parameters, outputs: model.outputs)
+        // Shapes the import folded into constants (Shape, Size feeding Reshape targets, Slice
+        // bounds, …) must be the shapes the graph computes: checked against the whole graph's
+        // shape inference, so a disagreement is an error naming the node, not a wrong answer.
+        let runShapes = Dictionary(uniqueKeysWithValues: graphInputs.map { i in (i.name, inputShapes[i.name]!) })
+        do {
+            try OnnxImporter.checkFoldedShapes(foldedShapes, against: try graph.inferShapes(inputShapes: runShapes))
+        } catch let e as QuarryError {
+            throw QuarryError.file(path: model.path, message: e.description)
+        }
+        return graph
+    }
+
+    /// Imports `protos` (in order) into the graph; unsupported nodes are listed, and what depends
+    /// on them is skipped. `scope` prefixes the made-up names of unnamed nodes inside an If branch.
+    func importNodes(_ protos: [Onnx_NodeProto], scope: String, unsupported: inout [String], poisoned: inout Set<String>) throws {
+        for (index, proto) in protos.enumerated() {
             // Registered as a node name only when a handler emits it (emit makes names unique).
-            let nodeName = proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name
+            let nodeName = proto.name.isEmpty ? "\(scope)\(proto.opType)_\(index)" : proto.name
             let opLabel = proto.domain.isEmpty || proto.domain == "ai.onnx" ? proto.opType : "\(proto.domain).\(proto.opType)"
-            guard proto.domain.isEmpty || proto.domain == "ai.onnx", OnnxImporter.handlers[proto.opType] != nil else {
+            let standard = proto.domain.isEmpty || proto.domain == "ai.onnx"
+            guard standard, OnnxImporter.handlers[proto.opType] != nil || proto.opType == "If" else {
                 unsupported.append("\(nodeName) (\(opLabel)): operator not supported")
                 poisoned.formUnion(proto.output)
                 continue
             }
             if proto.input.contains(where: { poisoned.contains($0) }) {
                 poisoned.formUnion(proto.output)
+                continue
+            }
+            if proto.opType == "If" {
+                do {
+                    try importIf(proto, name: nodeName, unsupported: &unsupported, poisoned: &poisoned)
+                } catch let u as Unsupported {
+                    unsupported.append("\(nodeName) (If): \(u.reason)")
+                    poisoned.formUnion(proto.output)
+                } catch let e as QuarryError {
+                    throw QuarryError.file(path: model.path, message: "node '\(nodeName)' (If): \(e.description)")
+                }
                 continue
             }
             // A node that fails part-way may leave parameters or nodes behind; that is harmless
@@ -106,12 +140,66 @@ final class OnnxImporter {
                 throw QuarryError.file(path: model.path, message: "node '\(nodeName)' (\(opLabel)): \(e.description)")
             }
         }
-        if !unsupported.isEmpty {
-            throw QuarryError.unsupported("\(model.path): \(unsupported.count) node(s) cannot be imported:\n  " + unsupported.joined(separator: "\n  "))
+    }
+
+    /// An If whose condition folded to a constant (an initializer, or computed from shapes):
+    /// only the taken branch is imported, its nodes in the outer graph (outer-scope names resolve
+    /// as they are), its outputs becoming the If's. A condition known only at run time is refused.
+    func importIf(_ proto: Onnx_NodeProto, name: String, unsupported: inout [String], poisoned: inout Set<String>) throws {
+        guard proto.input.count == 1, !proto.input[0].isEmpty else { throw Unsupported(reason: "an If needs exactly one condition input") }
+        let condName = proto.input[0]
+        guard case .constant(let cond)? = values[condName] else {
+            throw Unsupported(reason: "condition '\(condName)' is computed at run time; only an If whose condition folds to a constant at import (an initializer, or computed from shapes) is supported (running both branches is not)")
         }
-        // Outputs that folded to constants still have to be values of the graph.
-        for o in model.outputs { _ = try runtimeName(o, as: o) }
-        return Graph(inputs: graphInputs, nodes: nodes, parameters: parameters, outputs: model.outputs)
+        guard cond.count == 1 else { throw Unsupported(reason: "condition '\(condName)' has \(cond.count) elements, not one") }
+        let taken = cond.doubles[0] != 0
+        let attrs = Dictionary(proto.attribute.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let unknown = Set(attrs.keys).subtracting(["then_branch", "else_branch"]).sorted()
+        guard unknown.isEmpty else { throw Unsupported(reason: "attribute(s) \(unknown.joined(separator: ", ")) not supported") }
+        let key = taken ? "then_branch" : "else_branch"
+        guard let attr = attrs[key], attr.hasG else { throw Unsupported(reason: "no \(key) graph") }
+        let branch = attr.g
+        guard branch.output.count == proto.output.count else {
+            throw Unsupported(reason: "\(key) has \(branch.output.count) outputs, the If \(proto.output.count)")
+        }
+        if !branch.sparseInitializer.isEmpty { throw Unsupported(reason: "sparse initializers in \(key)") }
+        let baseDir = URL(fileURLWithPath: model.path).deletingLastPathComponent().path
+        for t in branch.initializer {
+            values[t.name] = .constant(try OnnxModel.hostTensor(t, baseDirectory: baseDir, modelPath: model.path))
+            usedNames.insert(t.name)
+        }
+        for n in branch.node {
+            consumed.formUnion(n.input)
+            consumed.formUnion(OnnxModel.outerReferences(of: n))
+            usedNames.formUnion(n.output.filter { !$0.isEmpty })
+        }
+        consumed.formUnion(branch.output.map(\.name))
+        let ordered = try OnnxModel.sorted(branch.node, defined: Set(values.keys).union(poisoned), path: model.path)
+        try importNodes(ordered, scope: "\(name)/\(key)/", unsupported: &unsupported, poisoned: &poisoned)
+        var ctx = NodeContext(importer: self, proto: proto, name: name)
+        for (i, out) in proto.output.enumerated() where !out.isEmpty {
+            let b = branch.output[i].name
+            if poisoned.contains(b) { poisoned.insert(out); continue }
+            switch values[b] {
+            case .constant(let t)?: values[out] = .constant(t)
+            case .runtime(let n, _, let integer)?: try ctx.alias(n, output: i, integer: integer)
+            case nil: throw Unsupported(reason: "\(key) output '\(b)' is not produced by the import")
+            }
+        }
+    }
+
+    /// A shape folded at import: the node that read it, the Quarry value and the shape it had.
+    struct FoldedShape { let node: String; let value: String; let shape: [Int] }
+    var foldedShapes: [FoldedShape] = []
+
+    /// Throws when a folded shape differs from what shape inference gives for the value.
+    static func checkFoldedShapes(_ folded: [FoldedShape], against inferred: [String: [Int]]) throws {
+        for f in folded {
+            guard let s = inferred[f.value] else { continue }
+            if s != f.shape {
+                throw QuarryError.shapeMismatch(node: f.node, message: "the import folded the shape of '\(f.value)' as \(f.shape), but the graph's shape inference gives \(s)")
+            }
+        }
     }
 
     func uniqueNodeName(_ base: String) -> String {
@@ -288,6 +376,14 @@ struct NodeContext {
         case .runtime(_, let s, _): return s
         case .constant(let t): return t.shape
         }
+    }
+
+    /// The shape of input `i`, recorded when it is a run-time value so that the import checks the
+    /// folded result against the whole graph's shape inference.
+    func foldedShape(_ i: Int) throws -> [Int] {
+        let v = try input(i)
+        if case .runtime(let n, let s, _) = v { importer.foldedShapes.append(.init(node: name, value: n, shape: s)) }
+        return try shape(i)
     }
 
     func isInteger(_ i: Int) throws -> Bool {

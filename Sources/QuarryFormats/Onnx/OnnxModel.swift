@@ -38,7 +38,8 @@ public final class OnnxModel: @unchecked Sendable {
     /// The operands, by operator, that the import folds and so needs as constants.
     static let constantOperands: [String: [Int]] = [
         "Reshape": [1], "Resize": [1, 2, 3], "Upsample": [1], "Expand": [1], "Slice": [1, 2, 3, 4], "ConstantOfShape": [0],
-        "Pad": [1, 2, 3], "Squeeze": [1], "Unsqueeze": [1], "Split": [1], "ReduceMean": [1], "ReduceSum": [1], "Range": [0, 1, 2], "Clip": [1, 2],
+        "Pad": [1, 2, 3], "Squeeze": [1], "Unsqueeze": [1], "Split": [1], "ReduceMean": [1], "ReduceSum": [1], "ReduceMax": [1], "ReduceMin": [1], "ReduceProd": [1],
+        "ReduceL1": [1], "ReduceL2": [1], "ReduceLogSumExp": [1], "ReduceSumSquare": [1], "Range": [0, 1, 2], "Clip": [1, 2],
         "LSTM": [4], "GRU": [4],
     ]
 
@@ -137,9 +138,12 @@ public final class OnnxModel: @unchecked Sendable {
                 producer[o] = i
             }
         }
+        // A node's operands: its inputs and, for an If (or any node with graph attributes), the
+        // outer-scope names its subgraphs read, so that it is ordered after their producers.
+        let operands: [Set<String>] = nodes.map { Set($0.input).union(outerReferences(of: $0)) }
         var missing: [String] = []
-        for n in nodes {
-            for i in n.input where !i.isEmpty && producer[i] == nil && !defined.contains(i) {
+        for (k, n) in nodes.enumerated() {
+            for i in operands[k].sorted() where !i.isEmpty && producer[i] == nil && !defined.contains(i) {
                 missing.append("'\(i)' (used by node '\(n.name)' \(n.opType))")
             }
         }
@@ -149,8 +153,8 @@ public final class OnnxModel: @unchecked Sendable {
         // Kahn's algorithm, keeping file order among ready nodes.
         var indegree = [Int](repeating: 0, count: nodes.count)
         var consumers = [[Int]](repeating: [], count: nodes.count)
-        for (i, n) in nodes.enumerated() {
-            for inp in Set(n.input) where !inp.isEmpty {
+        for (i, _) in nodes.enumerated() {
+            for inp in operands[i] where !inp.isEmpty {
                 if let p = producer[inp] { indegree[i] += 1; consumers[p].append(i) }
             }
         }
@@ -168,6 +172,27 @@ public final class OnnxModel: @unchecked Sendable {
             throw QuarryError.file(path: path, message: "the graph has a cycle through nodes " + stuck.joined(separator: ", "))
         }
         return order.map { nodes[$0] }
+    }
+
+    /// The names that the subgraphs of `node` (an If's branches, …) read from outside themselves.
+    static func outerReferences(of node: Onnx_NodeProto) -> Set<String> {
+        var refs = Set<String>()
+        for a in node.attribute {
+            for g in (a.hasG ? [a.g] : []) + a.graphs { refs.formUnion(outerReferences(of: g)) }
+        }
+        return refs
+    }
+
+    static func outerReferences(of g: Onnx_GraphProto) -> Set<String> {
+        var defined = Set(g.input.map(\.name)).union(g.initializer.map(\.name))
+        var used = Set<String>()
+        for n in g.node {
+            used.formUnion(n.input.filter { !$0.isEmpty })
+            used.formUnion(outerReferences(of: n))
+            defined.formUnion(n.output)
+        }
+        used.formUnion(g.output.map(\.name))
+        return used.subtracting(defined)
     }
 
     /// Reads a TensorProto (inline or external data) into a host tensor, checking every size.

@@ -490,7 +490,11 @@ extension OnnxImporter {
         }
 
         // MARK: reductions
-        @Sendable func reduce(_ c: inout NodeContext, _ op: ReduceOp, axesInputFrom: Int) throws {
+        // ReduceMean, ReduceSum and ReduceMax map onto Quarry's reduce op; the others are composed
+        // of graph ops every backend runs: Min = −max(−x), L1 = sum(|x|), SumSquare = sum(x·x),
+        // L2 = √sum(x·x), LogSumExp = m + log(sum(exp(x − m))) with m = max(x) (kept dims), and
+        // Prod = a tree of multiplies over the slices along each reduced axis (up to 64 per axis).
+        @Sendable func reduce(_ c: inout NodeContext, _ kind: OnnxReduceKind, axesInputFrom: Int) throws {
             let keep = c.int("keepdims", 1) != 0
             let noop = c.int("noop_with_empty_axes", 0) != 0
             let x = try c.shape(0)
@@ -502,27 +506,88 @@ extension OnnxImporter {
                 if noop { if let t = try c.constant(0) { try c.setConstant(0, t) } else { try c.alias(try c.value(0)) }; return }
                 axes = Array(0..<x.count)
             }
-            if let t = try c.constant(0) {
-                let set = Set(axes)
-                let outShape = x.enumerated().compactMap { set.contains($0.offset) ? (keep ? 1 : nil) : $0.element }
-                let keptShape = x.enumerated().map { set.contains($0.offset) ? 1 : $0.element }
-                var acc = [Double](repeating: 0, count: keptShape.reduce(1, *))
+            axes = Array(Set(axes)).sorted()
+            let set = Set(axes)
+            let outShape = x.enumerated().compactMap { set.contains($0.offset) ? (keep ? 1 : nil) : $0.element }
+            let keptShape = x.enumerated().map { set.contains($0.offset) ? 1 : $0.element }
+            // A reduction over no elements does not depend on the input: each output is the
+            // reduction's value for the empty set (0, 1, −∞, +∞, NaN for the mean).
+            let emptySet = axes.contains { x[$0] == 0 }
+            if let t = try c.constant(0) ?? (emptySet ? HostTensor(doubles: [], shape: x, kind: .float) : nil) {
                 let ks = strides(of: keptShape), d = t.doubles
+                var groups = [[Double]](repeating: [], count: keptShape.reduce(1, *))
                 var flat = 0
                 forEachIndex(x) { idx in
                     var o = 0
                     for i in 0..<x.count where !set.contains(i) { o += idx[i] * ks[i] }
-                    acc[o] += d[flat]; flat += 1
+                    groups[o].append(d[flat]); flat += 1
                 }
-                let n = Double(axes.reduce(1) { $0 * x[$1] })
-                if op == .mean { acc = acc.map { $0 / n } }
+                let acc = groups.map { kind.fold($0) }
                 try c.setConstant(0, HostTensor(doubles: acc, shape: outShape, kind: t.kind))
                 return
             }
-            try c.emit(.reduce(op, axes: axes.sorted(), keepDims: keep), [try c.value(0)])
+            let v = try c.value(0)
+            switch kind {
+            case .mean: try c.emit(.reduce(.mean, axes: axes, keepDims: keep), [v])
+            case .sum: try c.emit(.reduce(.sum, axes: axes, keepDims: keep), [v])
+            case .max: try c.emit(.reduce(.max, axes: axes, keepDims: keep), [v])
+            case .min:
+                let n = try c.emitInternal(.activation(.neg), [v], "neg")
+                let m = try c.emitInternal(.reduce(.max, axes: axes, keepDims: keep), [n.name], "max_of_neg")
+                try c.emit(.activation(.neg), [m.name])
+            case .l1:
+                let a = try c.emitInternal(.activation(.abs), [v], "abs")
+                try c.emit(.reduce(.sum, axes: axes, keepDims: keep), [a.name])
+            case .sumSquare:
+                let sq = try c.emitInternal(.binary(.mul, activation: nil), [v, v], "square")
+                try c.emit(.reduce(.sum, axes: axes, keepDims: keep), [sq.name])
+            case .l2:
+                let sq = try c.emitInternal(.binary(.mul, activation: nil), [v, v], "square")
+                let s = try c.emitInternal(.reduce(.sum, axes: axes, keepDims: keep), [sq.name], "sum_square")
+                try c.emit(.activation(.sqrt), [s.name])
+            case .logSumExp:
+                let m = try c.emitInternal(.reduce(.max, axes: axes, keepDims: true), [v], "max")
+                let d = try c.emitInternal(.binary(.sub, activation: nil), [v, m.name], "shifted")
+                let e = try c.emitInternal(.activation(.exp), [d.name], "exp")
+                let s = try c.emitInternal(.reduce(.sum, axes: axes, keepDims: true), [e.name], "sum_exp")
+                let l = try c.emitInternal(.activation(.log), [s.name], "log")
+                if keep {
+                    try c.emit(.binary(.add, activation: nil), [l.name, m.name])
+                } else {
+                    let r = try c.emitInternal(.binary(.add, activation: nil), [l.name, m.name], "kept")
+                    try c.emit(.reshape(shape: outShape), [r.name])
+                }
+            case .prod:
+                var cur = v
+                for a in axes where x[a] > 1 {
+                    guard x[a] <= 64 else { throw c.unsupported("ReduceProd over axis \(a) of extent \(x[a]) (at most 64 per axis)") }
+                    var parts = try (0..<x[a]).map { i in
+                        try c.emitInternal(.slice(starts: [i], ends: [i + 1], axes: [a], steps: [1]), [cur], "axis\(a)_\(i)").name
+                    }
+                    var level = 0
+                    while parts.count > 1 {
+                        var next: [String] = []
+                        for k in stride(from: 0, to: parts.count - 1, by: 2) {
+                            next.append(try c.emitInternal(.binary(.mul, activation: nil), [parts[k], parts[k + 1]], "axis\(a)_mul\(level)_\(k / 2)").name)
+                        }
+                        if parts.count % 2 == 1 { next.append(parts[parts.count - 1]) }
+                        parts = next; level += 1
+                    }
+                    cur = parts[0]
+                }
+                // The product so far keeps every dimension (a reduced one as 1).
+                if keep { try c.emit(.identity, [cur]) } else { try c.emit(.reshape(shape: outShape), [cur]) }
+            }
         }
         h["ReduceMean"] = { try reduce(&$0, .mean, axesInputFrom: 18) }
         h["ReduceSum"] = { try reduce(&$0, .sum, axesInputFrom: 13) }
+        h["ReduceMax"] = { try reduce(&$0, .max, axesInputFrom: 18) }
+        h["ReduceMin"] = { try reduce(&$0, .min, axesInputFrom: 18) }
+        h["ReduceProd"] = { try reduce(&$0, .prod, axesInputFrom: 18) }
+        h["ReduceL1"] = { try reduce(&$0, .l1, axesInputFrom: 18) }
+        h["ReduceL2"] = { try reduce(&$0, .l2, axesInputFrom: 18) }
+        h["ReduceLogSumExp"] = { try reduce(&$0, .logSumExp, axesInputFrom: 18) }
+        h["ReduceSumSquare"] = { try reduce(&$0, .sumSquare, axesInputFrom: 18) }
 
         // MARK: layout
         h["Reshape"] = { c in
@@ -685,7 +750,7 @@ extension OnnxImporter {
             }
         }
         h["Shape"] = { c in
-            let x = try c.shape(0)
+            let x = try c.foldedShape(0)
             var start = c.int("start", 0), end = c.int("end", x.count)
             if start < 0 { start += x.count }
             if end < 0 { end += x.count }
@@ -693,7 +758,7 @@ extension OnnxImporter {
             let dims = x[start..<end].map { Int64($0) }
             try c.setConstant(0, HostTensor(ints: dims, shape: [dims.count]))
         }
-        h["Size"] = { c in try c.setConstant(0, HostTensor(scalar: Int64(try c.shape(0).reduce(1, *)))) }
+        h["Size"] = { c in try c.setConstant(0, HostTensor(scalar: Int64(try c.foldedShape(0).reduce(1, *)))) }
         h["Cast"] = { c in
             let to = c.int("to", 1)
             c.ignore("saturate", "round_mode")
@@ -1060,6 +1125,27 @@ extension OnnxImporter {
         }
         for i in 1..<nOut where c.outputUsed(i) && batchFirst {
             try c.emit(.transpose(perm: [1, 0, 2]), [outs[i].0], output: i)
+        }
+    }
+}
+
+/// The ONNX reductions, and how each folds a group of constant values.
+enum OnnxReduceKind: Sendable {
+    case mean, sum, max, min, prod, l1, l2, logSumExp, sumSquare
+
+    func fold(_ g: [Double]) -> Double {
+        switch self {
+        case .mean: return g.reduce(0, +) / Double(g.count)
+        case .sum: return g.reduce(0, +)
+        case .max: return g.max() ?? -.infinity
+        case .min: return g.min() ?? .infinity
+        case .prod: return g.reduce(1, *)
+        case .l1: return g.reduce(0) { $0 + abs($1) }
+        case .l2: return g.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        case .sumSquare: return g.reduce(0) { $0 + $1 * $1 }
+        case .logSumExp:
+            guard let m = g.max(), m.isFinite else { return g.max() ?? -.infinity }
+            return m + Foundation.log(g.reduce(0) { $0 + Foundation.exp($1 - m) })
         }
     }
 }
