@@ -18,22 +18,15 @@ import Darwin
 // @unchecked Sendable: a thread's buffers are used by that thread alone; they cross threads only
 // through `pool`, after their thread has ended.
 final class ThreadBuffers: @unchecked Sendable {
-    private var packA: UnsafeMutablePointer<Float>?
-    private var packB: UnsafeMutablePointer<Float>?
-    private var packInUse = false
-    private var packCapacity = (a: 0, b: 0)
-    /// bf16 copies of the packed blocks (GEMM in bf16 mode only).
-    private var bf16A: UnsafeMutablePointer<UInt16>?
-    private var bf16B: UnsafeMutablePointer<UInt16>?
-    private var bf16InUse = false
-    private var bf16Capacity = (a: 0, b: 0)
+    /// The GEMM's packed A and B blocks.
+    private let pack = ReusedPair<Float>()
+    /// Their bf16 copies (GEMM in bf16 mode only).
+    private let bf16 = ReusedPair<UInt16>()
     private var scratch: UnsafeMutablePointer<Float>?
     private var scratchCount = 0
     private var scratchInUse = false
 
-    deinit {
-        packA?.deallocate(); packB?.deallocate(); scratch?.deallocate(); bf16A?.deallocate(); bf16B?.deallocate()
-    }
+    deinit { scratch?.deallocate() }
 
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
@@ -63,42 +56,13 @@ final class ThreadBuffers: @unchecked Sendable {
     /// Runs `body` with this thread's GEMM packing buffers (A: MC x KC, B: KC x NC floats); a
     /// nested call on the same thread gets temporary ones.
     func withPackBuffers<R>(_ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> R) -> R {
-        let aFloats = GEMMBlocking.mc * GEMMBlocking.kc, bFloats = GEMMBlocking.kc * GEMMBlocking.nc
-        if packInUse {
-            let a = allocateFloats(aFloats), b = allocateFloats(bFloats)
-            defer { a.deallocate(); b.deallocate() }
-            return body(a, b)
-        }
-        packInUse = true
-        defer { packInUse = false }
-        // Sized for the blocking in force; the tuner's larger candidates get larger ones.
-        if packA == nil || packCapacity.a < aFloats || packCapacity.b < bFloats {
-            packA?.deallocate(); packB?.deallocate()
-            packA = allocateFloats(aFloats); packB = allocateFloats(bFloats)
-            packCapacity = (aFloats, bFloats)
-        }
-        return body(packA!, packB!)
+        pack.with(GEMMBlocking.mc * GEMMBlocking.kc, GEMMBlocking.kc * GEMMBlocking.nc, body)
     }
 
     /// Runs `body` with this thread's bf16 packing buffers (A: MC x (KC + 1), B: (KC + 1) x NC
     /// halves); a nested call on the same thread gets temporary ones.
     func withBF16Buffers<R>(_ body: (UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt16>) -> R) -> R {
-        let aCount = GEMMBlocking.mc * (GEMMBlocking.kc + 1), bCount = (GEMMBlocking.kc + 1) * GEMMBlocking.nc
-        if bf16InUse {
-            let a = UnsafeMutablePointer<UInt16>.allocate(capacity: aCount)
-            let b = UnsafeMutablePointer<UInt16>.allocate(capacity: bCount)
-            defer { a.deallocate(); b.deallocate() }
-            return body(a, b)
-        }
-        bf16InUse = true
-        defer { bf16InUse = false }
-        if bf16A == nil || bf16Capacity.a < aCount || bf16Capacity.b < bCount {
-            bf16A?.deallocate(); bf16B?.deallocate()
-            bf16A = .allocate(capacity: aCount)
-            bf16B = .allocate(capacity: bCount)
-            bf16Capacity = (aCount, bCount)
-        }
-        return body(bf16A!, bf16B!)
+        bf16.with(GEMMBlocking.mc * (GEMMBlocking.kc + 1), (GEMMBlocking.kc + 1) * GEMMBlocking.nc, body)
     }
 
     /// Runs `body` with `count` floats of this thread's scratch (grown as needed); a nested call
@@ -117,5 +81,39 @@ final class ThreadBuffers: @unchecked Sendable {
             scratchCount = count
         }
         return body(scratch!)
+    }
+}
+
+/// Two buffers kept for reuse by one thread, 64-byte aligned, grown when a call needs more (the
+/// tuner's larger blockings); a nested call gets temporary ones. A class: a nested call reaches
+/// it again while the outer call is still in `with`.
+private final class ReusedPair<Element> {
+    private var a: UnsafeMutablePointer<Element>?
+    private var b: UnsafeMutablePointer<Element>?
+    private var capacity = (a: 0, b: 0)
+    private var inUse = false
+
+    deinit { a?.deallocate(); b?.deallocate() }
+
+    private static func allocate(_ n: Int) -> UnsafeMutablePointer<Element> {
+        UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * MemoryLayout<Element>.stride, alignment: 64)
+            .bindMemory(to: Element.self, capacity: max(n, 1))
+    }
+
+    func with<R>(_ aCount: Int, _ bCount: Int,
+                 _ body: (UnsafeMutablePointer<Element>, UnsafeMutablePointer<Element>) -> R) -> R {
+        if inUse {
+            let ta = Self.allocate(aCount), tb = Self.allocate(bCount)
+            defer { ta.deallocate(); tb.deallocate() }
+            return body(ta, tb)
+        }
+        inUse = true
+        defer { inUse = false }
+        if a == nil || capacity.a < aCount || capacity.b < bCount {
+            a?.deallocate(); b?.deallocate()
+            a = Self.allocate(aCount); b = Self.allocate(bCount)
+            capacity = (aCount, bCount)
+        }
+        return body(a!, b!)
     }
 }
