@@ -59,9 +59,6 @@ public enum CPUGEMMPrecision {
     /// Whether this host (and the instruction-set level in use) runs the bf16 GEMM.
     public static var bf16Available: Bool { quarry_bf16_available() != 0 }
 
-    /// The precision in force: .fp32 or .bf16.
-    public static var current: Precision { useBF16 ? .bf16 : .fp32 }
-
     /// Sets the precision; bf16 where `bf16Available`, fp32 always. Anything else is refused.
     public static func set(_ precision: Precision) throws {
         switch precision {
@@ -458,12 +455,7 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                         let cols = min(nr, ncb - jr)
                         let j = jc + jr
                         let tile = tileEpilogue(epilogue, first: first, last: last, fused: fused, i: i, j: j)
-                        let bp: UnsafePointer<Float>, bStride: Int
-                        if let direct {
-                            (bp, bStride) = cols == nr ? (direct.base + jr, direct.ld) : (bBlock, nr)
-                        } else {
-                            (bp, bStride) = (bBlock + jr * kcb, nr)
-                        }
+                        let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
                         let ct = c + i * ldc + j
                         // The tile's residual rows, and its output lines when this is their first
                         // write (one depth block: a 1x1 convolution's), asked for while the
@@ -484,7 +476,9 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                         if cols == nr || cols == 16 {
                             gemmTile(rows: rows, cols: cols, kc: kcb, a: ap, b: bp, bStride: bStride, c: ct, ldc: ldc, tile)
                         } else {
-                            edgeTile(kc: kcb, a: ap, b: bp, bStride: bStride, c: ct, ldc: ldc, rows: rows, cols: cols, tile)
+                            edgeTile(c: ct, ldc: ldc, rows: rows, cols: cols, tile) { t, width, plain in
+                                quarry_gemm_tile(Int32(rows), Int32(width), kcb, ap, bp, bStride, t, nr, &plain)
+                            }
                         }
                         if last, fused == nil, let act = epilogue.activation {
                             for r in 0..<rows { applyActivation(act, c + (i + r) * ldc + j, count: cols) }
@@ -512,16 +506,10 @@ func gemmBlockBF16<A: GEMMSourceA>(
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
     let pairs = (kcb + 1) / 2
     ThreadBuffers.current.withBF16Buffers { aBF, bBF in
-        let fullCols = ncb / nr * nr
         var jr = 0
         while jr < ncb {
             let cols = min(nr, ncb - jr)
-            let bp: UnsafePointer<Float>, bStride: Int
-            if let direct {
-                (bp, bStride) = jr < fullCols ? (direct.base + jr, direct.ld) : (bBlock, nr)
-            } else {
-                (bp, bStride) = (bBlock + jr * kcb, nr)
-            }
+            let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
             quarry_pack_b_bf16(bp, bStride, kcb, cols, bBF + (jr / nr) * pairs * 2 * nr)
             jr += nr
         }
@@ -555,11 +543,8 @@ func gemmBlockBF16<A: GEMMSourceA>(
                         var ce = tile.c
                         quarry_gemm_tile_bf16(Int32(rows), Int32(cols), kcb, ap, bp, ct, ldc, &ce)
                     } else {
-                        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
-                            let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
-                            var plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil).c
-                            quarry_gemm_tile_bf16(Int32(rows), cols <= 16 ? 16 : 32, kcb, ap, bp, t, nr, &plain)
-                            mergeTile(t, c: ct, ldc: ldc, rows: rows, cols: cols, tile)
+                        edgeTile(c: ct, ldc: ldc, rows: rows, cols: cols, tile) { t, width, plain in
+                            quarry_gemm_tile_bf16(Int32(rows), Int32(width), kcb, ap, bp, t, nr, &plain)
                         }
                     }
                     if last, fused == nil, let act = epilogue.activation {
@@ -628,46 +613,49 @@ func gemmTile(rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafeP
     quarry_gemm_tile(Int32(rows), Int32(cols), kc, a, b, bStride, c, ldc, &ce)
 }
 
-/// Adds the valid part of a stack tile (rows x cols of `t`, 32 floats a row) into C with the epilogue.
-@inline(__always)
-func mergeTile(_ t: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, cols: Int,
-               _ e: TileEpilogue) {
-    let nr = GEMMBlocking.nr
-    // The merge runs in vectors, a partial one for the last columns: written per element it
-    // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
-    let clip = e.clamp.map(Clip.init)
-    for r in 0..<rows {
-        let dst = c + r * ldc, src = t + r * nr
-        var j = 0
-        while j < cols {
-            let n = min(16, cols - j)
-            var v = load16(src + j)
-            if e.loadC { v += n == 16 ? load16(dst + j) : loadPartial(dst + j, n) }
-            if let rb = e.rowBias { v += SIMD16<Float>(repeating: rb[r]) }
-            if let cb = e.colBias { v += n == 16 ? load16(cb + j) : loadPartial(cb + j, n) }
-            if let add = e.addend {
-                let row = add + r * e.addendLd + j
-                v += n == 16 ? load16(row) : loadPartial(row, n)
-            }
-            if let clip { v = clip(v) }
-            if n == 16 { store16(v, dst + j) } else { storePartial(v, dst + j, n) }
-            j += 16
-        }
-    }
-}
-
-/// A tile of another width: the micro-kernel writes 16 or 32 columns into a stack tile, and the
-/// valid part is merged with the epilogue.
+/// A tile of another width: `kernel` writes the tile's first 16 or 32 columns (`width`) into a
+/// stack tile of 32 floats a row, with the plain epilogue it is given, and the valid part is
+/// merged into C with the tile's epilogue.
 @inline(never)
-func edgeTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, bStride: Int, c: UnsafeMutablePointer<Float>,
-              ldc: Int, rows: Int, cols: Int, _ e: TileEpilogue) {
+func edgeTile(c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, cols: Int, _ e: TileEpilogue,
+              _ kernel: (_ t: UnsafeMutablePointer<Float>, _ width: Int, _ plain: inout quarry_tile_epilogue) -> Void) {
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: mr * nr / 16) { buf in
         let t = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Float.self)
         // At most 16 columns (MobileNet's and ResNet's 7x7 layers, 4 of 196 stacked columns): the
         // half-width kernel, half the multiply-adds.
-        let plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil)
-        gemmTile(rows: rows, cols: cols <= 16 ? 16 : 32, kc: kc, a: a, b: b, bStride: bStride, c: t, ldc: nr, plain)
-        mergeTile(t, c: c, ldc: ldc, rows: rows, cols: cols, e)
+        var plain = TileEpilogue(loadC: false, rowBias: nil, colBias: nil, clamp: nil).c
+        kernel(t, cols <= 16 ? 16 : 32, &plain)
+        // The merge runs in vectors, a partial one for the last columns: written per element it
+        // was most of an edge tile's time where K is small (MobileNet's 1x1 layers).
+        let clip = e.clamp.map(Clip.init)
+        for r in 0..<rows {
+            let dst = c + r * ldc, src = t + r * nr
+            var j = 0
+            while j < cols {
+                let n = min(16, cols - j)
+                var v = load16(src + j)
+                if e.loadC { v += n == 16 ? load16(dst + j) : loadPartial(dst + j, n) }
+                if let rb = e.rowBias { v += SIMD16<Float>(repeating: rb[r]) }
+                if let cb = e.colBias { v += n == 16 ? load16(cb + j) : loadPartial(cb + j, n) }
+                if let add = e.addend {
+                    let row = add + r * e.addendLd + j
+                    v += n == 16 ? load16(row) : loadPartial(row, n)
+                }
+                if let clip { v = clip(v) }
+                if n == 16 { store16(v, dst + j) } else { storePartial(v, dst + j, n) }
+                j += 16
+            }
+        }
     }
+}
+
+/// Where the micro-kernel reads column panel `jr` (of `cols` columns) of a K block of B: in place
+/// when the source allows it and the panel is full, else in the packed block (a stride of NR).
+@inline(__always)
+func bPanel(_ jr: Int, cols: Int, kc: Int, direct: (base: UnsafePointer<Float>, ld: Int)?,
+            bBlock: UnsafePointer<Float>) -> (UnsafePointer<Float>, Int) {
+    let nr = GEMMBlocking.nr
+    if let direct { return cols == nr ? (direct.base + jr, direct.ld) : (bBlock, nr) }
+    return (bBlock + jr * kc, nr)
 }
