@@ -23,13 +23,6 @@
 #define MA_VECS 2
 #define FC_VECS 3
 #include "kernels_variant.inc"
-#undef QK
-#undef VW
-#undef PASS_ROWS
-#undef PASS_VECS
-#undef MA_ROWS
-#undef MA_VECS
-#undef FC_VECS
 #pragma clang attribute pop
 
 // x86-64-v3: AVX2 and FMA, 16 ymm registers.
@@ -42,19 +35,12 @@
 #define MA_VECS 2
 #define FC_VECS 1
 #include "kernels_variant.inc"
-#undef QK
-#undef VW
-#undef PASS_ROWS
-#undef PASS_VECS
-#undef MA_ROWS
-#undef MA_VECS
-#undef FC_VECS
 #pragma clang attribute pop
 
 // bf16 on AVX512_BF16: vdpbf16ps multiplies pairs of bf16 and adds both products to fp32 lanes,
 // twice the multiply-adds of an fp32 FMA per instruction (measured on Zen 4: 2.2x the FMA loop).
 #include <immintrin.h>
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
 
 // Interleaves two rows of 16 bf16 (the low and high halves of a vcvtne2ps2bf16 result) into 16
 // (k, k+1) pairs: lane j of the result is (row0[j], row1[j]).
@@ -116,25 +102,12 @@ static inline __attribute__((always_inline)) void tile_bf16(const int ROWS, cons
             if (VECS > 1) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
         }
     }
-    const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
+    const vf_avx512 lo = (vf_avx512)e.lo, hi = (vf_avx512)e.hi;
 #pragma clang loop unroll(full)
-    for (int r = 0; r < ROWS; r++) {
-        float *row = c + (long)r * ldc;
+    for (int r = 0; r < ROWS; r++)
 #pragma clang loop unroll(full)
-        for (int v = 0; v < VECS; v++) {
-            __m512 t = acc[r][v];
-            if (e.load_c) t = _mm512_add_ps(t, _mm512_loadu_ps(row + 16 * v));
-            if (e.row_bias) t = _mm512_add_ps(t, _mm512_set1_ps(e.row_bias[r]));
-            if (e.col_bias) t = _mm512_add_ps(t, _mm512_loadu_ps(e.col_bias + 16 * v));
-            if (e.addend) t = _mm512_add_ps(t, _mm512_loadu_ps(e.addend + (long)r * e.addend_ld + 16 * v));
-            if (e.clamp) {
-                // max/min with the value second: a NaN stays NaN, as in the fp32 kernels.
-                t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, lo, _CMP_LT_OQ), t, lo);
-                t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, hi, _CMP_GT_OQ), t, hi);
-            }
-            _mm512_storeu_ps(row + 16 * v, t);
-        }
-    }
+        for (int v = 0; v < VECS; v++)
+            finish_avx512((vf_avx512)acc[r][v], c + (long)r * ldc + 16 * v, &e, r, 16 * v, lo, hi);
 }
 
 static void gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a, const unsigned short *b, float *c,
@@ -162,13 +135,6 @@ static void gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a,
 #define MA_VECS 2
 #define FC_VECS 1
 #include "kernels_variant.inc"
-#undef QK
-#undef VW
-#undef PASS_ROWS
-#undef PASS_VECS
-#undef MA_ROWS
-#undef MA_VECS
-#undef FC_VECS
 
 typedef void (*gemm_tile_fn)(int, int, long, const float *, const float *, long, float *, long,
                              const quarry_tile_epilogue *);
@@ -209,12 +175,13 @@ static int detect(void)
 #if defined(__x86_64__) && defined(__clang__)
     // __builtin_cpu_supports checks the operating system's register state (XGETBV) too.
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2"))
+    // Every feature a level's target attribute names, so its code never meets a missing one.
+    const int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+                   __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    if (v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
         return QUARRY_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-        __builtin_cpu_supports("bmi2"))
+    if (v3)
         return QUARRY_ISA_AVX2;
 #endif
     return QUARRY_ISA_BASELINE;
