@@ -25,11 +25,11 @@ struct Depthwise3x3 {
     let stride: Int
     /// SIMD16 vectors per output row.
     let vectors: Int
-    /// Per vector of a row and tap column: all ones in lanes whose input column is inside the
-    /// row, zero in those that fall in the padding (an AND, not a compare and a select per use).
-    let keep: [SIMD16<UInt32>]
-    /// Whether vector v has any padding lane (only those pay for the masks).
-    let padded: [Bool]
+    /// Per vector of a row and tap column, 16 lanes: all ones where the input column is inside
+    /// the row, zero where it falls in the padding (an AND, not a compare and a select per use).
+    let keep: [UInt32]
+    /// Whether vector v has any padding lane (1; only those pay for the masks).
+    let padded: [UInt8]
     /// Zeros read in place of the rows above and below the image (no branch per vector):
     /// `zeroMargin` floats before the row a window reads and enough after it.
     let zeros: [Float]
@@ -48,21 +48,19 @@ struct Depthwise3x3 {
         self.g = g
         stride = g.strideW
         vectors = (g.outWidth + 15) / 16
-        var masks: [SIMD16<UInt32>] = [], padded: [Bool] = []
+        var masks: [UInt32] = [], padded: [UInt8] = []
         for v in 0..<vectors {
             var any = false
             for kx in 0..<3 {
-                var m = SIMD16<UInt32>(repeating: .max)
                 for lane in 0..<16 {
                     let column = g.strideW * (16 * v + lane) + kx - g.padLeft
                     // Lanes past the output width are never kept; only real outputs count.
                     let invalid = column < 0 || column >= g.width
-                    if invalid { m[lane] = 0 }
+                    masks.append(invalid ? 0 : .max)
                     if invalid && 16 * v + lane < g.outWidth { any = true }
                 }
-                masks.append(m)
             }
-            padded.append(any)
+            padded.append(any ? 1 : 0)
         }
         keep = masks
         self.padded = padded
@@ -83,14 +81,22 @@ struct Depthwise3x3 {
     /// Output rows `rows` of one plane, written from `dst` on (row oy at `dst + (oy - rows.lowerBound)
     /// * outWidth`); input row iy is read at `src + iy * width`, for the rows inside the image the
     /// window of those output rows covers. Loads reach `before` floats ahead of such a row and
-    /// `after` floats past it; the last vector of the band is stored partially.
+    /// `after` floats past it; the last vector of the band is stored partially. The row kernel
+    /// runs in CQuarryKernels, in the instruction-set level chosen at run time.
     @inline(__always)
     func run(rows: Range<Int>, src: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: Float, clip: Clip,
              dst: UnsafeMutablePointer<Float>) {
-        if stride == 1 {
-            self.rows(rows, stride: 1, src, weights, bias, clip, dst)
-        } else {
-            self.rows(rows, stride: 2, src, weights, bias, clip, dst)
+        keep.withUnsafeBufferPointer { keep in
+            padded.withUnsafeBufferPointer { padded in
+                zeros.withUnsafeBufferPointer { zeros in
+                    var plane = quarry_dw3x3_plane(
+                        width: g.width, height: g.height, out_width: g.outWidth, pad_top: g.padTop, pad_left: g.padLeft,
+                        vectors: vectors, keep: keep.baseAddress, padded: padded.baseAddress,
+                        zero: zeros.baseAddress! + Self.zeroMargin)
+                    quarry_depthwise3x3_rows(&plane, rows.lowerBound, rows.upperBound, Int32(stride), src, weights, bias,
+                                             clip.lo[0], clip.hi[0], dst)
+                }
+            }
         }
     }
 
@@ -102,28 +108,5 @@ struct Depthwise3x3 {
         (scratch + Self.before).update(from: src, count: n)
         (scratch + Self.before + n).update(repeating: 0, count: scratchCount - Self.before - n)
         run(src: scratch + Self.before, weights: weights, bias: bias, clip: clip, dst: dst)
-    }
-
-    /// The row kernel runs in CQuarryKernels, in the instruction-set level chosen at run time
-    /// (the C code is this file's former Swift kernel, compiled per level).
-    @inline(__always)
-    private func rows(_ range: Range<Int>, stride s: Int, _ src: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
-                      _ bias: Float, _ clip: Clip, _ dst: UnsafeMutablePointer<Float>) {
-        keep.withUnsafeBufferPointer { keep in
-            padded.withUnsafeBufferPointer { padded in
-                zeros.withUnsafeBufferPointer { zeros in
-                    keep.withMemoryRebound(to: UInt32.self) { keepWords in
-                        padded.withMemoryRebound(to: UInt8.self) { paddedBytes in
-                            var plane = quarry_dw3x3_plane(
-                                width: g.width, height: g.height, out_width: g.outWidth, pad_top: g.padTop,
-                                pad_left: g.padLeft, vectors: vectors, keep: keepWords.baseAddress,
-                                padded: paddedBytes.baseAddress, zero: zeros.baseAddress! + Self.zeroMargin)
-                            quarry_depthwise3x3_rows(&plane, range.lowerBound, range.upperBound, Int32(s), src, weights,
-                                                     bias, clip.lo[0], clip.hi[0], dst)
-                        }
-                    }
-                }
-            }
-        }
     }
 }
