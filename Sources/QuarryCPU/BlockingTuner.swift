@@ -84,17 +84,13 @@ public enum CPUBlockingTuner {
         for mc in [96, 144, 192, 240, 288, 384, 480, 720] { consider(HostBlocking(kc: best.kc, mc: mc, nc: best.nc)) }
         for nc in [512, 1024, 2048, 4096, 8192] { consider(HostBlocking(kc: best.kc, mc: best.mc, nc: nc)) }
         guard bestTime.isFinite else { throw QuarryError.device("every GEMM blocking candidate gave a wrong result on this host") }
-        let flops = zip(shapes, shapes).reduce(0.0) { $0 + 2 * Double($1.0[0]) * Double($1.0[1]) * Double($1.0[2]) }
+        let flops = shapes.reduce(0.0) { $0 + 2 * Double($1[0]) * Double($1[1]) * Double($1[2]) }
         let gflops = flops / bestTime * 1e-9
         if store, let url = HostBlocking.file {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             let data = try JSONEncoder().encode(HostBlocking.Stored(key: HostBlocking.hostKey, blocking: best, gflops: gflops))
-            // Written beside and renamed: a reader never sees half a file.
-            let temp = url.appendingPathExtension("tmp")
-            try data.write(to: temp)
-            guard rename(temp.path, url.path) == 0 else {
-                throw QuarryError.file(path: url.path, message: "could not store the tuning result (errno \(errno))")
-            }
+            // Atomic (written beside and renamed), as the OpenCL tuner's: a reader never sees half a file.
+            try data.write(to: url, options: .atomic)
         }
         return (results, best, gflops)
     }

@@ -5,6 +5,7 @@
 // =KC,MC,NC forces values. The register tile (12 x 32) is the kernels' own and does not change.
 
 import Foundation
+import Quarry
 
 public struct HostBlocking: Codable, Hashable, Sendable, CustomStringConvertible {
     public var kc: Int
@@ -65,20 +66,11 @@ public struct HostBlocking: Codable, Hashable, Sendable, CustomStringConvertible
         return "\(CPUDevice.modelName()) | \(CPUInstructionSet.active) | L1 \(c.l1 ?? 0) L2 \(c.l2 ?? 0) L3 \(c.l3 ?? 0)"
     }
 
-    /// The stored measurement's file: QUARRY_CACHE_DIR's sibling `tuning` folder (as the OpenCL
-    /// tuner's), else ~/.cache/quarry/tuning; nil when the cache is off.
+    /// The stored measurement's file, in the tuning folder beside the OpenCL tuner's
+    /// (`CacheLocation.tuning`); nil when the cache is off.
     public static var file: URL? {
-        let env = ProcessInfo.processInfo.environment
-        let base: URL
-        if let d = env["QUARRY_CACHE_DIR"] {
-            if d.isEmpty || d == "off" { return nil }
-            base = URL(fileURLWithPath: d).deletingLastPathComponent()
-        } else {
-            base = (env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-                ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")).appendingPathComponent("quarry")
-        }
         let name = "cpu-" + String(CPUDevice.modelName().map { $0.isLetter || $0.isNumber ? $0 : "_" }) + ".json"
-        return base.appendingPathComponent("tuning").appendingPathComponent(name)
+        return CacheLocation.tuning?.appendingPathComponent(name)
     }
 
     /// A stored measurement: the host's key and the winner.

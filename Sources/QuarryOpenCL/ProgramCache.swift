@@ -41,16 +41,8 @@ public final class ProgramCache: @unchecked Sendable {
     static let magic: [UInt8] = Array("QCLB".utf8)
     static let formatVersion: UInt32 = 1
 
-    /// The default folder: QUARRY_CACHE_DIR, else ~/.cache/quarry/kernels.
-    public static var defaultDirectory: URL? {
-        let env = ProcessInfo.processInfo.environment
-        if let d = env["QUARRY_CACHE_DIR"] {
-            return d.isEmpty || d == "off" ? nil : URL(fileURLWithPath: d)
-        }
-        let home = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return home.appendingPathComponent("quarry/kernels")
-    }
+    /// The default folder: QUARRY_CACHE_DIR, else ~/.cache/quarry/kernels (`CacheLocation`).
+    public static var defaultDirectory: URL? { CacheLocation.programs }
 
     init(device: OpenCLDevice, directory: URL? = ProgramCache.defaultDirectory) {
         self.device = device

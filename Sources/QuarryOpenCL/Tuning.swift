@@ -79,9 +79,9 @@ public enum GEMMTuner {
 
     /// Where `device`'s tuning file lives: beside the program cache, or nil when that is off.
     static func file(for device: OpenCLDevice) -> URL? {
-        guard let dir = ProgramCache.defaultDirectory else { return nil }
+        guard let dir = CacheLocation.tuning else { return nil }
         let name = (device.info.name + "-" + device.info.driverVersion).map { $0.isLetter || $0.isNumber ? $0 : "_" }
-        return dir.deletingLastPathComponent().appendingPathComponent("tuning").appendingPathComponent(String(name) + ".json")
+        return dir.appendingPathComponent(String(name) + ".json")
     }
 
     /// The stored winner for `device`, if one was measured for this device, driver and gemm.cl;
