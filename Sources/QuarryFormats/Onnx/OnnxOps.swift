@@ -61,6 +61,20 @@ extension NodeContext {
 
     /// Window attributes for any number of spatial axes (strides, dilations, pads begin / end per
     /// axis), with auto_pad resolved against the concrete input size.
+    /// Input `i` of rank 3 ([N, C, L] data or [O, C, k] weights) with a height of one inserted,
+    /// [.., .., 1, L]: 1-D convolution, transposed convolution and pooling run as their 2-D forms
+    /// on it. A constant is reshaped once as a parameter, a run-time value through a reshape node.
+    mutating func withHeightOne(_ i: Int, _ suffix: String) throws -> String {
+        let s = try shape(i), s4 = [s[0], s[1], 1, s[2]]
+        if let t = try constant(i) { return parameter(t.reshaped(s4), key: inputName(i) + ":2d") }
+        return try emitInternal(.reshape(shape: s4), [try value(i)], suffix).name
+    }
+
+    /// The node's output from the [N, C, 1, L] result of a 1-D op run as 2-D: the height dropped.
+    mutating func emitDroppingHeight(_ y: (name: String, shape: [Int])) throws {
+        try emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
+    }
+
     mutating func windowND(kernel: [Int], input: [Int]) throws -> (stride: [Int], dilation: [Int], begin: [Int], end: [Int]) {
         let n = kernel.count
         let strides = ints("strides") ?? [Int](repeating: 1, count: n)
@@ -304,15 +318,10 @@ extension OnnxImporter {
                 // 1-D convolution runs as 2-D with a height of one (any auto_pad; weights constant or run-time).
                 guard w.count == 3 else { throw QuarryError.invalidArgument("1-D Conv needs an [O, C, k] weight, got \(w)") }
                 let win = try c.windowND(kernel: [w[2]], input: [x[2]])
-                let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
-                let w4: String
-                if let wc = try c.constant(1) { w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d") } else {
-                    w4 = try c.emitInternal(.reshape(shape: [w[0], w[1], 1, w[2]]), [try c.value(1)], "weight2d").name
-                }
+                let x4 = try c.withHeightOne(0, "as2d"), w4 = try c.withHeightOne(1, "weight2d")
                 let attrs = Conv2DAttributes(kernel: (1, w[2]), stride: (1, win.stride[0]), padding: Padding2D(top: 0, left: win.begin[0], bottom: 0, right: win.end[0]),
                                              dilation: (1, win.dilation[0]), groups: group)
-                let y = try c.emitInternal(.conv2d(attrs), [x4.name, w4] + (c.hasInput(2) ? [try c.value(2)] : []), "conv")
-                try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
+                try c.emitDroppingHeight(try c.emitInternal(.conv2d(attrs), [x4, w4] + (c.hasInput(2) ? [try c.value(2)] : []), "conv"))
                 return
             }
             if x.count == 5 { try conv3d(&c, group: group); return }
@@ -371,14 +380,9 @@ extension OnnxImporter {
                 return
             }
             // 1-D runs as 2-D with a height of one.
-            let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
-            let w4: String
-            if let wc = try c.constant(1) { w4 = c.parameter(wc.reshaped([w[0], w[1], 1, w[2]]), key: c.inputName(1) + ":2d") } else {
-                w4 = try c.emitInternal(.reshape(shape: [w[0], w[1], 1, w[2]]), [try c.value(1)], "weight2d").name
-            }
+            let x4 = try c.withHeightOne(0, "as2d"), w4 = try c.withHeightOne(1, "weight2d")
             let attrs = ConvTranspose2DAttributes(kernel: (1, k[0]), stride: (1, strides[0]), padding: Padding2D(top: 0, left: pads[0], bottom: 0, right: pads[1]), outputPadding: (0, outPad[0]), dilation: (1, dil[0]), groups: group)
-            let y = try c.emitInternal(.convTranspose2d(attrs), [x4.name, w4] + bias, "conv")
-            try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
+            try c.emitDroppingHeight(try c.emitInternal(.convTranspose2d(attrs), [x4, w4] + bias, "conv"))
         }
         @Sendable func pool(_ c: inout NodeContext, max isMax: Bool) throws {
             let x = try c.shape(0)
@@ -412,9 +416,7 @@ extension OnnxImporter {
                 }
             case 1:
                 // 1-D pooling runs as 2-D with a height of one.
-                let x4 = try c.emitInternal(.reshape(shape: [x[0], x[1], 1, x[2]]), [try c.value(0)], "as2d")
-                let y = try c.emitInternal(op(attrs(-1, 0)), [x4.name], "pool")
-                try c.emit(.reshape(shape: [y.shape[0], y.shape[1], y.shape[3]]), [y.name])
+                try c.emitDroppingHeight(try c.emitInternal(op(attrs(-1, 0)), [try c.withHeightOne(0, "as2d")], "pool"))
             default:
                 // 3-D pooling as two 2-D pools, height × width then depth. Exact for both: a max is
                 // a max of maxima; a box window's element count (the average's divisor, with or
