@@ -421,10 +421,23 @@ def folded_shape_cases():
         save(case, nodes, {"x": w(*shape)}, ["c3", "seq_cf", "logits"], inits, opset=13, dims={"x": ["N", 3, "H", "W"]})
 
 
+def batch_axis_cases():
+    """A sequence-first LSTM as torch.onnx.export writes nn.LSTM (batch_first=False) with
+    dynamic_axes {1: "batch"}: its batch is dimension 1 of the input and of the outputs (`quarry
+    bench` must find it there and split micro-batches along it)."""
+    T, B, I, H = 6, 4, 3, 5
+    save("lstm_sequence_first",
+         [N("LSTM", ["x", "W", "R", "B"], ["y", "hn", "cn"], hidden_size=H),
+          N("Squeeze", ["y", "one"], ["out"])],
+         {"x": rand(T, B, I)}, ["out", "hn"],
+         [init("W", rand(1, 4 * H, I)), init("R", rand(1, 4 * H, H)), init("B", rand(1, 8 * H)),
+          init("one", np.array([1], np.int64))], opset=14, dims={"x": [T, "batch", I]})
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--big", metavar="DIR", help="write the acceptance models into DIR instead")
-    ap.add_argument("--only", choices=["small", "reductions", "if", "folded-shapes"], help="write only this group of fixtures")
+    ap.add_argument("--only", choices=["small", "reductions", "if", "folded-shapes", "batch-axes"], help="write only this group of fixtures")
     args = ap.parse_args()
     if args.big:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -439,4 +452,6 @@ if __name__ == "__main__":
             if_cases()
         if args.only in (None, "folded-shapes"):
             folded_shape_cases()
+        if args.only in (None, "batch-axes"):
+            batch_axis_cases()
         print("fixtures written to", os.path.normpath(ROOT))

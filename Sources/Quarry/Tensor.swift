@@ -215,3 +215,41 @@ extension Tensor {
         return t
     }
 }
+
+extension Tensor {
+    /// A copy (self for axis 0) with dimension `axis` moved to the front ([a, b, B, c] -> [B, a, b, c] for axis 2),
+    /// the other dimensions in order. A model whose batch is not its leading dimension (a
+    /// sequence-first LSTM's [T, B, F]) runs batch-first this way under the scheduler, which
+    /// splits and stacks along dimension 0.
+    public func movingAxisToFront(_ axis: Int) -> Tensor {
+        precondition(axis >= 0 && axis < shape.count, "axis \(axis) of a rank-\(shape.count) tensor")
+        if axis == 0 { return self }
+        var s = shape
+        let moved = s.remove(at: axis)
+        let t = Tensor(uninitializedShape: [moved] + s)
+        swapOuterAxes(outer: shape[..<axis].reduce(1, *), middle: moved, inner: shape[(axis + 1)...].reduce(1, *), into: t)
+        return t
+    }
+
+    /// The inverse of `movingAxisToFront`: dimension 0 moved to position `axis`.
+    public func movingFrontAxis(to axis: Int) -> Tensor {
+        precondition(axis >= 0 && axis < shape.count, "axis \(axis) of a rank-\(shape.count) tensor")
+        if axis == 0 { return self }
+        var s = Array(shape.dropFirst())
+        s.insert(shape[0], at: axis)
+        let t = Tensor(uninitializedShape: s)
+        swapOuterAxes(outer: shape[0], middle: shape[1...axis].reduce(1, *), inner: shape[(axis + 1)...].reduce(1, *), into: t)
+        return t
+    }
+
+    /// Viewing self as [outer, middle, inner], writes [middle, outer, inner] into `t`: runs of
+    /// `inner` contiguous values, so the copy moves whole rows, not single elements.
+    private func swapOuterAxes(outer: Int, middle: Int, inner: Int, into t: Tensor) {
+        let src = pointer, dst = t.pointer
+        for o in 0..<outer {
+            for m in 0..<middle {
+                (dst + (m * outer + o) * inner).update(from: src + (o * middle + m) * inner, count: inner)
+            }
+        }
+    }
+}

@@ -157,23 +157,15 @@ public func loadONNX(_ path: String) throws -> LoadedModel {
     return model
 }
 
-/// Random inputs of batch size `batch` for every graph input, reproducible from `seed`.
-public func syntheticInputs(for model: LoadedModel, batch: Int, dims: [String: Int], seed: UInt64 = 1) throws -> [String: Tensor] {
+/// Random inputs of batch size `batch` for every graph input, reproducible from `seed`, the batch
+/// on each input's `batchAxes` dimension (dimension 0 where none is given).
+public func syntheticInputs(for model: LoadedModel, batch: Int, dims: [String: Int], batchAxes: [String: Int] = [:], seed: UInt64 = 1) throws -> [String: Tensor] {
     var rng = SeededGenerator(seed: seed)
     var result: [String: Tensor] = [:]
+    let shapes = try syntheticShapes(for: model, batch: batch, dims: dims, batchAxes: batchAxes)
+    // In the graph's input order: the seeded values must not depend on a dictionary's order.
     for input in model.graph.inputs {
-        var shape: [Int] = []
-        for (i, d) in input.shape.enumerated() {
-            switch d {
-            case .fixed(let n): shape.append(n)
-            case .symbol(let s):
-                if i == 0 { shape.append(batch); continue }
-                guard let v = dims[s] ?? model.symbolDefaults[s] else {
-                    throw RuntimeError(message: "input '\(input.name)' has a symbolic dimension '\(s)': give its size with --dim \(s)=N")
-                }
-                shape.append(v)
-            }
-        }
+        let shape = shapes[input.name]!
         if let bound = model.integerInputs[input.name] {
             let t = Tensor(uninitializedShape: shape)
             for j in 0..<t.count { t[flat: j] = Float(Int.random(in: 0..<max(bound, 1), using: &rng)) }

@@ -82,6 +82,10 @@ struct BenchModelCommand: ParsableCommand {
             help: "Sizes of symbolic input dimensions other than the batch, NAME=VALUE (e.g. sequence=128).")
     var dim: [String] = []
 
+    @Option(name: .customLong("batch-dim"),
+            help: "The inputs' batch dimension (e.g. 1 for a sequence-first LSTM); default: the symbolic dimension named like a batch, else the only symbolic one, else 0.")
+    var batchDim: Int?
+
     func validate() throws {
         guard !batch.isEmpty, batch.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batch takes sizes of at least 1") }
     }
@@ -90,6 +94,7 @@ struct BenchModelCommand: ParsableCommand {
         try exitingOnError {
             var bench = ModelBench(options: options, outputs: outputs)
             bench.dims = try parseDims(dim)
+            bench.batchDim = batchDim
             try options.finish(try bench.benchModel(target, weights: weights, batches: batch))
         }
     }

@@ -13,6 +13,8 @@ struct ModelBench {
     var outputs: String?
     /// Sizes of symbolic dimensions other than the batch.
     var dims: [String: Int] = [:]
+    /// `--batch-dim`: every input's batch dimension; nil: found from the inputs' symbols.
+    var batchDim: Int? = nil
 
     var deviceOptions: DeviceOptions { options.deviceOptions }
     var warmup: Int { options.warmup }
@@ -30,14 +32,27 @@ struct ModelBench {
         var graph = model.graph
         if graph.parameters.values.contains(where: { $0.value == nil }) { graph.materializeParameters(seed: 0) }
         let dims = self.dims
+        let inputAxes = try batchAxes(of: model, explicit: batchDim)
+        // A model whose batch is not its leading dimension runs batch-first behind
+        // BatchLeadingGraph, since the scheduler splits and stacks along dimension 0.
+        let outputAxes = inputAxes.values.contains { $0 != 0 }
+            ? try outputBatchAxes(of: model, outputs: outputs.map { $0.split(separator: ",").map(String.init) } ?? graph.outputs,
+                                  inputAxes: inputAxes, dims: dims)
+            : nil
         // An ONNX import depends on the input shapes (reshapes fold the batch size), so the model
         // compiles through `LoadedModel.compile`, once per batch size.
         return try benchGraph(graph, label: model.name, batches: batches, fixedBatch: false,
-                              makeInputs: { b in try syntheticInputs(for: model, batch: b, dims: dims) },
+                              makeInputs: { b in
+                                  var inputs = try syntheticInputs(for: model, batch: b, dims: dims, batchAxes: inputAxes)
+                                  for (name, axis) in inputAxes where axis != 0 { inputs[name] = inputs[name]!.movingAxisToFront(axis) }
+                                  return inputs
+                              },
                               compile: { device, outputs in
                                   var m = model
                                   m.graph = graph
-                                  return try m.compile(on: device, outputs: outputs)
+                                  let compiled = try m.compile(on: device, outputs: outputs)
+                                  guard let outputAxes else { return compiled }
+                                  return BatchLeadingGraph(compiled, inputAxes: inputAxes, outputAxes: outputAxes)
                               })
     }
 
@@ -64,7 +79,9 @@ struct ModelBench {
                     (input.name, Tensor.random(shape: input.shape.map { if case .fixed(let n) = $0 { return n } else { return b } }, using: &rng))
                 })
             }
-            let inputShapes = inputs.mapValues(\.shape)
+            // The scheduler's inputs are batch-first; a BatchLeadingGraph's model sees its own layout.
+            let leading = compiled as? BatchLeadingGraph
+            let inputShapes = leading?.modelShapes(inputs.mapValues(\.shape)) ?? inputs.mapValues(\.shape)
             let rows = fixedBatch ? (inputs.values.first?.shape.first ?? 1) : b
             // On one device "batch B" means the model runs on B items at once, as a peer runtime
             // given a batch of B does; across devices the scheduler splits it adaptively.
@@ -73,7 +90,7 @@ struct ModelBench {
             for _ in 0..<max(warmup, 1) { _ = try scheduler.runBatch(inputs) }
             // A shape-specialised graph holds the graph of the shapes it ran last: a micro-batch's,
             // not the whole batch's, when --micro-batch splits it.
-            let batchGraph = try (compiled as? ShapeSpecializedGraph)?.graph(for: inputShapes) ?? compiled.graph
+            let batchGraph = try ((leading?.inner ?? compiled) as? ShapeSpecializedGraph)?.graph(for: inputShapes) ?? compiled.graph
             let shapes = try batchGraph.inferShapes(inputShapes: inputShapes)
             let flopsPerBatch = 2 * Double(batchGraph.nodes.reduce(0) { $0 + macs(of: $1, shapes: shapes) })
             // On one device, batch after batch, each timed alone (what a peer runtime's latency

@@ -204,3 +204,40 @@ final class ExtractionLibraryTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/feats.npy"))
     }
 }
+
+final class BatchAxisTests: XCTestCase {
+    /// A sequence-first LSTM ([T, batch, F], as torch.onnx exports nn.LSTM): its batch is found on
+    /// dimension 1 of the input (the symbol named "batch") and of both outputs (by importing at two
+    /// batch sizes), and the scheduler's micro-batches of 1 and 3 rows, split batch-first and run
+    /// in the model's layout, give onnxruntime's outputs.
+    func testSequenceFirstLSTMRunsInMicroBatchesAlongItsBatchDimension() throws {
+        let f = onnxFixture("lstm_sequence_first")
+        let model = try loadONNX(f.model)
+        let axes = try batchAxes(of: model, explicit: nil)
+        XCTAssertEqual(axes, ["x": 1])
+        XCTAssertEqual(try batchAxes(of: model, explicit: -3), ["x": 0])
+        XCTAssertThrowsError(try batchAxes(of: model, explicit: 3)) { XCTAssertTrue("\($0)".contains("'x' has 3 dimension(s)"), "\($0)") }
+        let outputAxes = try outputBatchAxes(of: model, outputs: ["out", "hn"], inputAxes: axes, dims: [:])
+        XCTAssertEqual(outputAxes, ["out": 1, "hn": 1])
+        // The file fixes T = 6 on dimension 0: naming it the batch at another size is refused.
+        XCTAssertThrowsError(try syntheticShapes(for: model, batch: 4, dims: [:], batchAxes: ["x": 0])) {
+            XCTAssertTrue("\($0)".contains("fixes its batch dimension 0 at 6"), "\($0)")
+        }
+        XCTAssertEqual(try syntheticShapes(for: model, batch: 7, dims: [:], batchAxes: axes)["x"], [6, 7, 3])
+
+        let compiled = try model.compile(on: CPUDevice(threads: 1), outputs: ["out", "hn"])
+        let leading = BatchLeadingGraph(compiled, inputAxes: axes, outputAxes: outputAxes)
+        let input = try XCTUnwrap(f.inputs["x"])
+        XCTAssertEqual(input.shape, [6, 4, 3])
+        for microBatch in [1, 3] {
+            let scheduler = Scheduler(workers: [leading], options: SchedulerOptions(microBatch: microBatch))
+            let (out, shares) = try scheduler.run(batch: leading.leadingInputs(["x": input]))
+            XCTAssertEqual(shares.first?.microBatches, microBatch == 1 ? 4 : 2)
+            for name in ["out", "hn"] {
+                let expected = try XCTUnwrap(f.outputs[name])
+                let got = try XCTUnwrap(out[name]).movingFrontAxis(to: 1)
+                XCTAssertLessThan(maxDifference(got, expected), 1e-5, "\(name), micro-batches of \(microBatch)")
+            }
+        }
+    }
+}

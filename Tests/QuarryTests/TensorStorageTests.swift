@@ -1,6 +1,7 @@
 // The cache of large freed buffers behind TensorStorage: a storage of the same size gets the last
 // one back (no fresh pages); small buffers are never kept; the cache holds at most its count and
 // bytes, dropping the oldest; a reused buffer is a whole, writable, 64-byte aligned allocation.
+// Also the host copies that move a tensor's batch dimension to the front and back.
 
 @testable import Quarry
 import XCTest
@@ -62,5 +63,38 @@ final class TensorStorageTests: XCTestCase {
         XCTAssertEqual(mine[0], 5)
         mine[big - 1] = 3  // still ours to write (a freed or cached buffer would be reused)
         XCTAssertEqual(mine[big - 1], 3)
+    }
+}
+
+final class TensorAxisMoveTests: XCTestCase {
+    /// Moving a dimension to the front and back again, on random shapes and values, against index
+    /// arithmetic: every element lands where the permutation says, and the round trip is exact.
+    func testMovingAnAxisToTheFrontAndBack() throws {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<40 {
+            let rank = Int.random(in: 1...5, using: &rng)
+            let shape = (0..<rank).map { _ in Int.random(in: 1...5, using: &rng) }
+            let t = Tensor.random(shape: shape, in: 1...2, using: &rng)
+            let axis = Int.random(in: 0..<rank, using: &rng)
+            let front = t.movingAxisToFront(axis)
+            var expectedShape = shape
+            expectedShape.insert(expectedShape.remove(at: axis), at: 0)
+            XCTAssertEqual(front.shape, expectedShape)
+            // Element (i0..i{r-1}) of t is element (i_axis, the others in order) of front.
+            var strides = [Int](repeating: 1, count: rank)
+            for d in stride(from: rank - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
+            var frontStrides = [Int](repeating: 1, count: rank)
+            for d in stride(from: rank - 2, through: 0, by: -1) { frontStrides[d] = frontStrides[d + 1] * expectedShape[d + 1] }
+            for flat in 0..<t.count {
+                let index = (0..<rank).map { flat / strides[$0] % shape[$0] }
+                var moved = index
+                moved.insert(moved.remove(at: axis), at: 0)
+                let target = zip(moved, frontStrides).reduce(0) { $0 + $1.0 * $1.1 }
+                XCTAssertEqual(front[flat: target], t[flat: flat], "shape \(shape) axis \(axis) index \(index)")
+            }
+            let back = front.movingFrontAxis(to: axis)
+            XCTAssertEqual(back.shape, shape)
+            XCTAssertEqual(back.scalars, t.scalars)
+        }
     }
 }
