@@ -49,8 +49,8 @@ extension OnnxImporter {
         try c.emit(.binary(op, activation: nil), [try c.value(0), try c.value(1)], integer: true)
     }
 
-    /// Mod: fmod = 0 takes the divisor's sign (Python's %, integers only in ONNX), fmod = 1 the
-    /// dividend's (C's fmod).
+    /// Mod: fmod = 0 takes the divisor's sign (Python's %; ONNX allows it on floats from opset
+    /// 28, on integers before), fmod = 1 the dividend's (C's fmod).
     static func mod(_ c: inout NodeContext) throws {
         let cStyle = c.int("fmod", 0) != 0
         if let a = try c.constant(0), let b = try c.constant(1) {
