@@ -497,9 +497,9 @@ struct CaseGenerator {
             // logic ops (which read any non-zero value as true).
             a = small(sa); b = small(sb)
         case .mod, .fmod:
-            // Whole numbers of both signs (the importer's integer Mod) in even cases, fractions in
-            // odd ones; divisors kept away from zero.
-            if index % 2 == 0 {
+            // Whole numbers of both signs (the importer's integer Mod) in cases 0, 1 mod 4,
+            // fractions in 2, 3 (so each comes in both operand forms); divisors away from zero.
+            if index % 4 < 2 {
                 a = small(sa, -20...20); b = small(sb, -6...6, nonZero: true)
             } else {
                 a = tensor(sa, -8...8); b = signed(sb, 0.5...3)
