@@ -7,7 +7,8 @@
 // ACT selects the activation an epilogue applies, with ACT_A / ACT_B its parameters:
 //  0 none, 1 relu, 2 clip(A, B), 3 leaky relu(A), 4 sigmoid, 5 hard sigmoid(A, B), 6 tanh,
 //  7 silu, 8 mish, 9 gelu (erf), 10 gelu (tanh), 11 hard swish, 12 sqrt, 13 exp, 14 log, 15 neg,
-//  16 abs, 17 erf, 18 reciprocal.
+//  16 abs, 17 erf, 18 reciprocal, 19 sin, 20 cos, 21 floor, 22 ceil, 23 round (half to even),
+//  24 trunc, 25 softplus, 26 elu(A), 27 selu(alpha A, gamma B), 28 not, 29 sign.
 
 #ifndef ACT
 #define ACT 0
@@ -41,7 +42,21 @@ inline float activate_by(float x, int code, float A, float B) {
     case 15: return -x;
     case 16: return fabs(x);
     case 17: return erf(x);
-    default: return 1.0f / x;
+    case 18: return 1.0f / x;
+    case 19: return sin(x);
+    case 20: return cos(x);
+    case 21: return floor(x);
+    case 22: return ceil(x);
+    // rint rounds in the default mode, to nearest with halves to even (round() takes halves away from zero).
+    case 23: return rint(x);
+    case 24: return trunc(x);
+    case 25: return fmax(x, 0.0f) + log1p(exp(-fabs(x)));
+    // expm1, not exp - 1: for small negative x the difference cancels to a few bits.
+    case 26: return x > 0.0f ? x : A * expm1(x);
+    case 27: return B * (x > 0.0f ? x : A * expm1(x));
+    case 28: return x == 0.0f ? 1.0f : 0.0f;
+    case 29: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+    default: return NAN;  // an unknown code shows in the result
     }
 }
 

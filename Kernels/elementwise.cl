@@ -8,7 +8,9 @@ __kernel void unary(__global const float* X, const long xOff, __global float* Y,
     if (i < n) Y[yOff + i] = activate_by(X[xOff + i], code, a, b);
 }
 
-// OP: 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 max, 6 min.
+// OP: 0 add, 1 sub, 2 mul, 3 div, 4 pow, 5 max, 6 min, 7 equal, 8 less, 9 less or equal,
+// 10 greater, 11 greater or equal, 12 and, 13 or, 14 xor (1 true, 0 false; any non-zero operand
+// is true), 15 mod (the divisor's sign, Python's %), 16 fmod (the dividend's sign, C's).
 inline float binary_op(float a, float b) {
 #if OP == 0
     return a + b;
@@ -22,8 +24,30 @@ inline float binary_op(float a, float b) {
     return pow(a, b);
 #elif OP == 5
     return fmax(a, b);
-#else
+#elif OP == 6
     return fmin(a, b);
+#elif OP == 7
+    return a == b ? 1.0f : 0.0f;
+#elif OP == 8
+    return a < b ? 1.0f : 0.0f;
+#elif OP == 9
+    return a <= b ? 1.0f : 0.0f;
+#elif OP == 10
+    return a > b ? 1.0f : 0.0f;
+#elif OP == 11
+    return a >= b ? 1.0f : 0.0f;
+#elif OP == 12
+    return (a != 0.0f && b != 0.0f) ? 1.0f : 0.0f;
+#elif OP == 13
+    return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f;
+#elif OP == 14
+    return ((a != 0.0f) != (b != 0.0f)) ? 1.0f : 0.0f;
+#elif OP == 15
+    // fmod is exact (OpenCL requires 0 ulp), and so is the one correction for integers.
+    const float r = fmod(a, b);
+    return (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) ? r + b : r;
+#else
+    return fmod(a, b);
 #endif
 }
 
@@ -48,6 +72,29 @@ __kernel void binary(__global const float* A, const long aOff, __global const fl
     const long ib = i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3 + i4 * b4 + i5 * b5;
     Y[yOff + i] = activate(binary_op(A[aOff + ia], B[bOff + ib]));
 #endif
+}
+
+// Y = C != 0 ? X : Z with the three operands broadcast to the output (ONNX Where); dimensions
+// and per-operand strides padded to rank 6 as in `binary`.
+__kernel void select3(__global const float* C, const long cOff, __global const float* X, const long xOff,
+                      __global const float* Z, const long zOff, __global float* Y, const long yOff, const long n,
+                      const int d1, const int d2, const int d3, const int d4, const int d5,
+                      const long c0, const long c1, const long c2, const long c3, const long c4, const long c5,
+                      const long x0, const long x1, const long x2, const long x3, const long x4, const long x5,
+                      const long z0, const long z1, const long z2, const long z3, const long z4, const long z5) {
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    long r = i;
+    const int i5 = r % d5; r /= d5;
+    const int i4 = r % d4; r /= d4;
+    const int i3 = r % d3; r /= d3;
+    const int i2 = r % d2; r /= d2;
+    const int i1 = r % d1; r /= d1;
+    const int i0 = (int)r;
+    const long ic = i0 * c0 + i1 * c1 + i2 * c2 + i3 * c3 + i4 * c4 + i5 * c5;
+    const long ix = i0 * x0 + i1 * x1 + i2 * x2 + i3 * x3 + i4 * x4 + i5 * x5;
+    const long iz = i0 * z0 + i1 * z1 + i2 * z2 + i3 * z3 + i4 * z4 + i5 * z5;
+    Y[yOff + i] = C[cOff + ic] != 0.0f ? X[xOff + ix] : Z[zOff + iz];
 }
 
 // One work-item per output element: kept dimensions k1..k5 (input strides ks), reduced

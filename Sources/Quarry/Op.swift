@@ -18,12 +18,42 @@ public enum Activation: Hashable, Sendable, Codable {
     case hardSwish
     /// Elementwise unary maths that have no parameters.
     case sqrt, exp, log, neg, abs, erf, reciprocal
+    case sin, cos
+    /// Rounding to an integer: down, up, to the nearest with halves to even (ONNX Round, numpy's
+    /// rint), toward zero (integer division's quotient).
+    case floor, ceil, round, trunc
+    /// log(1 + e^x), computed as max(x, 0) + log1p(e^-|x|) so that neither tail overflows or cancels.
+    case softplus
+    /// x > 0 ? x : alpha (e^x - 1); ONNX default alpha 1.
+    case elu(alpha: Float)
+    /// gamma * elu_alpha(x); ONNX defaults alpha 1.67326319…, gamma 1.05070102….
+    case selu(alpha: Float, gamma: Float)
+    /// Logical not of a 0/1 value: x == 0 ? 1 : 0.
+    case not
+    /// -1, 0 or 1 by the sign of x.
+    case sign
 
     public static let relu6 = Activation.clip(min: 0, max: 6)
 }
 
 public enum BinaryOp: String, Hashable, Sendable, Codable {
     case add, sub, mul, div, pow, max, min
+    /// Comparisons and logic give 1 for true and 0 for false (the runtime's form of a bool); the
+    /// logic ops read any non-zero operand as true.
+    case equal, less, lessOrEqual = "less_or_equal", greater, greaterOrEqual = "greater_or_equal"
+    case and, or, xor
+    /// Remainder with the divisor's sign (Python's %, ONNX Mod with fmod = 0).
+    case mod
+    /// Remainder with the dividend's sign (C's fmod, ONNX Mod with fmod = 1).
+    case fmod
+
+    /// Whether the result is always 0 or 1.
+    public var isBoolean: Bool {
+        switch self {
+        case .equal, .less, .lessOrEqual, .greater, .greaterOrEqual, .and, .or, .xor: return true
+        default: return false
+        }
+    }
 }
 
 public enum ReduceOp: String, Hashable, Sendable, Codable {
@@ -203,6 +233,10 @@ public enum Op: Hashable, Sendable {
     case activation(Activation)
     /// (a, b) with numpy broadcasting; activation fused after (e.g. a residual add then relu).
     case binary(BinaryOp, activation: Activation?)
+    /// (condition, x, y) with numpy broadcasting of all three -> x where condition != 0, else y
+    /// (ONNX Where). Only the chosen operand is read, so an infinite or NaN y does not leak into
+    /// the elements that take x.
+    case select
     /// Reduces over `axes` (negative counts from the end).
     case reduce(ReduceOp, axes: [Int], keepDims: Bool)
 
@@ -254,6 +288,7 @@ extension Op {
         case .embedding: return "embedding"
         case .activation(let a): return "\(a)"
         case .binary(let b, _): return b.rawValue
+        case .select: return "select"
         case .reduce(let r, _, _): return "reduce_\(r.rawValue)"
         case .concat: return "concat"
         case .split: return "split"

@@ -298,6 +298,13 @@ extension Graph {
             guard let s = broadcastShapes(a, b) else { throw fail("\(op.rawValue): shapes \(a) and \(b) do not broadcast") }
             return [s]
 
+        case .select:
+            let c = try need(0, "condition"), x = try need(1, "X"), y = try need(2, "Y")
+            guard let xy = broadcastShapes(x, y), let s = broadcastShapes(c, xy) else {
+                throw fail("select: shapes \(c), \(x) and \(y) do not broadcast")
+            }
+            return [s]
+
         case .reduce(_, let axes, let keep):
             let x = try need(0, "input")
             var set = Set<Int>()

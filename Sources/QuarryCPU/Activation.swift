@@ -61,6 +61,23 @@ public func applyActivation(_ act: Activation, _ p: UnsafeMutablePointer<Float>,
     case .abs: mapInPlace(p, count, Abs())
     case .erf: mapInPlace(p, count, Erf())
     case .reciprocal: mapInPlace(p, count, Reciprocal())
+    // Rare in feature extractors (ONNX graphs use them for positions, masks and index maths), so
+    // they call libm per element rather than carry SIMD approximations of their own.
+    case .sin: for i in 0..<count { p[i] = Foundation.sin(p[i]) }
+    case .cos: for i in 0..<count { p[i] = Foundation.cos(p[i]) }
+    case .floor: mapInPlace(p, count, Rounding(rule: .down))
+    case .ceil: mapInPlace(p, count, Rounding(rule: .up))
+    case .round: mapInPlace(p, count, Rounding(rule: .toNearestOrEven))
+    case .trunc: mapInPlace(p, count, Rounding(rule: .towardZero))
+    case .softplus:
+        for i in 0..<count { let x = p[i]; p[i] = Swift.max(x, 0) + Foundation.log1p(Foundation.exp(-Swift.abs(x))) }
+    // expm1, not exp - 1: for small negative x the difference cancels to a few bits.
+    case .elu(let alpha):
+        for i in 0..<count { let x = p[i]; p[i] = x > 0 ? x : alpha * Foundation.expm1(x) }
+    case .selu(let alpha, let gamma):
+        for i in 0..<count { let x = p[i]; p[i] = gamma * (x > 0 ? x : alpha * Foundation.expm1(x)) }
+    case .not: mapInPlace(p, count, Not())
+    case .sign: mapInPlace(p, count, Sign())
     }
 }
 
@@ -116,6 +133,18 @@ struct Exp: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> 
 struct Neg: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { -x } }
 struct Abs: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: -x, where: x .< 0) } }
 struct Erf: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { verf(x) } }
+struct Rounding: VectorFunction {
+    let rule: FloatingPointRoundingRule
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.rounded(rule) }
+}
+struct Not: VectorFunction {
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 { V16(repeating: 0).replacing(with: 1, where: x .== 0) }
+}
+struct Sign: VectorFunction {
+    @inline(__always) func callAsFunction(_ x: V16) -> V16 {
+        V16(repeating: 0).replacing(with: 1, where: x .> 0).replacing(with: -1, where: x .< 0)
+    }
+}
 struct Reciprocal: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { 1 / x } }
 
 /// Applies `f` to `count` floats in 16-wide pieces; the tail goes through a zero-padded vector.

@@ -103,6 +103,17 @@ func binaryRun(
     case .div: binaryLoop(a, sa, b, sb, d, n, { $0 / $1 }, { $0 / $1 })
     case .max: binaryLoop(a, sa, b, sb, d, n, { $0.replacing(with: $1, where: $1 .> $0) }, { Swift.max($0, $1) })
     case .min: binaryLoop(a, sa, b, sb, d, n, { $0.replacing(with: $1, where: $1 .< $0) }, { Swift.min($0, $1) })
+    case .equal: binaryLoop(a, sa, b, sb, d, n, { boolMask($0 .== $1) }, { $0 == $1 ? 1 : 0 })
+    case .less: binaryLoop(a, sa, b, sb, d, n, { boolMask($0 .< $1) }, { $0 < $1 ? 1 : 0 })
+    case .lessOrEqual: binaryLoop(a, sa, b, sb, d, n, { boolMask($0 .<= $1) }, { $0 <= $1 ? 1 : 0 })
+    case .greater: binaryLoop(a, sa, b, sb, d, n, { boolMask($0 .> $1) }, { $0 > $1 ? 1 : 0 })
+    case .greaterOrEqual: binaryLoop(a, sa, b, sb, d, n, { boolMask($0 .>= $1) }, { $0 >= $1 ? 1 : 0 })
+    case .and: binaryLoop(a, sa, b, sb, d, n, { boolMask(($0 .!= 0) .& ($1 .!= 0)) }, { $0 != 0 && $1 != 0 ? 1 : 0 })
+    case .or: binaryLoop(a, sa, b, sb, d, n, { boolMask(($0 .!= 0) .| ($1 .!= 0)) }, { $0 != 0 || $1 != 0 ? 1 : 0 })
+    case .xor: binaryLoop(a, sa, b, sb, d, n, { boolMask(($0 .!= 0) .^ ($1 .!= 0)) }, { ($0 != 0) != ($1 != 0) ? 1 : 0 })
+    // Remainders are exact in floating point (no rounding), so integers held as floats stay exact.
+    case .fmod: for i in 0..<n { d[i] = a[i * sa].truncatingRemainder(dividingBy: b[i * sb]) }
+    case .mod: for i in 0..<n { d[i] = floorMod(a[i * sa], b[i * sb]) }
     case .pow:
         switch powKind {
         case 1: binaryLoop(a, sa, b, sb, d, n, { x, _ in x }, { x, _ in x })
@@ -111,6 +122,16 @@ func binaryRun(
         default: for i in 0..<n { d[i] = Foundation.pow(a[i * sa], b[i * sb]) }
         }
     }
+}
+
+/// 1 where `m` is set, else 0.
+@inline(__always) func boolMask(_ m: SIMDMask<SIMD16<Int32>>) -> V16 { V16(repeating: 0).replacing(with: 1, where: m) }
+
+/// The remainder with the divisor's sign (Python's a % b): C's fmod, moved by one divisor when
+/// the signs differ.
+@inline(__always) func floorMod(_ a: Float, _ b: Float) -> Float {
+    let r = a.truncatingRemainder(dividingBy: b)
+    return r != 0 && (r < 0) != (b < 0) ? r + b : r
 }
 
 /// One run with each operand dense (stride 1) or repeated (stride 0).
@@ -136,6 +157,48 @@ func binaryLoop(
         while i + 16 <= n { store16(f(va, load16(b + i)), d + i); i += 16 }
     }
     while i < n { d[i] = g(a[i * sa], b[i * sb]); i += 1 }
+}
+
+// MARK: - Select
+
+extension CPUKernels {
+    /// out = condition != 0 ? x : y with the three operands broadcast to the output. The output
+    /// is walked in rows of its last dimension, where each operand is dense or one repeated value.
+    static func makeSelect(_ ctx: KernelContext) throws -> CPUKernel {
+        let out = ctx.outputShapes[0]
+        let r = out.count
+        // Element strides of each operand against the output's dimensions (0 where it broadcasts).
+        func strides(_ s: [Int]) -> [Int] {
+            var st = [Int](repeating: 0, count: r), acc = 1
+            for i in stride(from: s.count - 1, through: 0, by: -1) {
+                st[i + r - s.count] = s[i] == 1 ? 0 : acc
+                acc *= s[i]
+            }
+            return st
+        }
+        let sc = strides(ctx.shape(0)), sx = strides(ctx.shape(1)), sy = strides(ctx.shape(2))
+        let inner = r == 0 ? 1 : out[r - 1]
+        let rows = inner == 0 ? 0 : out.reduce(1, *) / inner
+        let ic = r == 0 ? 0 : sc[r - 1], ix = r == 0 ? 0 : sx[r - 1], iy = r == 0 ? 0 : sy[r - 1]
+        let threads = ctx.threads
+        return { inputs, outputs in
+            let cond = inputs[0]!, x = inputs[1]!, y = inputs[2]!, dst = outputs[0]
+            threads.parallelRanges(rows, minimumPerThread: max(1, 16384 / max(inner, 1))) { range in
+                for row in range {
+                    var rem = row, oc = 0, ox = 0, oy = 0
+                    var d = r - 2
+                    while d >= 0 {
+                        let k = rem % out[d]
+                        rem /= out[d]
+                        oc += k * sc[d]; ox += k * sx[d]; oy += k * sy[d]
+                        d -= 1
+                    }
+                    let pc = cond + oc, px = x + ox, py = y + oy, pd = dst + row * inner
+                    for i in 0..<inner { pd[i] = pc[i * ic] != 0 ? px[i * ix] : py[i * iy] }
+                }
+            }
+        }
+    }
 }
 
 // MARK: - Reduce

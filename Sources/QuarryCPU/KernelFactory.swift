@@ -78,6 +78,7 @@ public enum CPUKernels {
         case .embedding: return try makeEmbedding(ctx)
         case .activation: return try makeActivation(ctx)
         case .binary: return try makeBinary(ctx)
+        case .select: return try makeSelect(ctx)
         case .reduce: return try makeReduce(ctx)
         case .concat, .split, .slice, .pad, .transpose, .reshape, .flatten, .identity:
             return try makeLayout(ctx)

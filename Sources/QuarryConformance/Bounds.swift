@@ -89,6 +89,10 @@ extension ErrorBound {
         case .binary(let b, let act):
             switch (b, act) {
             case (.max, nil), (.min, nil): return .exact
+            // 0 / 1 results; remainders are exact in floating point, and Python's remainder adds
+            // the divisor once (one rounding, only for fractions).
+            case (let b, nil) where b.isBoolean || b == .fmod: return .exact
+            case (.mod, nil): return ErrorBound(rtol: 2 * eps, atol: 0)
             // pow is exp(y log x); its scale already carries y log x. Measured 1.6 eps.
             case (.pow, _): return ErrorBound(rtol: 32 * eps, atol: 1e-7)
             // The op then a fused activation: measured 11.5 eps (min then an activation).
@@ -101,7 +105,7 @@ extension ErrorBound {
             // Bilinear weights come from a source coordinate computed in float32, whose rounding
             // (eps times coordinates up to ~24) moves them: measured 9 eps on PoCL (seed 2024).
             return mode == .nearest ? .exact : ErrorBound(rtol: 64 * eps, atol: 1e-7)
-        case .embedding, .concat, .split, .slice, .pad, .reshape, .transpose, .flatten, .identity:
+        case .select, .embedding, .concat, .split, .slice, .pad, .reshape, .transpose, .flatten, .identity:
             return .exact
         case .input, .constant, .expandDepthwiseProject:
             return .exact

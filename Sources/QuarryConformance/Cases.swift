@@ -59,6 +59,17 @@ public func activationKey(_ a: Activation) -> String {
     case .abs: return "abs"
     case .erf: return "erf"
     case .reciprocal: return "reciprocal"
+    case .sin: return "sin"
+    case .cos: return "cos"
+    case .floor: return "floor"
+    case .ceil: return "ceil"
+    case .round: return "round"
+    case .trunc: return "trunc"
+    case .softplus: return "softplus"
+    case .elu: return "elu"
+    case .selu: return "selu"
+    case .not: return "not"
+    case .sign: return "sign"
     }
 }
 
@@ -68,6 +79,8 @@ public enum CaseList {
         .relu, .relu6, .clip(min: -0.5, max: 0.75), .leakyRelu(alpha: 0.1), .sigmoid,
         .hardSigmoid(alpha: 0.2, beta: 0.5), .tanh, .silu, .mish, .gelu(approximate: false),
         .gelu(approximate: true), .hardSwish, .sqrt, .exp, .log, .neg, .abs, .erf, .reciprocal,
+        .sin, .cos, .floor, .ceil, .round, .trunc, .softplus, .elu(alpha: 0.7),
+        .selu(alpha: 1.6732632423543772, gamma: 1.0507009873554805), .not, .sign,
     ]
     /// What conv / dense / binary epilogues fuse, in the order cases take them (case i takes entry
     /// i mod count, so 16 cases of an op cover all): none, then every kind defined on all reals.
@@ -76,7 +89,10 @@ public enum CaseList {
         .silu, .mish, .gelu(approximate: false), .gelu(approximate: true), .hardSwish, .clip(min: -0.5, max: 0.75),
         .neg, .abs, .erf,
     ]
-    static let binaryOps: [BinaryOp] = [.add, .sub, .mul, .div, .pow, .max, .min]
+    static let binaryOps: [BinaryOp] = [
+        .add, .sub, .mul, .div, .pow, .max, .min, .equal, .less, .lessOrEqual, .greater, .greaterOrEqual,
+        .and, .or, .xor, .mod, .fmod,
+    ]
     static let reduceOps: [ReduceOp] = [.mean, .sum, .max]
 
     /// Every op key, in the order cases run (every case of Op but input, constant and the CPU
@@ -85,7 +101,7 @@ public enum CaseList {
         "conv2d", "conv_transpose2d", "dense", "matmul", "max_pool2d", "avg_pool2d", "global_avg_pool",
         "global_max_pool", "batch_norm", "layer_norm", "instance_norm", "softmax", "log_softmax",
         "attention", "lstm", "gru", "embedding",
-    ] + activations.map(activationKey) + binaryOps.map(\.rawValue) + reduceOps.map { "reduce_\($0.rawValue)" } + [
+    ] + activations.map(activationKey) + binaryOps.map(\.rawValue) + ["select"] + reduceOps.map { "reduce_\($0.rawValue)" } + [
         "concat", "split", "slice", "pad", "upsample", "reshape", "transpose", "flatten", "identity",
     ]
 
@@ -97,7 +113,7 @@ public enum CaseList {
         "norm": ["batch_norm", "layer_norm", "instance_norm", "softmax", "log_softmax"],
         "recurrent": ["lstm", "gru"],
         "activation": activations.map(activationKey),
-        "binary": binaryOps.map(\.rawValue),
+        "binary": binaryOps.map(\.rawValue) + ["select"],
         "reduce": reduceOps.map { "reduce_\($0.rawValue)" },
         "layout": ["concat", "split", "slice", "pad", "upsample", "reshape", "transpose", "flatten", "identity"],
     ]
@@ -241,6 +257,7 @@ struct CaseGenerator {
             shape[ax] = sizes.reduce(0, +)
             return MadeCase(op: .split(axis: axis, sizes: sizes), operands: [tensor(shape)], outputs: sizes.count,
                             summary: "axis \(axis), sizes \(sizes)")
+        case "select": return select()
         case "slice": return slice()
         case "pad": return pad()
         case "upsample": return upsample()
@@ -457,6 +474,13 @@ struct CaseGenerator {
         case .sqrt, .log: x = tensor(shape, 0.05...6)
         case .reciprocal: x = signed(shape, 0.1...4)
         case .exp: x = tensor(shape, -6...6)
+        case .round, .floor, .ceil, .trunc, .not, .sign:
+            // Exact halves (round's ties go to even), whole numbers and zeros (not, sign) among
+            // the values, about one element in three each.
+            x = tensor(shape, -6...6)
+            for i in 0..<x.count where int(0...2) == 0 { x[flat: i] = Float(int(-12...12)) / 2 }
+            for i in 0..<x.count where int(0...4) == 0 { x[flat: i] = 0 }
+            if x.scalars.allSatisfy({ $0 == 0 }) { x[flat: 0] = 2.5 }
         default: x = tensor(shape, -6...6)
         }
         return MadeCase(op: .activation(act), operands: [x], summary: "\(act)")
@@ -468,9 +492,47 @@ struct CaseGenerator {
         switch op {
         case .pow: a = tensor(sa, 0.1...3); b = tensor(sb, -2...2)
         case .div: a = tensor(sa, -2...2); b = signed(sb, 0.5...2)
+        case .equal, .less, .lessOrEqual, .greater, .greaterOrEqual, .and, .or, .xor:
+            // Few distinct values so that equal operands are common; 0 and 1 among them for the
+            // logic ops (which read any non-zero value as true).
+            a = small(sa); b = small(sb)
+        case .mod, .fmod:
+            // Whole numbers of both signs (the importer's integer Mod) in cases 0, 1 mod 4,
+            // fractions in 2, 3 (so each comes in both operand forms); divisors away from zero.
+            if index % 4 < 2 {
+                a = small(sa, -20...20); b = small(sb, -6...6, nonZero: true)
+            } else {
+                a = tensor(sa, -8...8); b = signed(sb, 0.5...3)
+            }
         default: a = tensor(sa, -2...2); b = tensor(sb, -2...2)
         }
         return MadeCase(op: .binary(op, activation: fused), operands: [a, b], summary: describe(fused))
+    }
+
+    /// Whole numbers in `range` (skipping 0 when `nonZero`), never all zero.
+    mutating func small(_ shape: [Int], _ range: ClosedRange<Int> = -2...2, nonZero: Bool = false) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        for i in 0..<t.count {
+            var v = int(range)
+            while nonZero && v == 0 { v = int(range) }
+            t[flat: i] = Float(v)
+        }
+        if t.count > 0 && t.scalars.allSatisfy({ $0 == 0 }) { t[flat: 0] = 1 }
+        return t
+    }
+
+    /// select: a 0/1 condition and two value operands, the three shapes broadcasting against one
+    /// another in every way broadcastPair draws (the condition sometimes the full shape, sometimes
+    /// a broadcast one); y holds infinities in some cases, which must not reach elements taking x.
+    mutating func select() -> MadeCase {
+        let (sx, sy) = broadcastPair()
+        let out = broadcastShapes(sx, sy)!
+        var sc = out.map { bool() ? 1 : $0 }
+        if index % 3 == 0 { sc = out } else if index % 3 == 1 { sc = Array(sc.dropFirst(int(0...sc.count))) }
+        let cond = small(sc, 0...1)
+        let x = tensor(sx, -2...2), y = tensor(sy, -2...2)
+        if index % 4 == 3 { for i in 0..<y.count where bool() { y[flat: i] = bool() ? .infinity : -.infinity } }
+        return MadeCase(op: .select, operands: [cond, x, y], summary: "condition \(sc)\(index % 4 == 3 ? ", infinite y" : "")")
     }
 
     /// A pair of broadcastable shapes: equal, per channel, trailing vector, scalar, or general.

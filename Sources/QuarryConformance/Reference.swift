@@ -65,6 +65,17 @@ public func referenceActivation(_ act: Activation, _ x: Double) -> Double {
     case .abs: return Swift.abs(x)
     case .erf: return Foundation.erf(x)
     case .reciprocal: return 1 / x
+    case .sin: return Foundation.sin(x)
+    case .cos: return Foundation.cos(x)
+    case .floor: return x.rounded(.down)
+    case .ceil: return x.rounded(.up)
+    case .round: return x.rounded(.toNearestOrEven)
+    case .trunc: return x.rounded(.towardZero)
+    case .softplus: return Foundation.log1p(Foundation.exp(x))
+    case .elu(let a): return x > 0 ? x : Double(a) * Foundation.expm1(x)
+    case .selu(let a, let g): return Double(g) * (x > 0 ? x : Double(a) * Foundation.expm1(x))
+    case .not: return x == 0 ? 1 : 0
+    case .sign: return x > 0 ? 1 : (x < 0 ? -1 : 0)
     }
 }
 
@@ -87,6 +98,18 @@ func referenceBinary(_ op: BinaryOp, _ a: Double, _ b: Double) -> Double {
     case .pow: return Foundation.pow(a, b)
     case .max: return max(a, b)
     case .min: return min(a, b)
+    case .equal: return a == b ? 1 : 0
+    case .less: return a < b ? 1 : 0
+    case .lessOrEqual: return a <= b ? 1 : 0
+    case .greater: return a > b ? 1 : 0
+    case .greaterOrEqual: return a >= b ? 1 : 0
+    case .and: return a != 0 && b != 0 ? 1 : 0
+    case .or: return a != 0 || b != 0 ? 1 : 0
+    case .xor: return (a != 0) != (b != 0) ? 1 : 0
+    // From the definitions: a - b * floor(a / b) and a - b * trunc(a / b), exact for the
+    // whole-number cases; for fractions the float64 quotient is far from an integer boundary.
+    case .mod: return a - b * (a / b).rounded(.down)
+    case .fmod: return a - b * (a / b).rounded(.towardZero)
     }
 }
 
@@ -283,6 +306,17 @@ public func referenceOutputs(_ op: Op, _ operands: [Tensor?]) throws -> [Referen
         }
         applyActivation(act, &v, &sc)
         return [ReferenceOutput(shape: out, values: v, scale: sc)]
+
+    case .select:
+        let (c, x, y) = (d[0]!, d[1]!, d[2]!)
+        let out = broadcastShapes(s[0]!, broadcastShapes(s[1]!, s[2]!)!)!
+        var v: [Double] = []
+        for i in 0..<out.reduce(1, *) {
+            let idx = multiIndex(i, out)
+            v.append(c[broadcastIndex(idx, out: out, operand: s[0]!)] != 0
+                     ? x[broadcastIndex(idx, out: out, operand: s[1]!)] : y[broadcastIndex(idx, out: out, operand: s[2]!)])
+        }
+        return [exact(out, v)]
 
     case .reduce(let rop, let axes, let keepDims):
         let xs = s[0]!, x = d[0]!

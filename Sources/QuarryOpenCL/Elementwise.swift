@@ -16,6 +16,14 @@ func padTo6(_ dims: [Int], _ strides: [Int]) -> ([Int], [Int]) {
     return (Array(repeating: 1, count: extra) + dims, Array(repeating: 0, count: extra) + strides)
 }
 
+/// Element strides of an operand of shape `s` read at the positions of `out` (numpy
+/// broadcasting: leading dimensions added, 0 along a broadcast dimension).
+func broadcastStrides(_ s: [Int], _ out: [Int]) -> [Int] {
+    let padded = Array(repeating: 1, count: out.count - s.count) + s
+    let st = contiguousStrides(padded)
+    return zip(padded, st).map { $0.0 == 1 ? 0 : $0.1 }
+}
+
 extension Lowering {
     func lowerActivation(_ act: Activation) throws {
         let (code, a, b) = activationCode(act)
@@ -36,21 +44,39 @@ extension Lowering {
         case .pow: code = 4
         case .max: code = 5
         case .min: code = 6
-        }
-        func broadcastStrides(_ s: [Int]) -> [Int] {
-            let padded = Array(repeating: 1, count: out.count - s.count) + s
-            let st = contiguousStrides(padded)
-            return zip(padded, st).map { $0.0 == 1 ? 0 : $0.1 }
+        case .equal: code = 7
+        case .less: code = 8
+        case .lessOrEqual: code = 9
+        case .greater: code = 10
+        case .greaterOrEqual: code = 11
+        case .and: code = 12
+        case .or: code = 13
+        case .xor: code = 14
+        case .mod: code = 15
+        case .fmod: code = 16
         }
         let same = a == out && b == out
-        let (dims, sa) = padTo6(out, broadcastStrides(a))
-        let (_, sb) = padTo6(out, broadcastStrides(b))
+        let (dims, sa) = padTo6(out, broadcastStrides(a, out))
+        let (_, sb) = padTo6(out, broadcastStrides(b, out))
         var args: [KernelArg] = [.buffer(try input(0)), .buffer(try input(1)), .buffer(output), .long(outputCount)]
         args += dims.dropFirst().map { .int($0) }
         args += sa.map { .long($0) } + sb.map { .long($0) }
         try launch("elementwise", "binary",
                    options: activationOptions(act) + ["-DOP=\(code)", "-DSAME_SHAPE=\(same ? 1 : 0)"],
                    args: args, global: [outputCount])
+    }
+
+    func lowerSelect() throws {
+        let out = outputShape
+        guard out.count <= 6 else { throw unsupported("rank \(out.count) exceeds the kernels' 6") }
+        let (dims, sc) = padTo6(out, broadcastStrides(shape(0), out))
+        let (_, sx) = padTo6(out, broadcastStrides(shape(1), out))
+        let (_, sz) = padTo6(out, broadcastStrides(shape(2), out))
+        var args: [KernelArg] = [.buffer(try input(0)), .buffer(try input(1)), .buffer(try input(2)), .buffer(output),
+                                 .long(outputCount)]
+        args += dims.dropFirst().map { .int($0) }
+        args += sc.map { .long($0) } + sx.map { .long($0) } + sz.map { .long($0) }
+        try launch("elementwise", "select3", args: args, global: [outputCount])
     }
 
     func lowerReduce(_ op: ReduceOp, axes: [Int]) throws {

@@ -141,5 +141,16 @@ func activationCode(_ act: Activation) -> (Int, Float, Float) {
     case .abs: return code(16)
     case .erf: return code(17)
     case .reciprocal: return code(18)
+    case .sin: return code(19)
+    case .cos: return code(20)
+    case .floor: return code(21)
+    case .ceil: return code(22)
+    case .round: return code(23)
+    case .trunc: return code(24)
+    case .softplus: return code(25)
+    case .elu(let alpha): return code(26, alpha)
+    case .selu(let alpha, let gamma): return code(27, alpha, gamma)
+    case .not: return code(28)
+    case .sign: return code(29)
     }
 }

@@ -124,6 +124,7 @@ final class Lowering {
         case .embedding: try lowerEmbedding()
         case .activation(let act): try lowerActivation(act)
         case .binary(let op, let act): try lowerBinary(op, act)
+        case .select: try lowerSelect()
         case .reduce(let op, let axes, _): try lowerReduce(op, axes: axes)
         case .concat(let axis): try lowerConcat(axis: axis)
         case .split(let axis, _): try lowerSplit(axis: axis)

@@ -22,6 +22,8 @@ final class ActivationTests: XCTestCase {
             .relu, .relu6, .clip(min: -0.5, max: 2), .leakyRelu(alpha: 0.1), .sigmoid,
             .hardSigmoid(alpha: 0.2, beta: 0.5), .tanh, .silu, .mish, .gelu(approximate: false),
             .gelu(approximate: true), .hardSwish, .sqrt, .exp, .log, .neg, .abs, .erf, .reciprocal,
+            .sin, .cos, .floor, .ceil, .round, .trunc, .softplus, .elu(alpha: 0.7), .selu(alpha: 1.67326, gamma: 1.0507),
+            .not, .sign,
         ]
         for act in acts {
             let count = Int.random(in: 1...300, using: &rng)
@@ -30,7 +32,7 @@ final class ActivationTests: XCTestCase {
             let range: ClosedRange<Float> = positive ? 0.001...50 : -12...12
             let x = randomTensor([count], &rng, in: range)
             // Points around the switch-over between approximations and far into the tails.
-            let specials: [Float] = positive ? [0.001, 1, 2, 40] : [0, 0.3, -0.3, 0.62, -0.63, 0.7, -0.72, 5, -5, 30, -30, 80, -80]
+            let specials: [Float] = positive ? [0.001, 1, 2, 40] : [0, 0.3, -0.3, 0.62, -0.63, 0.7, -0.72, 5, -5, 30, -30, 80, -80, 2.5, -0.5, 1e-5, -1e-5]
             for (i, s) in specials.enumerated() where i < count { x[flat: i] = s }
             for threads in [1, 2] {
                 let y = try runCPUNode(.activation(act), [x], threads: threads)[0]

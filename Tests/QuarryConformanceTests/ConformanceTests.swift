@@ -97,6 +97,7 @@ final class ConformanceTests: XCTestCase {
             case .embedding: return "embedding"
             case .activation: return "activation"
             case .binary: return "binary"
+            case .select: return "select"
             case .reduce: return "reduce"
             case .concat: return "concat"
             case .split: return "split"
@@ -110,7 +111,7 @@ final class ConformanceTests: XCTestCase {
             }
         }
         let families = Set(cases.compactMap { family($0.op) })
-        XCTAssertEqual(families.count, 29, "op families with cases: \(families.sorted())")
+        XCTAssertEqual(families.count, 30, "op families with cases: \(families.sorted())")
         XCTAssertEqual(Set(cases.map(\.key)), Set(CaseList.keys))
         func has(_ key: String, _ test: (ConformanceCase) -> Bool) -> Bool { cases.contains { $0.key == key && test($0) } }
         func operand(_ c: ConformanceCase, _ i: Int) -> Bool { i < c.operands.count && c.operands[i] != nil }

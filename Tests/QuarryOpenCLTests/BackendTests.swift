@@ -44,7 +44,7 @@ final class BackendTests: XCTestCase {
             .globalAvgPool, .globalMaxPool, .batchNorm(epsilon: 1e-5), .layerNorm(epsilon: 1e-5, normalizedDims: 1),
             .instanceNorm(epsilon: 1e-5), .softmax(axis: -1), .logSoftmax(axis: -1), .attention(heads: 2, causal: true),
             .lstm(rec), .gru(rec), .gru(RecurrentAttributes(hiddenSize: 4, linearBeforeReset: false)), .embedding,
-            .activation(.relu), .binary(.add, activation: nil), .reduce(.mean, axes: [1], keepDims: true),
+            .activation(.relu), .binary(.add, activation: nil), .select, .reduce(.mean, axes: [1], keepDims: true),
             .concat(axis: 1), .split(axis: 1, sizes: [1, 1]), .slice(starts: [0], ends: [1], axes: [0], steps: [1]),
             .pad(pads: [0, 0], mode: .constant, value: 0), .upsample(mode: .nearest, scaleH: 2, scaleW: 2, size: nil),
             .reshape(shape: [-1]), .transpose(perm: [1, 0]), .flatten(axis: 1), .identity,
@@ -57,7 +57,7 @@ final class BackendTests: XCTestCase {
             switch op {
             case .input, .constant, .conv2d, .convTranspose2d, .dense, .matmul, .maxPool2d, .avgPool2d, .globalAvgPool,
                  .globalMaxPool, .batchNorm, .layerNorm, .instanceNorm, .softmax, .logSoftmax, .attention, .lstm, .gru,
-                 .embedding, .activation, .binary, .reduce, .concat, .split, .slice, .pad, .upsample, .reshape,
+                 .embedding, .activation, .binary, .select, .reduce, .concat, .split, .slice, .pad, .upsample, .reshape,
                  .transpose, .flatten, .identity, .expandDepthwiseProject:
                 break
             }

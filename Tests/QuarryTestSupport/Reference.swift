@@ -68,5 +68,16 @@ public func referenceActivation(_ act: Activation, _ x: Double) -> Double {
     case .abs: return Swift.abs(x)
     case .erf: return Foundation.erf(x)
     case .reciprocal: return 1 / x
+    case .sin: return Foundation.sin(x)
+    case .cos: return Foundation.cos(x)
+    case .floor: return x.rounded(.down)
+    case .ceil: return x.rounded(.up)
+    case .round: return x.rounded(.toNearestOrEven)
+    case .trunc: return x.rounded(.towardZero)
+    case .softplus: return Foundation.log1p(Foundation.exp(x))
+    case .elu(let a): return x > 0 ? x : Double(a) * Foundation.expm1(x)
+    case .selu(let a, let g): return Double(g) * (x > 0 ? x : Double(a) * Foundation.expm1(x))
+    case .not: return x == 0 ? 1 : 0
+    case .sign: return x > 0 ? 1 : (x < 0 ? -1 : 0)
     }
 }

@@ -140,6 +140,18 @@ extension OnnxImporter {
         h["Erf"] = { try $0.unary(.erf, fold: { Foundation.erf($0) }) }
         h["Mish"] = { try $0.unary(.mish) }
         h["HardSwish"] = { try $0.unary(.hardSwish) }
+        h["Sin"] = { try $0.unary(.sin, fold: { Foundation.sin($0) }) }
+        h["Cos"] = { try $0.unary(.cos, fold: { Foundation.cos($0) }) }
+        h["Softplus"] = { try $0.unary(.softplus, fold: { Swift.max($0, 0) + Foundation.log1p(Foundation.exp(-Swift.abs($0))) }) }
+        h["Elu"] = { c in let a = c.float("alpha", 1); try c.unary(.elu(alpha: a), fold: { $0 > 0 ? $0 : Double(a) * Foundation.expm1($0) }) }
+        h["Selu"] = { c in
+            let a = c.float("alpha", 1.67326319217681884765625), g = c.float("gamma", 1.05070102214813232421875)
+            try c.unary(.selu(alpha: a, gamma: g), fold: { Double(g) * ($0 > 0 ? $0 : Double(a) * Foundation.expm1($0)) })
+        }
+        h["Floor"] = { try unaryKeepingKind(&$0, .floor, { $0.rounded(.down) }) }
+        h["Ceil"] = { try unaryKeepingKind(&$0, .ceil, { $0.rounded(.up) }) }
+        h["Round"] = { try unaryKeepingKind(&$0, .round, { $0.rounded(.toNearestOrEven) }) }
+        h["Sign"] = { try unaryKeepingKind(&$0, .sign, { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }) }
         h["Neg"] = { c in
             if c.allInputsConstant, let t = try c.constant(0) {
                 try c.setConstant(0, HostTensor(doubles: t.doubles.map { -$0 }, shape: t.shape, kind: t.kind))
@@ -197,7 +209,7 @@ extension OnnxImporter {
         h["Add"] = { try $0.binary(.add, fold: +) }
         h["Sub"] = { try $0.binary(.sub, fold: -) }
         h["Mul"] = { try $0.binary(.mul, fold: *) }
-        h["Div"] = { try $0.binary(.div, fold: /) }
+        h["Div"] = { try div(&$0) }
         h["Pow"] = { try $0.binary(.pow, fold: { Foundation.pow($0, $1) }) }
         h["Max"] = { c in
             guard c.inputCount == 2 else { throw c.unsupported("Max of \(c.inputCount) inputs") }
@@ -207,34 +219,17 @@ extension OnnxImporter {
             guard c.inputCount == 2 else { throw c.unsupported("Min of \(c.inputCount) inputs") }
             try c.binary(.min, fold: { Swift.min($0, $1) })
         }
-        h["Equal"] = { c in
-            guard let a = try c.constant(0), let b = try c.constant(1) else { throw c.unsupported("Equal of run-time values (only shape computations fold)") }
-            try c.setConstant(0, try HostTensor.broadcast(a, b, kind: .bool) { $0 == $1 ? 1 : 0 })
-        }
-        h["Where"] = { c in
-            if let cond = try c.constant(0), let x = try c.constant(1), let y = try c.constant(2) {
-                let kind: HostTensor.Kind = x.kind == .float || y.kind == .float ? .float : x.kind
-                let cx = try HostTensor.broadcast(cond, x, kind: .float) { $0 != 0 ? $1 : 0 }
-                let cy = try HostTensor.broadcast(cond, y, kind: .float) { $0 != 0 ? 0 : $1 }
-                try c.setConstant(0, try HostTensor.broadcast(cx, cy, kind: kind) { $0 + $1 })
-                return
-            }
-            // where(c, x, y) = c·x + (1 − c)·y. Infinite constants (attention masks written with
-            // -inf) become ±Float.greatestFiniteMagnitude so that 0·x stays 0.
-            func finite(_ i: Int) throws -> String {
-                if let t = try c.constant(i), t.kind == .float, t.floats.contains(where: { !$0.isFinite }) {
-                    let f = t.floats.map { $0.isNaN ? 0 : Swift.max(Swift.min($0, .greatestFiniteMagnitude), -.greatestFiniteMagnitude) }
-                    return c.parameter(HostTensor(floats: f, shape: t.shape), key: c.inputName(i) + ":finite")
-                }
-                return try c.value(i)
-            }
-            let cond = try c.value(0), x = try finite(1), y = try finite(2)
-            let one = c.parameter(HostTensor(floats: [1], shape: [1]), key: "one:[1]")
-            let notC = try c.emitInternal(.binary(.sub, activation: nil), [one, cond], "not")
-            let a = try c.emitInternal(.binary(.mul, activation: nil), [cond, x], "x")
-            let b = try c.emitInternal(.binary(.mul, activation: nil), [notC.name, y], "y")
-            try c.emit(.binary(.add, activation: nil), [a.name, b.name])
-        }
+        h["Equal"] = { try compare(&$0, .equal) }
+        h["Less"] = { try compare(&$0, .less) }
+        h["LessOrEqual"] = { try compare(&$0, .lessOrEqual) }
+        h["Greater"] = { try compare(&$0, .greater) }
+        h["GreaterOrEqual"] = { try compare(&$0, .greaterOrEqual) }
+        h["And"] = { try compare(&$0, .and) }
+        h["Or"] = { try compare(&$0, .or) }
+        h["Xor"] = { try compare(&$0, .xor) }
+        h["Not"] = { try not(&$0) }
+        h["Mod"] = { try mod(&$0) }
+        h["Where"] = { try select(&$0) }
 
         // MARK: linear algebra
         h["MatMul"] = { c in
