@@ -579,7 +579,14 @@ struct CaseGenerator {
     mutating func positions(_ shape: [Int], _ n: Int) -> Tensor {
         let t = Tensor(uninitializedShape: shape)
         for i in 0..<t.count { t[flat: i] = Float(index % 3 == 2 ? int(-n...(n - 1)) : int(0...(n - 1))) }
+        notAllZero(t, n)
         return t
+    }
+
+    /// An index tensor of zeros only would not show a dropped operand: its first entry then names
+    /// the last position, as -1 where that is position 0 too (an axis of length 1).
+    func notAllZero(_ t: Tensor, _ n: Int) {
+        if t.count > 0 && t.scalars.allSatisfy({ $0 == 0 }) { t[flat: 0] = n > 1 ? Float(n - 1) : -1 }
     }
 
     mutating func argExtreme(largest: Bool) -> MadeCase {
@@ -630,6 +637,7 @@ struct CaseGenerator {
             let n = shape[b + i % k]
             ids[flat: i] = Float(index % 3 == 2 ? int(-n...(n - 1)) : int(0...(n - 1)))
         }
+        notAllZero(ids, shape[b])
         return MadeCase(op: .gatherND(batchDims: b), operands: [tensor(shape), ids],
                         summary: "batch dims \(b), indices \(ishape)\(index % 3 == 2 ? ", negative indices" : "")")
     }
@@ -645,6 +653,7 @@ struct CaseGenerator {
             let n = shape[i % k]
             ids[flat: i] = Float(index % 3 == 2 ? int(-n...(n - 1)) : int(0...(n - 1)))
         }
+        notAllZero(ids, shape[0])
         let updates = tensor(Array(ishape.dropLast()) + Array(shape[k...]))
         return MadeCase(op: .scatterND(reduction), operands: [tensor(shape), ids, updates],
                         summary: "\(reduction), indices \(ishape)\(index % 3 == 2 ? ", negative indices" : "")")
