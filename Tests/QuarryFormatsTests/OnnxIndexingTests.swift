@@ -113,6 +113,51 @@ final class OnnxIndexingTests: XCTestCase {
         }
     }
 
+    /// Run-time indices are rounded (ties to even) and wrap from [-n, 0); any other value reads
+    /// nothing and writes nothing: a gather gives NaN there, ScatterND skips that update (the rule
+    /// Op.swift documents), on every device.
+    func testOutOfRangeIndicesGiveNaNAndSkipUpdates() throws {
+        var gax = node("Gather", ["x", "ids"], ["g"], name: "gather"); gax.attribute = [attribute("axis", 1)]
+        var ge = node("GatherElements", ["x", "eids"], ["ge"], name: "gather_elements"); ge.attribute = [attribute("axis", 0)]
+        let nodes = [gax, ge, node("GatherND", ["x", "nids"], ["gnd"], name: "gather_nd"),
+                     node("ScatterND", ["x", "sids", "u"], ["sc"], name: "scatter_nd")]
+        let data = try modelBytes(nodes: nodes, inputs: [("x", [3, 4]), ("ids", [2, 3]), ("eids", [1, 4]), ("nids", [3, 2]),
+                                                         ("sids", [4, 2]), ("u", [4])], outputs: ["g", "ge", "gnd", "sc"])
+        let graph = try OnnxModel(data: data, path: "oob.onnx").graph()
+        let x = try Tensor(shape: [3, 4], scalars: (0..<12).map { Float($0) + 0.5 })
+        let nan = Float.nan
+        let feeds = [
+            "x": x,
+            // 1.6 -> 2, -1 -> 3, 4 out, NaN out, -5 out, 2.5 -> 2 (ties to even).
+            "ids": try Tensor(shape: [2, 3], scalars: [1.6, -1, 4, nan, -5, 2.5]),
+            "eids": try Tensor(shape: [1, 4], scalars: [0, 3, -3, 1.2]),
+            "nids": try Tensor(shape: [3, 2], scalars: [0, 0, 5, 1, 2, -1]),
+            "sids": try Tensor(shape: [4, 2], scalars: [0, 1, 3, 0, -1, -4, 1, 9]),
+            "u": try Tensor(shape: [4], scalars: [100, 200, 300, 400]),
+        ]
+        func row(_ r: Int, _ cols: [Int?]) -> [Float] { cols.map { $0.map { x[flat: r * 4 + $0] } ?? nan } }
+        let cols: [Int?] = [2, 3, nil, nil, nil, 2]
+        var scattered = x.scalars
+        scattered[1] = 100; scattered[8] = 300
+        let expected: [String: [Float]] = [
+            "g": row(0, cols) + row(1, cols) + row(2, cols),
+            "ge": [x[flat: 0], nan, x[flat: 2], x[flat: 7]],
+            "gnd": [x[flat: 0], nan, x[flat: 11]],
+            "sc": scattered,
+        ]
+        var devices: [Device] = [CPUDevice(threads: 2)]
+        if let cl = OpenCLRuntime.devices().first { devices.append(cl) }
+        for device in devices {
+            let results = try device.compile(graph, outputs: ["g", "ge", "gnd", "sc"]).run(feeds)
+            for (name, values) in expected {
+                let a = try XCTUnwrap(results[name]).scalars
+                // NaN where expected, the exact element elsewhere.
+                XCTAssertTrue(a.count == values.count && zip(a, values).allSatisfy { $0.isNaN ? $1.isNaN : $0 == $1 },
+                              "\(name) on \(device.info.spec): \(a), expected \(values)")
+            }
+        }
+    }
+
     /// TopK's K sets the output shape: a K known only at run time is refused with the node named.
     func testTopKNeedsAConstantK() throws {
         let data = try modelBytes(nodes: [node("TopK", ["x", "k"], ["v", "i"], name: "pick")], inputs: [("x", [2, 6]), ("k", [1])],
