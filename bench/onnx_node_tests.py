@@ -29,6 +29,7 @@ OPS = ("Conv ConvTranspose Gemm MatMul BatchNormalization MaxPool AveragePool Gl
 # Op types run only when --ops names them (the default set, and so its count, stays as it was).
 EXTRA_OPS = "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSumExp ReduceSumSquare".split()
 EXTRA_OPS += "Sin Cos Floor Ceil Round Softplus Elu Selu Not Sign Equal Less LessOrEqual Greater GreaterOrEqual And Or Xor Mod Where Div".split()
+EXTRA_OPS += "ArgMax ArgMin TopK CumSum Gather GatherElements GatherND ScatterND".split()
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 

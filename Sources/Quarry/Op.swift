@@ -183,6 +183,18 @@ public enum PadMode: String, Hashable, Sendable, Codable {
     case constant, reflect, edge
 }
 
+/// How ScatterND combines an update with the element it lands on (ONNX `reduction`).
+public enum ScatterReduction: String, Hashable, Sendable, Codable {
+    case none, add, mul, max, min
+}
+
+// Index operands (gathers' and ScatterND's indices) hold integers as float values, as the float32
+// runtime holds every integer. Both backends round an index to the nearest integer (ties to even),
+// then a value in [-n, n) picks position (value mod n) on an axis of length n, as ONNX allows.
+// Any other value (out of range, NaN) must not touch memory outside the tensor and cannot throw
+// at run time: a gather writes NaN for the elements that index would read (as embedding does), so
+// the error shows in every later value; ScatterND skips that update (the data element is kept).
+
 public enum Op: Hashable, Sendable {
     /// A graph input, shapes given by the graph's input declaration.
     case input
@@ -239,6 +251,26 @@ public enum Op: Hashable, Sendable {
     case select
     /// Reduces over `axes` (negative counts from the end).
     case reduce(ReduceOp, axes: [Int], keepDims: Bool)
+    /// x -> the position along `axis` of the largest (`largest`) or smallest element, as a float
+    /// (ONNX ArgMax / ArgMin). Ties give the first position, or the last with `selectLast`.
+    case argExtreme(largest: Bool, axis: Int, keepDims: Bool, selectLast: Bool)
+    /// x -> (values, indices) of the `k` largest (or smallest) elements along `axis`, best first;
+    /// equal values in order of position (as onnxruntime). Indices are floats.
+    case topK(k: Int, axis: Int, largest: Bool)
+    /// x -> running sums along `axis` (ONNX CumSum): `exclusive` leaves the element itself out,
+    /// `reverse` sums from the end.
+    case cumSum(axis: Int, exclusive: Bool, reverse: Bool)
+    /// (data, indices) -> data's slices along `axis` at the indices:
+    /// shape data[..<axis] + indices + data[(axis+1)...] (ONNX Gather with run-time indices).
+    case gather(axis: Int)
+    /// (data, indices of data's rank) -> out[p] = data[p with p[axis] = indices[p]] (ONNX GatherElements).
+    case gatherElements(axis: Int)
+    /// (data, indices[..., k]) -> the slices of data that the last dimension's k-tuples name, the
+    /// first `batchDims` dimensions shared (ONNX GatherND).
+    case gatherND(batchDims: Int)
+    /// (data, indices[..., k], updates) -> data with the slices the k-tuples name combined with
+    /// the updates, in order (ONNX ScatterND; with `none` a repeated tuple's last update wins).
+    case scatterND(ScatterReduction)
 
     /// (x0, x1, ...) concatenated on `axis`.
     case concat(axis: Int)
@@ -290,6 +322,13 @@ extension Op {
         case .binary(let b, _): return b.rawValue
         case .select: return "select"
         case .reduce(let r, _, _): return "reduce_\(r.rawValue)"
+        case .argExtreme(let largest, _, _, _): return largest ? "argmax" : "argmin"
+        case .topK: return "topk"
+        case .cumSum: return "cumsum"
+        case .gather: return "gather"
+        case .gatherElements: return "gather_elements"
+        case .gatherND: return "gather_nd"
+        case .scatterND: return "scatter_nd"
         case .concat: return "concat"
         case .split: return "split"
         case .slice: return "slice"

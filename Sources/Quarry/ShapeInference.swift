@@ -319,6 +319,58 @@ extension Graph {
             }
             return [out]
 
+        case .argExtreme(_, let axis, let keep, _):
+            let x = try need(0, "input")
+            guard let ax = normalizeAxis(axis, rank: x.count) else { throw fail("axis \(axis) out of range for \(x)") }
+            guard x[ax] > 0 else { throw fail("\(node.op.name) over an empty axis \(axis) of \(x)") }
+            var out = x
+            if keep { out[ax] = 1 } else { out.remove(at: ax) }
+            return [out]
+
+        case .topK(let k, let axis, _):
+            let x = try need(0, "input")
+            guard let ax = normalizeAxis(axis, rank: x.count) else { throw fail("axis \(axis) out of range for \(x)") }
+            guard k >= 0, k <= x[ax] else { throw fail("topk k \(k) must lie in 0...\(x[ax]) (axis \(axis) of \(x))") }
+            var out = x
+            out[ax] = k
+            return [out, out]
+
+        case .cumSum(let axis, _, _):
+            let x = try need(0, "input")
+            guard normalizeAxis(axis, rank: x.count) != nil else { throw fail("axis \(axis) out of range for \(x)") }
+            return [x]
+
+        case .gather(let axis):
+            let x = try need(0, "data"), idx = try need(1, "indices")
+            guard let ax = normalizeAxis(axis, rank: x.count) else { throw fail("gather axis \(axis) out of range for \(x)") }
+            return [Array(x[..<ax]) + idx + Array(x[(ax + 1)...])]
+
+        case .gatherElements(let axis):
+            let x = try need(0, "data"), idx = try need(1, "indices")
+            guard let ax = normalizeAxis(axis, rank: x.count) else { throw fail("gather_elements axis \(axis) out of range for \(x)") }
+            // Every other coordinate of an output element is used as it is in the data.
+            guard idx.count == x.count, (0..<x.count).allSatisfy({ $0 == ax || idx[$0] <= x[$0] }) else {
+                throw fail("gather_elements indices \(idx) must have the data's rank and fit inside \(x) off axis \(axis)")
+            }
+            return [idx]
+
+        case .gatherND(let b):
+            let x = try need(0, "data"), idx = try need(1, "indices")
+            guard let k = idx.last, b >= 0, b < idx.count, b < x.count, Array(x[..<b]) == Array(idx[..<b]),
+                  k >= 1, k <= x.count - b else {
+                throw fail("gather_nd: indices \(idx) do not index data \(x) with \(b) batch dimensions")
+            }
+            return [Array(idx.dropLast()) + Array(x[(b + k)...])]
+
+        case .scatterND:
+            let x = try need(0, "data"), idx = try need(1, "indices"), u = try need(2, "updates")
+            guard let k = idx.last, k >= 1, k <= x.count else {
+                throw fail("scatter_nd: indices \(idx) do not index data \(x)")
+            }
+            let expected = Array(idx.dropLast()) + Array(x[k...])
+            guard u == expected else { throw fail("scatter_nd: updates shape \(u), expected \(expected)") }
+            return [x]
+
         case .concat(let axis):
             let first = try need(0, "first")
             guard let ax = normalizeAxis(axis, rank: first.count) else { throw fail("concat axis \(axis) out of range for \(first)") }

@@ -80,6 +80,8 @@ public enum CPUKernels {
         case .binary: return try makeBinary(ctx)
         case .select: return try makeSelect(ctx)
         case .reduce: return try makeReduce(ctx)
+        case .argExtreme, .topK, .cumSum: return try makeAlongAxis(ctx)
+        case .gather, .gatherElements, .gatherND, .scatterND: return try makeIndexing(ctx)
         case .concat, .split, .slice, .pad, .transpose, .reshape, .flatten, .identity:
             return try makeLayout(ctx)
         case .upsample: return try makeUpsample(ctx)

@@ -107,6 +107,17 @@ extension ErrorBound {
             return mode == .nearest ? .exact : ErrorBound(rtol: 64 * eps, atol: 1e-7)
         case .select, .embedding, .concat, .split, .slice, .pad, .reshape, .transpose, .flatten, .identity:
             return .exact
+        case .argExtreme, .topK, .gather, .gatherElements, .gatherND:
+            // Positions and copies of input elements.
+            return .exact
+        case .cumSum:
+            // A running float32 sum of up to 9 terms: its error grows with the sum of |terms|
+            // (the reference's scale), at most 9 eps of it.
+            return ErrorBound(rtol: 32 * eps, atol: 1e-7)
+        case .scatterND(let r):
+            // none / max / min copy elements; add / mul round once per update landing on an
+            // element (a few at most in the cases), relative to the |terms| scale.
+            return r == .add || r == .mul ? ErrorBound(rtol: 16 * eps, atol: 1e-7) : .exact
         case .input, .constant, .expandDepthwiseProject:
             return .exact
         }

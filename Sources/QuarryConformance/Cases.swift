@@ -103,7 +103,10 @@ public enum CaseList {
         "attention", "lstm", "gru", "embedding",
     ] + activations.map(activationKey) + binaryOps.map(\.rawValue) + ["select"] + reduceOps.map { "reduce_\($0.rawValue)" } + [
         "concat", "split", "slice", "pad", "upsample", "reshape", "transpose", "flatten", "identity",
-    ]
+    ] + indexKeys
+
+    /// The ops along an axis and the index ops (run-time float indices).
+    static let indexKeys = ["argmax", "argmin", "topk", "cumsum", "gather", "gather_elements", "gather_nd", "scatter_nd"]
 
     /// Names that select several keys.
     public static let groups: [String: [String]] = [
@@ -116,6 +119,7 @@ public enum CaseList {
         "binary": binaryOps.map(\.rawValue) + ["select"],
         "reduce": reduceOps.map { "reduce_\($0.rawValue)" },
         "layout": ["concat", "split", "slice", "pad", "upsample", "reshape", "transpose", "flatten", "identity"],
+        "index": indexKeys,
     ]
 
     /// The keys a comma list of keys and group names selects, in run order; throws naming an
@@ -282,6 +286,18 @@ struct CaseGenerator {
             return MadeCase(op: .flatten(axis: axis), operands: [tensor(shape)], summary: "axis \(axis)")
         case "identity":
             return MadeCase(op: .identity, operands: [tensor((0..<int(1...4)).map { _ in int(1...9) })], summary: "")
+        case "argmax", "argmin": return argExtreme(largest: key == "argmax")
+        case "topk": return topK()
+        case "cumsum":
+            let shape = (0..<int(1...4)).map { _ in int(1...9) }
+            let axis = int(-shape.count...(shape.count - 1))
+            let exclusive = index % 2 == 1, reverse = index % 4 >= 2
+            return MadeCase(op: .cumSum(axis: axis, exclusive: exclusive, reverse: reverse), operands: [tensor(shape)],
+                            summary: "axis \(axis), exclusive \(exclusive), reverse \(reverse)")
+        case "gather": return gather()
+        case "gather_elements": return gatherElements()
+        case "gather_nd": return gatherND()
+        case "scatter_nd": return scatterND()
         default:
             preconditionFailure("no generator for op key '\(key)'")
         }
@@ -609,5 +625,99 @@ struct CaseGenerator {
         var s = shape
         if Int((Float(s[2]) * sh).rounded(.down)) < 1 { s[2] = 2 }
         return MadeCase(op: .upsample(mode: mode, scaleH: sh, scaleW: sw, size: nil), operands: [tensor(s)], summary: "\(mode), scales \(sh)x\(sw)")
+    }
+
+    /// Whole numbers in -2...2 (never all zero), so that equal values are common: the cases of
+    /// argmax / argmin and topk that check which of equal values wins.
+    mutating func ties(_ shape: [Int]) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        for i in 0..<t.count { t[flat: i] = Float(int(-2...2)) }
+        if t.count > 0 { t[flat: 0] = 1 }
+        return t
+    }
+
+    /// Index values for an axis of length `n`: in [0, n), or (a third of the cases) in [-n, n),
+    /// negative ones counting from the end.
+    mutating func positions(_ shape: [Int], _ n: Int) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        for i in 0..<t.count { t[flat: i] = Float(index % 3 == 2 ? int(-n...(n - 1)) : int(0...(n - 1))) }
+        notAllZero(t, n)
+        return t
+    }
+
+    /// An index tensor of zeros only would not show a dropped operand: its first entry then names
+    /// the last position, as -1 where that is position 0 too (an axis of length 1).
+    func notAllZero(_ t: Tensor, _ n: Int) {
+        if t.count > 0 && t.scalars.allSatisfy({ $0 == 0 }) { t[flat: 0] = n > 1 ? Float(n - 1) : -1 }
+    }
+
+    mutating func argExtreme(largest: Bool) -> MadeCase {
+        let shape = (0..<int(1...4)).map { _ in int(1...8) }
+        let axis = int(-shape.count...(shape.count - 1))
+        let keep = index % 2 == 0, last = index % 4 >= 2
+        let withTies = index % 3 != 0
+        return MadeCase(op: .argExtreme(largest: largest, axis: axis, keepDims: keep, selectLast: last),
+                        operands: [withTies ? ties(shape) : tensor(shape)],
+                        summary: "axis \(axis), keepDims \(keep), selectLast \(last)\(withTies ? ", ties" : "")")
+    }
+
+    mutating func topK() -> MadeCase {
+        let shape = (0..<int(1...4)).map { _ in int(1...9) }
+        let axis = int(-shape.count...(shape.count - 1))
+        let n = shape[axis < 0 ? axis + shape.count : axis]
+        let k = int(1...n), largest = index % 2 == 0
+        let withTies = index % 3 != 0
+        return MadeCase(op: .topK(k: k, axis: axis, largest: largest), operands: [withTies ? ties(shape) : tensor(shape)],
+                        outputs: 2, summary: "k \(k), axis \(axis), largest \(largest)\(withTies ? ", ties" : "")")
+    }
+
+    mutating func gather() -> MadeCase {
+        let shape = (0..<int(1...4)).map { _ in int(1...7) }
+        let axis = int(-shape.count...(shape.count - 1))
+        let n = shape[axis < 0 ? axis + shape.count : axis]
+        let ids = positions((0..<int(1...2)).map { _ in int(1...5) }, n)
+        return MadeCase(op: .gather(axis: axis), operands: [tensor(shape), ids],
+                        summary: "axis \(axis)\(index % 3 == 2 ? ", negative indices" : "")")
+    }
+
+    mutating func gatherElements() -> MadeCase {
+        let shape = (0..<int(1...4)).map { _ in int(1...7) }
+        let axis = int(-shape.count...(shape.count - 1)), ax = axis < 0 ? axis + shape.count : axis
+        // Off the axis the indices may be smaller than the data; on it, any length.
+        let ishape = shape.indices.map { $0 == ax ? int(1...6) : int(1...shape[$0]) }
+        return MadeCase(op: .gatherElements(axis: axis), operands: [tensor(shape), positions(ishape, shape[ax])],
+                        summary: "axis \(axis), indices \(ishape)\(index % 3 == 2 ? ", negative indices" : "")")
+    }
+
+    mutating func gatherND() -> MadeCase {
+        let shape = (0..<int(1...4)).map { _ in int(1...6) }
+        let b = int(0...min(2, shape.count - 1)), k = int(1...(shape.count - b))
+        let ishape = Array(shape[..<b]) + (0..<int(0...2)).map { _ in int(1...4) } + [k]
+        let ids = Tensor(uninitializedShape: ishape)
+        // Component j of a tuple indexes data dimension b + j.
+        for i in 0..<ids.count {
+            let n = shape[b + i % k]
+            ids[flat: i] = Float(index % 3 == 2 ? int(-n...(n - 1)) : int(0...(n - 1)))
+        }
+        notAllZero(ids, shape[b])
+        return MadeCase(op: .gatherND(batchDims: b), operands: [tensor(shape), ids],
+                        summary: "batch dims \(b), indices \(ishape)\(index % 3 == 2 ? ", negative indices" : "")")
+    }
+
+    mutating func scatterND() -> MadeCase {
+        let reduction: ScatterReduction = [.none, .add, .mul, .max, .min][index % 5]
+        let shape = (0..<int(1...4)).map { _ in int(1...6) }
+        let k = int(1...shape.count)
+        let ishape = (0..<int(0...2)).map { _ in int(1...4) } + [k]
+        let ids = Tensor(uninitializedShape: ishape)
+        // Tuples may repeat: their updates then combine in order.
+        for i in 0..<ids.count {
+            let n = shape[i % k]
+            ids[flat: i] = Float(index % 3 == 2 ? int(-n...(n - 1)) : int(0...(n - 1)))
+        }
+        notAllZero(ids, shape[0])
+        let updates = tensor(Array(ishape.dropLast()) + Array(shape[k...]))
+        return MadeCase(op: .scatterND(reduction), operands: [tensor(shape), ids, updates],
+                        summary: "\(reduction), indices \(ishape)\(index % 3 == 2 ? ", negative indices" : "")")
     }
 }

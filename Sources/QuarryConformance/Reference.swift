@@ -355,6 +355,123 @@ public func referenceOutputs(_ op: Op, _ operands: [Tensor?]) throws -> [Referen
         out[ax] = s.reduce(0) { $0 + $1![ax] }
         return [exact(out, v)]
 
+    case .argExtreme(let largest, let axis, let keepDims, let selectLast):
+        let xs = s[0]!, x = d[0]!
+        let ax = normalizeAxis(axis, rank: xs.count)!
+        var kept = xs
+        kept[ax] = 1
+        // Every output position scans its row along the axis, from the definition.
+        let v = (0..<kept.reduce(1, *)).map { o -> Double in
+            var idx = multiIndex(o, kept)
+            var best = 0
+            for l in 0..<xs[ax] {
+                idx[ax] = l
+                let a = x[flatIndex(idx, xs)]
+                idx[ax] = best
+                let b = x[flatIndex(idx, xs)]
+                if a == b ? (selectLast && l > best) : (largest ? a > b : a < b) { best = l }
+            }
+            return Double(best)
+        }
+        var out = xs
+        if keepDims { out[ax] = 1 } else { out.remove(at: ax) }
+        return [exact(out, v)]
+
+    case .topK(let k, let axis, let largest):
+        let xs = s[0]!, x = d[0]!
+        let ax = normalizeAxis(axis, rank: xs.count)!
+        var out = xs
+        out[ax] = k
+        var values = [Double](repeating: 0, count: out.reduce(1, *)), positions = values
+        var row = xs
+        row[ax] = 1
+        for r in 0..<row.reduce(1, *) {
+            var idx = multiIndex(r, row)
+            let elements = (0..<xs[ax]).map { l -> (Double, Int) in idx[ax] = l; return (x[flatIndex(idx, xs)], l) }
+            // Stable sort on the value alone: equal values stay in position order.
+            let sorted = elements.enumerated().sorted { p, q in
+                p.element.0 == q.element.0 ? p.offset < q.offset : (largest ? p.element.0 > q.element.0 : p.element.0 < q.element.0)
+            }.map(\.element)
+            for j in 0..<k {
+                idx[ax] = j
+                values[flatIndex(idx, out)] = sorted[j].0
+                positions[flatIndex(idx, out)] = Double(sorted[j].1)
+            }
+        }
+        return [exact(out, values), exact(out, positions)]
+
+    case .cumSum(let axis, let exclusive, let reverse):
+        let xs = s[0]!, x = d[0]!
+        let ax = normalizeAxis(axis, rank: xs.count)!
+        var v = [Double](repeating: 0, count: x.count), sc = v
+        for i in x.indices {
+            var idx = multiIndex(i, xs)
+            let at = idx[ax]
+            // The terms the definition sums: before (or after, reversed) this position.
+            for l in 0..<xs[ax] where reverse ? (exclusive ? l > at : l >= at) : (exclusive ? l < at : l <= at) {
+                idx[ax] = l
+                let t = x[flatIndex(idx, xs)]
+                v[i] += t; sc[i] += Swift.abs(t)
+            }
+        }
+        return [ReferenceOutput(shape: xs, values: v, scale: sc)]
+
+    case .gather(let axis):
+        let xs = s[0]!, x = d[0]!, ids = d[1]!, ishape = s[1]!
+        let ax = normalizeAxis(axis, rank: xs.count)!
+        let out = Array(xs[..<ax]) + ishape + Array(xs[(ax + 1)...])
+        let v = try (0..<out.reduce(1, *)).map { o -> Double in
+            let oi = multiIndex(o, out)
+            let j = flatIndex(Array(oi[ax..<(ax + ishape.count)]), ishape)
+            let p = try referencePosition(ids[j], xs[ax])
+            return x[flatIndex(Array(oi[..<ax]) + [p] + Array(oi[(ax + ishape.count)...]), xs)]
+        }
+        return [exact(out, v)]
+
+    case .gatherElements(let axis):
+        let xs = s[0]!, x = d[0]!, ids = d[1]!, ishape = s[1]!
+        let ax = normalizeAxis(axis, rank: xs.count)!
+        let v = try ids.indices.map { e -> Double in
+            var idx = multiIndex(e, ishape)
+            idx[ax] = try referencePosition(ids[e], xs[ax])
+            return x[flatIndex(idx, xs)]
+        }
+        return [exact(ishape, v)]
+
+    case .gatherND(let b):
+        let xs = s[0]!, x = d[0]!, ids = d[1]!, ishape = s[1]!
+        let k = ishape.last!
+        let out = Array(ishape.dropLast()) + Array(xs[(b + k)...])
+        let v = try (0..<out.reduce(1, *)).map { o -> Double in
+            let oi = multiIndex(o, out)
+            // The output's leading coordinates name an index tuple; the rest walk the slice.
+            let lead = Array(oi[..<(ishape.count - 1)])
+            var idx = Array(lead[..<b])
+            for j in 0..<k { idx.append(try referencePosition(ids[flatIndex(lead + [j], ishape)], xs[b + j])) }
+            return x[flatIndex(idx + Array(oi[(ishape.count - 1)...]), xs)]
+        }
+        return [exact(out, v)]
+
+    case .scatterND(let reduction):
+        let xs = s[0]!, ids = d[1]!, ishape = s[1]!, u = d[2]!
+        let k = ishape.last!
+        var v = d[0]!, sc = v.map { Swift.abs($0) }
+        let tuples = ishape.dropLast().reduce(1, *), slice = xs[k...].reduce(1, *)
+        for t in 0..<tuples {
+            let lead = try (0..<k).map { try referencePosition(ids[t * k + $0], xs[$0]) }
+            for e in 0..<slice {
+                let o = flatIndex(lead + multiIndex(e, Array(xs[k...])), xs), w = u[t * slice + e]
+                switch reduction {
+                case .none: v[o] = w; sc[o] = Swift.abs(w)
+                case .add: v[o] += w; sc[o] += Swift.abs(w)
+                case .mul: v[o] *= w; sc[o] = Swift.abs(v[o]) * 2
+                case .max: v[o] = max(v[o], w); sc[o] = Swift.abs(v[o])
+                case .min: v[o] = min(v[o], w); sc[o] = Swift.abs(v[o])
+                }
+            }
+        }
+        return [ReferenceOutput(shape: xs, values: v, scale: sc)]
+
     case .split(let axis, let sizes):
         let xs = s[0]!, x = d[0]!
         let ax = normalizeAxis(axis, rank: xs.count)!
@@ -435,6 +552,15 @@ public func referenceOutputs(_ op: Op, _ operands: [Tensor?]) throws -> [Referen
 }
 
 private func opt(_ d: [[Double]?], _ i: Int) -> [Double]? { i < d.count ? d[i] : nil }
+
+/// The position an index value names on an axis of length `n` (negative values count from the
+/// end); the cases hold whole numbers in [-n, n), anything else has no reference.
+private func referencePosition(_ f: Double, _ n: Int) throws -> Int {
+    guard f.rounded() == f, f >= Double(-n), f < Double(n) else {
+        throw ReferenceError.unsupported("index \(f) is not a position on an axis of \(n)")
+    }
+    return f < 0 ? Int(f) + n : Int(f)
+}
 
 private func conv2d(_ a: Conv2DAttributes, x: [Double], xs: [Int], w: [Double], ws: [Int], bias: [Double]?, residual: [Double]?) -> ReferenceOutput {
     let (n, c, h, wd) = (xs[0], xs[1], xs[2], xs[3])

@@ -115,7 +115,7 @@ public final class OpenCLDevice: Device, @unchecked Sendable {
             let widest = max(q[2] / heads, v[2] / heads)
             // The per-query rows live in private memory and the key/value block in local memory.
             return widest > 256 ? "head width \(widest) exceeds 256" : nil
-        case .binary, .select, .reduce, .slice, .pad, .transpose:
+        case .binary, .select, .reduce, .slice, .pad, .transpose, .gatherElements:
             let rank = ranks.max() ?? 0
             return rank > 6 ? "rank \(rank) exceeds the kernels' 6" : nil
         case .matmul:

@@ -48,6 +48,9 @@ final class BackendTests: XCTestCase {
             .concat(axis: 1), .split(axis: 1, sizes: [1, 1]), .slice(starts: [0], ends: [1], axes: [0], steps: [1]),
             .pad(pads: [0, 0], mode: .constant, value: 0), .upsample(mode: .nearest, scaleH: 2, scaleW: 2, size: nil),
             .reshape(shape: [-1]), .transpose(perm: [1, 0]), .flatten(axis: 1), .identity,
+            .argExtreme(largest: true, axis: 0, keepDims: true, selectLast: false), .topK(k: 1, axis: -1, largest: true),
+            .cumSum(axis: 0, exclusive: false, reverse: false), .gather(axis: 1), .gatherElements(axis: 0),
+            .gatherND(batchDims: 0), .scatterND(.add),
             .expandDepthwiseProject(ExpandDepthwiseProjectAttributes(
                 expandActivation: .relu6, depthwise: Conv2DAttributes(kernel: (3, 3), padding: Padding2D(1), groups: 4),
                 projectActivation: nil)),
@@ -58,7 +61,8 @@ final class BackendTests: XCTestCase {
             case .input, .constant, .conv2d, .convTranspose2d, .dense, .matmul, .maxPool2d, .avgPool2d, .globalAvgPool,
                  .globalMaxPool, .batchNorm, .layerNorm, .instanceNorm, .softmax, .logSoftmax, .attention, .lstm, .gru,
                  .embedding, .activation, .binary, .select, .reduce, .concat, .split, .slice, .pad, .upsample, .reshape,
-                 .transpose, .flatten, .identity, .expandDepthwiseProject:
+                 .transpose, .flatten, .identity, .expandDepthwiseProject, .argExtreme, .topK, .cumSum, .gather,
+                 .gatherElements, .gatherND, .scatterND:
                 break
             }
             let reason = OpenCLDevice.unsupportedReason(op)

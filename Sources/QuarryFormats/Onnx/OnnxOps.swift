@@ -729,7 +729,7 @@ extension OnnxImporter {
                 return
             }
             // Run-time indices: an embedding lookup into rows of the data (axis 0).
-            guard axis == 0 else { throw c.unsupported("Gather with run-time indices on axis \(axis)") }
+            guard axis == 0 else { try gatherOnAxis(&c, axis: axis); return }
             let ids = try c.shape(1)
             let rest = Array(data.dropFirst())
             let width = rest.reduce(1, *)
@@ -846,6 +846,13 @@ extension OnnxImporter {
         h["Resize"] = { try resize(&$0, upsample: false) }
         h["Upsample"] = { try resize(&$0, upsample: true) }
         h["Attention"] = { try attention(&$0) }
+        h["ArgMax"] = { try argExtreme(&$0) }
+        h["ArgMin"] = { try argExtreme(&$0) }
+        h["TopK"] = { try topK(&$0) }
+        h["CumSum"] = { try cumSum(&$0) }
+        h["GatherElements"] = { try gatherElements(&$0) }
+        h["GatherND"] = { try gatherND(&$0) }
+        h["ScatterND"] = { try scatterND(&$0) }
         h["LSTM"] = { try recurrent(&$0, lstm: true) }
         h["GRU"] = { try recurrent(&$0, lstm: false) }
         return h
