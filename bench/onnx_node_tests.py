@@ -28,6 +28,7 @@ OPS = ("Conv ConvTranspose Gemm MatMul BatchNormalization MaxPool AveragePool Gl
        "Transpose Flatten Gelu Mish HardSwish").split()
 # Op types run only when --ops names them (the default set, and so its count, stays as it was).
 EXTRA_OPS = "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSumExp ReduceSumSquare".split()
+EXTRA_OPS += "Tile DepthToSpace SpaceToDepth Einsum RMSNormalization RotaryEmbedding".split()
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 

@@ -851,6 +851,12 @@ extension OnnxImporter {
         h["Resize"] = { try resize(&$0, upsample: false) }
         h["Upsample"] = { try resize(&$0, upsample: true) }
         h["Attention"] = { try attention(&$0) }
+        h["Tile"] = { try tile(&$0) }
+        h["DepthToSpace"] = { try depthToSpace(&$0) }
+        h["SpaceToDepth"] = { try spaceToDepth(&$0) }
+        h["Einsum"] = { try einsum(&$0) }
+        h["RMSNormalization"] = { try rmsNormalization(&$0) }
+        h["RotaryEmbedding"] = { try rotaryEmbedding(&$0) }
         h["LSTM"] = { try recurrent(&$0, lstm: true) }
         h["GRU"] = { try recurrent(&$0, lstm: false) }
         return h
