@@ -1,0 +1,291 @@
+import Foundation
+import Quarry
+import QuarryCPU
+import QuarryOpenCL
+import XCTest
+@testable import QuarryFormats
+
+/// The operators the importer composes of existing graph ops (OnnxComposed.swift): Tile,
+/// DepthToSpace, SpaceToDepth, Einsum, RMSNormalization and RotaryEmbedding, each imported from a
+/// small exporter-style graph and checked against a float64 reference written here on fresh
+/// random inputs, on the CPU and (where one exists, PoCL here) the OpenCL backend, which must run
+/// every node itself (no CPU fallback).
+final class OnnxComposedTests: XCTestCase {
+    var rng = SystemRandomNumberGenerator()
+
+    func random(_ shape: [Int]) -> (Tensor, [Double]) {
+        let v = (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }
+        return (try! Tensor(shape: shape, scalars: v), v.map(Double.init))
+    }
+
+    /// Imports a one-or-more node model (inputs typed by `types`, 1 float unless given), runs it on
+    /// every device and compares output `y` with `expected` (shape and values, rtol 1e-4).
+    func check(_ what: String, nodes: [Onnx_NodeProto], inputs: [(String, [Int], Tensor)], types: [String: Int32] = [:],
+               initializers: [Onnx_TensorProto] = [], opset: Int64 = 23, expected: [Double], shape: [Int],
+               file: StaticString = #filePath, line: UInt = #line) throws {
+        let data = try typedModelBytes(nodes: nodes, inputs: inputs.map { ($0.0, $0.1.map(Int64.init), types[$0.0] ?? 1) }, outputs: ["y"],
+                                       initializers: initializers, opset: opset)
+        let model = try OnnxModel(data: data, path: "\(what).onnx")
+        let shapes = Dictionary(uniqueKeysWithValues: inputs.map { ($0.0, $0.1) })
+        let graph = try model.graph(inputShapes: shapes)
+        XCTAssertEqual(try graph.inferShapes(inputShapes: shapes)["y"], shape, "\(what): output shape", file: file, line: line)
+        var devices: [Device] = [CPUDevice(threads: 2)]
+        if let cl = OpenCLRuntime.devices().first { devices.append(cl) }
+        let want = try Tensor(shape: shape, scalars: expected.map { Float($0) })
+        for device in devices {
+            let compiled = try device.compile(graph, outputs: ["y"])
+            let y = try compiled.run(Dictionary(uniqueKeysWithValues: inputs.map { ($0.0, $0.2) }))["y"]!
+            XCTAssertEqual(y.shape, shape, "\(what) on \(device.info.spec)", file: file, line: line)
+            let c = closeness(y, want, rtol: 1e-4, atol: 1e-5)
+            XCTAssertLessThanOrEqual(c, 1, "\(what) on \(device.info.spec): worst error ratio \(c)", file: file, line: line)
+            if let cl = compiled as? OpenCLCompiledGraph {
+                XCTAssertEqual(cl.fallbacks, [:], "\(what): nodes fell back to the CPU", file: file, line: line)
+            }
+        }
+    }
+
+    // MARK: Einsum
+
+    /// A float64 einsum by enumerating every index assignment (explicit output, letters only;
+    /// a size-1 operand dimension broadcasts).
+    func einsumReference(_ equation: String, _ operands: [([Int], [Double])]) -> (shape: [Int], values: [Double]) {
+        let sides = equation.replacingOccurrences(of: " ", with: "").components(separatedBy: "->")
+        let terms = sides[0].components(separatedBy: ",").map { Array($0) }
+        let out = Array(sides[1])
+        var size: [Character: Int] = [:]
+        for (t, (s, _)) in zip(terms, operands) { for (l, d) in zip(t, s) { size[l] = max(size[l] ?? 1, d) } }
+        let all = Array(Set(terms.flatMap { $0 })).sorted()
+        let outShape = out.map { size[$0]! }
+        var result = [Double](repeating: 0, count: outShape.reduce(1, *))
+        var idx = [Character: Int]()
+        func visit(_ k: Int) {
+            if k == all.count {
+                var p = 1.0
+                for (t, (s, v)) in zip(terms, operands) {
+                    var flat = 0
+                    for (l, d) in zip(t, s) { flat = flat * d + (d == 1 ? 0 : idx[l]!) }
+                    p *= v[flat]
+                }
+                var o = 0
+                for l in out { o = o * size[l]! + idx[l]! }
+                result[o] += p
+                return
+            }
+            for i in 0..<size[all[k]]! { idx[all[k]] = i; visit(k + 1) }
+        }
+        visit(0)
+        return (outShape, result)
+    }
+
+    /// The forms exporters write (attention scores, batched and plain matmuls, a transpose, heads
+    /// projected from a shared weight, sums over one-operand indices, three operands, implicit
+    /// output, ellipsis with broadcasting), each against the reference; `reference` spells the
+    /// equation with letters where the tested one uses "..." or an implicit output.
+    func testEinsumMatchesReference() throws {
+        let cases: [(String, String, [[Int]])] = [
+            ("bhid,bhjd->bhij", "bhid,bhjd->bhij", [[2, 3, 4, 5], [2, 3, 6, 5]]),
+            ("bij,bjk->bik", "bij,bjk->bik", [[3, 4, 5], [3, 5, 2]]),
+            ("ij->ji", "ij->ji", [[3, 7]]),
+            ("bid,hd->bih", "bid,hd->bih", [[2, 5, 4], [3, 4]]),
+            ("bhij,bhjd->bihd", "bhij,bhjd->bihd", [[2, 3, 4, 5], [2, 3, 5, 6]]),
+            ("bij,bk->bi", "bij,bk->bi", [[2, 3, 4], [2, 5]]),
+            ("ij->", "ij->", [[3, 4]]),
+            ("i,i", "i,i->", [[7], [7]]),
+            ("ij,jk", "ij,jk->ik", [[3, 4], [4, 5]]),
+            ("ab,bc,cd->ad", "ab,bc,cd->ad", [[2, 3], [3, 4], [4, 5]]),
+            ("i,j->ij", "i,j->ij", [[4], [3]]),
+            ("...ij,...jk->...ik", "yzij,zjk->yzik", [[2, 1, 3, 4], [5, 4, 2]]),
+            ("b...d,hd->bh...", "bxyd,hd->bhxy", [[2, 3, 4, 5], [6, 5]]),
+            ("bij,j->bi", "bij,j->bi", [[2, 3, 4], [1]]),
+        ]
+        for (eq, ref, shapes) in cases {
+            let ins = shapes.map(random)
+            let names = ["a", "b", "c"]
+            var n = node("Einsum", Array(names.prefix(shapes.count)), ["y"], name: "einsum")
+            n.attribute = [stringAttribute("equation", eq)]
+            let r = einsumReference(ref, zip(shapes, ins).map { ($0, $1.1) })
+            try check("einsum \(eq)", nodes: [n], inputs: zip(names, zip(shapes, ins)).map { ($0, $1.0, $1.1.0) }, opset: 12,
+                      expected: r.values, shape: r.shape)
+        }
+    }
+
+    func testEinsumDiagonalIsRefusedNamingNodeAndEquation() throws {
+        var n = node("Einsum", ["x"], ["y"], name: "diag")
+        n.attribute = [stringAttribute("equation", "...ii->...i")]
+        let model = try OnnxModel(data: typedModelBytes(nodes: [n], inputs: [("x", [3, 5, 5], 1)], outputs: ["y"], opset: 12), path: "d.onnx")
+        XCTAssertThrowsError(try model.graph()) {
+            XCTAssertTrue("\($0)".contains("diag (Einsum): index 'i' repeats within operand 0 of equation '...ii->...i'"), "\($0)")
+        }
+    }
+
+    // MARK: layout
+
+    /// Tile with its repeats as an initializer (as exporters write it), on a run-time input.
+    func testTileMatchesReference() throws {
+        for (shape, repeats) in [([2, 3, 4], [1, 2, 3]), ([3, 5], [4, 1]), ([2, 1, 3, 2], [2, 3, 1, 2]), ([4], [1])] {
+            let (x, v) = random(shape)
+            let out = zip(shape, repeats).map { $0 * $1 }
+            var want: [Double] = []
+            forEachIndex(out) { idx in
+                var o = 0
+                for d in 0..<shape.count { o = o * shape[d] + idx[d] % shape[d] }
+                want.append(v[o])
+            }
+            try check("tile \(shape) by \(repeats)", nodes: [node("Tile", ["x", "r"], ["y"])], inputs: [("x", shape, x)],
+                      initializers: [int64Tensor("r", repeats)], opset: 13, expected: want, shape: out)
+        }
+    }
+
+    /// DepthToSpace in both modes and SpaceToDepth as their inverses: y[n, c, h·b + i, w·b + j] reads
+    /// channel (i·b + j)·C' + c (DCR) or c·b² + i·b + j (CRD).
+    func testDepthToSpaceAndSpaceToDepthMatchReference() throws {
+        let (n, cOut, h, w, b) = (2, 3, 4, 5, 2)
+        let depth = [n, cOut * b * b, h, w], space = [n, cOut, h * b, w * b]
+        for mode in ["DCR", "CRD"] {
+            func channel(_ c: Int, _ i: Int, _ j: Int) -> Int { mode == "DCR" ? (i * b + j) * cOut + c : c * b * b + i * b + j }
+            let (x, v) = random(depth)
+            var want = [Double](repeating: 0, count: v.count)
+            let (s, sv) = random(space)
+            var wantS = [Double](repeating: 0, count: sv.count)
+            for bn in 0..<n { for c in 0..<cOut { for y in 0..<(h * b) { for xx in 0..<(w * b) {
+                let src = ((bn * cOut * b * b + channel(c, y % b, xx % b)) * h + y / b) * w + xx / b
+                let dst = ((bn * cOut + c) * h * b + y) * w * b + xx
+                want[dst] = v[src]
+                wantS[src] = sv[dst]
+            } } } }
+            var d2s = node("DepthToSpace", ["x"], ["y"])
+            d2s.attribute = [intAttribute("blocksize", b), stringAttribute("mode", mode)]
+            try check("DepthToSpace \(mode)", nodes: [d2s], inputs: [("x", depth, x)], opset: 13, expected: want, shape: space)
+            var s2d = node("SpaceToDepth", ["x"], ["y"])
+            s2d.attribute = [intAttribute("blocksize", b)] + (mode == "CRD" ? [stringAttribute("mode", mode)] : [])
+            try check("SpaceToDepth \(mode)", nodes: [s2d], inputs: [("x", space, s)], opset: 13, expected: wantS, shape: depth)
+        }
+    }
+
+    // MARK: a decoder layer's pieces
+
+    /// An exporter-style attention prologue: RMSNormalization over the hidden size with a learned
+    /// scale, a projection to heads (Reshape + Transpose), RotaryEmbedding with int64 position_ids
+    /// fed at run time, and the scores as Einsum "bhid,bhjd->bhij" of the rotated queries with
+    /// keys given as an input — all against a float64 reference of the same maths.
+    func testNormRotaryEinsumPrologueMatchesReference() throws {
+        let (b, s, heads, d, maxPos) = (2, 3, 2, 8, 10)
+        let hidden = heads * d
+        let (x, xv) = random([b, s, hidden])
+        let (k, kv) = random([b, heads, s, d])
+        let scale = (0..<hidden).map { _ in Float.random(in: 0.5...1.5, using: &rng) }
+        let ids: [Int] = (0..<(b * s)).map { _ in Int.random(in: 0..<maxPos, using: &rng) }
+        var cosT: [Float] = [], sinT: [Float] = []
+        for p in 0..<maxPos { for i in 0..<(d / 2) {
+            let a = Double(p) / pow(10000, Double(2 * i) / Double(d))
+            cosT.append(Float(cos(a))); sinT.append(Float(sin(a)))
+        } }
+        for interleaved in [0, 1] {
+            var rms = node("RMSNormalization", ["x", "scale"], ["normed"])
+            rms.attribute = [floatAttribute("epsilon", 1e-6)]
+            let split = node("Reshape", ["normed", "heads_shape"], ["split"])
+            let perm = node("Transpose", ["split"], ["q"], ints: ["perm": [0, 2, 1, 3]])
+            var rope = node("RotaryEmbedding", ["q", "cos", "sin", "pos"], ["qr"])
+            rope.attribute = [intAttribute("interleaved", interleaved)]
+            var scores = node("Einsum", ["qr", "k"], ["y"])
+            scores.attribute = [stringAttribute("equation", "bhid,bhjd->bhij")]
+
+            // The reference, in float64.
+            var normed = [Double](repeating: 0, count: xv.count)
+            for r in 0..<(b * s) {
+                let row = xv[(r * hidden)..<((r + 1) * hidden)]
+                let rmsv = (row.map { $0 * $0 }.reduce(0, +) / Double(hidden) + 1e-6).squareRoot()
+                for j in 0..<hidden { normed[r * hidden + j] = xv[r * hidden + j] / rmsv * Double(scale[j]) }
+            }
+            var q = [Double](repeating: 0, count: b * heads * s * d)  // [B, H, S, D], rotated
+            for bi in 0..<b { for h in 0..<heads { for si in 0..<s {
+                let p = ids[bi * s + si]
+                let src = (bi * s + si) * hidden + h * d, dst = ((bi * heads + h) * s + si) * d
+                for i in 0..<(d / 2) {
+                    let (c, sn) = (Double(cosT[p * d / 2 + i]), Double(sinT[p * d / 2 + i]))
+                    let (i1, i2) = interleaved == 1 ? (2 * i, 2 * i + 1) : (i, i + d / 2)
+                    q[dst + i1] = c * normed[src + i1] - sn * normed[src + i2]
+                    q[dst + i2] = sn * normed[src + i1] + c * normed[src + i2]
+                }
+            } } }
+            let r = einsumReference("bhid,bhjd->bhij", [([b, heads, s, d], q), ([b, heads, s, d], kv)])
+            try check("prologue interleaved=\(interleaved)", nodes: [rms, split, perm, rope, scores],
+                      inputs: [("x", [b, s, hidden], x), ("k", [b, heads, s, d], k),
+                               ("pos", [b, s], try Tensor(shape: [b, s], scalars: ids.map(Float.init)))],
+                      types: ["pos": 7],
+                      initializers: [floatTensor("scale", dims: [Int64(hidden)], values: scale), int64Tensor("heads_shape", [b, s, heads, d]),
+                                     floatTensor("cos", dims: [Int64(maxPos), Int64(d / 2)], values: cosT),
+                                     floatTensor("sin", dims: [Int64(maxPos), Int64(d / 2)], values: sinT)],
+                      expected: r.values, shape: r.shape)
+        }
+    }
+
+    /// RotaryEmbedding on a 3-D input with num_heads, a partial rotary dimension and per-batch
+    /// caches (no position_ids): the last half of each head passes through unchanged.
+    func testRotaryEmbedding3DPartialMatchesReference() throws {
+        let (b, s, heads, d, rot) = (2, 4, 3, 8, 4)
+        let (x, xv) = random([b, s, heads * d])
+        let (cosT, cv) = random([b, s, rot / 2]), (sinT, sv) = random([b, s, rot / 2])
+        var want = xv
+        for bi in 0..<b { for si in 0..<s { for h in 0..<heads { for i in 0..<(rot / 2) {
+            let base = (bi * s + si) * heads * d + h * d, ci = (bi * s + si) * rot / 2 + i
+            let (x1, x2) = (xv[base + i], xv[base + i + rot / 2])
+            want[base + i] = cv[ci] * x1 - sv[ci] * x2
+            want[base + i + rot / 2] = sv[ci] * x1 + cv[ci] * x2
+        } } } }
+        var n = node("RotaryEmbedding", ["x", "cos", "sin"], ["y"])
+        n.attribute = [intAttribute("num_heads", heads), intAttribute("rotary_embedding_dim", rot)]
+        try check("rotary 3-D partial", nodes: [n], inputs: [("x", [b, s, heads * d], x), ("cos", [b, s, rot / 2], cosT), ("sin", [b, s, rot / 2], sinT)],
+                  expected: want, shape: [b, s, heads * d])
+    }
+
+    /// RMSNormalization over the trailing axes from `axis` (negative too), scale broadcasting.
+    func testRMSNormalizationMatchesReference() throws {
+        for (shape, axis) in [([2, 3, 4], 1), ([3, 5], -1), ([2, 2, 3, 4], -2)] {
+            let (x, v) = random(shape)
+            let a = axis < 0 ? axis + shape.count : axis
+            let inner = shape[a...].reduce(1, *)
+            let scaleShape = Array(shape[a...])
+            let (sc, scv) = random(scaleShape)
+            var want = v
+            for r in 0..<(v.count / inner) {
+                let ms = v[(r * inner)..<((r + 1) * inner)].map { $0 * $0 }.reduce(0, +) / Double(inner)
+                for j in 0..<inner { want[r * inner + j] = v[r * inner + j] / (ms + 1e-5).squareRoot() * scv[j] }
+            }
+            var n = node("RMSNormalization", ["x", "scale"], ["y"])
+            n.attribute = [intAttribute("axis", axis)]
+            try check("RMSNormalization \(shape) axis \(axis)", nodes: [n], inputs: [("x", shape, x), ("scale", scaleShape, sc)],
+                      expected: want, shape: shape)
+        }
+    }
+}
+
+// MARK: model building
+
+func stringAttribute(_ name: String, _ value: String) -> Onnx_AttributeProto {
+    var a = Onnx_AttributeProto(); a.name = name; a.type = .string; a.s = Data(value.utf8); return a
+}
+
+func intAttribute(_ name: String, _ value: Int) -> Onnx_AttributeProto {
+    var a = Onnx_AttributeProto(); a.name = name; a.type = .int; a.i = Int64(value); return a
+}
+
+func floatAttribute(_ name: String, _ value: Float) -> Onnx_AttributeProto {
+    var a = Onnx_AttributeProto(); a.name = name; a.type = .float; a.f = value; return a
+}
+
+func int64Tensor(_ name: String, _ values: [Int]) -> Onnx_TensorProto {
+    var t = Onnx_TensorProto()
+    t.name = name; t.dims = [Int64(values.count)]; t.dataType = 7
+    t.int64Data = values.map(Int64.init)
+    return t
+}
+
+/// modelBytes with an element type per input (1 float, 7 int64).
+func typedModelBytes(nodes: [Onnx_NodeProto], inputs: [(String, [Int64], Int32)], outputs: [String],
+                     initializers: [Onnx_TensorProto] = [], opset: Int64) throws -> Data {
+    var m = try Onnx_ModelProto(serializedBytes: modelBytes(nodes: nodes, inputs: inputs.map { ($0.0, $0.1) }, outputs: outputs,
+                                                             initializers: initializers, opset: opset))
+    for (k, i) in inputs.enumerated() { m.graph.input[k].type.tensorType.elemType = i.2 }
+    return try m.serializedData()
+}
