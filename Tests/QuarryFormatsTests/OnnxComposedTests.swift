@@ -20,9 +20,10 @@ final class OnnxComposedTests: XCTestCase {
 
     /// Imports a one-or-more node model (inputs typed by `types`, 1 float unless given), runs it on
     /// every device and compares output `y` with `expected` (shape and values, rtol 1e-4).
+    @discardableResult
     func check(_ what: String, nodes: [Onnx_NodeProto], inputs: [(String, [Int], Tensor)], types: [String: Int32] = [:],
                initializers: [Onnx_TensorProto] = [], opset: Int64 = 23, expected: [Double], shape: [Int],
-               file: StaticString = #filePath, line: UInt = #line) throws {
+               file: StaticString = #filePath, line: UInt = #line) throws -> Graph {
         let data = try typedModelBytes(nodes: nodes, inputs: inputs.map { ($0.0, $0.1.map(Int64.init), types[$0.0] ?? 1) }, outputs: ["y"],
                                        initializers: initializers, opset: opset)
         let model = try OnnxModel(data: data, path: "\(what).onnx")
@@ -42,6 +43,7 @@ final class OnnxComposedTests: XCTestCase {
                 XCTAssertEqual(cl.fallbacks, [:], "\(what): nodes fell back to the CPU", file: file, line: line)
             }
         }
+        return graph
     }
 
     // MARK: Einsum
@@ -97,6 +99,8 @@ final class OnnxComposedTests: XCTestCase {
             ("...ij,...jk->...ik", "yzij,zjk->yzik", [[2, 1, 3, 4], [5, 4, 2]]),
             ("b...d,hd->bh...", "bxyd,hd->bhxy", [[2, 3, 4, 5], [6, 5]]),
             ("bij,j->bi", "bij,j->bi", [[2, 3, 4], [1]]),
+            ("bji,bjk->bik", "bji,bjk->bik", [[3, 5, 4], [3, 5, 2]]),
+            ("ji,kj->ik", "ji,kj->ik", [[5, 4], [3, 5]]),
         ]
         for (eq, ref, shapes) in cases {
             let ins = shapes.map(random)
@@ -104,8 +108,12 @@ final class OnnxComposedTests: XCTestCase {
             var n = node("Einsum", Array(names.prefix(shapes.count)), ["y"], name: "einsum")
             n.attribute = [stringAttribute("equation", eq)]
             let r = einsumReference(ref, zip(shapes, ins).map { ($0, $1.1) })
-            try check("einsum \(eq)", nodes: [n], inputs: zip(names, zip(shapes, ins)).map { ($0, $1.0, $1.1.0) }, opset: 12,
-                      expected: r.values, shape: r.shape)
+            let g = try check("einsum \(eq)", nodes: [n], inputs: zip(names, zip(shapes, ins)).map { ($0, $1.0, $1.1.0) }, opset: 12,
+                              expected: r.values, shape: r.shape)
+            // Operands laid out as [batch, K, M] / [batch, N, K] are read transposed by the matmul.
+            if ["bhid,bhjd->bhij", "bij,bjk->bik", "bji,bjk->bik", "ji,kj->ik", "bid,hd->bih"].contains(eq) {
+                XCTAssertFalse(g.nodes.contains { if case .transpose = $0.op { return true }; return false }, "\(eq): \(g.nodes.map(\.op.name))")
+            }
         }
     }
 
@@ -116,6 +124,35 @@ final class OnnxComposedTests: XCTestCase {
         XCTAssertThrowsError(try model.graph()) {
             XCTAssertTrue("\($0)".contains("diag (Einsum): index 'i' repeats within operand 0 of equation '...ii->...i'"), "\($0)")
         }
+    }
+
+    /// Constant operands as exporters write them: a Linear-style weight initializer for Einsum
+    /// (a parameter the matmul reads transposed), and Tile / DepthToSpace of initializers, which
+    /// fold on the host before an Add with a run-time input.
+    func testConstantOperands() throws {
+        let (x, xv) = random([2, 5, 4])
+        let w = (0..<12).map { _ in Float.random(in: -1...1, using: &rng) }
+        var e = node("Einsum", ["x", "w"], ["y"])
+        e.attribute = [stringAttribute("equation", "bid,hd->bih")]
+        let r = einsumReference("bid,hd->bih", [([2, 5, 4], xv), ([3, 4], w.map(Double.init))])
+        try check("einsum with a weight", nodes: [e], inputs: [("x", [2, 5, 4], x)], initializers: [floatTensor("w", dims: [3, 4], values: w)],
+                  opset: 12, expected: r.values, shape: r.shape)
+
+        let t = (0..<8).map { Float($0) }
+        let (z, zv) = random([1, 2, 2, 4])
+        var d2s = node("DepthToSpace", ["tiled"], ["space"])
+        d2s.attribute = [intAttribute("blocksize", 2)]
+        // t [1, 2, 1, 4] tiled to [1, 8, 1, 4] holds t[ch mod 2] in channel ch; DCR with C' = 2
+        // reads channel ((Y mod 2)·2 + X mod 2)·2 + c, which is c mod 2 = c: out[c, Y, X] = t[c, X / 2].
+        // z [1, 2, 2, 4] tiled along the width: zt[c, Y, X] = z[c, Y, X mod 4].
+        var want: [Double] = []
+        for c in 0..<2 { for y in 0..<2 { for xx in 0..<8 { want.append(Double(t[c * 4 + xx / 2]) + zv[(c * 2 + y) * 4 + xx % 4]) } } }
+        let g = try check("folded Tile and DepthToSpace", nodes: [node("Tile", ["t", "reps"], ["tiled"]), d2s, node("Tile", ["z", "zreps"], ["zt"]), node("Add", ["space", "zt"], ["y"])],
+                  inputs: [("z", [1, 2, 2, 4], z)],
+                  initializers: [floatTensor("t", dims: [1, 2, 1, 4], values: t), int64Tensor("reps", [1, 4, 1, 1]), int64Tensor("zreps", [1, 1, 1, 2])],
+                  opset: 13, expected: want, shape: [1, 2, 2, 8])
+        // Only z's Tile (view, add, view) and the Add run: the constant's Tile and DepthToSpace folded.
+        XCTAssertFalse(g.nodes.contains { if case .transpose = $0.op { return true }; return false }, "\(g.nodes.map(\.op.name))")
     }
 
     // MARK: layout

@@ -310,7 +310,7 @@ extension OnnxImporter {
             let axes = t.labels.indices.filter { !keep.contains(t.labels[$0]) }
             if axes.isEmpty { return t }
             let r = try c.emitInternal(.reduce(.sum, axes: axes, keepDims: false), [t.value], tag)
-            return EinsumTerm(value: r.name, labels: axes.reduce(into: t.labels) { $0[$1] = .min }.filter { $0 != .min }, shape: r.shape)
+            return EinsumTerm(value: r.name, labels: t.labels.filter { keep.contains($0) }, shape: r.shape)
         }
         /// `t` with its indices in `order`.
         func permute(_ t: EinsumTerm, _ order: [Int], _ tag: String) throws -> EinsumTerm {
@@ -336,8 +336,13 @@ extension OnnxImporter {
             let batch = a.labels.filter { b.labels.contains($0) && keep.contains($0) }
             let contracted = a.labels.filter { b.labels.contains($0) && !keep.contains($0) }
             let m = a.labels.filter { !b.labels.contains($0) }, n = b.labels.filter { !a.labels.contains($0) }
-            a = try permute(a, batch + m + contracted, "order_a\(k)")
-            b = try permute(b, batch + contracted + n, "order\(k)")
+            // The matmul reads either operand transposed, so an operand already laid out as
+            // [batch, K, M] (A) or [batch, N, K] (B) needs no transpose: "bhid,bhjd->bhij" (keys
+            // as they are) and "bid,hd->bih" (a Linear weight) run as one matmul.
+            let transA = !contracted.isEmpty && a.labels == batch + contracted + m && !m.isEmpty
+            let transB = !contracted.isEmpty && b.labels == batch + n + contracted && !n.isEmpty
+            if !transA { a = try permute(a, batch + m + contracted, "order_a\(k)") }
+            if !transB { b = try permute(b, batch + contracted + n, "order\(k)") }
             // Batch indices merge into one dimension unless one side broadcasts (size 1) along
             // some of them; then they stay apart and the matmul / multiply broadcasts them.
             let batchA = batch.map(a.size), batchB = batch.map(b.size)
@@ -348,8 +353,9 @@ extension OnnxImporter {
                 let av = try reshape(a, lead + [mSize, 1], "a\(k)"), bv = try reshape(b, leadB + [1, nSize], "b\(k)")
                 y = try c.emitInternal(.binary(.mul, activation: nil), [av, bv], "outer\(k)").name
             } else {
-                let av = try reshape(a, lead + [mSize, kSize], "a\(k)"), bv = try reshape(b, leadB + [kSize, nSize], "b\(k)")
-                y = try c.emitInternal(.matmul(transposeA: false, transposeB: false), [av, bv], "matmul\(k)").name
+                let av = try reshape(a, lead + (transA ? [kSize, mSize] : [mSize, kSize]), "a\(k)")
+                let bv = try reshape(b, leadB + (transB ? [nSize, kSize] : [kSize, nSize]), "b\(k)")
+                y = try c.emitInternal(.matmul(transposeA: transA, transposeB: transB), [av, bv], "matmul\(k)").name
             }
             let labels = batch + m + n
             let shape = zip(batchA, batchB).map { Swift.max($0, $1) } + m.map(a.size) + n.map(b.size)
