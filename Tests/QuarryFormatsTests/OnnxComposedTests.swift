@@ -153,6 +153,22 @@ final class OnnxComposedTests: XCTestCase {
                   opset: 13, expected: want, shape: [1, 2, 2, 8])
         // Only z's Tile (view, add, view) and the Add run: the constant's Tile and DepthToSpace folded.
         XCTAssertFalse(g.nodes.contains { if case .transpose = $0.op { return true }; return false }, "\(g.nodes.map(\.op.name))")
+
+        // RotaryEmbedding with constant position_ids into constant caches: the rows are taken at
+        // import (no embedding node), and the 4-D input [B, H, S, D] rotates by halves.
+        let (q, qv) = random([1, 2, 2, 4])
+        let cosT = (0..<10).map { _ in Float.random(in: -1...1, using: &rng) }, sinT = (0..<10).map { _ in Float.random(in: -1...1, using: &rng) }
+        let pos = [3, 1]
+        var wantQ = qv
+        for h in 0..<2 { for si in 0..<2 { for i in 0..<2 {
+            let base = (h * 2 + si) * 4, (cs, sn) = (Double(cosT[pos[si] * 2 + i]), Double(sinT[pos[si] * 2 + i]))
+            wantQ[base + i] = cs * qv[base + i] - sn * qv[base + i + 2]
+            wantQ[base + i + 2] = sn * qv[base + i] + cs * qv[base + i + 2]
+        } } }
+        let rg = try check("rotary with constant position_ids", nodes: [node("RotaryEmbedding", ["q", "cos", "sin", "pos"], ["y"])], inputs: [("q", [1, 2, 2, 4], q)],
+                           initializers: [floatTensor("cos", dims: [5, 2], values: cosT), floatTensor("sin", dims: [5, 2], values: sinT), int64Tensor("pos", pos, dims: [1, 2])],
+                           expected: wantQ, shape: [1, 2, 2, 4])
+        XCTAssertFalse(rg.nodes.contains { if case .embedding = $0.op { return true }; return false }, "\(rg.nodes.map(\.op.name))")
     }
 
     // MARK: layout
@@ -311,9 +327,9 @@ func floatAttribute(_ name: String, _ value: Float) -> Onnx_AttributeProto {
     var a = Onnx_AttributeProto(); a.name = name; a.type = .float; a.f = value; return a
 }
 
-func int64Tensor(_ name: String, _ values: [Int]) -> Onnx_TensorProto {
+func int64Tensor(_ name: String, _ values: [Int], dims: [Int]? = nil) -> Onnx_TensorProto {
     var t = Onnx_TensorProto()
-    t.name = name; t.dims = [Int64(values.count)]; t.dataType = 7
+    t.name = name; t.dims = (dims ?? [values.count]).map(Int64.init); t.dataType = 7
     t.int64Data = values.map(Int64.init)
     return t
 }

@@ -160,23 +160,29 @@ extension OnnxImporter {
         func cache(_ i: Int, _ tag: String) throws -> String {
             let s = try c.shape(i)
             guard s.last == half else { throw QuarryError.invalidArgument("\(tag)_cache \(s) must end in rotary_embedding_dim / 2 = \(half)") }
-            var table = try c.value(i), shape = cacheView
+            var shape = cacheView
+            let table: String
             if c.hasInput(3) {
                 // cache[position_ids]: rows of a [max_position, D/2] table, looked up by the
-                // embedding op (run-time or constant ids alike).
+                // embedding op, or taken once on the host when ids and cache are both constant.
                 let ids = try c.shape(3)
                 guard s.count == 2, ids == [batch, seq] else {
                     throw QuarryError.invalidArgument("with position_ids \(ids) (expected [\(batch), \(seq)]) the \(tag)_cache \(s) must be 2-D [max_position, \(half)]")
                 }
-                if let p = try c.constant(3), let bad = p.int64s.first(where: { $0 < 0 || Int($0) >= s[0] }) {
+                let p = try c.constant(3)
+                if let p, let bad = p.int64s.first(where: { $0 < 0 || Int($0) >= s[0] }) {
                     throw QuarryError.invalidArgument("position id \(bad) is outside the \(s[0]) cached positions")
                 }
-                table = try c.emitInternal(.embedding, [try c.value(3), table], "\(tag)_rows").name
+                if let p, let t = try c.constant(i) {
+                    return c.parameter(t.taking(p.int64s.map { Int($0) }, axis: 0).reshaped(shape), key: "\(c.inputName(i))[\(c.inputName(3))]")
+                }
+                table = try c.emitInternal(.embedding, [try c.value(3), try c.value(i)], "\(tag)_rows").name
             } else {
                 guard s.count == 3, s[0] == batch || s[0] == 1, s[1] == seq else {
                     throw QuarryError.invalidArgument("without position_ids the \(tag)_cache \(s) must be [\(batch), \(seq), \(half)]")
                 }
                 shape[0] = s[0]
+                table = try c.value(i)
             }
             return try c.emitInternal(.reshape(shape: shape), [table], "\(tag)_view").name
         }
