@@ -3,11 +3,13 @@
 //
 //   Tile                  one broadcast add against zeros per repeated axis, on a rank-3 view
 //   DepthToSpace          reshape → transpose → reshape (DCR and CRD), and SpaceToDepth likewise
-//   Einsum                per operand sums, then pairwise transpose / reshape / matmul (or a
-//                         broadcast multiply when nothing is contracted), then a transpose
+//   Einsum                per operand diagonals (strided slices) and sums, then pairwise
+//                         transpose / reshape / matmul (or a broadcast multiply when nothing
+//                         is contracted), then a transpose
 //   RMSNormalization      x / sqrt(mean(x², axes ≥ axis) + ε) · scale
 //   RotaryEmbedding       slices of the head, multiplied by the cos / sin caches (gathered by
-//                         position_ids through the embedding op) and concatenated back
+//                         position_ids through the embedding op, or on the host when constant)
+//                         and concatenated back
 //
 // Constant inputs of the layout ops fold on the host; everything else becomes graph nodes.
 
@@ -233,8 +235,8 @@ extension OnnxImporter {
     /// are summed first, then the operands are multiplied in left to right, each product a batched
     /// matmul [batch, M, K] · [batch, K, N] (or a broadcast multiply when nothing is contracted),
     /// keeping the indices the output or a later operand still needs; the result is transposed
-    /// to the output's order. Ellipsis dimensions broadcast from the right, as numpy's do.
-    /// Repeated indices within one operand (diagonals, traces) are refused.
+    /// to the output's order. Ellipsis dimensions broadcast from the right, as numpy's do. An
+    /// index repeated within one operand (a diagonal or trace) is first taken as the diagonal.
     static func einsum(_ c: inout NodeContext) throws {
         let equation = c.string("equation", "")
         let eq = equation.filter { !$0.isWhitespace }
@@ -269,17 +271,32 @@ extension OnnxImporter {
             }
             ellipsisRank = Swift.max(ellipsisRank, shapes[i].count - explicit)
         }
+        /// The diagonal of `t` along index `l`, which it holds k > 1 times (a diagonal or trace):
+        /// those axes moved last and merged into one of n^k elements, of which every
+        /// (1 + n + … + n^(k−1))-th is on the diagonal: a strided slice picks the n of them.
+        func diagonal(_ t: EinsumTerm, _ l: Int, _ tag: String) throws -> EinsumTerm {
+            let at = t.labels.indices.filter { t.labels[$0] == l }, rest = t.labels.indices.filter { t.labels[$0] != l }
+            let n = t.shape[at[0]]
+            guard at.allSatisfy({ t.shape[$0] == n }) else {
+                throw invalid("index '\(Character(Unicode.Scalar(UInt8(l))))' has sizes \(at.map { t.shape[$0] }) within one operand")
+            }
+            var v = t.value
+            if rest + at != Array(t.labels.indices) { v = try c.emitInternal(.transpose(perm: rest + at), [v], "\(tag)_last").name }
+            let lead = rest.map { t.shape[$0] }
+            let whole = at.reduce(1) { p, _ in p * n }, step = at.reduce(0) { s, _ in s * n + 1 }
+            let flat = try c.emitInternal(.reshape(shape: lead + [whole]), [v], "\(tag)_flat")
+            let d = try c.emitInternal(.slice(starts: [0], ends: [whole], axes: [lead.count], steps: [step]), [flat.name], tag)
+            return EinsumTerm(value: d.name, labels: rest.map { t.labels[$0] } + [l], shape: d.shape)
+        }
         var ops: [EinsumTerm] = []
         var sizes: [Int: Int] = [:]
+        var allLabels: [Int] = []  // every operand's labels as written (repeats counted)
         for (i, p) in parsed.enumerated() {
             var labels = p.pre
             if let post = p.post {
                 let e = shapes[i].count - p.pre.count - post.count
                 labels += (-e..<0).map { $0 }
                 labels += post
-            }
-            if let l = labels.first(where: { x in labels.filter { $0 == x }.count > 1 }) {
-                throw c.unsupported("index '\(Character(Unicode.Scalar(UInt8(l))))' repeats within operand \(i) of equation '\(equation)' (diagonals and traces are not supported)")
             }
             for (l, d) in zip(labels, shapes[i]) {
                 if let s = sizes[l], s != d {
@@ -289,7 +306,12 @@ extension OnnxImporter {
                     sizes[l] = d
                 }
             }
-            ops.append(EinsumTerm(value: try c.value(i), labels: labels, shape: shapes[i]))
+            allLabels += labels
+            var term = EinsumTerm(value: try c.value(i), labels: labels, shape: shapes[i])
+            while let l = term.labels.first(where: { x in term.labels.filter { $0 == x }.count > 1 }) {
+                term = try diagonal(term, l, "operand\(i)_diagonal\(l)")
+            }
+            ops.append(term)
         }
         let ellipsis = Array(-ellipsisRank..<0)
         var out: [Int]
@@ -301,7 +323,7 @@ extension OnnxImporter {
             if let l = out.first(where: { sizes[$0] == nil }) { throw invalid("output index '\(Character(Unicode.Scalar(UInt8(l))))' is in no operand") }
         } else {
             // Implicit output: the ellipsis dimensions, then the letters used once, in alphabetical order.
-            let all = ops.flatMap(\.labels)
+            let all = allLabels
             let counts = all.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
             out = ellipsis + counts.filter { $0.key > 0 && $0.value == 1 }.keys.sorted()
         }
