@@ -136,6 +136,88 @@ final class OnnxComposedTests: XCTestCase {
         }
     }
 
+    /// Random equations (letters, commas, arrows, dots, spaces; valid and not) over random shapes,
+    /// and hostile attributes of the other composed operators, import or fail with an error; none traps.
+    func testHostileFormsNeverCrash() throws {
+        var g = SeededGenerator(seed: 18)
+        let alphabet = Array("iijjk.,->  ")
+        var imported = 0
+        for _ in 0..<600 {
+            let eq = String((0..<Int.random(in: 0...9, using: &g)).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &g)] })
+            let operands = Int.random(in: 1...2, using: &g)
+            var n = node("Einsum", Array(["a", "b"].prefix(operands)), ["y"])
+            n.attribute = [stringAttribute("equation", eq)]
+            let shapes = (0..<operands).map { _ in (0..<Int.random(in: 0...3, using: &g)).map { _ in Int64.random(in: 1...3, using: &g) } }
+            let data = try typedModelBytes(nodes: [n], inputs: zip(["a", "b"], shapes).map { ($0, $1, 1) }, outputs: ["y"], opset: 12)
+            if (try? OnnxModel(data: data, path: "f.onnx").graph()) != nil { imported += 1 }
+        }
+        XCTAssertGreaterThan(imported, 0)
+        let hostile: [(String, [Onnx_AttributeProto], [[Int64]])] = [
+            ("DepthToSpace", [intAttribute("blocksize", 0)], [[1, 4, 2, 2]]),
+            ("DepthToSpace", [intAttribute("blocksize", 1 << 31)], [[1, 4, 2, 2]]),
+            ("DepthToSpace", [intAttribute("blocksize", 2), stringAttribute("mode", "XYZ")], [[1, 4, 2, 2]]),
+            ("SpaceToDepth", [intAttribute("blocksize", 3)], [[1, 4, 2, 2]]),
+            ("RotaryEmbedding", [intAttribute("num_heads", 0)], [[1, 2, 8], [2, 2], [2, 2]]),
+            ("RotaryEmbedding", [intAttribute("rotary_embedding_dim", 3)], [[1, 1, 2, 8], [1, 2, 4], [1, 2, 4]]),
+            ("RotaryEmbedding", [], [[1, 1, 2, 8], [1, 2, 3], [1, 2, 4]]),
+            ("RMSNormalization", [intAttribute("axis", 5)], [[2, 3], [3]]),
+        ]
+        for (op, attrs, shapes) in hostile {
+            let names = ["x", "c", "s"].prefix(shapes.count)
+            var n = node(op, Array(names), ["y"], name: "bad")
+            n.attribute = attrs
+            let data = try typedModelBytes(nodes: [n], inputs: zip(names, shapes).map { ($0, $1, 1) }, outputs: ["y"], opset: 23)
+            XCTAssertThrowsError(try OnnxModel(data: data, path: "h.onnx").graph()) {
+                XCTAssertTrue("\($0)".contains("bad (\(op))") || "\($0)".contains("node 'bad' (\(op))"), "\($0)")
+            }
+        }
+    }
+
+    /// Constant operands as exporters write them: a Linear-style weight initializer for Einsum
+    /// (a parameter the matmul reads transposed), and Tile / DepthToSpace of initializers, which
+    /// fold on the host before an Add with a run-time input.
+    func testConstantOperands() throws {
+        let (x, xv) = random([2, 5, 4])
+        let w = (0..<12).map { _ in Float.random(in: -1...1, using: &rng) }
+        var e = node("Einsum", ["x", "w"], ["y"])
+        e.attribute = [stringAttribute("equation", "bid,hd->bih")]
+        let r = einsumReference("bid,hd->bih", [([2, 5, 4], xv), ([3, 4], w.map(Double.init))])
+        try check("einsum with a weight", nodes: [e], inputs: [("x", [2, 5, 4], x)], initializers: [floatTensor("w", dims: [3, 4], values: w)],
+                  opset: 12, expected: r.values, shape: r.shape)
+
+        let t = (0..<8).map { Float($0) }
+        let (z, zv) = random([1, 2, 2, 4])
+        var d2s = node("DepthToSpace", ["tiled"], ["space"])
+        d2s.attribute = [intAttribute("blocksize", 2)]
+        // t [1, 2, 1, 4] tiled to [1, 8, 1, 4] holds t[ch mod 2] in channel ch; DCR with C' = 2
+        // reads channel ((Y mod 2)·2 + X mod 2)·2 + c, which is c mod 2 = c: out[c, Y, X] = t[c, X / 2].
+        // z [1, 2, 2, 4] tiled along the width: zt[c, Y, X] = z[c, Y, X mod 4].
+        var want: [Double] = []
+        for c in 0..<2 { for y in 0..<2 { for xx in 0..<8 { want.append(Double(t[c * 4 + xx / 2]) + zv[(c * 2 + y) * 4 + xx % 4]) } } }
+        let g = try check("folded Tile and DepthToSpace", nodes: [node("Tile", ["t", "reps"], ["tiled"]), d2s, node("Tile", ["z", "zreps"], ["zt"]), node("Add", ["space", "zt"], ["y"])],
+                  inputs: [("z", [1, 2, 2, 4], z)],
+                  initializers: [floatTensor("t", dims: [1, 2, 1, 4], values: t), int64Tensor("reps", [1, 4, 1, 1]), int64Tensor("zreps", [1, 1, 1, 2])],
+                  opset: 13, expected: want, shape: [1, 2, 2, 8])
+        // Only z's Tile (view, add, view) and the Add run: the constant's Tile and DepthToSpace folded.
+        XCTAssertFalse(g.nodes.contains { if case .transpose = $0.op { return true }; return false }, "\(g.nodes.map(\.op.name))")
+
+        // RotaryEmbedding with constant position_ids into constant caches: the rows are taken at
+        // import (no embedding node), and the 4-D input [B, H, S, D] rotates by halves.
+        let (q, qv) = random([1, 2, 2, 4])
+        let cosT = (0..<10).map { _ in Float.random(in: -1...1, using: &rng) }, sinT = (0..<10).map { _ in Float.random(in: -1...1, using: &rng) }
+        let pos = [3, 1]
+        var wantQ = qv
+        for h in 0..<2 { for si in 0..<2 { for i in 0..<2 {
+            let base = (h * 2 + si) * 4, (cs, sn) = (Double(cosT[pos[si] * 2 + i]), Double(sinT[pos[si] * 2 + i]))
+            wantQ[base + i] = cs * qv[base + i] - sn * qv[base + i + 2]
+            wantQ[base + i + 2] = sn * qv[base + i] + cs * qv[base + i + 2]
+        } } }
+        let rg = try check("rotary with constant position_ids", nodes: [node("RotaryEmbedding", ["q", "cos", "sin", "pos"], ["y"])], inputs: [("q", [1, 2, 2, 4], q)],
+                           initializers: [floatTensor("cos", dims: [5, 2], values: cosT), floatTensor("sin", dims: [5, 2], values: sinT), int64Tensor("pos", pos, dims: [1, 2])],
+                           expected: wantQ, shape: [1, 2, 2, 4])
+        XCTAssertFalse(rg.nodes.contains { if case .embedding = $0.op { return true }; return false }, "\(rg.nodes.map(\.op.name))")
+    }
+
     // MARK: layout
 
     /// Tile with its repeats as an initializer (as exporters write it), on a run-time input.
