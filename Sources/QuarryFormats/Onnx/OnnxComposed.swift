@@ -97,7 +97,7 @@ extension OnnxImporter {
     static func spaceToDepth(_ c: inout NodeContext) throws {
         let x = try c.shape(0)
         let b = c.int("blocksize", 0)
-        // mode (opset 25 on) picks the output channel order, as DepthToSpace's does.
+        // mode (SpaceToDepth-28; read at any opset) picks the channel order, as DepthToSpace's does.
         let mode = c.string("mode", "DCR")
         guard x.count == 4 else { throw QuarryError.invalidArgument("input \(x) must be 4-D [N, C, H, W]") }
         guard b > 0, x[2] % b == 0, x[3] % b == 0 else { throw QuarryError.invalidArgument("blocksize \(b) must be positive and divide the height \(x[2]) and width \(x[3])") }
@@ -323,8 +323,7 @@ extension OnnxImporter {
             if let l = out.first(where: { sizes[$0] == nil }) { throw invalid("output index '\(Character(Unicode.Scalar(UInt8(l))))' is in no operand") }
         } else {
             // Implicit output: the ellipsis dimensions, then the letters used once, in alphabetical order.
-            let all = allLabels
-            let counts = all.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
+            let counts = allLabels.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
             out = ellipsis + counts.filter { $0.key > 0 && $0.value == 1 }.keys.sorted()
         }
         let outSet = Set(out)
