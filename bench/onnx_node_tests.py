@@ -30,6 +30,7 @@ OPS = ("Conv ConvTranspose Gemm MatMul BatchNormalization MaxPool AveragePool Gl
 EXTRA_OPS = "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSumExp ReduceSumSquare".split()
 EXTRA_OPS += "Sin Cos Floor Ceil Round Softplus Elu Selu Not Sign Equal Less LessOrEqual Greater GreaterOrEqual And Or Xor Mod Where Div".split()
 EXTRA_OPS += "ArgMax ArgMin TopK CumSum Gather GatherElements GatherND ScatterND".split()
+EXTRA_OPS += "Tile DepthToSpace SpaceToDepth Einsum RMSNormalization RotaryEmbedding".split()
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 

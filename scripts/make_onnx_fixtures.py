@@ -434,10 +434,50 @@ def batch_axis_cases():
           init("one", np.array([1], np.int64))], opset=14, dims={"x": [T, "batch", I]})
 
 
+def composed_cases():
+    """Tile, DepthToSpace / SpaceToDepth, Einsum, RMSNormalization and RotaryEmbedding (composed
+    of other graph ops at import) in exporter-style graphs, against onnxruntime: a super-resolution
+    tail (Conv -> DepthToSpace CRD as torch.nn.PixelShuffle exports it, then SpaceToDepth and a
+    Tile fed its repeats as an initializer), an attention core written as Einsums, and a Llama-style
+    prologue (RMSNormalization, heads, RotaryEmbedding with int64 position_ids, scores as Einsum).
+    Drawn from their own generator, so writing them leaves the other fixtures as they are."""
+    r = np.random.default_rng(20261205 + 18)
+    w = lambda *s: r.uniform(-0.5, 0.5, size=s).astype(np.float32)
+    save("pixel_shuffle_tile",
+         [N("Conv", ["x", "wc", "bc"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+          N("DepthToSpace", ["c"], ["up"], blocksize=2, mode="CRD"), N("SpaceToDepth", ["up"], ["down"], blocksize=2),
+          N("DepthToSpace", ["down"], ["dcr"], blocksize=2, mode="DCR"), N("Tile", ["dcr", "reps"], ["tiled"])],
+         {"x": w(2, 3, 5, 6)}, ["up", "down", "dcr", "tiled"],
+         [init("wc", w(12, 3, 3, 3)), init("bc", w(12)), init("reps", np.array([1, 2, 1, 3], np.int64))], opset=17)
+    B, S, H, D = 2, 5, 3, 8
+    save("einsum_attention",
+         [N("MatMul", ["x", "wq"], ["q0"]), N("Reshape", ["q0", "heads"], ["q1"]),
+          N("MatMul", ["x", "wk"], ["k0"]), N("Reshape", ["k0", "heads"], ["k1"]),
+          N("MatMul", ["x", "wv"], ["v0"]), N("Reshape", ["v0", "heads"], ["v1"]),
+          N("Einsum", ["q1", "k1"], ["scores"], equation="bihd,bjhd->bhij"), N("Softmax", ["scores"], ["p"], axis=-1),
+          N("Einsum", ["p", "v1"], ["ctx"], equation="bhij,bjhd->bihd"), N("Reshape", ["ctx", "merged"], ["ctx2"]),
+          N("Einsum", ["ctx2", "wo"], ["y"], equation="...i,oi->...o"), N("Einsum", ["y"], ["pooled"], equation="bsd->bd")],
+         {"x": w(B, S, H * D)}, ["scores", "y", "pooled"],
+         [init("wq", w(H * D, H * D)), init("wk", w(H * D, H * D)), init("wv", w(H * D, H * D)), init("wo", w(16, H * D)),
+          init("heads", np.array([B, S, H, D], np.int64)), init("merged", np.array([B, S, H * D], np.int64))], opset=17)
+    pos = r.integers(0, 16, size=(B, S)).astype(np.int64)
+    inv = 1.0 / 10000 ** (np.arange(0, D, 2) / D)
+    ang = np.arange(16)[:, None] * inv[None, :]
+    save("llama_prologue",
+         [N("RMSNormalization", ["x", "g"], ["n"], epsilon=1e-6), N("MatMul", ["n", "wq"], ["q0"]), N("Reshape", ["q0", "heads"], ["q1"]),
+          N("Transpose", ["q1"], ["q"], perm=[0, 2, 1, 3]), N("RotaryEmbedding", ["q", "cos", "sin", "pos"], ["qr"]),
+          N("RotaryEmbedding", ["n", "cos", "sin", "pos"], ["kr"], num_heads=H, interleaved=1),
+          N("Reshape", ["kr", "heads"], ["k1"]), N("Einsum", ["qr", "k1"], ["scores"], equation="bhid,bjhd->bhij")],
+         {"x": w(B, S, H * D), "pos": pos}, ["n", "qr", "kr", "scores"],
+         [init("g", r.uniform(0.5, 1.5, size=(H * D,)).astype(np.float32)), init("wq", w(H * D, H * D)),
+          init("heads", np.array([B, S, H, D], np.int64)), init("cos", np.cos(ang).astype(np.float32)), init("sin", np.sin(ang).astype(np.float32))],
+         opset=23)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--big", metavar="DIR", help="write the acceptance models into DIR instead")
-    ap.add_argument("--only", choices=["small", "reductions", "if", "folded-shapes", "batch-axes"], help="write only this group of fixtures")
+    ap.add_argument("--only", choices=["small", "reductions", "if", "folded-shapes", "batch-axes", "composed"], help="write only this group of fixtures")
     args = ap.parse_args()
     if args.big:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -454,4 +494,6 @@ if __name__ == "__main__":
             folded_shape_cases()
         if args.only in (None, "batch-axes"):
             batch_axis_cases()
+        if args.only in (None, "composed"):
+            composed_cases()
         print("fixtures written to", os.path.normpath(ROOT))

@@ -853,6 +853,12 @@ extension OnnxImporter {
         h["GatherElements"] = { try gatherElements(&$0) }
         h["GatherND"] = { try gatherND(&$0) }
         h["ScatterND"] = { try scatterND(&$0) }
+        h["Tile"] = { try tile(&$0) }
+        h["DepthToSpace"] = { try depthToSpace(&$0) }
+        h["SpaceToDepth"] = { try spaceToDepth(&$0) }
+        h["Einsum"] = { try einsum(&$0) }
+        h["RMSNormalization"] = { try rmsNormalization(&$0) }
+        h["RotaryEmbedding"] = { try rotaryEmbedding(&$0) }
         h["LSTM"] = { try recurrent(&$0, lstm: true) }
         h["GRU"] = { try recurrent(&$0, lstm: false) }
         return h
