@@ -250,7 +250,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quarry", help="the quarry tool (default .build/release/quarry, else `swift build --show-bin-path`)")
     ap.add_argument("--device", default="cpu", help="cpu, opencl:0, … (passed to quarry run)")
-    ap.add_argument("--ops", help="comma-separated op types (default: all %d; also %s)" % (len(OPS), ",".join(EXTRA_OPS)))
+    ap.add_argument("--ops", help="comma-separated op types, or 'extra' for all of the second list (default: all %d; also %s)" % (len(OPS), ",".join(EXTRA_OPS)))
     ap.add_argument("-k", dest="match", help="only cases whose name contains this")
     ap.add_argument("--onnxruntime", action="store_true", help="also run onnxruntime (CPU) on the same cases")
     ap.add_argument("--json", metavar="FILE", help="write per-case results as JSON")
@@ -264,7 +264,8 @@ def main():
 
     ops = OPS
     if args.ops:
-        ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+        # "extra" stands for every op type of EXTRA_OPS.
+        ops = [x for o in args.ops.split(",") if o.strip() for x in (EXTRA_OPS if o.strip() == "extra" else [o.strip()])]
         unknown = [o for o in ops if o not in OPS + EXTRA_OPS]
         if unknown:
             ap.error(f"unknown op type(s) {unknown}; known: {' '.join(OPS + EXTRA_OPS)}")

@@ -102,15 +102,33 @@ final class OnnxImportTests: XCTestCase {
         XCTAssertThrowsError(try model.graph(inputShapes: ["x": [2, 4]])) { XCTAssertTrue("\($0)".contains("must be 3"), "\($0)") }
     }
 
-    /// Opsets 22–25 load (their changes to imported operators only widen types); 26 is refused by number.
-    func testOpsetsThrough25() throws {
-        for opset: Int64 in [22, 23, 24, 25] {
+    /// Cast of run-time floats: to an integer type truncates toward zero, to bool gives 1 for any
+    /// nonzero value (NaN included) and 0 for zero, on both sides of zero and at halves.
+    func testCastOfRunTimeFloatsTruncatesAndTestsNonzero() throws {
+        func cast(_ to: Int64, _ output: String) -> Onnx_NodeProto {
+            var n = node("Cast", ["x"], [output])
+            var a = Onnx_AttributeProto(); a.name = "to"; a.type = .int; a.i = to
+            n.attribute = [a]
+            return n
+        }
+        let data = try modelBytes(nodes: [cast(7, "i"), cast(9, "b")], inputs: [("x", [8])], outputs: ["i", "b"])
+        let g = try OnnxModel(data: data, path: "cast.onnx").graph(inputShapes: ["x": [8]])
+        let values: [Float] = [-2.7, -0.5, 0, 0.5, 2.5, 3, -7.9, .nan]
+        let out = try CPUDevice(threads: 1).compile(g, outputs: ["i", "b"]).run(["x": try Tensor(shape: [8], scalars: values)])
+        XCTAssertEqual(Array(out["i"]!.scalars.prefix(7)), [-2, 0, 0, 0, 2, 3, -7])
+        XCTAssertEqual(out["b"]!.scalars, [1, 1, 0, 1, 1, 1, 1, 1])
+    }
+
+    /// Opsets 22–28 load (their changes to imported operators only widen types or say what the
+    /// handlers already do); 29 is refused by number.
+    func testOpsetsThrough28() throws {
+        for opset: Int64 in [22, 23, 24, 25, 26, 27, 28] {
             let m = try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: opset), path: "o.onnx")
             XCTAssertEqual(m.opset, Int(opset))
             XCTAssertNoThrow(try m.graph())
         }
-        XCTAssertThrowsError(try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: 26), path: "o.onnx")) {
-            XCTAssertTrue("\($0)".contains("opset 26 is not supported (7…25 are)"), "\($0)")
+        XCTAssertThrowsError(try OnnxModel(data: modelBytes(nodes: [node("Relu", ["x"], ["y"])], inputs: [("x", [2])], outputs: ["y"], opset: 29), path: "o.onnx")) {
+            XCTAssertTrue("\($0)".contains("opset 29 is not supported (7…28 are)"), "\($0)")
         }
     }
 

@@ -18,8 +18,14 @@ public final class OnnxModel: @unchecked Sendable {
     /// (a window that would start in the right padding is dropped); Cast 24 adds `round_mode`,
     /// which only matters for float8e8m0, a type Quarry refuses. Tensors of those narrow types are
     /// refused when they are read, naming the tensor. Operators new in 22–25 (Attention, …) are
-    /// imported where OnnxOps.swift has a handler and listed as unsupported otherwise.
-    public static let supportedOpsets = 7...25
+    /// imported where OnnxOps.swift has a handler and listed as unsupported otherwise. Opsets 26–28
+    /// (onnx 1.23.2's newest is 28) were reviewed the same way: of the operators imported, Range 27
+    /// adds float16 / bfloat16 and `stash_type` (the precision of a float16 range: the fold computes
+    /// in double), Cast 28 the float6 types (refused as above), DepthToSpace, SpaceToDepth and
+    /// Einsum 28 wider types (SpaceToDepth's `mode` is read), ReduceLogSumExp 28 says that an
+    /// empty reduction is -inf, and Mod 28 allows fmod = 0 on floats (Python's remainder, which
+    /// the Mod handler computes for any type).
+    public static let supportedOpsets = 7...28
 
     public let path: String
     public let opset: Int

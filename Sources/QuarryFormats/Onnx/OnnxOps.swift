@@ -1,5 +1,5 @@
 // The ONNX operator table: one handler per operator type, following the ONNX operator
-// specification for opsets 7–25 (attributes in the form each opset uses). Handlers fold nodes
+// specification for opsets 7–28 (attributes in the form each opset uses). Handlers fold nodes
 // whose inputs are all constant and lower the rest to Quarry ops, with each op's operand order and
 // layout as Op.swift documents it.
 
@@ -768,7 +768,16 @@ extension OnnxImporter {
             }
             if let t = try c.constant(0) { try c.setConstant(0, t.converted(to: kind)); return }
             let integer = try c.isInteger(0)
-            if kind != .float && !integer { throw c.unsupported("Cast of a run-time float value to an integer type") }
+            if kind == .int && !integer {
+                // Float to integer truncates toward zero (the values stay float32 in the runtime).
+                try c.emit(.activation(.trunc), [try c.value(0)], integer: true)
+                return
+            }
+            if kind == .bool {
+                // Any nonzero value is true (an integer 2 too), as 0 / 1.
+                try c.emit(.activation(.not), [try c.emitInternal(.activation(.not), [try c.value(0)], "is_zero").name], integer: true)
+                return
+            }
             try c.alias(try c.value(0), integer: kind != .float)
         }
         h["Constant"] = { c in
