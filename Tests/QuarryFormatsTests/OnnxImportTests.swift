@@ -176,9 +176,51 @@ final class OnnxImportTests: XCTestCase {
         let g2 = try OnnxModel(data: ordered, path: "if.onnx").graph()
         let y2 = try CPUDevice(threads: 1).compile(g2, outputs: ["y"]).run(["x": try Tensor(shape: [2, 3], scalars: [-2, -1, 0, 1, 2, 3])])["y"]!
         XCTAssertEqual(y2.scalars, [2, 1, 0, 0, 0, 0])
-        let runtime = try modelBytes(nodes: [ifNode("c")], inputs: [("x", [2, 3]), ("c", [1])], outputs: ["y"])
-        XCTAssertThrowsError(try OnnxModel(data: runtime, path: "if.onnx").graph(inputShapes: ["x": [2, 3], "c": [1]])) {
-            XCTAssertTrue("\($0)".contains("pick (If): condition 'c' is computed at run time"), "\($0)")
+    }
+
+    /// An If whose condition is known only at run time imports both branches (here reusing each
+    /// other's internal names, as ONNX allows) and selects each output by the condition, rank 0 or
+    /// rank 1, on the CPU and on OpenCL; branch outputs of different shapes are refused by name.
+    func testIfWithARunTimeConditionRunsBothBranches() throws {
+        func graphAttr(_ key: String, _ nodes: [Onnx_NodeProto]) -> Onnx_AttributeProto {
+            var g = Onnx_GraphProto()
+            g.name = key
+            g.node = nodes
+            g.output = [{ var vi = Onnx_ValueInfoProto(); vi.name = "r"; return vi }()]
+            var a = Onnx_AttributeProto()
+            a.name = key; a.type = .graph; a.g = g
+            return a
+        }
+        func ifModel(condDims: [Int64], elseNodes: [Onnx_NodeProto]) throws -> Data {
+            var n = node("If", ["c"], ["y"], name: "pick")
+            n.attribute = [graphAttr("then_branch", [node("Relu", ["x"], ["t"]), node("Neg", ["t"], ["r"])]),
+                           graphAttr("else_branch", elseNodes)]
+            return try modelBytes(nodes: [node("Identity", ["x0"], ["x"]), n], inputs: [("x0", [2, 3]), ("c", condDims)], outputs: ["y"])
+        }
+        var devices: [any Device] = [CPUDevice(threads: 1)]
+        if let cl = OpenCLRuntime.devices().first { devices.append(cl) }
+        let xs: [Float] = (0..<6).map { _ in Float.random(in: -4...4) }
+        let x = try Tensor(shape: [2, 3], scalars: xs)
+        for condDims: [Int64] in [[1], []] {
+            let model = try OnnxModel(data: try ifModel(condDims: condDims, elseNodes: [node("Mul", ["x", "x"], ["t"]), node("Add", ["t", "x"], ["r"])]), path: "if.onnx")
+            let graph = try model.graph(inputShapes: ["x0": [2, 3], "c": condDims.map(Int.init)])
+            XCTAssertTrue(graph.nodes.contains { $0.op == .select })
+            for device in devices {
+                let compiled = try device.compile(graph, outputs: ["y"])
+                for flag: Float in [1, 0, -2.5] {
+                    let c = try Tensor(shape: condDims.map(Int.init), scalars: [flag])
+                    let y = try compiled.run(["x0": x, "c": c])["y"]!
+                    XCTAssertEqual(y.scalars, flag != 0 ? xs.map { -max($0, 0) } : xs.map { $0 * $0 + $0 }, "\(device) cond \(flag) \(condDims)")
+                }
+            }
+        }
+        let mismatched = try OnnxModel(data: try ifModel(condDims: [1], elseNodes: [node("Transpose", ["x"], ["r"])]), path: "if.onnx")
+        XCTAssertThrowsError(try mismatched.graph(inputShapes: ["x0": [2, 3], "c": [1]])) {
+            XCTAssertTrue("\($0)".contains("pick (If)") && "\($0)".contains("[2, 3]") && "\($0)".contains("[3, 2]"), "\($0)")
+        }
+        let wide = try OnnxModel(data: try ifModel(condDims: [2], elseNodes: [node("Neg", ["x"], ["r"])]), path: "if.onnx")
+        XCTAssertThrowsError(try wide.graph(inputShapes: ["x0": [2, 3], "c": [2]])) {
+            XCTAssertTrue("\($0)".contains("pick (If): condition 'c' has 2 elements"), "\($0)")
         }
     }
 

@@ -142,27 +142,85 @@ final class OnnxImporter {
         }
     }
 
-    /// An If whose condition folded to a constant (an initializer, or computed from shapes):
+    /// An If. When its condition folded to a constant (an initializer, or computed from shapes),
     /// only the taken branch is imported, its nodes in the outer graph (outer-scope names resolve
-    /// as they are), its outputs becoming the If's. A condition known only at run time is refused.
+    /// as they are), its outputs becoming the If's. When the condition is known only at run time,
+    /// both branches are imported and each output selects between them (a select node reads only
+    /// the chosen operand, so a NaN or infinity the other branch makes does not leak); the two
+    /// branches' outputs must then have equal shapes, since a Quarry value has one shape.
     func importIf(_ proto: Onnx_NodeProto, name: String, unsupported: inout [String], poisoned: inout Set<String>) throws {
         guard proto.input.count == 1, !proto.input[0].isEmpty else { throw Unsupported(reason: "an If needs exactly one condition input") }
         let condName = proto.input[0]
-        guard case .constant(let cond)? = values[condName] else {
-            throw Unsupported(reason: "condition '\(condName)' is computed at run time; only an If whose condition folds to a constant at import (an initializer, or computed from shapes) is supported (running both branches is not)")
-        }
-        guard cond.count == 1 else { throw Unsupported(reason: "condition '\(condName)' has \(cond.count) elements, not one") }
-        let taken = cond.doubles[0] != 0
         let attrs = Dictionary(proto.attribute.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let unknown = Set(attrs.keys).subtracting(["then_branch", "else_branch"]).sorted()
         guard unknown.isEmpty else { throw Unsupported(reason: "attribute(s) \(unknown.joined(separator: ", ")) not supported") }
-        let key = taken ? "then_branch" : "else_branch"
+        var ctx = NodeContext(importer: self, proto: proto, name: name)
+        switch values[condName] {
+        case .constant(let cond)?:
+            guard cond.count == 1 else { throw Unsupported(reason: "condition '\(condName)' has \(cond.count) elements, not one") }
+            let key = cond.doubles[0] != 0 ? "then_branch" : "else_branch"
+            let outs = try importBranch(key, of: proto, attrs: attrs, name: name, unsupported: &unsupported, poisoned: &poisoned)
+            for (i, out) in proto.output.enumerated() where !out.isEmpty {
+                guard let b = outs[i] else { poisoned.insert(out); continue }
+                switch values[b]! {
+                case .constant(let t): values[out] = .constant(t)
+                case .runtime(let n, _, let integer): try ctx.alias(n, output: i, integer: integer)
+                }
+            }
+        case .runtime(let condValue, let condShape, _)?:
+            let count = condShape.reduce(1, *)
+            guard count == 1 else { throw Unsupported(reason: "condition '\(condName)' has \(count) elements (shape \(condShape)), not one") }
+            let thenOuts = try importBranch("then_branch", of: proto, attrs: attrs, name: name, unsupported: &unsupported, poisoned: &poisoned)
+            let elseOuts = try importBranch("else_branch", of: proto, attrs: attrs, name: name, unsupported: &unsupported, poisoned: &poisoned)
+            // A scalar condition broadcasts against an output of any rank, a rank-0 one included.
+            let cond = condShape.isEmpty ? condValue : try ctx.emitInternal(.reshape(shape: []), [condValue], "condition").name
+            for (i, out) in proto.output.enumerated() where !out.isEmpty {
+                guard let t = thenOuts[i], let e = elseOuts[i] else { poisoned.insert(out); continue }
+                let (ts, ti) = shapeAndKind(of: values[t]!), (es, ei) = shapeAndKind(of: values[e]!)
+                guard ts == es else {
+                    throw Unsupported(reason: "condition '\(condName)' is known only at run time and output \(i) ('\(out)') has shape \(ts) from then_branch but \(es) from else_branch; both branches run, so their shapes must agree")
+                }
+                try ctx.emit(.select, [cond, try runtimeName(t), try runtimeName(e)], output: i, integer: ti && ei)
+            }
+        case nil:
+            throw Unsupported(reason: "condition '\(condName)' is not defined")
+        }
+    }
+
+    private func shapeAndKind(of v: Val) -> ([Int], Bool) {
+        switch v {
+        case .runtime(_, let shape, let integer): return (shape, integer)
+        case .constant(let t): return (t.shape, t.isInteger)
+        }
+    }
+
+    /// Imports one branch graph of an If into the outer graph and returns, per If output, the
+    /// ONNX name that holds the branch's value (nil where the branch could not be imported).
+    /// Names the branch defines that an earlier import already holds (the other branch of the
+    /// same If may reuse its internal names) are renamed for this import.
+    private func importBranch(_ key: String, of proto: Onnx_NodeProto, attrs: [String: Onnx_AttributeProto], name: String,
+                              unsupported: inout [String], poisoned: inout Set<String>) throws -> [String?] {
         guard let attr = attrs[key], attr.hasG else { throw Unsupported(reason: "no \(key) graph") }
-        let branch = attr.g
+        var branch = attr.g
         guard branch.output.count == proto.output.count else {
             throw Unsupported(reason: "\(key) has \(branch.output.count) outputs, the If \(proto.output.count)")
         }
         if !branch.sparseInitializer.isEmpty { throw Unsupported(reason: "sparse initializers in \(key)") }
+        let defined = Set(branch.initializer.map(\.name)).union(branch.node.flatMap(\.output).filter { !$0.isEmpty })
+        let taken = defined.filter { values[$0] != nil || poisoned.contains($0) }
+        if !taken.isEmpty {
+            var renamed: [String: String] = [:]
+            for n in taken.sorted() { renamed[n] = uniqueValueName("\(n)/\(key)") }
+            for k in branch.node.indices {
+                if !OnnxModel.outerReferences(of: branch.node[k]).isDisjoint(with: taken) {
+                    throw Unsupported(reason: "a subgraph inside \(key) reads '\(OnnxModel.outerReferences(of: branch.node[k]).intersection(taken).sorted()[0])', a name the other branch also defines")
+                }
+                branch.node[k].input = branch.node[k].input.map { renamed[$0] ?? $0 }
+                branch.node[k].output = branch.node[k].output.map { renamed[$0] ?? $0 }
+            }
+            for k in branch.initializer.indices { branch.initializer[k].name = renamed[branch.initializer[k].name] ?? branch.initializer[k].name }
+            for k in branch.output.indices { branch.output[k].name = renamed[branch.output[k].name] ?? branch.output[k].name }
+        }
         let baseDir = URL(fileURLWithPath: model.path).deletingLastPathComponent().path
         for t in branch.initializer {
             values[t.name] = .constant(try OnnxModel.hostTensor(t, baseDirectory: baseDir, modelPath: model.path))
@@ -176,15 +234,10 @@ final class OnnxImporter {
         consumed.formUnion(branch.output.map(\.name))
         let ordered = try OnnxModel.sorted(branch.node, defined: Set(values.keys).union(poisoned), path: model.path)
         try importNodes(ordered, scope: "\(name)/\(key)/", unsupported: &unsupported, poisoned: &poisoned)
-        var ctx = NodeContext(importer: self, proto: proto, name: name)
-        for (i, out) in proto.output.enumerated() where !out.isEmpty {
-            let b = branch.output[i].name
-            if poisoned.contains(b) { poisoned.insert(out); continue }
-            switch values[b] {
-            case .constant(let t)?: values[out] = .constant(t)
-            case .runtime(let n, _, let integer)?: try ctx.alias(n, output: i, integer: integer)
-            case nil: throw Unsupported(reason: "\(key) output '\(b)' is not produced by the import")
-            }
+        return try branch.output.map { o in
+            if poisoned.contains(o.name) { return nil }
+            guard values[o.name] != nil else { throw Unsupported(reason: "\(key) output '\(o.name)' is not produced by the import") }
+            return o.name
         }
     }
 
