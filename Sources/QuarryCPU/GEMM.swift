@@ -445,17 +445,17 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
             while ic < m1 {
                 let mcb = min(GEMMBlocking.mc, m1 - ic)
                 let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
-                var ir = 0
-                while ir < mcb {
-                    let rows = min(mr, mcb - ir)
-                    let ap = aBlock + ir * kcb
-                    let i = ic + ir
-                    var jr = 0
-                    while jr < ncb {
-                        let cols = min(nr, ncb - jr)
-                        let j = jc + jr
+                var jr = 0
+                while jr < ncb {
+                    let cols = min(nr, ncb - jr)
+                    let j = jc + jr
+                    let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
+                    var ir = 0
+                    while ir < mcb {
+                        let rows = min(mr, mcb - ir)
+                        let ap = aBlock + ir * kcb
+                        let i = ic + ir
                         let tile = tileEpilogue(epilogue, first: first, last: last, fused: fused, i: i, j: j)
-                        let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
                         let ct = c + i * ldc + j
                         // The tile's residual rows, and its output lines when this is their first
                         // write (one depth block: a 1x1 convolution's), asked for while the
@@ -483,9 +483,9 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                         if last, fused == nil, let act = epilogue.activation {
                             for r in 0..<rows { applyActivation(act, c + (i + r) * ldc + j, count: cols) }
                         }
-                        jr += nr
+                        ir += mr
                     }
-                    ir += mr
+                    jr += nr
                 }
                 ic += mcb
             }
