@@ -124,6 +124,104 @@ static void gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a,
 }
 #pragma clang attribute pop
 
+// bf16 on AMX (Intel from Sapphire Rapids): a tile multiply-add TDPBF16PS forms a 16 x 16 fp32
+// tile from a 16 x 32 bf16 tile of A and a 16-pair x 16 tile of B in one instruction, 16 times
+// the multiply-adds of vdpbf16ps per cycle on the same core. The kernel keeps a 24 x 32 block of C
+// in four accumulator tiles (two 12-row A tiles, two 16-column B tiles per 32 k), stores it once
+// and finishes it with the fp32 epilogue. A's 12-row panels are laid out for the tile loads:
+// per 32 k, 12 rows of 32 contiguous bf16 (768 bytes); B keeps the vdpbf16ps pair layout (a
+// 16-column half of a 32-column panel is a tile with rows 128 bytes apart), its pairs padded
+// with zeros to a multiple of 16.
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
+
+typedef struct {
+    unsigned char palette, start_row, reserved[14];
+    unsigned short colsb[16];
+    unsigned char rows[16];
+} amx_tile_config;
+
+static void amx_begin(void)
+{
+    amx_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    // tmm0-3: C (12 rows x 16 fp32), tmm4-5: A (12 rows x 32 bf16), tmm6-7: B (16 pairs x 16).
+    for (int t = 0; t < 4; t++) { cfg.rows[t] = 12; cfg.colsb[t] = 64; }
+    for (int t = 4; t < 6; t++) { cfg.rows[t] = 12; cfg.colsb[t] = 64; }
+    for (int t = 6; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    _tile_loadconfig(&cfg);
+}
+
+static void amx_end(void) { _tile_release(); }
+
+/// A 12-row fp32 panel (a[12k + r]) as AMX rows: per 32 k, row r's 32 bf16 at dst + 384 c + 32 r.
+static void pack_a_amx(const float *a, long kc, unsigned short *dst)
+{
+    float t[16 * 16] __attribute__((aligned(64)));
+    for (long k0 = 0; k0 < kc; k0 += 16) {
+        const long n = kc - k0 < 16 ? kc - k0 : 16;
+        // Rows of t: k (16, zero past kc), each 12 floats of the panel; transposed to 12 rows of k.
+        float in[16 * 16] __attribute__((aligned(64)));
+        for (long k = 0; k < 16; k++)
+            _mm512_store_ps(in + 16 * k, k < n ? _mm512_maskz_loadu_ps(0x0fff, a + 12 * (k0 + k)) : _mm512_setzero_ps());
+        transpose16_avx512(in, 16, t, 16);
+        unsigned short *d = dst + (k0 / 32) * 384 + (k0 % 32);
+        for (int r = 0; r < 12; r++)
+            _mm256_storeu_si256((__m256i *)(d + 32 * r), (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(t + 16 * r)));
+    }
+    // The rest of the last 32-k chunk: zeros.
+    if (kc % 32 && kc % 32 <= 16) {
+        unsigned short *d = dst + (kc / 32) * 384 + 16;
+        for (int r = 0; r < 12; r++) _mm256_storeu_si256((__m256i *)(d + 32 * r), _mm256_setzero_si256());
+    }
+}
+
+/// C[rows x cols] (+)= A * B for rows <= 24, cols <= 32 over `chunks` x 32 k: A's two panels at
+/// a0 and a1 (AMX rows), B's 32-column panel at b (pairs, 128 bytes a pair), then the epilogue
+/// on the elements inside rows x cols.
+static void amx_tile(int rows, int cols, long chunks, const unsigned short *a0, const unsigned short *a1,
+                     const unsigned short *b, float *c, long ldc, const quarry_tile_epilogue *ep)
+{
+    const quarry_tile_epilogue e = *ep;
+    float out[24 * 32] __attribute__((aligned(64)));
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    for (long ch = 0; ch < chunks; ch++) {
+        _tile_loadd(4, a0 + 384 * ch, 64);
+        _tile_loadd(6, b + 1024 * ch, 128);
+        _tile_loadd(7, b + 1024 * ch + 32, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + 384 * ch, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, out, 128);
+    _tile_stored(1, out + 16, 128);
+    _tile_stored(2, out + 12 * 32, 128);
+    _tile_stored(3, out + 12 * 32 + 16, 128);
+    const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
+    for (int r = 0; r < rows; r++) {
+        for (int h = 0; h < 2; h++) {
+            const int w = cols - 16 * h;
+            if (w <= 0) break;
+            const __mmask16 m = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+            float *p = c + (long)r * ldc + 16 * h;
+            __m512 t = _mm512_load_ps(out + 32 * r + 16 * h);
+            if (e.load_c) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, p));
+            if (e.row_bias) t = _mm512_add_ps(t, _mm512_set1_ps(e.row_bias[r]));
+            if (e.col_bias) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, e.col_bias + 16 * h));
+            if (e.addend) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, e.addend + r * e.addend_ld + 16 * h));
+            if (e.clamp) {
+                // A NaN stays NaN (both comparisons false), as in the fp32 kernels.
+                t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, lo, _CMP_LT_OQ), t, lo);
+                t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, hi, _CMP_GT_OQ), t, hi);
+            }
+            _mm512_mask_storeu_ps(p, m, t);
+        }
+    }
+}
+#pragma clang attribute pop
+
 #endif
 
 // The baseline: whatever the compiler targets by default (SSE2 on x86-64), 16 registers.
@@ -266,6 +364,69 @@ void quarry_gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a,
 {
 #if defined(__x86_64__) && defined(__clang__)
     if (quarry_bf16_available()) gemm_tile_bf16(rows, cols, kc, a, b, c, ldc, e);
+#endif
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+static int amx_enabled = 1;
+
+int quarry_amx_enable(int on)
+{
+    const int was = amx_enabled;
+    amx_enabled = on != 0;
+    return was;
+}
+
+int quarry_amx_available(void)
+{
+#if defined(__x86_64__) && defined(__clang__) && defined(__linux__)
+    static int has = -1;
+    if (has < 0) {
+        // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE; then Linux must grant the tile data
+        // state to this process (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), else a tile
+        // instruction faults. QUARRY_CPU_AMX=0 keeps the vdpbf16ps kernel.
+        unsigned a = 7, b = 0, c = 0, d = 0;
+        __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+        const char *off = getenv("QUARRY_CPU_AMX");
+        has = (d >> 22 & 1) && (d >> 24 & 1) && !(off && strcmp(off, "0") == 0)
+              && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    }
+    return has && amx_enabled && quarry_bf16_available();
+#else
+    return 0;
+#endif
+}
+
+void quarry_pack_a_amx(const float *a, long kc, unsigned short *dst)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_amx_available()) pack_a_amx(a, kc, dst);
+#endif
+}
+
+void quarry_amx_begin(void)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_amx_available()) amx_begin();
+#endif
+}
+
+void quarry_amx_end(void)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_amx_available()) amx_end();
+#endif
+}
+
+void quarry_amx_tile(int rows, int cols, long chunks, const unsigned short *a0, const unsigned short *a1,
+                     const unsigned short *b, float *c, long ldc, const quarry_tile_epilogue *e)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_amx_available()) amx_tile(rows, cols, chunks, a0, a1, b, c, ldc, e);
 #endif
 }
 

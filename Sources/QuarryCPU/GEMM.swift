@@ -59,6 +59,19 @@ public enum CPUGEMMPrecision {
     /// Whether this host (and the instruction-set level in use) runs the bf16 GEMM.
     public static var bf16Available: Bool { quarry_bf16_available() != 0 }
 
+    /// The bf16 kernel in use: "amx" (tile multiply-adds, Intel from Sapphire Rapids) or
+    /// "vdpbf16ps"; nil where bf16 is not available. QUARRY_CPU_AMX=0 keeps vdpbf16ps.
+    public static var bf16Kernel: String? {
+        !bf16Available ? nil : quarry_amx_available() != 0 ? "amx" : "vdpbf16ps"
+    }
+
+    /// Runs `body` with the AMX kernel on or off (the tests reach both bf16 kernels on AMX hosts).
+    static func withAMX<R>(_ on: Bool, _ body: () throws -> R) rethrows -> R {
+        let was = quarry_amx_enable(on ? 1 : 0)
+        defer { _ = quarry_amx_enable(was) }
+        return try body()
+    }
+
     /// Sets the precision; bf16 where `bf16Available`, fp32 always. Anything else is refused.
     public static func set(_ precision: Precision) throws {
         switch precision {
@@ -116,6 +129,8 @@ public final class PackedMatrix: @unchecked Sendable {
     /// that a run does not convert them again: block k0 at k0 * paddedOuter halves, its panel o0
     /// at o0 * (kc rounded up to even) within.
     private(set) var bf16: UnsafeMutablePointer<UInt16>?
+    /// The same panels as AMX rows (`quarry_pack_a_amx`), where the host multiplies bf16 on AMX.
+    private(set) var amx: UnsafeMutablePointer<UInt16>?
 
     /// Packs op(A) of shape [m, k]: element (i, k) is `a[i * lda + k]`, or `a[k * lda + i]` if transposed.
     public convenience init(a: UnsafePointer<Float>, m: Int, k: Int, lda: Int, transposed: Bool = false) {
@@ -138,8 +153,26 @@ public final class PackedMatrix: @unchecked Sendable {
                 k0 += kcb
             }
             bf16 = halves
+            if quarry_amx_available() != 0 {
+                // The AMX rows too: block k0 at (k0 / KC) * amxDepth * paddedOuter, panel o0 at
+                // o0 * (kcb rounded up to 32) within.
+                let tiles = UnsafeMutablePointer<UInt16>.allocate(capacity: paddedOuter * amxDepth * ((k + packDepth - 1) / packDepth))
+                var k0 = 0
+                while k0 < k {
+                    let kcb = min(GEMMBlocking.kc, k - k0), rounded = (kcb + 31) / 32 * 32
+                    for o0 in stride(from: 0, to: paddedOuter, by: GEMMBlocking.mr) {
+                        quarry_pack_a_amx(storage + k0 * paddedOuter + o0 * kcb, kcb,
+                                          tiles + (k0 / packDepth) * amxDepth * paddedOuter + o0 * rounded)
+                    }
+                    k0 += kcb
+                }
+                amx = tiles
+            }
         }
     }
+
+    /// KC rounded up to the AMX kernel's 32-k chunks.
+    private var amxDepth: Int { (packDepth + 31) / 32 * 32 }
 
     /// Packs op(B) of shape [k, n]: element (k, j) is `b[k * ldb + j]`, or `b[j * ldb + k]` if transposed.
     public convenience init(b: UnsafePointer<Float>, k: Int, n: Int, ldb: Int, transposed: Bool = false) {
@@ -160,7 +193,7 @@ public final class PackedMatrix: @unchecked Sendable {
         storage = allocateFloats(max(1, paddedOuter * depth))
     }
 
-    deinit { storage.deallocate(); bf16?.deallocate() }
+    deinit { storage.deallocate(); bf16?.deallocate(); amx?.deallocate() }
 
     /// The packed block of panels starting at outer index `o0` (a panel multiple) and depth `k0`.
     @inline(__always)
@@ -218,10 +251,14 @@ protocol GEMMSourceA {
     var isPrepacked: Bool { get }
     /// The block in bf16 pairs where the source holds it so (weights packed in bf16 mode), else nil.
     func blockABF16(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>?
+    /// The block as AMX rows where the source holds it so (weights packed in bf16 mode on an AMX
+    /// host), else nil.
+    func blockAAMX(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>?
 }
 
 extension GEMMSourceA {
     func blockABF16(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>? { nil }
+    func blockAAMX(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>? { nil }
 }
 
 /// Something that can produce packed B panels.
@@ -249,6 +286,9 @@ extension PackedMatrix: GEMMSourceA, GEMMSourceB {
     }
     func blockABF16(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>? {
         bf16.map { UnsafePointer($0 + k0 * paddedOuter + i0 * ((kc + 1) / 2 * 2)) }
+    }
+    func blockAAMX(i0: Int, k0: Int, kc: Int) -> UnsafePointer<UInt16>? {
+        amx.map { UnsafePointer($0 + (k0 / packDepth) * amxDepth * paddedOuter + i0 * ((kc + 31) / 32 * 32)) }
     }
 }
 
@@ -503,6 +543,11 @@ func gemmBlockBF16<A: GEMMSourceA>(
     direct: (base: UnsafePointer<Float>, ld: Int)?, bBlock: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
     ldc: Int, epilogue: GEMMEpilogue, fused: FusedClamp?, scratchA: UnsafeMutablePointer<Float>
 ) {
+    if quarry_amx_available() != 0 {
+        gemmBlockAMX(m0: m0, m1: m1, jc: jc, ncb: ncb, pc: pc, kcb: kcb, first: first, last: last, a: a,
+                     direct: direct, bBlock: bBlock, c: c, ldc: ldc, epilogue: epilogue, fused: fused, scratchA: scratchA)
+        return
+    }
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
     let pairs = (kcb + 1) / 2
     ThreadBuffers.current.withBF16Buffers { aBF, bBF in
@@ -556,6 +601,68 @@ func gemmBlockBF16<A: GEMMSourceA>(
             }
             ic += mcb
         }
+    }
+}
+
+/// gemmBlockBF16 on AMX tiles: B's panels converted to bf16 pairs (padded to whole 32-k chunks),
+/// A's panels as AMX rows (weights converted when packed), then 24 x 32 blocks of C, two A panels
+/// by one B panel, each finished with the fp32 epilogue.
+func gemmBlockAMX<A: GEMMSourceA>(
+    m0: Int, m1: Int, jc: Int, ncb: Int, pc: Int, kcb: Int, first: Bool, last: Bool, a: A,
+    direct: (base: UnsafePointer<Float>, ld: Int)?, bBlock: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+    ldc: Int, epilogue: GEMMEpilogue, fused: FusedClamp?, scratchA: UnsafeMutablePointer<Float>
+) {
+    let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
+    let chunks = (kcb + 31) / 32, depth = chunks * 32
+    ThreadBuffers.current.withBF16Buffers { aBF, bBF in
+        var jr = 0
+        while jr < ncb {
+            let cols = min(nr, ncb - jr)
+            let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
+            let dst = bBF + (jr / nr) * depth * nr
+            quarry_pack_b_bf16(bp, bStride, kcb, cols, dst)
+            let written = (kcb + 1) / 2 * 2 * nr
+            (dst + written).initialize(repeating: 0, count: depth * nr - written)
+            jr += nr
+        }
+        quarry_amx_begin()
+        var ic = m0
+        while ic < m1 {
+            let mcb = min(GEMMBlocking.mc, m1 - ic)
+            let aTiles: UnsafePointer<UInt16>
+            if let pre = a.blockAAMX(i0: ic, k0: pc, kc: kcb) {
+                aTiles = pre
+            } else {
+                let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
+                var ir = 0
+                while ir < mcb {
+                    quarry_pack_a_amx(aBlock + ir * kcb, kcb, aBF + (ir / mr) * depth * mr)
+                    ir += mr
+                }
+                aTiles = UnsafePointer(aBF)
+            }
+            var ir = 0
+            while ir < mcb {
+                let rows = min(2 * mr, mcb - ir), i = ic + ir
+                let a0 = aTiles + (ir / mr) * depth * mr
+                // One panel left: the second A tile repeats the first and its rows are not stored.
+                let a1 = rows > mr ? a0 + depth * mr : a0
+                jr = 0
+                while jr < ncb {
+                    let cols = min(nr, ncb - jr), j = jc + jr
+                    var tile = tileEpilogue(epilogue, first: first, last: last, fused: fused, i: i, j: j).c
+                    quarry_amx_tile(Int32(rows), Int32(cols), chunks, a0, a1, bBF + (jr / nr) * depth * nr,
+                                    c + i * ldc + j, ldc, &tile)
+                    if last, fused == nil, let act = epilogue.activation {
+                        for r in 0..<rows { applyActivation(act, c + (i + r) * ldc + j, count: cols) }
+                    }
+                    jr += nr
+                }
+                ir += 2 * mr
+            }
+            ic += mcb
+        }
+        quarry_amx_end()
     }
 }
 

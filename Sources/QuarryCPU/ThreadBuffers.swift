@@ -59,10 +59,10 @@ final class ThreadBuffers: @unchecked Sendable {
         pack.with(GEMMBlocking.mc * GEMMBlocking.kc, GEMMBlocking.kc * GEMMBlocking.nc, body)
     }
 
-    /// Runs `body` with this thread's bf16 packing buffers (A: MC x (KC + 1), B: (KC + 1) x NC
-    /// halves); a nested call on the same thread gets temporary ones.
+    /// Runs `body` with this thread's bf16 packing buffers (A: MC x (KC + 32), B: (KC + 32) x NC
+    /// halves: KC rounded up to pairs, or to the AMX kernel's 32-k chunks); a nested call on the same thread gets temporary ones.
     func withBF16Buffers<R>(_ body: (UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt16>) -> R) -> R {
-        bf16.with(GEMMBlocking.mc * (GEMMBlocking.kc + 1), (GEMMBlocking.kc + 1) * GEMMBlocking.nc, body)
+        bf16.with(GEMMBlocking.mc * (GEMMBlocking.kc + 32), (GEMMBlocking.kc + 32) * GEMMBlocking.nc, body)
     }
 
     /// Runs `body` with `count` floats of this thread's scratch (grown as needed); a nested call

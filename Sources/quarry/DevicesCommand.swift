@@ -52,6 +52,7 @@ struct DevicesCommand: ParsableCommand {
                                               "nc": .number(Double(b.blocking.nc))])
                 e["gemm_blocking_source"] = .string(b.source)
                 e["bf16"] = .bool(CPUGEMMPrecision.bf16Available)
+                if let k = CPUGEMMPrecision.bf16Kernel { e["bf16_kernel"] = .string(k) }
             }
             if let cl = d as? OpenCLDevice {
                 e["gemm_schedule"] = .string(cl.gemmVariant.key)
@@ -74,7 +75,7 @@ struct DevicesCommand: ParsableCommand {
                              Double(i.maxAllocationBytes) / 1_073_741_824, i.supportsFP16 ? "yes" : "no", i.supportsFP64 ? "yes" : "no"))
                 if case .string(let v)? = e["kernel_variant"], case .string(let h)? = e["host_instruction_set"] {
                     print("\tkernel variant \(v)" + (v == h ? " (the host's best)" : " (the host has \(h); QUARRY_CPU_ISA chose \(v))")
-                          + (CPUGEMMPrecision.bf16Available ? ", bf16 available (--precision bf16)" : ", no bf16"))
+                          + (CPUGEMMPrecision.bf16Kernel.map { ", bf16 available (--precision bf16, \($0) kernel)" } ?? ", no bf16"))
                     let b = HostBlocking.chosen
                     print("\tGEMM blocking \(b.blocking): \(b.source)")
                 }

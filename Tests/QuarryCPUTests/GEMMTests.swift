@@ -180,7 +180,7 @@ final class GEMMTests: XCTestCase {
         run(t, &rng)
     }
 
-    /// bf16 operands with fp32 accumulation (vdpbf16ps), against a float64 product of the operands
+    /// bf16 operands with fp32 accumulation (AMX tiles and vdpbf16ps), against a float64 product of the operands
     /// rounded to bf16: edge tiles, odd depths, depth across KC blocks, B in place and packed, A
     /// packed before the mode was set (converted per run) and after it (converted once), epilogues.
     func testBF16AgainstRoundedOperands() throws {
@@ -189,6 +189,14 @@ final class GEMMTests: XCTestCase {
             XCTAssertThrowsError(try CPUGEMMPrecision.set(.bf16))
             throw XCTSkip("this host has no AVX512_BF16 (or the AVX-512 kernels are not in use)")
         }
+        // Every bf16 kernel this host has: AMX tiles where present, and vdpbf16ps.
+        let kernels = CPUGEMMPrecision.bf16Kernel == "amx" ? ["amx", "vdpbf16ps"] : ["vdpbf16ps"]
+        for kernel in kernels {
+            try CPUGEMMPrecision.withAMX(kernel == "amx") { try runBF16Cases(kernel) }
+        }
+    }
+
+    private func runBF16Cases(_ kernel: String) throws {
         var rng = makeTestRNG()
         let activations: [Activation?] = [nil, .relu, .relu6, .sigmoid]
         try CPUGEMMPrecision.set(.bf16)
@@ -226,7 +234,7 @@ final class GEMMTests: XCTestCase {
                 expected[i * n + j] = s
             }
         }
-        assertClose(c, expected, rtol: 1e-4, atol: 1e-4 * Double(k).squareRoot(), "bf16 with A packed in fp32 mode")
+        assertClose(c, expected, rtol: 1e-4, atol: 1e-4 * Double(k).squareRoot(), "bf16 (\(kernel)) with A packed in fp32 mode")
     }
 
     func testPeakMeasurementIsPositive() {

@@ -117,6 +117,28 @@ void quarry_pack_b_bf16(const float *b, long b_stride, long kc, long cols, unsig
 void quarry_gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a, const unsigned short *b, float *c,
                            long ldc, const quarry_tile_epilogue *e);
 
+/// 1 when bf16 products may use AMX tiles (AMX-BF16 and AMX-TILE, the tile state granted by
+/// Linux, quarry_bf16_available(), and QUARRY_CPU_AMX not 0).
+int quarry_amx_available(void);
+
+/// Turns the AMX kernel off (0) or back on (the default) for the process, so that the tests reach
+/// the vdpbf16ps kernel on an AMX host too; returns the previous setting.
+int quarry_amx_enable(int on);
+
+/// A 12-row fp32 panel (a[12k + r]) in AMX rows: per 32 k (the last chunk zero-padded), 12 rows
+/// of 32 bf16, row r of chunk c at dst + 384 c + 32 r.
+void quarry_pack_a_amx(const float *a, long kc, unsigned short *dst);
+
+/// Loads the tile configuration on this thread (before quarry_amx_tile) and releases the tiles.
+void quarry_amx_begin(void);
+void quarry_amx_end(void);
+
+/// C[rows x cols] (+)= A * B, rows <= 24 and cols <= 32, over chunks x 32 k: A's two 12-row
+/// panels at a0 and a1 (as quarry_pack_a_amx), B's 32-column panel at b (as quarry_pack_b_bf16,
+/// its pairs zero-padded to chunks x 16), then the epilogue. Between quarry_amx_begin and _end.
+void quarry_amx_tile(int rows, int cols, long chunks, const unsigned short *a0, const unsigned short *a1,
+                     const unsigned short *b, float *c, long ldc, const quarry_tile_epilogue *e);
+
 /// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
 /// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
 /// that depends on every chain, so the work cannot be optimised away.
