@@ -402,6 +402,30 @@ final class OnnxMoreOpsTests: XCTestCase {
 
     // MARK: errors
 
+    /// Random shapes (empty dimensions among them) and hostile attributes import or fail with an
+    /// error; none traps.
+    func testHostileFormsNeverCrash() throws {
+        var g = SeededGenerator(seed: 27)
+        let ops: [(String, Int, [String])] = [
+            ("Trilu", 2, ["upper"]), ("Hardmax", 1, ["axis"]), ("GroupNormalization", 3, ["num_groups"]), ("LpNormalization", 1, ["axis", "p"]),
+            ("MeanVarianceNormalization", 1, []), ("QuantizeLinear", 3, ["axis", "block_size", "output_dtype"]),
+            ("DequantizeLinear", 3, ["axis", "block_size"]), ("Sum", 3, []), ("Mean", 2, []), ("Celu", 1, []), ("Shrink", 1, []), ("IsInf", 1, ["detect_positive"]),
+        ]
+        let extremes: [Int] = [0, 1, 2, 3, -1, -5, 7, 1 << 31, -(1 << 31), 17, 23]
+        var imported = 0
+        for _ in 0..<400 {
+            let (op, inputs, attrs) = ops[Int.random(in: 0..<ops.count, using: &g)]
+            var n = node(op, Array(["x", "s", "z"].prefix(inputs)), ["y"], name: "hostile")
+            n.attribute = attrs.filter { _ in Bool.random(using: &g) }.map { intAttribute($0, extremes[Int.random(in: 0..<extremes.count, using: &g)]) }
+            let shapes = (0..<inputs).map { _ in (0..<Int.random(in: 0...4, using: &g)).map { _ in Int64.random(in: 0...4, using: &g) } }
+            let types: [Int32] = (0..<inputs).map { _ in [1, 2, 3, 7][Int.random(in: 0..<4, using: &g)] }
+            let data = try typedModelBytes(nodes: [n], inputs: (0..<inputs).map { (["x", "s", "z"][$0], shapes[$0], types[$0]) }, outputs: ["y"],
+                                           opset: [13, 18, 21, 22][Int.random(in: 0..<4, using: &g)])
+            if (try? OnnxModel(data: data, path: "h.onnx").graph()) != nil { imported += 1 }
+        }
+        XCTAssertGreaterThan(imported, 20)
+    }
+
     func testBadInputsGiveErrorsNamingTheNode() throws {
         func n(_ op: String, _ ins: [String], _ attrs: [Onnx_AttributeProto] = []) -> Onnx_NodeProto {
             var n = node(op, ins, ["y"], name: "bad_\(op.lowercased())")

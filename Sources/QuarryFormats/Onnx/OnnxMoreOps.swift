@@ -180,12 +180,13 @@ extension OnnxImporter {
         }
         let k = kv
         let (rows, cols) = (x[x.count - 2], x[x.count - 1])
+        guard let cells = checkedCount([rows, cols]), cells <= HostTensor.maxFoldedElements else { throw c.unsupported("Trilu over a \(rows) × \(cols) matrix (its mask is a constant of at most 2^24 elements)") }
         // Element (i, j) is kept when j − i ≥ k (upper) or j − i ≤ k (lower).
         let keep: (Int, Int) -> Bool = { i, j in upper ? j - i >= k : j - i <= k }
-        let mask = (0..<(rows * cols)).map { keep($0 / cols, $0 % cols) }
+        let mask = (0..<cells).map { keep($0 / cols, $0 % cols) }
         if let t = try c.constant(0) {
             let d = t.doubles
-            try c.setConstant(0, HostTensor(doubles: d.indices.map { mask[$0 % (rows * cols)] ? d[$0] : 0 }, shape: x, kind: t.kind))
+            try c.setConstant(0, HostTensor(doubles: d.indices.map { mask[$0 % cells] ? d[$0] : 0 }, shape: x, kind: t.kind))
             return
         }
         let integer = try c.isInteger(0)
@@ -206,7 +207,7 @@ extension OnnxImporter {
         if let t = try c.constant(0) {
             let d = t.doubles, inner = view[(ax + 1)...].reduce(1, *), n = view[ax]
             var out = [Double](repeating: 0, count: d.count)
-            for o in 0..<(d.count / (n * inner)) {
+            for o in 0..<(d.isEmpty ? 0 : d.count / (n * inner)) {
                 for i in 0..<inner {
                     var best = 0
                     for j in 1..<n where d[(o * n + j) * inner + i] > d[(o * n + best) * inner + i] { best = j }
@@ -246,7 +247,7 @@ extension OnnxImporter {
         let eps = c.float("epsilon", 1e-5)
         guard x.count >= 2 else { throw QuarryError.invalidArgument("input \(x) has no channel axis") }
         let ch = x[1]
-        guard groups > 0, ch % groups == 0 else { throw QuarryError.invalidArgument("num_groups \(groups) must be positive and divide the \(ch) channels of \(x)") }
+        guard groups > 0, groups <= ch, ch % groups == 0 else { throw QuarryError.invalidArgument("num_groups \(groups) must be positive and divide the \(ch) channels of \(x)") }
         // Opset 18 scales and shifts each group; from opset 21 each channel.
         let perChannel = c.opset >= 21
         let want = perChannel ? ch : groups
