@@ -14,7 +14,8 @@ without that folder get it generated from onnx.backend.test.case.node (the same 
 writes the shipped data) into a cache folder, once per onnx version.
 
 Each case's inputs are written as .npy files with their own dtype (bfloat16, which .npy cannot
-name, widened to float32, which is exact); `quarry run` computes in float32,
+name, widened to float32, and the 4- and 2-bit integers to int8 / uint8, both exact);
+`quarry run` computes in float32,
 so its outputs come back as float32 .npy files. Float outputs are compared as the suite's runner
 compares them (numpy assert_allclose); integer outputs (MaxPool's Indices) must be whole numbers
 equal to the reference. The last line is exactly `N passed, M failed`.
@@ -31,6 +32,9 @@ EXTRA_OPS = "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 Reduce
 EXTRA_OPS += "Sin Cos Floor Ceil Round Softplus Elu Selu Not Sign Equal Less LessOrEqual Greater GreaterOrEqual And Or Xor Mod Where Div".split()
 EXTRA_OPS += "ArgMax ArgMin TopK CumSum Gather GatherElements GatherND ScatterND".split()
 EXTRA_OPS += "Tile DepthToSpace SpaceToDepth Einsum RMSNormalization RotaryEmbedding If".split()
+EXTRA_OPS += "Abs Log Reciprocal Sum Mean Max Min Softsign Celu ThresholdedRelu Shrink IsNaN IsInf Trilu Hardmax GroupNormalization LpNormalization MeanVarianceNormalization QuantizeLinear DequantizeLinear".split()
+# ml_dtypes' sub-byte integer types, which .npy cannot name.
+SUB_BYTE_INTEGERS = ("int4", "uint4", "int2", "uint2")
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
@@ -122,6 +126,8 @@ def compare(got, want, rtol, atol):
     got = np.asarray(got)
     if got.shape != want.shape:
         return f"wrong shape {list(got.shape)} (expected {list(want.shape)})"
+    if want.dtype.name in SUB_BYTE_INTEGERS:
+        want = want.astype(np.int8 if want.dtype.name.startswith("int") else np.uint8)
     if want.dtype.kind in "iub":
         g = got.astype(np.float64)
         if not np.array_equal(g, np.round(g)) or not np.array_equal(g, want.astype(np.float64)):
@@ -187,6 +193,9 @@ def run_quarry(quarry, device, case, tmp, timeout):
         if a.dtype.name == "bfloat16":
             # .npy has no bfloat16 type (ml_dtypes saves it as raw '<V2'); widening to float32 is exact.
             a = a.astype(np.float32)
+        elif a.dtype.name in SUB_BYTE_INTEGERS:
+            # Likewise the 4- and 2-bit integers ('<V1'), widened exactly to int8 / uint8.
+            a = a.astype(np.int8 if a.dtype.name.startswith("int") else np.uint8)
         p = os.path.join(work, f"input_{k}.npy")
         np.save(p, a)
         args += ["--input", f"{n}={p}"]

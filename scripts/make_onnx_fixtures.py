@@ -219,7 +219,7 @@ def small_cases():
     np.savez(os.path.join(folder, "inputs.npz"), x=xin)
     np.savez(os.path.join(folder, "outputs.npz"), y=res[0])
     # Unsupported operators: the importer must name every one of them.
-    g = oh.make_graph([N("Hardmax", ["x"], ["a"], name="first_bad"), N("Relu", ["a"], ["b"], name="fine_after_bad"),
+    g = oh.make_graph([N("Unique", ["x"], ["a"], name="first_bad"), N("Relu", ["a"], ["b"], name="fine_after_bad"),
                        N("Relu", ["x"], ["c"], name="fine"), N("Det", ["c"], ["d"], name="second_bad"),
                        oh.make_node("FusedGemm", ["x", "x"], ["e"], name="third_bad", domain="com.microsoft")],
                       "unsupported", [vi("x", TP.FLOAT, [3, 3])], [oh.make_tensor_value_info(o, TP.FLOAT, None) for o in ["b", "d", "e"]])

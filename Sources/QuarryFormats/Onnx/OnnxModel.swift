@@ -47,7 +47,7 @@ public final class OnnxModel: @unchecked Sendable {
         "Pad": [1, 2, 3], "Squeeze": [1], "Unsqueeze": [1], "Split": [1], "ReduceMean": [1], "ReduceSum": [1], "ReduceMax": [1], "ReduceMin": [1], "ReduceProd": [1],
         "ReduceL1": [1], "ReduceL2": [1], "ReduceLogSumExp": [1], "ReduceSumSquare": [1], "Range": [0, 1, 2], "Clip": [1, 2],
         "LSTM": [4], "GRU": [4],
-        "TopK": [1], "CumSum": [1], "Tile": [1],
+        "TopK": [1], "CumSum": [1], "Tile": [1], "Trilu": [1],
     ]
 
     let graphProto: Onnx_GraphProto

@@ -211,14 +211,10 @@ extension OnnxImporter {
         h["Mul"] = { try $0.binary(.mul, fold: *) }
         h["Div"] = { try div(&$0) }
         h["Pow"] = { try $0.binary(.pow, fold: { Foundation.pow($0, $1) }) }
-        h["Max"] = { c in
-            guard c.inputCount == 2 else { throw c.unsupported("Max of \(c.inputCount) inputs") }
-            try c.binary(.max, fold: { Swift.max($0, $1) })
-        }
-        h["Min"] = { c in
-            guard c.inputCount == 2 else { throw c.unsupported("Min of \(c.inputCount) inputs") }
-            try c.binary(.min, fold: { Swift.min($0, $1) })
-        }
+        h["Max"] = { try variadic(&$0, .max, fold: { Swift.max($0, $1) }) }
+        h["Min"] = { try variadic(&$0, .min, fold: { Swift.min($0, $1) }) }
+        h["Sum"] = { try variadic(&$0, .add, fold: +) }
+        h["Mean"] = { try variadic(&$0, .add, mean: true, fold: +) }
         h["Equal"] = { try compare(&$0, .equal) }
         h["Less"] = { try compare(&$0, .less) }
         h["LessOrEqual"] = { try compare(&$0, .lessOrEqual) }
@@ -868,6 +864,22 @@ extension OnnxImporter {
         h["Einsum"] = { try einsum(&$0) }
         h["RMSNormalization"] = { try rmsNormalization(&$0) }
         h["RotaryEmbedding"] = { try rotaryEmbedding(&$0) }
+        h["Abs"] = { try unaryKeepingKind(&$0, .abs, { Swift.abs($0) }) }
+        h["Log"] = { try $0.unary(.log, fold: { Foundation.log($0) }) }
+        h["Reciprocal"] = { try $0.unary(.reciprocal, fold: { 1 / $0 }) }
+        h["Softsign"] = { try softsign(&$0) }
+        h["Celu"] = { try celu(&$0) }
+        h["ThresholdedRelu"] = { try thresholdedRelu(&$0) }
+        h["Shrink"] = { try shrink(&$0) }
+        h["IsNaN"] = { try isNaN(&$0) }
+        h["IsInf"] = { try isInf(&$0) }
+        h["Trilu"] = { try trilu(&$0) }
+        h["Hardmax"] = { try hardmax(&$0) }
+        h["GroupNormalization"] = { try groupNormalization(&$0) }
+        h["LpNormalization"] = { try lpNormalization(&$0) }
+        h["MeanVarianceNormalization"] = { try meanVarianceNormalization(&$0) }
+        h["QuantizeLinear"] = { try quantizeLinear(&$0) }
+        h["DequantizeLinear"] = { try dequantizeLinear(&$0) }
         h["LSTM"] = { try recurrent(&$0, lstm: true) }
         h["GRU"] = { try recurrent(&$0, lstm: false) }
         return h
