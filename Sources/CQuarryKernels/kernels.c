@@ -52,6 +52,64 @@ static inline __m512i interleave_pairs(__m512 row0, __m512 row1)
     return _mm512_permutexvar_epi16(order, both);
 }
 
+/// The window row of quarry_im2col_line with 16-lane masked loads and stores: stride 1 copies,
+/// stride 2 takes the even lanes of two loads; segments of a few dozen floats end in one masked
+/// step instead of a scalar tail.
+static inline void window_row_avx512(const float *row, long width, long first, long stride, long count, float *dst)
+{
+    long lo = first >= 0 ? 0 : (-first + stride - 1) / stride;
+    if (lo > count) lo = count;
+    long hi = first >= width ? 0 : (width - first + stride - 1) / stride;
+    if (hi > count) hi = count;
+    if (hi < lo) hi = lo;
+    for (long t = 0; t < lo; t += 16) {
+        const long n = lo - t < 16 ? lo - t : 16;
+        _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << n) - 1), _mm512_setzero_ps());
+    }
+    if (stride == 1) {
+        const float *s = row + first;
+        for (long t = lo; t < hi; t += 16) {
+            const long n = hi - t < 16 ? hi - t : 16;
+            const __mmask16 m = (__mmask16)((1u << n) - 1);
+            _mm512_mask_storeu_ps(dst + t, m, _mm512_maskz_loadu_ps(m, s + t));
+        }
+    } else if (stride == 2) {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const float *s = row + first;
+        for (long t = lo; t < hi; t += 16) {
+            const long n = hi - t < 16 ? hi - t : 16;
+            // Elements s[2t] ... s[2(t + n - 1)]: 2n - 1 floats, none past the row.
+            const long need = 2 * n - 1;
+            const __mmask16 m0 = need >= 16 ? 0xffff : (__mmask16)((1u << need) - 1);
+            const __mmask16 m1 = need <= 16 ? 0 : (__mmask16)((1u << (need - 16)) - 1);
+            const __m512 a = _mm512_maskz_loadu_ps(m0, s + 2 * t), b = _mm512_maskz_loadu_ps(m1, s + 2 * t + 16);
+            _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << n) - 1), _mm512_permutex2var_ps(a, even, b));
+        }
+    } else {
+        for (long t = lo; t < hi; t++) dst[t] = row[first + t * stride];
+    }
+    for (long t = hi; t < count; t += 16) {
+        const long n = count - t < 16 ? count - t : 16;
+        _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << n) - 1), _mm512_setzero_ps());
+    }
+}
+
+static void im2col_line_avx512(const float *image, const quarry_im2col_geometry *g, long c, long row_offset,
+                               long col_offset, long j0, long cols, float *line)
+{
+    const long pixels = g->out_height * g->out_width, plane_size = g->height * g->width;
+    long n = j0 / pixels, oy = (j0 % pixels) / g->out_width, ox = j0 % g->out_width;
+    const float *plane = image + n * g->image_stride + c * plane_size;
+    for (long q = 0; q < cols;) {
+        if (oy == g->out_height) { n++; oy = 0; plane = image + n * g->image_stride + c * plane_size; }
+        const long len = g->out_width - ox < cols - q ? g->out_width - ox : cols - q;
+        const long iy = oy * g->stride_h + row_offset;
+        if (iy < 0 || iy >= g->height) window_row_avx512(plane, 0, 0, 1, len, line + q);
+        else window_row_avx512(plane + iy * g->width, g->width, ox * g->stride_w + col_offset, g->stride_w, len, line + q);
+        q += len; oy++; ox = 0;
+    }
+}
+
 static void pack_a_bf16(const float *a, long kc, unsigned short *dst)
 {
     for (long p = 0; 2 * p < kc; p++) {
@@ -428,6 +486,33 @@ void quarry_amx_tile(int rows, int cols, long chunks, const unsigned short *a0, 
 #if defined(__x86_64__) && defined(__clang__)
     if (quarry_amx_available()) amx_tile(rows, cols, chunks, a0, a1, b, c, ldc, e);
 #endif
+}
+
+static void im2col_line_generic(const float *image, const quarry_im2col_geometry *g, long c, long row_offset,
+                                long col_offset, long j0, long cols, float *line)
+{
+    const long pixels = g->out_height * g->out_width, plane_size = g->height * g->width;
+    long n = j0 / pixels, oy = (j0 % pixels) / g->out_width, ox = j0 % g->out_width;
+    const float *plane = image + n * g->image_stride + c * plane_size;
+    for (long q = 0; q < cols;) {
+        if (oy == g->out_height) { n++; oy = 0; plane = image + n * g->image_stride + c * plane_size; }
+        const long len = g->out_width - ox < cols - q ? g->out_width - ox : cols - q;
+        const long iy = oy * g->stride_h + row_offset;
+        for (long t = 0; t < len; t++) {
+            const long x = (ox + t) * g->stride_w + col_offset;
+            line[q + t] = iy >= 0 && iy < g->height && x >= 0 && x < g->width ? plane[iy * g->width + x] : 0.0f;
+        }
+        q += len; oy++; ox = 0;
+    }
+}
+
+void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
+                        long j0, long cols, float *line)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_active_isa() == QUARRY_ISA_AVX512) { im2col_line_avx512(image, g, c, row_offset, col_offset, j0, cols, line); return; }
+#endif
+    im2col_line_generic(image, g, c, row_offset, col_offset, j0, cols, line);
 }
 
 void quarry_gemm_tile(int rows, int cols, long kc, const float *a, const float *b, long b_stride, float *c, long ldc,

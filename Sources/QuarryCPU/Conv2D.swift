@@ -10,6 +10,7 @@
 // A transposed convolution is the GEMM cols[O/g*kh*kw, H*W] = W^T x x, then col2im scatters the
 // columns into the output.
 
+import CQuarryKernels
 import Foundation
 import Quarry
 
@@ -47,26 +48,14 @@ struct Im2ColSource: GEMMSourceB {
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: panels * nr / 16) { buffer in
             let line = UnsafeMutableRawPointer(buffer.baseAddress!).assumingMemoryBound(to: Float.self)
             for t in cols..<(panels * nr) { line[t] = 0 }
+            var geometry = quarry_im2col_geometry(height: g.height, width: g.width, out_height: g.outHeight,
+                                                  out_width: g.outWidth, stride_h: g.strideH, stride_w: g.strideW,
+                                                  image_stride: imageStride)
             for kk in 0..<kc {
                 let r = k0 + kk
                 let c = r / khw, ky = (r % khw) / g.kernelW, kx = r % g.kernelW
-                let rowOffset = ky * g.dilationH - g.padTop, colOffset = kx * g.dilationW - g.padLeft
-                var q = 0
-                let pixels = g.outHeight * g.outWidth
-                var n = j0 / pixels, oy = (j0 % pixels) / g.outWidth, ox = j0 % g.outWidth
-                var plane = image + n * imageStride + c * g.height * g.width
-                while q < cols {
-                    if oy == g.outHeight { n += 1; oy = 0; plane = image + n * imageStride + c * g.height * g.width }
-                    let len = min(g.outWidth - ox, cols - q)
-                    let iy = oy * g.strideH + rowOffset
-                    if iy < 0 || iy >= g.height {
-                        (line + q).update(repeating: 0, count: len)
-                    } else {
-                        copyWindowRow(from: plane + iy * g.width, width: g.width, firstX: ox * g.strideW + colOffset,
-                                      stride: g.strideW, count: len, to: line + q)
-                    }
-                    q += len; oy += 1; ox = 0
-                }
+                quarry_im2col_line(image, &geometry, c, ky * g.dilationH - g.padTop, kx * g.dilationW - g.padLeft,
+                                   j0, cols, line)
                 for panel in 0..<panels {
                     let src = UnsafeRawPointer(line + panel * nr)
                     let dst = UnsafeMutableRawPointer(scratch + panel * nr * kc + kk * nr)

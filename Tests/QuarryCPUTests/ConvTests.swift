@@ -105,6 +105,11 @@ final class ConvTests: XCTestCase {
                                                                     activation: .relu), &rng)
         try check(n: 5, c: 6, h: 9, w: 8, o: 9, Conv2DAttributes(kernel: (3, 2), stride: (2, 1), padding: Padding2D(top: 1, left: 0, bottom: 0, right: 1),
                                                                  dilation: (1, 2)), constantWeights: false, threads: 1, &rng)
+        // Output rows longer than two 16-lane steps of the im2col row copy (stride 2 and 1, the
+        // last step partial), padding on both ends of each row.
+        try check(n: 2, c: 5, h: 9, w: 70, o: 13, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1)), &rng)
+        try check(n: 1, c: 3, h: 6, w: 37, o: 7, Conv2DAttributes(kernel: (3, 3), stride: (1, 3), padding: Padding2D(2),
+                                                                  dilation: (1, 2)), threads: 1, &rng)
     }
 
     func testPointwiseConvolutions() throws {

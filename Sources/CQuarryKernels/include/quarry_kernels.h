@@ -139,6 +139,18 @@ void quarry_amx_end(void);
 void quarry_amx_tile(int rows, int cols, long chunks, const unsigned short *a0, const unsigned short *a1,
                      const unsigned short *b, float *c, long ldc, const quarry_tile_epilogue *e);
 
+/// A convolution's input geometry for quarry_im2col_line: `images` images `image_stride` floats
+/// apart, each `channels` planes of height x width; the output plane and the strides.
+typedef struct {
+    long height, width, out_height, out_width, stride_h, stride_w, image_stride;
+} quarry_im2col_geometry;
+
+/// One row of the implicit column matrix: for output pixels j0 ..< j0 + cols (counted across the
+/// images, image n's pixel p at n * out_height * out_width + p), the input of channel c at row
+/// oy * stride_h + row_offset, column ox * stride_w + col_offset, zero outside the plane.
+void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
+                        long j0, long cols, float *line);
+
 /// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
 /// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
 /// that depends on every chain, so the work cannot be optimised away.
