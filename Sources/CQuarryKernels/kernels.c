@@ -303,6 +303,7 @@ typedef void (*transpose16_fn)(const float *, long, float *, long);
 typedef void (*interleaved_fn)(const float *, const int *, const long *, const float *, const float *, float, float, long,
                                float *);
 typedef void (*lstm_cell_fn)(const float *, float *, float *);
+typedef void (*activate_fn)(int, float *, long);
 typedef void (*depthwise3x3_fn)(const quarry_dw3x3_plane *, long, long, int, const float *, const float *, float, float,
                                 float, float *);
 
@@ -316,13 +317,14 @@ struct variant {
     interleaved_fn depthwise_interleaved_pixels;
     peak_loop_fn peak_loop;
     long peak_flops;
+    activate_fn activate;
 };
 
 static const struct variant variants[] = {
-    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2},
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline},
 #if defined(__x86_64__) && defined(__clang__)
-    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2},
-    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2},
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512},
 #endif
 };
 
@@ -513,6 +515,11 @@ void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, lon
     if (quarry_active_isa() == QUARRY_ISA_AVX512) { im2col_line_avx512(image, g, c, row_offset, col_offset, j0, cols, line); return; }
 #endif
     im2col_line_generic(image, g, c, row_offset, col_offset, j0, cols, line);
+}
+
+void quarry_activate(int kind, float *p, long n)
+{
+    variants[quarry_active_isa()].activate(kind, p, n);
 }
 
 void quarry_gemm_tile(int rows, int cols, long kc, const float *a, const float *b, long b_stride, float *c, long ldc,

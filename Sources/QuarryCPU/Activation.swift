@@ -14,6 +14,7 @@
 //   1 + erf(x) does not cancel.
 // `log` and `sqrt` stay scalar: rare as activations (log-softmax needs one log per row).
 
+import CQuarryKernels
 import Foundation
 import Quarry
 
@@ -41,21 +42,23 @@ extension CPUKernels {
 }
 
 /// Applies `act` in place to `count` floats.
+/// The transcendental ones (sigmoid, tanh, silu, mish, gelu, exp) run in CQuarryKernels, in the
+/// instruction-set level's vectors; the SIMD16 versions below serve the fused kernels.
 public func applyActivation(_ act: Activation, _ p: UnsafeMutablePointer<Float>, count: Int) {
     switch act {
     case .relu: mapInPlace(p, count, Relu())
     case .clip(let lo, let hi): mapInPlace(p, count, Clip(lo: V16(repeating: lo), hi: V16(repeating: hi)))
     case .leakyRelu(let a): mapInPlace(p, count, LeakyRelu(alpha: a))
-    case .sigmoid: mapInPlace(p, count, Sigmoid())
+    case .sigmoid: quarry_activate(Int32(QUARRY_ACT_SIGMOID), p, count)
     case .hardSigmoid(let a, let b): mapInPlace(p, count, HardSigmoid(alpha: a, beta: b))
-    case .tanh: mapInPlace(p, count, Tanh())
-    case .silu: mapInPlace(p, count, SiLU())
-    case .mish: mapInPlace(p, count, Mish())
+    case .tanh: quarry_activate(Int32(QUARRY_ACT_TANH), p, count)
+    case .silu: quarry_activate(Int32(QUARRY_ACT_SILU), p, count)
+    case .mish: quarry_activate(Int32(QUARRY_ACT_MISH), p, count)
     case .gelu(let approximate):
-        if approximate { mapInPlace(p, count, GeluTanh()) } else { mapInPlace(p, count, Gelu()) }
+        quarry_activate(Int32(approximate ? QUARRY_ACT_GELU_TANH : QUARRY_ACT_GELU), p, count)
     case .hardSwish: mapInPlace(p, count, HardSwish())
     case .sqrt: for i in 0..<count { p[i] = p[i].squareRoot() }
-    case .exp: mapInPlace(p, count, Exp())
+    case .exp: quarry_activate(Int32(QUARRY_ACT_EXP), p, count)
     case .log: for i in 0..<count { p[i] = Foundation.log(p[i]) }
     case .neg: mapInPlace(p, count, Neg())
     case .abs: mapInPlace(p, count, Abs())

@@ -34,11 +34,14 @@ final class ActivationTests: XCTestCase {
             // Points around the switch-over between approximations and far into the tails.
             let specials: [Float] = positive ? [0.001, 1, 2, 40] : [0, 0.3, -0.3, 0.62, -0.63, 0.7, -0.72, 5, -5, 30, -30, 80, -80, 2.5, -0.5, 1e-5, -1e-5]
             for (i, s) in specials.enumerated() where i < count { x[flat: i] = s }
-            for threads in [1, 2] {
-                let y = try runCPUNode(.activation(act), [x], threads: threads)[0]
-                let expected = x.scalars.map { referenceActivation(act, Double($0)) }
-                // 2e-6 relative; the absolute floor covers results that underflow towards 0.
-                assertClose(y, expected, rtol: 2e-6, atol: tailFloor(act), "\(act)")
+            // Every kernel level the host has (the transcendental ones run in CQuarryKernels).
+            try CPUInstructionSet.forEachAvailable { level in
+                for threads in [1, 2] {
+                    let y = try runCPUNode(.activation(act), [x], threads: threads)[0]
+                    let expected = x.scalars.map { referenceActivation(act, Double($0)) }
+                    // 2e-6 relative; the absolute floor covers results that underflow towards 0.
+                    assertClose(y, expected, rtol: 2e-6, atol: tailFloor(act), "\(act) \(level)")
+                }
             }
         }
     }
@@ -48,13 +51,19 @@ final class ActivationTests: XCTestCase {
         let xs = (-1280...1280).map { Float($0) / 64 }
         let t = Tensor(shape: [xs.count], repeating: 0)
         for (name, act) in [("exp", Activation.exp), ("tanh", .tanh), ("erf", .erf), ("gelu", .gelu(approximate: false)), ("sigmoid", .sigmoid), ("mish", .mish)] {
-            for (i, x) in xs.enumerated() { t[flat: i] = x }
-            applyActivation(act, t.pointer, count: xs.count)
-            assertClose(t, xs.map { referenceActivation(act, Double($0)) }, rtol: 2e-6, atol: tailFloor(act), name)
+            CPUInstructionSet.forEachAvailable { level in
+                for (i, x) in xs.enumerated() { t[flat: i] = x }
+                applyActivation(act, t.pointer, count: xs.count)
+                assertClose(t, xs.map { referenceActivation(act, Double($0)) }, rtol: 2e-6, atol: tailFloor(act), "\(name) \(level)")
+            }
         }
     }
 
     func testExpOverflowAndUnderflowLikeFloatExp() {
+        CPUInstructionSet.forEachAvailable { _ in expOverflowAndUnderflow() }
+    }
+
+    private func expOverflowAndUnderflow() {
         let t = try! Tensor(shape: [4], scalars: [100, -100, 88.5, -87])
         applyActivation(.exp, t.pointer, count: 4)
         XCTAssertEqual(t[flat: 0], .infinity)

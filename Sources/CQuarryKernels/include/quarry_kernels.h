@@ -151,6 +151,20 @@ typedef struct {
 void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
                         long j0, long cols, float *line);
 
+/// The activations quarry_activate computes in the active level's vectors.
+enum {
+    QUARRY_ACT_GELU = 0,       // exact: x * Phi(x), through erfc
+    QUARRY_ACT_GELU_TANH = 1,  // the tanh approximation
+    QUARRY_ACT_SIGMOID = 2,
+    QUARRY_ACT_SILU = 3,
+    QUARRY_ACT_TANH = 4,
+    QUARRY_ACT_EXP = 5,
+    QUARRY_ACT_MISH = 6,
+};
+
+/// p[i] = f(p[i]) for i < n, f the activation `kind`.
+void quarry_activate(int kind, float *p, long n);
+
 /// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
 /// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
 /// that depends on every chain, so the work cannot be optimised away.
