@@ -49,7 +49,7 @@ let package = Package(
         // ONNX import, safetensors, .npy / .npz, image decoding and preprocessing.
         .target(
             name: "QuarryFormats",
-            dependencies: ["Quarry", "CImageCodecs", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["Quarry", "CImageCodecs", "CQuarryKernels", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // What the tool does, as a library: open a model, resolve devices, run, extract (with
         // preprocessing, resumable chunks and manifests). The tool and the C ABI are thin over it.
         .target(

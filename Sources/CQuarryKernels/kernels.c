@@ -304,6 +304,9 @@ typedef void (*interleaved_fn)(const float *, const int *, const long *, const f
                                float *);
 typedef void (*lstm_cell_fn)(const float *, float *, float *);
 typedef void (*activate_fn)(int, float *, long);
+typedef void (*resample_v_fn)(const unsigned char *, long, const int *, long, int, unsigned char *);
+typedef void (*resample_h_fn)(const unsigned char *, unsigned char *, long, const int *, long, const int *, const int *,
+                              long, int);
 typedef void (*depthwise3x3_fn)(const quarry_dw3x3_plane *, long, long, int, const float *, const float *, float, float,
                                 float, float *);
 
@@ -318,13 +321,15 @@ struct variant {
     peak_loop_fn peak_loop;
     long peak_flops;
     activate_fn activate;
+    resample_v_fn resample_vertical_u8;
+    resample_h_fn resample_horizontal_u8;
 };
 
 static const struct variant variants[] = {
-    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline},
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline, resample_vertical_u8_baseline, resample_horizontal_u8_baseline},
 #if defined(__x86_64__) && defined(__clang__)
-    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2},
-    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512},
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2, resample_vertical_u8_avx2, resample_horizontal_u8_avx2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512, resample_vertical_u8_avx512, resample_horizontal_u8_avx512},
 #endif
 };
 
@@ -515,6 +520,19 @@ void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, lon
     if (quarry_active_isa() == QUARRY_ISA_AVX512) { im2col_line_avx512(image, g, c, row_offset, col_offset, j0, cols, line); return; }
 #endif
     im2col_line_generic(image, g, c, row_offset, col_offset, j0, cols, line);
+}
+
+void quarry_resample_vertical_u8(const unsigned char *first, long row_bytes, const int *w, long count, int bits,
+                                 unsigned char *line)
+{
+    variants[quarry_active_isa()].resample_vertical_u8(first, row_bytes, w, count, bits, line);
+}
+
+void quarry_resample_horizontal_u8(const unsigned char *src, unsigned char *out, long columns, const int *weights,
+                                   long stride, const int *firsts, const int *counts, long last_readable, int bits)
+{
+    variants[quarry_active_isa()].resample_horizontal_u8(src, out, columns, weights, stride, firsts, counts,
+                                                         last_readable, bits);
 }
 
 void quarry_activate(int kind, float *p, long n)

@@ -10,6 +10,7 @@
 // Only the pixels that survive the crop are computed: each output pixel of the resize depends on
 // its own filter taps only, so skipping the cropped-away rows and columns changes nothing.
 
+import CQuarryKernels
 import Quarry
 
 /// Resize, centre crop, scale to [0, 1] and normalise; every step optional.
@@ -266,12 +267,6 @@ struct ResampleTaps {
 
 private let resamplePrecisionBits = 22
 
-@inline(__always)
-private func clip8(_ v: Int32) -> UInt8 {
-    let s = v >> Int32(resamplePrecisionBits)
-    return UInt8(truncatingIfNeeded: min(max(s, 0), 255))
-}
-
 // MARK: - 8-bit resampling (Pillow's fixed-point arithmetic)
 
 /// Resizes the region of an interleaved RGB uint8 image, crops, and writes the channel planes of
@@ -281,7 +276,8 @@ private func clip8(_ v: Int32) -> UInt8 {
 /// pass reads and the columns the crop keeps), rounded to 8 bits, then vertical, rounded to 8 bits
 /// again and looked up in the table straight into the output planes. The horizontal pass works on
 /// a pixel's three channels (and one spare lane) as one 4-lane vector a tap; the vertical pass on
-/// 16 bytes of a row at a time. The weights are Pillow's 22-bit fixed-point ones, precomputed per
+/// 16 bytes of a row at a time, both in CQuarryKernels (per instruction-set level: their 32-bit
+/// vector multiplies are emulated in the SSE2 that Swift code gets in a plain build). The weights are Pillow's 22-bit fixed-point ones, precomputed per
 /// output position, so the result equals Pillow's to the byte.
 private func resample8(
     source: UnsafePointer<UInt8>, width: Int, height: Int, _ g: Geometry,
@@ -296,7 +292,6 @@ private func resample8(
         ? ResampleTaps(inputSize: height, outputSize: g.resizedHeight, outputs: rows) : nil
     let sourceRows = vertical?.inputSpan ?? rows
     let rowBytes = r.columns * 3
-    let half: Int32 = 1 << Int32(resamplePrecisionBits - 1)
 
     // Horizontal pass. One spare byte at the end: each pixel is stored as a 4-byte vector whose
     // last lane the next pixel overwrites.
@@ -309,12 +304,11 @@ private func resample8(
             taps.first.withUnsafeBufferPointer { firsts in
                 taps.count.withUnsafeBufferPointer { counts in
                     for (i, y) in sourceRows.enumerated() {
-                        horizontalRow8(
-                            source + y * width * 3, into: temp + i * rowBytes, columns: r.columns,
-                            weights: kk.baseAddress!, stride: taps.stride, firsts: firsts.baseAddress!,
-                            counts: counts.baseAddress!,
-                            // A 4-byte load of the image's very last pixel would read past the buffer.
-                            lastPixelReadable: y < height - 1 ? width : width - 1)
+                        // A 4-byte load of the image's very last pixel would read past the buffer.
+                        quarry_resample_horizontal_u8(
+                            source + y * width * 3, temp + i * rowBytes, r.columns, kk.baseAddress!, taps.stride,
+                            firsts.baseAddress!, counts.baseAddress!, y < height - 1 ? width : width - 1,
+                            Int32(resamplePrecisionBits))
                     }
                 }
             }
@@ -337,26 +331,8 @@ private func resample8(
             let first = temp + (Int(vertical.first[i]) - base) * rowBytes
             let count = Int(vertical.count[i])
             k.withUnsafeBufferPointer { kk in
-                let w = kk.baseAddress! + i * vertical.stride
-                var j = 0
-                while j + 16 <= rowBytes {
-                    var acc = SIMD16<Int32>(repeating: half)
-                    for t in 0..<count {
-                        let v = UnsafeRawPointer(first + t * rowBytes + j).loadUnaligned(as: SIMD16<UInt8>.self)
-                        acc &+= SIMD16<Int32>(truncatingIfNeeded: v) &* w[t]
-                    }
-                    let clipped = (acc &>> Int32(resamplePrecisionBits)).clamped(
-                        lowerBound: .zero, upperBound: SIMD16(repeating: 255))
-                    UnsafeMutableRawPointer(line + j).storeBytes(
-                        of: SIMD16<UInt8>(truncatingIfNeeded: clipped), as: SIMD16<UInt8>.self)
-                    j += 16
-                }
-                while j < rowBytes {
-                    var s = half
-                    for t in 0..<count { s &+= Int32(first[t * rowBytes + j]) &* w[t] }
-                    line[j] = clip8(s)
-                    j += 1
-                }
+                quarry_resample_vertical_u8(first, rowBytes, kk.baseAddress! + i * vertical.stride, count,
+                                            Int32(resamplePrecisionBits), line)
             }
             row = UnsafePointer(line)
         } else {
@@ -371,37 +347,6 @@ private func resample8(
             green[x] = tableG[Int(row[3 * x + 1])]
             blue[x] = tableB[Int(row[3 * x + 2])]
         }
-    }
-}
-
-/// One row of the horizontal pass: output pixel x = the taps from pixel `firsts[x]` on, weighted.
-/// Pixels below `lastPixelReadable` can be loaded as 4 bytes; the others take the scalar path.
-@inline(__always)
-private func horizontalRow8(
-    _ src: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>, columns: Int,
-    weights: UnsafePointer<Int32>, stride: Int, firsts: UnsafePointer<Int32>, counts: UnsafePointer<Int32>,
-    lastPixelReadable: Int
-) {
-    let half = SIMD4<Int32>(repeating: 1 << Int32(resamplePrecisionBits - 1))
-    for x in 0..<columns {
-        let first = Int(firsts[x]), count = Int(counts[x])
-        let w = weights + x * stride
-        let p = src + first * 3
-        var acc = half
-        if first + count <= lastPixelReadable {
-            for t in 0..<count {
-                let v = UnsafeRawPointer(p + 3 * t).loadUnaligned(as: SIMD4<UInt8>.self)
-                acc &+= SIMD4<Int32>(truncatingIfNeeded: v) &* w[t]
-            }
-        } else {
-            for t in 0..<count {
-                acc &+= SIMD4<Int32>(Int32(p[3 * t]), Int32(p[3 * t + 1]), Int32(p[3 * t + 2]), 0) &* w[t]
-            }
-        }
-        let clipped = (acc &>> Int32(resamplePrecisionBits)).clamped(
-            lowerBound: .zero, upperBound: SIMD4(repeating: 255))
-        UnsafeMutableRawPointer(out + 3 * x).storeBytes(
-            of: SIMD4<UInt8>(truncatingIfNeeded: clipped), as: SIMD4<UInt8>.self)
     }
 }
 

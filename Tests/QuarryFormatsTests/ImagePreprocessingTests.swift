@@ -2,6 +2,7 @@
 // (scripts/make_image_fixtures.py, cases.txt), plus the geometry rules on their own.
 import Foundation
 import Quarry
+import QuarryCPU
 import XCTest
 
 @testable import QuarryFormats
@@ -24,7 +25,12 @@ final class ImagePreprocessingTests: XCTestCase {
         }
     }
 
+    /// The 8-bit resize runs in CQuarryKernels: every instruction-set level the host has.
     func testMatchesTorchvisionOnPillow() throws {
+        try CPUInstructionSet.forEachAvailable { _ in try matchesTorchvisionOnPillow() }
+    }
+
+    private func matchesTorchvisionOnPillow() throws {
         let all = try cases()
         XCTAssertEqual(all.count, 8)
         for c in all {
@@ -143,6 +149,10 @@ final class ImagePreprocessingTests: XCTestCase {
     /// Against a plain float64 reimplementation of Pillow's fixed-point bilinear resize, on random
     /// images and sizes (up and down, one axis or both), so cases the fixtures miss are covered.
     func testRandomSizesAgainstPlainReference() throws {
+        try CPUInstructionSet.forEachAvailable { _ in try randomSizesAgainstPlainReference() }
+    }
+
+    private func randomSizesAgainstPlainReference() throws {
         var rng = SeededGenerator(seed: 99)
         for trial in 0..<40 {
             let w = Int.random(in: 1...70, using: &rng), h = Int.random(in: 1...70, using: &rng)
