@@ -10,6 +10,48 @@
 #define QK_CAT2(a, b) a##_##b
 #define QK_CAT(a, b) QK_CAT2(a, b)
 
+// quarry_im2col_line's walk over the output pixels j0 ..< j0 + cols (across images, row by
+// output row), one window row per output-row segment; `row_fn` copies it: row[first + t * stride]
+// for t < count, zero where the index falls outside 0 ..< width. Each level passes its own.
+typedef void (*window_row_fn)(const float *row, long width, long first, long stride, long count, float *dst);
+
+/// The t range [lo, hi) of a window row whose indices first + t * stride fall inside 0 ..< width.
+static inline __attribute__((always_inline)) void window_bounds(long width, long first, long stride, long count,
+                                                                long *lo, long *hi)
+{
+    *lo = first >= 0 ? 0 : (-first + stride - 1) / stride;
+    if (*lo > count) *lo = count;
+    *hi = first >= width ? 0 : (width - first + stride - 1) / stride;
+    if (*hi > count) *hi = count;
+    if (*hi < *lo) *hi = *lo;
+}
+
+static inline __attribute__((always_inline)) void im2col_walk(window_row_fn row_fn, const float *image,
+                                                              const quarry_im2col_geometry *g, long c, long row_offset,
+                                                              long col_offset, long j0, long cols, float *line)
+{
+    const long pixels = g->out_height * g->out_width, plane_size = g->height * g->width;
+    long n = j0 / pixels, oy = (j0 % pixels) / g->out_width, ox = j0 % g->out_width;
+    const float *plane = image + n * g->image_stride + c * plane_size;
+    for (long q = 0; q < cols;) {
+        if (oy == g->out_height) { n++; oy = 0; plane = image + n * g->image_stride + c * plane_size; }
+        const long len = g->out_width - ox < cols - q ? g->out_width - ox : cols - q;
+        const long iy = oy * g->stride_h + row_offset;
+        if (iy < 0 || iy >= g->height) row_fn(plane, 0, 0, 1, len, line + q);
+        else row_fn(plane + iy * g->width, g->width, ox * g->stride_w + col_offset, g->stride_w, len, line + q);
+        q += len; oy++; ox = 0;
+    }
+}
+
+static void window_row_generic(const float *row, long width, long first, long stride, long count, float *dst)
+{
+    long lo, hi;
+    window_bounds(width, first, stride, count, &lo, &hi);
+    for (long t = 0; t < lo; t++) dst[t] = 0.0f;
+    for (long t = lo; t < hi; t++) dst[t] = row[first + t * stride];
+    for (long t = hi; t < count; t++) dst[t] = 0.0f;
+}
+
 #if defined(__x86_64__) && defined(__clang__)
 
 // x86-64-v4's vector subset. Zen 4 splits 512-bit operations into two 256-bit halves, but the
@@ -37,31 +79,16 @@
 #include "kernels_variant.inc"
 #pragma clang attribute pop
 
-// bf16 on AVX512_BF16: vdpbf16ps multiplies pairs of bf16 and adds both products to fp32 lanes,
-// twice the multiply-adds of an fp32 FMA per instruction (measured on Zen 4: 2.2x the FMA loop).
+// The im2col row copy on AVX-512 (F/BW/DQ/VL, the level's own features).
 #include <immintrin.h>
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
-
-// Interleaves two rows of 16 bf16 (the low and high halves of a vcvtne2ps2bf16 result) into 16
-// (k, k+1) pairs: lane j of the result is (row0[j], row1[j]).
-static inline __m512i interleave_pairs(__m512 row0, __m512 row1)
-{
-    const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(row1, row0);  // row0 in the low 16 halves
-    const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-                                           23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    return _mm512_permutexvar_epi16(order, both);
-}
-
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
 /// The window row of quarry_im2col_line with 16-lane masked loads and stores: stride 1 copies,
 /// stride 2 takes the even lanes of two loads; segments of a few dozen floats end in one masked
 /// step instead of a scalar tail.
 static inline void window_row_avx512(const float *row, long width, long first, long stride, long count, float *dst)
 {
-    long lo = first >= 0 ? 0 : (-first + stride - 1) / stride;
-    if (lo > count) lo = count;
-    long hi = first >= width ? 0 : (width - first + stride - 1) / stride;
-    if (hi > count) hi = count;
-    if (hi < lo) hi = lo;
+    long lo, hi;
+    window_bounds(width, first, stride, count, &lo, &hi);
     for (long t = 0; t < lo; t += 16) {
         const long n = lo - t < 16 ? lo - t : 16;
         _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << n) - 1), _mm512_setzero_ps());
@@ -97,17 +124,24 @@ static inline void window_row_avx512(const float *row, long width, long first, l
 static void im2col_line_avx512(const float *image, const quarry_im2col_geometry *g, long c, long row_offset,
                                long col_offset, long j0, long cols, float *line)
 {
-    const long pixels = g->out_height * g->out_width, plane_size = g->height * g->width;
-    long n = j0 / pixels, oy = (j0 % pixels) / g->out_width, ox = j0 % g->out_width;
-    const float *plane = image + n * g->image_stride + c * plane_size;
-    for (long q = 0; q < cols;) {
-        if (oy == g->out_height) { n++; oy = 0; plane = image + n * g->image_stride + c * plane_size; }
-        const long len = g->out_width - ox < cols - q ? g->out_width - ox : cols - q;
-        const long iy = oy * g->stride_h + row_offset;
-        if (iy < 0 || iy >= g->height) window_row_avx512(plane, 0, 0, 1, len, line + q);
-        else window_row_avx512(plane + iy * g->width, g->width, ox * g->stride_w + col_offset, g->stride_w, len, line + q);
-        q += len; oy++; ox = 0;
-    }
+    im2col_walk(window_row_avx512, image, g, c, row_offset, col_offset, j0, cols, line);
+}
+
+#pragma clang attribute pop
+
+// bf16 on AVX512_BF16: vdpbf16ps multiplies pairs of bf16 and adds both products to fp32 lanes,
+// twice the multiply-adds of an fp32 FMA per instruction (measured on Zen 4: 2.2x the FMA loop).
+#include <immintrin.h>
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
+
+// Interleaves two rows of 16 bf16 (the low and high halves of a vcvtne2ps2bf16 result) into 16
+// (k, k+1) pairs: lane j of the result is (row0[j], row1[j]).
+static inline __m512i interleave_pairs(__m512 row0, __m512 row1)
+{
+    const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(row1, row0);  // row0 in the low 16 halves
+    const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                           23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(order, both);
 }
 
 static void pack_a_bf16(const float *a, long kc, unsigned short *dst)
@@ -498,19 +532,7 @@ void quarry_amx_tile(int rows, int cols, long chunks, const unsigned short *a0, 
 static void im2col_line_generic(const float *image, const quarry_im2col_geometry *g, long c, long row_offset,
                                 long col_offset, long j0, long cols, float *line)
 {
-    const long pixels = g->out_height * g->out_width, plane_size = g->height * g->width;
-    long n = j0 / pixels, oy = (j0 % pixels) / g->out_width, ox = j0 % g->out_width;
-    const float *plane = image + n * g->image_stride + c * plane_size;
-    for (long q = 0; q < cols;) {
-        if (oy == g->out_height) { n++; oy = 0; plane = image + n * g->image_stride + c * plane_size; }
-        const long len = g->out_width - ox < cols - q ? g->out_width - ox : cols - q;
-        const long iy = oy * g->stride_h + row_offset;
-        for (long t = 0; t < len; t++) {
-            const long x = (ox + t) * g->stride_w + col_offset;
-            line[q + t] = iy >= 0 && iy < g->height && x >= 0 && x < g->width ? plane[iy * g->width + x] : 0.0f;
-        }
-        q += len; oy++; ox = 0;
-    }
+    im2col_walk(window_row_generic, image, g, c, row_offset, col_offset, j0, cols, line);
 }
 
 void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
