@@ -549,40 +549,25 @@ func gemmBlockBF16<A: GEMMSourceA>(
         return
     }
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
-    let pairs = (kcb + 1) / 2
+    let depth = (kcb + 1) / 2 * 2
     ThreadBuffers.current.withBF16Buffers { aBF, bBF in
-        var jr = 0
-        while jr < ncb {
-            let cols = min(nr, ncb - jr)
-            let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
-            quarry_pack_b_bf16(bp, bStride, kcb, cols, bBF + (jr / nr) * pairs * 2 * nr)
-            jr += nr
-        }
+        packBlockBBF16(ncb: ncb, kcb: kcb, depth: depth, direct: direct, bBlock: bBlock, into: bBF)
         var ic = m0
         while ic < m1 {
             let mcb = min(GEMMBlocking.mc, m1 - ic)
-            // Weights converted when they were packed; anything else now, panel by panel.
-            let aHalves: UnsafePointer<UInt16>
-            if let pre = a.blockABF16(i0: ic, k0: pc, kc: kcb) {
-                aHalves = pre
-            } else {
-                let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
-                var ir = 0
-                while ir < mcb {
-                    quarry_pack_a_bf16(aBlock + ir * kcb, kcb, aBF + (ir / mr) * pairs * 2 * mr)
-                    ir += mr
-                }
-                aHalves = UnsafePointer(aBF)
+            let aHalves = blockAInBF16Layout(a, prepacked: a.blockABF16(i0: ic, k0: pc, kc: kcb), ic: ic, mcb: mcb, pc: pc,
+                                             kcb: kcb, depth: depth, scratchA: scratchA, into: aBF) {
+                quarry_pack_a_bf16($0, $1, $2)
             }
             var ir = 0
             while ir < mcb {
                 let rows = min(mr, mcb - ir), i = ic + ir
-                let ap = aHalves + (ir / mr) * pairs * 2 * mr
-                jr = 0
+                let ap = aHalves + (ir / mr) * depth * mr
+                var jr = 0
                 while jr < ncb {
                     let cols = min(nr, ncb - jr), j = jc + jr
                     let tile = tileEpilogue(epilogue, first: first, last: last, fused: fused, i: i, j: j)
-                    let bp = UnsafePointer(bBF + (jr / nr) * pairs * 2 * nr)
+                    let bp = UnsafePointer(bBF + (jr / nr) * depth * nr)
                     let ct = c + i * ldc + j
                     if cols == nr || cols == 16 {
                         var ce = tile.c
@@ -615,31 +600,14 @@ func gemmBlockAMX<A: GEMMSourceA>(
     let mr = GEMMBlocking.mr, nr = GEMMBlocking.nr
     let chunks = (kcb + 31) / 32, depth = chunks * 32
     ThreadBuffers.current.withBF16Buffers { aBF, bBF in
-        var jr = 0
-        while jr < ncb {
-            let cols = min(nr, ncb - jr)
-            let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
-            let dst = bBF + (jr / nr) * depth * nr
-            quarry_pack_b_bf16(bp, bStride, kcb, cols, dst)
-            let written = (kcb + 1) / 2 * 2 * nr
-            (dst + written).initialize(repeating: 0, count: depth * nr - written)
-            jr += nr
-        }
+        packBlockBBF16(ncb: ncb, kcb: kcb, depth: depth, direct: direct, bBlock: bBlock, into: bBF)
         quarry_amx_begin()
         var ic = m0
         while ic < m1 {
             let mcb = min(GEMMBlocking.mc, m1 - ic)
-            let aTiles: UnsafePointer<UInt16>
-            if let pre = a.blockAAMX(i0: ic, k0: pc, kc: kcb) {
-                aTiles = pre
-            } else {
-                let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
-                var ir = 0
-                while ir < mcb {
-                    quarry_pack_a_amx(aBlock + ir * kcb, kcb, aBF + (ir / mr) * depth * mr)
-                    ir += mr
-                }
-                aTiles = UnsafePointer(aBF)
+            let aTiles = blockAInBF16Layout(a, prepacked: a.blockAAMX(i0: ic, k0: pc, kc: kcb), ic: ic, mcb: mcb, pc: pc,
+                                            kcb: kcb, depth: depth, scratchA: scratchA, into: aBF) {
+                quarry_pack_a_amx($0, $1, $2)
             }
             var ir = 0
             while ir < mcb {
@@ -647,7 +615,7 @@ func gemmBlockAMX<A: GEMMSourceA>(
                 let a0 = aTiles + (ir / mr) * depth * mr
                 // One panel left: the second A tile repeats the first and its rows are not stored.
                 let a1 = rows > mr ? a0 + depth * mr : a0
-                jr = 0
+                var jr = 0
                 while jr < ncb {
                     let cols = min(nr, ncb - jr), j = jc + jr
                     var tile = tileEpilogue(epilogue, first: first, last: last, fused: fused, i: i, j: j).c
@@ -664,6 +632,45 @@ func gemmBlockAMX<A: GEMMSourceA>(
         }
         quarry_amx_end()
     }
+}
+
+/// The B block's panels in bf16 pairs (`quarry_pack_b_bf16`), panel p at dst + p * depth * NR
+/// halves: `depth` is kcb rounded up to pairs, or to the AMX kernel's whole 32-k chunks, whose
+/// pairs past kcb are zero.
+@inline(__always)
+func packBlockBBF16(ncb: Int, kcb: Int, depth: Int, direct: (base: UnsafePointer<Float>, ld: Int)?,
+                    bBlock: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>) {
+    let nr = GEMMBlocking.nr
+    let written = (kcb + 1) / 2 * 2 * nr
+    var jr = 0
+    while jr < ncb {
+        let cols = min(nr, ncb - jr)
+        let (bp, bStride) = bPanel(jr, cols: cols, kc: kcb, direct: direct, bBlock: bBlock)
+        let panel = dst + (jr / nr) * depth * nr
+        quarry_pack_b_bf16(bp, bStride, kcb, cols, panel)
+        (panel + written).initialize(repeating: 0, count: depth * nr - written)
+        jr += nr
+    }
+}
+
+/// A's block (rows ic ..< ic + mcb, depth pc ..< pc + kcb) in a bf16 layout: `prepacked`, the
+/// source's own (weights converted when they were packed), or else converted now from the fp32
+/// panels by `pack`, panel by panel, depth * MR halves apart in `buffer`.
+@inline(__always)
+func blockAInBF16Layout<A: GEMMSourceA>(
+    _ a: A, prepacked: UnsafePointer<UInt16>?, ic: Int, mcb: Int, pc: Int, kcb: Int, depth: Int,
+    scratchA: UnsafeMutablePointer<Float>, into buffer: UnsafeMutablePointer<UInt16>,
+    pack: (UnsafePointer<Float>, Int, UnsafeMutablePointer<UInt16>) -> Void
+) -> UnsafePointer<UInt16> {
+    if let prepacked { return prepacked }
+    let mr = GEMMBlocking.mr
+    let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
+    var ir = 0
+    while ir < mcb {
+        pack(aBlock + ir * kcb, kcb, buffer + (ir / mr) * depth * mr)
+        ir += mr
+    }
+    return UnsafePointer(buffer)
 }
 
 /// The epilogue of the tile at (i, j) in a K block (`first`, `last`) of a GEMM with `epilogue`.
