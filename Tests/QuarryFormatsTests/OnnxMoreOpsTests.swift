@@ -23,35 +23,13 @@ final class OnnxMoreOpsTests: XCTestCase {
         return (try! Tensor(shape: shape, scalars: v), v.map(Double.init))
     }
 
-    /// Imports the model (inputs typed by `types`, 1 float unless given), runs it on every device
-    /// and compares output `y` with `expected` (shape and values).
+    /// `checkImportedModel` at this file's opset.
     @discardableResult
     func check(_ what: String, nodes: [Onnx_NodeProto], inputs: [(String, [Int], Tensor)], types: [String: Int32] = [:],
                initializers: [Onnx_TensorProto] = [], opset: Int64 = 22, expected: [Double], shape: [Int],
                rtol: Float = 1e-4, atol: Float = 1e-5, file: StaticString = #filePath, line: UInt = #line) throws -> Graph {
-        let data = try typedModelBytes(nodes: nodes, inputs: inputs.map { ($0.0, $0.1.map(Int64.init), types[$0.0] ?? 1) }, outputs: ["y"],
-                                       initializers: initializers, opset: opset)
-        let model = try OnnxModel(data: data, path: "\(what).onnx")
-        let shapes = Dictionary(uniqueKeysWithValues: inputs.map { ($0.0, $0.1) })
-        let graph = try model.graph(inputShapes: shapes)
-        XCTAssertEqual(try graph.inferShapes(inputShapes: shapes)["y"], shape, "\(what): output shape", file: file, line: line)
-        var devices: [Device] = [CPUDevice(threads: 2)]
-        if let cl = OpenCLRuntime.devices().first { devices.append(cl) }
-        let want = try Tensor(shape: shape, scalars: expected.map { Float($0) })
-        let feeds = Dictionary(uniqueKeysWithValues: inputs.map { ($0.0, $0.2) })
-        for device in devices {
-            let compiled = try device.compile(graph, outputs: ["y"])
-            if let cl = compiled as? OpenCLCompiledGraph { try cl.poisonArena(inputShapes: shapes) }
-            let y = try compiled.run(feeds)["y"]!
-            XCTAssertEqual(y.shape, shape, "\(what) on \(device.info.spec)", file: file, line: line)
-            let c = closeness(y, want, rtol: rtol, atol: atol)
-            XCTAssertLessThanOrEqual(c, 1, "\(what) on \(device.info.spec): worst error ratio \(c); got \(y.scalars.prefix(12)), want \(expected.prefix(12))",
-                                     file: file, line: line)
-            if let cl = compiled as? OpenCLCompiledGraph {
-                XCTAssertEqual(cl.fallbacks, [:], "\(what): nodes fell back to the CPU", file: file, line: line)
-            }
-        }
-        return graph
+        try checkImportedModel(what, nodes: nodes, inputs: inputs, types: types, initializers: initializers, opset: opset,
+                               expected: expected, shape: shape, rtol: rtol, atol: atol, file: file, line: line)
     }
 
     /// One node `op` on input x (and the given initializers), output y.
