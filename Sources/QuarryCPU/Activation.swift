@@ -43,7 +43,9 @@ extension CPUKernels {
 
 /// Applies `act` in place to `count` floats.
 /// The transcendental ones (sigmoid, tanh, silu, mish, gelu, exp) run in CQuarryKernels, in the
-/// instruction-set level's vectors; the SIMD16 versions below serve the fused kernels.
+/// instruction-set level's vectors, with the formulas described at the top of this file; the
+/// SIMD16 exp, sigmoid and tanh below serve the Swift kernels that fuse them (recurrent cells,
+/// softmax, attention), and erf stays here.
 public func applyActivation(_ act: Activation, _ p: UnsafeMutablePointer<Float>, count: Int) {
     switch act {
     case .relu: mapInPlace(p, count, Relu())
@@ -108,22 +110,11 @@ struct LeakyRelu: VectorFunction {
     let alpha: Float
     @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: x * alpha, where: x .< 0) }
 }
-struct Sigmoid: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vsigmoid(x) } }
 struct HardSigmoid: VectorFunction {
     let alpha, beta: Float
     @inline(__always) func callAsFunction(_ x: V16) -> V16 {
         let y = x * alpha + beta
         return y.replacing(with: 0, where: y .< 0).replacing(with: 1, where: y .> 1)
-    }
-}
-struct Tanh: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vtanh(x) } }
-struct SiLU: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { x * vsigmoid(x) } }
-struct Mish: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vmish(x) } }
-struct Gelu: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vgelu(x) } }
-struct GeluTanh: VectorFunction {
-    @inline(__always) func callAsFunction(_ x: V16) -> V16 {
-        let c: Float = 0.7978845608028654  // sqrt(2/pi)
-        return 0.5 * x * (1 + vtanh(c * (x + 0.044715 * x * x * x)))
     }
 }
 struct HardSwish: VectorFunction {
@@ -132,7 +123,6 @@ struct HardSwish: VectorFunction {
         return x * t.replacing(with: 0, where: t .< 0).replacing(with: 6, where: t .> 6) * (1 / 6 as Float)
     }
 }
-struct Exp: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { vexp(x) } }
 struct Neg: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { -x } }
 struct Abs: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { x.replacing(with: -x, where: x .< 0) } }
 struct Erf: VectorFunction { @inline(__always) func callAsFunction(_ x: V16) -> V16 { verf(x) } }
@@ -283,21 +273,3 @@ func verf(_ x: V16) -> V16 {
     return big.replacing(with: verfSeries(x), where: ax .< 0.5)
 }
 
-/// x * Φ(x) = x/2 * erfc(-x/√2), with erfc taken directly on each side so neither tail cancels.
-@_transparent
-func vgelu(_ x: V16) -> V16 {
-    let z = x * 0.7071067811865476
-    let az = z.replacing(with: -z, where: z .< 0)
-    let e = verfcPositive(az)
-    var phi2 = (2 - e).replacing(with: e, where: z .< 0)
-    phi2 = phi2.replacing(with: verfSeries(z) + 1, where: az .< 0.5)
-    return 0.5 * x * phi2
-}
-
-@_transparent
-func vmish(_ x: V16) -> V16 {
-    // tanh(log1p(e^x)) = n / (n + 2) with n = e^x (e^x + 2); past 20 it is 1 to float precision.
-    let e = vexp(x.replacing(with: 20, where: x .> 20))
-    let n = e * (e + 2)
-    return (x * n / (n + 2)).replacing(with: x, where: x .> 20)
-}
