@@ -109,14 +109,13 @@ extension OnnxImporter {
             vx = try repeated(v4, dv, "v")
         }
 
-        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
         let scale = c.has("scale") ? c.float("scale", 1) : Float(1 / Double(qShape[3]).squareRoot())
         var scores = try c.emitInternal(.matmul(transposeA: false, transposeB: true), [q4, kx], "qk").name
-        scores = try c.emitInternal(.binary(.mul, activation: nil), [scores, scalar(scale)], "scaled").name
+        scores = try c.emitInternal(.binary(.mul, activation: nil), [scores, c.scalarParameter(scale)], "scaled").name
         if softcap > 0 {
-            let d = try c.emitInternal(.binary(.mul, activation: nil), [scores, scalar(1 / softcap)], "softcap_div")
+            let d = try c.emitInternal(.binary(.mul, activation: nil), [scores, c.scalarParameter(1 / softcap)], "softcap_div")
             let t = try c.emitInternal(.activation(.tanh), [d.name], "softcap_tanh")
-            scores = try c.emitInternal(.binary(.mul, activation: nil), [t.name, scalar(softcap)], "softcapped").name
+            scores = try c.emitInternal(.binary(.mul, activation: nil), [t.name, c.scalarParameter(softcap)], "softcapped").name
         }
 
         // The additive bias: run-time terms (masks, per-batch frontiers) and one constant [Sq, T].
@@ -124,9 +123,9 @@ extension OnnxImporter {
         let flt = Float.greatestFiniteMagnitude
         /// 0/1 (allowed) → 0/−inf, exactly.
         func toBias(_ allowed: String, _ tag: String) throws -> String {
-            let a = try c.emitInternal(.binary(.sub, activation: nil), [allowed, scalar(1)], "\(tag)_off")
-            let b = try c.emitInternal(.binary(.mul, activation: nil), [a.name, scalar(flt)], "\(tag)_big")
-            return try c.emitInternal(.binary(.mul, activation: nil), [b.name, scalar(2)], "\(tag)_bias").name
+            let a = try c.emitInternal(.binary(.sub, activation: nil), [allowed, c.scalarParameter(1)], "\(tag)_off")
+            let b = try c.emitInternal(.binary(.mul, activation: nil), [a.name, c.scalarParameter(flt)], "\(tag)_big")
+            return try c.emitInternal(.binary(.mul, activation: nil), [b.name, c.scalarParameter(2)], "\(tag)_bias").name
         }
         if c.hasInput(3) {
             let m = try c.shape(3)
@@ -156,8 +155,8 @@ extension OnnxImporter {
                 let diff = try c.emitInternal(.binary(.add, activation: nil), [n.name, dp], "frontier")
                 func keep(_ sign: Float, _ bound: Int, _ tag: String) throws {
                     // allowed ⇔ sign·diff + bound ≥ 0 ⇔ clip(sign·diff + bound + 1, 0, 1) = 1 (integers).
-                    let s = try c.emitInternal(.binary(.mul, activation: nil), [diff.name, scalar(sign)], "\(tag)_signed")
-                    let a = try c.emitInternal(.binary(.add, activation: nil), [s.name, scalar(Float(bound + 1))], "\(tag)_shift")
+                    let s = try c.emitInternal(.binary(.mul, activation: nil), [diff.name, c.scalarParameter(sign)], "\(tag)_signed")
+                    let a = try c.emitInternal(.binary(.add, activation: nil), [s.name, c.scalarParameter(Float(bound + 1))], "\(tag)_shift")
                     let allowed = try c.emitInternal(.activation(.clip(min: 0, max: 1)), [a.name], "\(tag)_allowed")
                     terms.append(try toBias(allowed.name, tag))
                 }
@@ -202,10 +201,10 @@ extension OnnxImporter {
             // Rows whose bias is −inf throughout attend nothing: their probabilities are zero.
             let biasRank = c.importer.shapeOfValue(bias)?.count ?? 4
             let r = try c.emitInternal(.reduce(.max, axes: [biasRank - 1], keepDims: true), [bias], "row_max")
-            let s1 = try c.emitInternal(.binary(.mul, activation: nil), [r.name, scalar(0x1p-64)], "row_scaled")
-            let s2 = try c.emitInternal(.binary(.mul, activation: nil), [s1.name, scalar(0x1p-64)], "row_scaled2")
-            let s3 = try c.emitInternal(.binary(.add, activation: nil), [s2.name, scalar(1)], "row_shift")
-            let s4 = try c.emitInternal(.binary(.mul, activation: nil), [s3.name, scalar(0x1p30)], "row_steep")
+            let s1 = try c.emitInternal(.binary(.mul, activation: nil), [r.name, c.scalarParameter(0x1p-64)], "row_scaled")
+            let s2 = try c.emitInternal(.binary(.mul, activation: nil), [s1.name, c.scalarParameter(0x1p-64)], "row_scaled2")
+            let s3 = try c.emitInternal(.binary(.add, activation: nil), [s2.name, c.scalarParameter(1)], "row_shift")
+            let s4 = try c.emitInternal(.binary(.mul, activation: nil), [s3.name, c.scalarParameter(0x1p30)], "row_steep")
             let any = try c.emitInternal(.activation(.clip(min: 0, max: 1)), [s4.name], "row_attends")
             probs = try c.emitInternal(.binary(.mul, activation: nil), [probs, any.name], "probs").name
         } else {

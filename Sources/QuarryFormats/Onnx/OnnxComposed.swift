@@ -123,7 +123,7 @@ extension OnnxImporter {
         let v = try c.value(0)
         let sq = try c.emitInternal(.binary(.mul, activation: nil), [v, v], "squared")
         let ms = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [sq.name], "mean_square")
-        let e = c.parameter(HostTensor(floats: [eps], shape: [1]), key: "scalar:\(eps)")
+        let e = c.scalarParameter(eps)
         let mse = try c.emitInternal(.binary(.add, activation: nil), [ms.name, e], "mean_square_eps")
         let rms = try c.emitInternal(.activation(.sqrt), [mse.name], "rms")
         let normed = try c.emitInternal(.binary(.div, activation: nil), [v, rms.name], "normalised")

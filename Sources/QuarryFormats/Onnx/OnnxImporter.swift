@@ -460,6 +460,10 @@ struct NodeContext {
 
     /// A parameter for a constant made by the handler (a permuted or transposed weight).
     mutating func parameter(_ t: HostTensor, key: String) -> String { importer.parameter(t, key: key) }
+    /// A one-element float parameter (shared by every node that asks for the same value).
+    mutating func scalarParameter(_ f: Float) -> String {
+        parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)")
+    }
 
     func outputName(_ i: Int) -> String { i < proto.output.count ? proto.output[i] : "" }
     func outputUsed(_ i: Int) -> Bool { i < proto.output.count && !proto.output[i].isEmpty && importer.consumed.contains(proto.output[i]) }

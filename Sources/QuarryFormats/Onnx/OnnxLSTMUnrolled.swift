@@ -24,7 +24,6 @@ extension OnnxImporter {
         }
         if c.hasInput(3), try c.shape(3) != [dirs, 8 * hidden] { throw QuarryError.invalidArgument("B \(try c.shape(3)) must be \([dirs, 8 * hidden])") }
         if c.hasInput(7), try c.shape(7) != [dirs, 3 * hidden] { throw QuarryError.invalidArgument("P \(try c.shape(7)) must be \([dirs, 3 * hidden])") }
-        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
         /// Rows [from, from + count) of input `i`'s direction `d`, as a matrix [count, cols].
         func part(_ i: Int, _ d: Int, from: Int, count: Int, _ tag: String) throws -> String {
             let s = try c.shape(i)

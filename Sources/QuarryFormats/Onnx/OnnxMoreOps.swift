@@ -30,11 +30,6 @@ import Foundation
 import Quarry
 
 extension NodeContext {
-    /// A one-element float parameter.
-    mutating func scalarParameter(_ f: Float) -> String {
-        parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)")
-    }
-
     /// The ONNX element type of input `i` as the model declares it: an initializer's, a graph
     /// input's, a value_info entry's, a Constant's value's or a Cast's target; nil when nothing says.
     func elementType(_ i: Int) -> Int32? {

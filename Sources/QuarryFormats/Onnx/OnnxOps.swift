@@ -895,7 +895,6 @@ extension OnnxImporter {
         let axes = (0..<x.count).filter { $0 != 1 }
         var perChannel = [Int](repeating: 1, count: x.count)
         perChannel[1] = ch
-        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
         func channels(_ i: Int) throws -> String {
             guard try c.shape(i) == [ch] else { throw QuarryError.invalidArgument("input \(i) has shape \(try c.shape(i)), not [\(ch)]") }
             return try c.emitInternal(.reshape(shape: perChannel), [try c.value(i)], "channels\(i)").name
@@ -904,7 +903,7 @@ extension OnnxImporter {
         let d = try c.emitInternal(.binary(.sub, activation: nil), [try c.value(0), mean.name], "centred")
         let sq = try c.emitInternal(.binary(.mul, activation: nil), [d.name, d.name], "squared")
         let variance = try c.emitInternal(.reduce(.mean, axes: axes, keepDims: true), [sq.name], "batch_variance")
-        let ve = try c.emitInternal(.binary(.add, activation: nil), [variance.name, scalar(epsilon)], "variance_eps")
+        let ve = try c.emitInternal(.binary(.add, activation: nil), [variance.name, c.scalarParameter(epsilon)], "variance_eps")
         let sd = try c.emitInternal(.activation(.sqrt), [ve.name], "stddev")
         let gain = try c.emitInternal(.binary(.div, activation: nil), [try channels(1), sd.name], "gain")
         let scaled = try c.emitInternal(.binary(.mul, activation: nil), [d.name, gain.name], "scaled")
@@ -912,8 +911,8 @@ extension OnnxImporter {
         for (i, stat, input) in [(1, mean.name, 3), (2, variance.name, 4)] where c.outputUsed(i) {
             guard try c.shape(input) == [ch] else { throw QuarryError.invalidArgument("input \(input) has shape \(try c.shape(input)), not [\(ch)]") }
             let flat = try c.emitInternal(.reshape(shape: [ch]), [stat], "stat\(i)")
-            let old = try c.emitInternal(.binary(.mul, activation: nil), [try c.value(input), scalar(momentum)], "running\(i)")
-            let new = try c.emitInternal(.binary(.mul, activation: nil), [flat.name, scalar(1 - momentum)], "batch\(i)")
+            let old = try c.emitInternal(.binary(.mul, activation: nil), [try c.value(input), c.scalarParameter(momentum)], "running\(i)")
+            let new = try c.emitInternal(.binary(.mul, activation: nil), [flat.name, c.scalarParameter(1 - momentum)], "batch\(i)")
             try c.emit(.binary(.add, activation: nil), [old.name, new.name], output: i)
         }
     }
@@ -932,7 +931,6 @@ extension OnnxImporter {
             throw c.unsupported("Indices of an input past 2^24 elements (the float32 runtime holds integers exactly up to 2^24)")
         }
         guard storageOrder == 0 || storageOrder == 1 else { throw QuarryError.invalidArgument("storage_order \(storageOrder) must be 0 or 1") }
-        func scalar(_ f: Float) -> String { c.parameter(HostTensor(floats: [f], shape: [1]), key: "scalar:\(f)") }
         let need: [Int] = (0..<2).map { a -> Int in (out[a] - 1) * s[a] + (k[a] - 1) * d[a] + 1 }
         let endPad: [Int] = [Swift.max(0, need[0] - begin[0] - h), Swift.max(0, need[1] - begin[1] - w)]
         let padded = try c.emitInternal(.pad(pads: [0, 0, begin[0], begin[1], 0, 0, endPad[0], endPad[1]], mode: .constant, value: -.greatestFiniteMagnitude),
@@ -957,8 +955,8 @@ extension OnnxImporter {
                 let p = c.parameter(HostTensor(floats: plane, shape: out), key: "maxpool_indices:\(c.name):\(i),\(j)")
                 if best.isEmpty { best = v; index = p; continue }
                 let diff = try c.emitInternal(.binary(.sub, activation: nil), [v, best], "\(tag)_gain")
-                let s1 = try c.emitInternal(.binary(.mul, activation: nil), [diff.name, scalar(0x1p100)], "\(tag)_steep")
-                let s2 = try c.emitInternal(.binary(.mul, activation: nil), [s1.name, scalar(0x1p100)], "\(tag)_steeper")
+                let s1 = try c.emitInternal(.binary(.mul, activation: nil), [diff.name, c.scalarParameter(0x1p100)], "\(tag)_steep")
+                let s2 = try c.emitInternal(.binary(.mul, activation: nil), [s1.name, c.scalarParameter(0x1p100)], "\(tag)_steeper")
                 let take = try c.emitInternal(.activation(.clip(min: 0, max: 1)), [s2.name], "\(tag)_greater")
                 let delta = try c.emitInternal(.binary(.sub, activation: nil), [p, index], "\(tag)_delta")
                 let move = try c.emitInternal(.binary(.mul, activation: nil), [take.name, delta.name], "\(tag)_move")
