@@ -17,7 +17,7 @@ public final class TensorStorage: @unchecked Sendable {
     public init(count: Int) {
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = LargeBufferCache.shared.take(bytes) ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let raw = LargeBufferCache.shared.take(bytes) ?? allocateBuffer(bytes: bytes)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         release = nil
     }
@@ -43,6 +43,24 @@ public final class TensorStorage: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer(pointer)
         if !LargeBufferCache.shared.keep(raw, bytes: max(count, 1) * MemoryLayout<Float>.stride) { raw.deallocate() }
     }
+}
+
+/// Memory for tensors, arenas, packed weights and scratch: 64-byte aligned, and from 2 MiB on,
+/// aligned to 2 MiB and marked for transparent huge pages (where the kernel's setting is
+/// `madvise`, the common default, nothing is backed by huge pages unless asked). A layer's GEMM
+/// touches dozens of planes kilobytes apart at once (one 4 KiB page each, beyond the L1 TLB);
+/// a chain of six ResNet-50 1x1 layers at 56x56, batch 8 on two threads ran 17.5-18.0 ms with
+/// huge pages against 18.6-18.8 without. Freed with `deallocate()` like any other.
+public func allocateBuffer(bytes: Int) -> UnsafeMutableRawPointer {
+    let huge = 2 << 20
+    guard bytes >= huge else { return UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64) }
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: huge)
+    #if os(Linux)
+    // A hint: where THP is off (or `never`) the call fails or does nothing, and the memory
+    // stays in ordinary pages.
+    _ = madvise(raw, bytes / huge * huge, 14 /* MADV_HUGEPAGE */)
+    #endif
+    return raw
 }
 
 /// The last few large buffers freed, kept for the next storage of the same size. A run returns

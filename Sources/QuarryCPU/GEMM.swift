@@ -211,7 +211,7 @@ public enum GEMMOperand {
 }
 
 func allocateFloats(_ n: Int) -> UnsafeMutablePointer<Float> {
-    UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
+    allocateBuffer(bytes: max(n, 1) * 4).bindMemory(to: Float.self, capacity: max(n, 1))
 }
 
 /// C[m, n] (ldc) = op(A)[m, k] * op(B)[k, n] with the epilogue applied, split over `threads`.
@@ -511,6 +511,13 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                             for r in 0..<rows {
                                 quarry_prefetch_for_write(ct + r * ldc)
                                 quarry_prefetch_for_write(ct + r * ldc + 16)
+                            }
+                        }
+                        if let direct, jr + 2 * nr <= fullCols {
+                            let next = direct.base + jr + nr, tiles = (mcb + mr - 1) / mr, t = ir / mr
+                            for kk in (kcb * t / tiles)..<(kcb * (t + 1) / tiles) {
+                                quarry_prefetch_for_read(next + kk * direct.ld)
+                                quarry_prefetch_for_read(next + kk * direct.ld + 16)
                             }
                         }
                         if cols == nr || cols == 16 {
