@@ -513,6 +513,9 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
                                 quarry_prefetch_for_write(ct + r * ldc + 16)
                             }
                         }
+                        // A B panel read in place is K rows of far-apart planes, more streams
+                        // than the hardware prefetcher follows: the next panel's rows are asked
+                        // for while this one's row tiles run, a share of them per tile.
                         if let direct, jr + 2 * nr <= fullCols {
                             let next = direct.base + jr + nr, tiles = (mcb + mr - 1) / mr, t = ir / mr
                             for kk in (kcb * t / tiles)..<(kcb * (t + 1) / tiles) {
