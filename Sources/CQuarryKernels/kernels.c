@@ -338,6 +338,9 @@ typedef void (*interleaved_fn)(const float *, const int *, const long *, const f
                                float *);
 typedef void (*lstm_cell_fn)(const float *, float *, float *);
 typedef void (*activate_fn)(int, float *, long);
+typedef void (*winograd_input_fn)(const float *, const quarry_winograd_geometry *, long, long, long, long, float *);
+typedef void (*winograd_output_fn)(const float *, float *, const quarry_winograd_geometry *, long, long, long, long, long,
+                                   const float *, int, float, float);
 typedef void (*resample_v_fn)(const unsigned char *, long, const int *, long, int, unsigned char *);
 typedef void (*resample_h_fn)(const unsigned char *, unsigned char *, long, const int *, long, const int *, const int *,
                               long, int);
@@ -357,13 +360,15 @@ struct variant {
     activate_fn activate;
     resample_v_fn resample_vertical_u8;
     resample_h_fn resample_horizontal_u8;
+    winograd_input_fn winograd_input;
+    winograd_output_fn winograd_output;
 };
 
 static const struct variant variants[] = {
-    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline, resample_vertical_u8_baseline, resample_horizontal_u8_baseline},
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline, resample_vertical_u8_baseline, resample_horizontal_u8_baseline, winograd_input_baseline, winograd_output_baseline},
 #if defined(__x86_64__) && defined(__clang__)
-    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2, resample_vertical_u8_avx2, resample_horizontal_u8_avx2},
-    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512, resample_vertical_u8_avx512, resample_horizontal_u8_avx512},
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2, resample_vertical_u8_avx2, resample_horizontal_u8_avx2, winograd_input_avx2, winograd_output_avx2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512, resample_vertical_u8_avx512, resample_horizontal_u8_avx512, winograd_input_avx512, winograd_output_avx512},
 #endif
 };
 
@@ -588,6 +593,18 @@ void quarry_few_channel_rows(const float *phases, long row_step, const long *off
 {
     variants[quarry_active_isa()].few_channel_rows(phases, row_step, offsets, taps, weights, bias, out_channels, oy0, oy1,
                                                    out_width, plane, lo, hi, out);
+}
+
+void quarry_winograd_input(const float *x, const quarry_winograd_geometry *g, long t0, long count, long c0, long c1,
+                           float *v)
+{
+    variants[quarry_active_isa()].winograd_input(x, g, t0, count, c0, c1, v);
+}
+
+void quarry_winograd_output(const float *m, float *y, const quarry_winograd_geometry *g, long out_channels, long t0,
+                            long count, long o0, long o1, const float *bias, int clamp, float lo, float hi)
+{
+    variants[quarry_active_isa()].winograd_output(m, y, g, out_channels, t0, count, o0, o1, bias, clamp, lo, hi);
 }
 
 void quarry_transpose16(const float *src, long src_stride, float *dst, long dst_stride)

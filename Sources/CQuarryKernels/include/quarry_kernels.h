@@ -151,6 +151,26 @@ typedef struct {
 void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
                         long j0, long cols, float *line);
 
+/// A 3x3 stride-1 convolution's geometry for the Winograd F(4x4, 3x3) transforms: the input
+/// planes (channels x height x width per image, padded by pad_top / pad_left), the output plane,
+/// the 4x4 tiles (tiles_x per row, tiles_per_image), and V's layout: tb tiles a block, packed as
+/// the GEMM's B panels of nr columns in depth blocks of kc channels.
+typedef struct {
+    long channels, height, width, pad_top, pad_left, out_height, out_width, tiles_x, tiles_per_image, tb, kc, nr;
+} quarry_winograd_geometry;
+
+/// V = B^T d B of tiles t0 ..< t0 + count (counted across images; tiles past the block's count are
+/// zero up to the next multiple of the vector width) for input channels c0 ..< c1: 36 matrices
+/// [channels, tb] one after the other (element xi = i * 6 + j), each in packed B panels.
+void quarry_winograd_input(const float *x, const quarry_winograd_geometry *g, long t0, long count, long c0, long c1,
+                           float *v);
+
+/// Y = A^T M A of tiles t0 ..< t0 + count for output channels o0 ..< o1, from M (36 row-major
+/// matrices [out_channels, tb]), plus bias[o] (if bias), clamped to lo...hi (if clamp), written
+/// into the NCHW output y (partial tiles at the right and bottom edges cut).
+void quarry_winograd_output(const float *m, float *y, const quarry_winograd_geometry *g, long out_channels, long t0,
+                            long count, long o0, long o1, const float *bias, int clamp, float lo, float hi);
+
 /// The activations quarry_activate computes in the active level's vectors.
 enum {
     QUARRY_ACT_GELU = 0,       // exact: x * Phi(x), through erfc
