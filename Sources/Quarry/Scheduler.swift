@@ -116,8 +116,15 @@ public final class Scheduler: @unchecked Sendable {
     /// How many batches with rows not yet handed to a device are held. Devices pull rows from
     /// the oldest such batch, so a device that would idle at the end of one batch starts on the
     /// next. Memory holds these, plus the batches whose last micro-batches are still computing
-    /// (at most two per device).
+    /// (at most two per device), plus finished batches not yet consumed: see `batchesHeld`.
     public static let batchesInFlight = 2
+
+    /// The most batches held at once, read ahead or finished and waiting for `consume`: without
+    /// this bound a device faster than the reader (a model tapped at its input, a small model on
+    /// a GPU) took every batch's rows as soon as it was read, no batch ever had rows pending, and
+    /// the reader read the whole input before the first batch was consumed (1,200 images tapped
+    /// at ResNet-50's input held 1.5 GB, growing with the input).
+    static func batchesHeld(devices: Int) -> Int { batchesInFlight + 2 * devices }
 
     /// Runs every batch from `batches` (each a dictionary of inputs sharing a leading batch
     /// dimension) across the devices, and hands `consume` each batch's outputs, in input order.
@@ -276,7 +283,8 @@ public final class Scheduler: @unchecked Sendable {
                 // Read ahead while fewer than `batchesInFlight` batches have rows to hand out, so
                 // a device finishing one batch finds rows of the next. Reading comes before
                 // consuming: the devices should not wait while the caller writes a batch.
-                if !exhausted && stream.window.filter({ $0.hasPending }).count < Scheduler.batchesInFlight {
+                if !exhausted && stream.window.filter({ $0.hasPending }).count < Scheduler.batchesInFlight
+                    && stream.window.count < Scheduler.batchesHeld(devices: workers.count) {
                     lock.unlock()
                     let b = try read()
                     lock.lock()

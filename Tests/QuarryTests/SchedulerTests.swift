@@ -162,6 +162,29 @@ final class SchedulerTests: XCTestCase {
         }
     }
 
+    func testBatchesHeldAreBoundedWhenTheDevicesOutrunTheReader() throws {
+        // An instant device takes every batch's rows as soon as they are read, so no batch ever
+        // has rows pending; the reader must still stop at the bound instead of reading the whole
+        // input before the first batch is consumed. The consumer is slow, the reader fast.
+        let s = try Scheduler(graph: graph, outputs: ["y"], devices: [FaultyDevice("a")], options: SchedulerOptions())
+        let input = batches(40, rows: 4)
+        var read = 0, consumed = 0, mostAhead = 0
+        let feed = AnyIterator<[String: Tensor]> {
+            guard read < input.count else { return nil }
+            read += 1
+            mostAhead = max(mostAhead, read - consumed)
+            return input[read - 1]
+        }
+        try s.run(batches: feed) { index, out in
+            XCTAssertEqual(out["y"]![flat: 0], 2 * input[index]["x"]![flat: 0])
+            Thread.sleep(forTimeInterval: 0.002)
+            consumed += 1
+        }
+        XCTAssertEqual(consumed, input.count)
+        XCTAssertLessThanOrEqual(mostAhead, Scheduler.batchesInFlight + 2,
+                                 "the reader ran \(mostAhead) batches ahead of the consumer")
+    }
+
     func testMicroBatchesSpanBatchBoundaries() throws {
         // Batches of 3 rows, micro-batches of 5: a micro-batch takes the end of one batch and the
         // start of the next, so there are fewer runs than batches, and every row comes back once.
