@@ -368,16 +368,6 @@ func storeRowsAsPlanes(_ src: UnsafePointer<Float>, ld: Int, rows n: Int, to pla
         quarry_transpose16(src, ld, planes, planeStride)
         return
     }
-    // Rows past n stay whatever the tile held: they land in lanes that are not stored.
-    for i in 0..<n { store16(load16(src + i * ld), tile + i * 16) }
-    quarry_transpose16(tile, 16, tile, 16)
-    for c in 0..<16 {
-        var v = load16(tile + c * 16)
-        if let residual {
-            let q = residual + c * planeStride
-            v += n == 16 ? load16(q) : loadPartial(q, n)
-        }
-        if let clip { v = clip(v) }
-        storePartial(v, planes + c * planeStride, n)
-    }
+    quarry_rows_to_planes(src, ld, n, planes, planeStride, residual, clip == nil ? 0 : 1, clip?.lo[0] ?? 0,
+                          clip?.hi[0] ?? 0, tile)
 }

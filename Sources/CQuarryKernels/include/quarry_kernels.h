@@ -151,6 +151,13 @@ typedef struct {
 void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
                         long j0, long cols, float *line);
 
+/// Pixel-major rows back to planes: rows 0 ..< n (n <= 16) of 16 floats, `ld` apart, hold 16
+/// channels of n consecutive pixels; channel c's values go to planes + c * plane_stride, plus
+/// residual[c * plane_stride + j] (if residual), clamped to lo...hi (if clamp). `tile` is 256
+/// floats of scratch, 64-byte aligned.
+void quarry_rows_to_planes(const float *src, long ld, long n, float *planes, long plane_stride, const float *residual,
+                           int clamp, float lo, float hi, float *tile);
+
 /// A 3x3 stride-1 convolution's geometry for the Winograd F(4x4, 3x3) transforms: the input
 /// planes (channels x height x width per image, padded by pad_top / pad_left), the output plane,
 /// the 4x4 tiles (tiles_x per row, tiles_per_image), and V's layout: tb tiles a block, packed as
