@@ -86,20 +86,7 @@ struct DepthwiseInterleaved {
         // Sixteen pixels at a time through a 16x16 tile after the output pixels' scratch: planes
         // to pixel vectors, each then stored at its place.
         let tile = out + outFloats
-        inputOffsets.withUnsafeBufferPointer { inOff in
-            var p0 = 0
-            while p0 < inPixels {
-                let n = min(16, inPixels - p0)
-                if n == 16 {
-                    quarry_transpose16(src + p0, inPixels, tile, 16)
-                } else {
-                    for c in 0..<16 { store16(loadPartial(src + c * inPixels + p0, n), tile + c * 16) }
-                    quarry_transpose16(tile, 16, tile, 16)
-                }
-                for j in 0..<n where inOff[p0 + j] >= 0 { store16(load16(tile + j * 16), padded + Int(inOff[p0 + j])) }
-                p0 += 16
-            }
-        }
+        inputOffsets.withUnsafeBufferPointer { quarry_planes_to_padded(src, inPixels, $0.baseAddress!, padded, tile) }
         // The filters tap-major, one vector of sixteen channels per tap, in the output pixels'
         // scratch (overwritten by them afterwards).
         for t in 0..<9 { for lane in 0..<16 { out[t * 16 + lane] = weights[lane * 9 + t] } }

@@ -357,17 +357,17 @@ final class UpsampleTables: @unchecked Sendable {
 
 /// Rows 0..<n (n <= 16) of a row-major block 16 wide (row stride `ld`: pixels by channels) into
 /// sixteen planes, as pixels 0..<n of each: column c goes to `planes + c * planeStride`, plus the
-/// same place of `residual` if given, clipped if `clip` is given. `tile` is 256 floats of scratch.
+/// same place of `residual` if given, clamped if `clamp` is given. `tile` is 256 floats of scratch.
 /// The inverse of the layout the channel-vector kernels (`DepthwiseInterleaved`,
 /// `PointwisePixelMajor`) compute in.
 @inline(__always)
 func storeRowsAsPlanes(_ src: UnsafePointer<Float>, ld: Int, rows n: Int, to planes: UnsafeMutablePointer<Float>,
-                       planeStride: Int, residual: UnsafePointer<Float>? = nil, clip: Clip? = nil,
+                       planeStride: Int, residual: UnsafePointer<Float>? = nil, clamp: FusedClamp? = nil,
                        tile: UnsafeMutablePointer<Float>) {
-    if n == 16 && residual == nil && clip == nil {
+    if n == 16 && residual == nil && clamp == nil {
         quarry_transpose16(src, ld, planes, planeStride)
         return
     }
-    quarry_rows_to_planes(src, ld, n, planes, planeStride, residual, clip == nil ? 0 : 1, clip?.lo[0] ?? 0,
-                          clip?.hi[0] ?? 0, tile)
+    quarry_rows_to_planes(src, ld, n, planes, planeStride, residual, clamp == nil ? 0 : 1, clamp?.lo ?? 0,
+                          clamp?.hi ?? 0, tile)
 }

@@ -29,7 +29,7 @@ extension CPUKernels {
         let clamp = FusedClamp(activation)
         // The activation follows the residual; a clamp is applied in registers, others after.
         let inEpilogue: Activation? = hasResidual ? nil : activation
-        let clip = (hasResidual ? clamp : nil).map(Clip.init)
+        let clampAfterResidual = hasResidual ? clamp : nil
         let after: Activation? = hasResidual && clamp == nil ? activation : nil
         return { inputs, outputs in
             let xp = inputs[0]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
@@ -72,7 +72,7 @@ extension CPUKernels {
                                             let p = r - n * pixels
                                             storeRowsAsPlanes(ct + (r - c0) * width + (o - j0), ld: width, rows: min(16, r1 - r),
                                                               to: out + o * pixels + p, planeStride: pixels,
-                                                              residual: res.map { $0 + o * pixels + p }, clip: clip, tile: tile)
+                                                              residual: res.map { $0 + o * pixels + p }, clamp: clampAfterResidual, tile: tile)
                                             r += 16
                                         }
                                         if let after {

@@ -151,6 +151,11 @@ typedef struct {
 void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
                         long j0, long cols, float *line);
 
+/// Planes into the channel-interleaved layout: 16 planes of `pixels` floats (`pixels` apart) from
+/// src; pixel p's 16 channels as one vector at padded + offsets[p], or nowhere where offsets[p]
+/// is negative. `tile` is 256 floats of scratch, 64-byte aligned.
+void quarry_planes_to_padded(const float *src, long pixels, const int *offsets, float *padded, float *tile);
+
 /// Pixel-major rows back to planes: rows 0 ..< n (n <= 16) of 16 floats, `ld` apart, hold 16
 /// channels of n consecutive pixels; channel c's values go to planes + c * plane_stride, plus
 /// residual[c * plane_stride + j] (if residual), clamped to lo...hi (if clamp). `tile` is 256
