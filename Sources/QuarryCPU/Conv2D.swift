@@ -175,7 +175,7 @@ extension CPUKernels {
         let pixels = out[2] * out[3], imagePlane = x[2] * x[3]
         let pointwise = a.kernelH == 1 && a.kernelW == 1 && a.strideH == 1 && a.strideW == 1
             && a.padding == .zero
-        let stackImages = groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 512
+        let stackImages = !pointwise && groups == 1 && batch > 1 && pixels % GEMMBlocking.nr != 0 && pixels < 512
         if variant.name == "cpu.conv2d.pointwise_pixel_major", let weights = ctx.constants[1] {
             let weightsT = ctx.packCache.value("\(ctx.node.name)/\(variant.key)") {
                 PackedMatrix(b: weights.pointer, k: channels, n: outChannels, ldb: channels, transposed: true)
@@ -201,15 +201,18 @@ extension CPUKernels {
             && (batch % threads.count == 0 || batch >= 4 * threads.count)
         let imageWorkers = splitImages ? threads.count : 1
         let oneThread = CPUThreads(count: 1)
-        // Small planes (ResNet's and MobileNet's 7x7 and 14x14 stages) leave a partial column
-        // panel per image: 49 pixels fill two panels of 32 to 77%, and the partial one goes through
-        // the slow edge path. Several such images instead run as one GEMM whose columns are all
-        // their pixels side by side (a 1x1 layer gathers the planes first; others pack the
-        // column matrix across images), and the result is scattered to the images: the copies
-        // move (in +) out channels x pixels floats against in x out x pixels multiply-adds. At
-        // 14x14 (196 pixels, batch 4, one thread) stacking measured 5% faster; at 28x28 (784,
-        // 3% of a panel lost per image) the copies cost more: 94-101 GFLOP/s unstacked, 79-94
-        // stacked.
+        // Small planes (ResNet's 7x7 and 14x14 stages) leave a partial column panel per image:
+        // 49 pixels fill two panels of 32 to 77%, and the partial one goes through the slow edge
+        // path. Several such images instead run as one GEMM whose columns are all their pixels
+        // side by side (the column matrix packed across images), and the result is scattered to
+        // the images: the copy moves out channels x pixels floats against in x out x pixels
+        // multiply-adds. At 14x14 (196 pixels, batch 4, one thread) stacking measured 5% faster;
+        // at 28x28 (784, 3% of a panel lost per image) the copy costs more: 94-101 GFLOP/s
+        // unstacked, 79-94 stacked. A 1x1 layer is not stacked: it had to gather the planes
+        // first as well, and since its B panels are read in place with the next one prefetched,
+        // each image's own GEMM (the partial panel computed 16 wide) is the faster: MobileNetV2
+        // batch 8 25.5-25.9 ms against 26.6-26.8 stacked, ResNet-50 level (alternated 3 times).
+        // (1x1 layers of at most 64 pixels run pixel-major instead, see KernelChoice.)
         // A 1x1 layer's B is the image's planes, 32 pixels of each of K planes per panel: the
         // micro-kernel reads them where they are instead of copying them into packed panels
         // first (a copy of the whole input per image). One thread, batch 4: MobileNetV2's
@@ -222,8 +225,7 @@ extension CPUKernels {
             (groupOut <= 4 * GEMMBlocking.mr || planeFloats < 4096) && (planeFloats * 4) % 4096 != 0
         }
         let planesInPlace = readsInPlace(planeFloats: imagePlane)
-        let stackedInPlace = readsInPlace(planeFloats: batch * pixels)
-        let stackedCount = stackImages ? ((pointwise ? channels : 0) + outChannels) * batch * pixels : 0
+        let stackedCount = stackImages ? outChannels * batch * pixels : 0
         return { inputs, outputs in
             let xp = inputs[0]!, wp = inputs[1]!, bias = hasBias ? inputs[2] : nil, y = outputs[0]
             let residual = hasResidual ? inputs[3] : nil
@@ -232,26 +234,10 @@ extension CPUKernels {
                     let columns = batch * pixels
                     // With a residual the activation follows the sum, in the scatter.
                     let epilogue = GEMMEpilogue(bias: bias, biasAxis: .rows, activation: residual == nil ? activation : nil)
-                    let ys: UnsafeMutablePointer<Float>
-                    if pointwise {
-                        // The planes gathered side by side, so that B is one plain matrix (read in
-                        // place or packed).
-                        let xs = buffer
-                        ys = buffer + channels * columns
-                        for n in 0..<batch {
-                            for c in 0..<channels {
-                                (xs + c * columns + n * pixels).update(from: xp + (n * channels + c) * pixels, count: pixels)
-                            }
-                        }
-                        gemmWith(m: outChannels, n: columns, k: channels, packedA: packed?.groups[0], a: wp, lda: channels,
-                                 b: DenseOperand(base: xs, ld: columns, transposed: false, inPlace: stackedInPlace),
-                                 c: ys, ldc: columns, epilogue: epilogue, threads: threads)
-                    } else {
-                        ys = buffer
-                        gemmWith(m: outChannels, n: columns, k: depth, packedA: packed?.groups[0], a: wp, lda: depth,
-                                 b: Im2ColSource(image: xp, g: geometry, images: batch, imageStride: channels * imagePlane),
-                                 c: ys, ldc: columns, epilogue: epilogue, threads: threads)
-                    }
+                    let ys = buffer
+                    gemmWith(m: outChannels, n: columns, k: depth, packedA: packed?.groups[0], a: wp, lda: depth,
+                             b: Im2ColSource(image: xp, g: geometry, images: batch, imageStride: channels * imagePlane),
+                             c: ys, ldc: columns, epilogue: epilogue, threads: threads)
                     for n in 0..<batch {
                         for o in 0..<outChannels {
                             let dst = y + (n * outChannels + o) * pixels, src = ys + o * columns + n * pixels

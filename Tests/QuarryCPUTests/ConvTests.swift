@@ -122,7 +122,8 @@ final class ConvTests: XCTestCase {
         try check(n: 9, c: 17, h: 5, w: 3, o: 6, Conv2DAttributes(kernel: (1, 1)), constantWeights: false, &rng)
         try check(n: 2, c: 6, h: 9, w: 9, o: 8, Conv2DAttributes(kernel: (3, 3), stride: (2, 2), padding: Padding2D(1),
                                                                  groups: 2, activation: .relu), &rng)
-        // Several small planes (not a whole number of 32-column panels) run as one stacked GEMM.
+        // Several small planes (not a whole number of 32-column panels), each image its own GEMM
+        // with a partial last panel read in place.
         try check(n: 3, c: 40, h: 14, w: 14, o: 29, Conv2DAttributes(kernel: (1, 1), activation: .relu), threads: 1, &rng)
         try check(n: 2, c: 33, h: 8, w: 8, o: 14, Conv2DAttributes(kernel: (1, 1)), &rng)
         // Strided 1x1 (ResNet downsampling) goes through the im2col packing.
