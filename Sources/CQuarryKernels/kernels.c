@@ -338,6 +338,7 @@ typedef void (*interleaved_fn)(const float *, const int *, const long *, const f
                                float *);
 typedef void (*lstm_cell_fn)(const float *, float *, float *);
 typedef void (*activate_fn)(int, float *, long);
+typedef void (*pack_b_fn)(const float *, long, long, long, float *);
 typedef void (*planes_to_padded_fn)(const float *, long, const int *, float *, float *);
 typedef void (*rows_to_planes_fn)(const float *, long, long, float *, long, const float *, int, float, float, float *);
 typedef void (*winograd_input_fn)(const float *, const quarry_winograd_geometry *, long, long, long, long, float *);
@@ -366,13 +367,14 @@ struct variant {
     winograd_output_fn winograd_output;
     rows_to_planes_fn rows_to_planes;
     planes_to_padded_fn planes_to_padded;
+    pack_b_fn pack_b;
 };
 
 static const struct variant variants[] = {
-    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline, resample_vertical_u8_baseline, resample_horizontal_u8_baseline, winograd_input_baseline, winograd_output_baseline, rows_to_planes_baseline, planes_to_padded_baseline},
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline, resample_vertical_u8_baseline, resample_horizontal_u8_baseline, winograd_input_baseline, winograd_output_baseline, rows_to_planes_baseline, planes_to_padded_baseline, pack_b_baseline},
 #if defined(__x86_64__) && defined(__clang__)
-    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2, resample_vertical_u8_avx2, resample_horizontal_u8_avx2, winograd_input_avx2, winograd_output_avx2, rows_to_planes_avx2, planes_to_padded_avx2},
-    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512, resample_vertical_u8_avx512, resample_horizontal_u8_avx512, winograd_input_avx512, winograd_output_avx512, rows_to_planes_avx512, planes_to_padded_avx512},
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2, resample_vertical_u8_avx2, resample_horizontal_u8_avx2, winograd_input_avx2, winograd_output_avx2, rows_to_planes_avx2, planes_to_padded_avx2, pack_b_avx2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512, resample_vertical_u8_avx512, resample_horizontal_u8_avx512, winograd_input_avx512, winograd_output_avx512, rows_to_planes_avx512, planes_to_padded_avx512, pack_b_avx512},
 #endif
 };
 
@@ -609,6 +611,11 @@ void quarry_winograd_output(const float *m, float *y, const quarry_winograd_geom
                             long count, long o0, long o1, const float *bias, int clamp, float lo, float hi)
 {
     variants[quarry_active_isa()].winograd_output(m, y, g, out_channels, t0, count, o0, o1, bias, clamp, lo, hi);
+}
+
+void quarry_pack_b(const float *src, long ld, long kc, long cols, float *dst)
+{
+    variants[quarry_active_isa()].pack_b(src, ld, kc, cols, dst);
 }
 
 void quarry_planes_to_padded(const float *src, long pixels, const int *offsets, float *padded, float *tile)

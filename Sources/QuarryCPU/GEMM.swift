@@ -363,21 +363,8 @@ struct DenseOperand: GEMMSourceA, GEMMSourceB {
             let pc = min(nr, cols - panel)
             let d = dst + panel * kc
             if !transposed {
-                let s0 = base + k0 * ld + j0 + panel
-                if pc == nr {
-                    for kk in 0..<kc {
-                        let s = UnsafeRawPointer(s0 + kk * ld), t = UnsafeMutableRawPointer(d + kk * nr)
-                        t.storeBytes(of: s.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-                        t.storeBytes(of: s.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
-                                     toByteOffset: 64, as: SIMD16<Float>.self)
-                    }
-                } else {
-                    for kk in 0..<kc {
-                        let s = s0 + kk * ld, t = d + kk * nr
-                        for j in 0..<pc { t[j] = s[j] }
-                        for j in pc..<nr { t[j] = 0 }
-                    }
-                }
+                // In CQuarryKernels: in Swift these copies ran as SSE in the plain build.
+                quarry_pack_b(base + k0 * ld + j0 + panel, ld, kc, pc, d)
             } else if pc == nr {
                 // Element (k, j) at base[j * ld + k]: k outer, each k's 32 values gathered from
                 // the 32 source rows into two vectors (not 32 scalar stores, which LLVM turns

@@ -151,6 +151,10 @@ typedef struct {
 void quarry_im2col_line(const float *image, const quarry_im2col_geometry *g, long c, long row_offset, long col_offset,
                         long j0, long cols, float *line);
 
+/// One packed B panel of the GEMM: rows 0 ..< kc of `cols` (at most 32) floats, `ld` apart, from
+/// src, as kc rows of 32 at dst, zero past cols.
+void quarry_pack_b(const float *src, long ld, long kc, long cols, float *dst);
+
 /// Planes into the channel-interleaved layout: 16 planes of `pixels` floats (`pixels` apart) from
 /// src; pixel p's 16 channels as one vector at padded + offsets[p], or nowhere where offsets[p]
 /// is negative. `tile` is 256 floats of scratch, 64-byte aligned.
