@@ -148,21 +148,21 @@ extension Graph {
             let x = try need(0, "input"), w = try need(1, "weight")
             try rank(x, 4, "input"); try rank(w, 4, "weight")
             guard a.groups >= 1, x[1] % a.groups == 0, w[0] % a.groups == 0 else {
-                throw fail("conv '\(name)': groups \(a.groups) must divide input channels \(x[1]) and output channels \(w[0])")
+                throw fail("conv: groups \(a.groups) must divide input channels \(x[1]) and output channels \(w[0])")
             }
             guard w[1] * a.groups == x[1] else {
-                throw fail("conv '\(name)': input has \(x[1]) channels, weight expects \(w[1] * a.groups)")
+                throw fail("conv: input has \(x[1]) channels, weight expects \(w[1] * a.groups)")
             }
             guard w[2] == a.kernelH, w[3] == a.kernelW else {
-                throw fail("conv '\(name)': weight kernel \(w[2])x\(w[3]) differs from attribute \(a.kernelH)x\(a.kernelW)")
+                throw fail("conv: weight kernel \(w[2])x\(w[3]) differs from attribute \(a.kernelH)x\(a.kernelW)")
             }
-            if let b = opt(2), b != [w[0]] { throw fail("conv '\(name)': bias shape \(b), expected [\(w[0])]") }
+            if let b = opt(2), b != [w[0]] { throw fail("conv: bias shape \(b), expected [\(w[0])]") }
             guard a.strideH > 0, a.strideW > 0, a.dilationH > 0, a.dilationW > 0 else { throw fail("stride and dilation must be positive") }
             let oh = windowOutputSize(input: x[2], kernel: a.kernelH, stride: a.strideH, dilation: a.dilationH, padBegin: a.padding.top, padEnd: a.padding.bottom)
             let ow = windowOutputSize(input: x[3], kernel: a.kernelW, stride: a.strideW, dilation: a.dilationW, padBegin: a.padding.left, padEnd: a.padding.right)
-            guard oh > 0, ow > 0 else { throw fail("conv '\(name)': input \(x[2])x\(x[3]) is smaller than the \(a.kernelH)x\(a.kernelW) kernel") }
+            guard oh > 0, ow > 0 else { throw fail("conv: input \(x[2])x\(x[3]) is smaller than the \(a.kernelH)x\(a.kernelW) kernel") }
             if let r = opt(3), r != [x[0], w[0], oh, ow] {
-                throw fail("conv '\(name)': residual shape \(r), expected the output's \([x[0], w[0], oh, ow])")
+                throw fail("conv: residual shape \(r), expected the output's \([x[0], w[0], oh, ow])")
             }
             return [[x[0], w[0], oh, ow]]
 
@@ -181,7 +181,7 @@ extension Graph {
         case .convTranspose2d(let a):
             let x = try need(0, "input"), w = try need(1, "weight")
             try rank(x, 4, "input"); try rank(w, 4, "weight")
-            guard w[0] == x[1] else { throw fail("conv_transpose '\(name)': input has \(x[1]) channels, weight expects \(w[0])") }
+            guard w[0] == x[1] else { throw fail("conv_transpose: input has \(x[1]) channels, weight expects \(w[0])") }
             guard a.groups >= 1, x[1] % a.groups == 0 else { throw fail("groups \(a.groups) must divide input channels \(x[1])") }
             guard w[2] == a.kernelH, w[3] == a.kernelW else { throw fail("weight kernel \(w[2])x\(w[3]) differs from attribute \(a.kernelH)x\(a.kernelW)") }
             let o = w[1] * a.groups
@@ -195,7 +195,7 @@ extension Graph {
             let x = try need(0, "input"), w = try need(1, "weight")
             try rank(w, 2, "weight")
             guard let k = x.last, k == w[1] else {
-                throw fail("dense '\(name)': input has \(x.last ?? 0) features, weight expects \(w[1])")
+                throw fail("dense: input has \(x.last ?? 0) features, weight expects \(w[1])")
             }
             if let b = opt(2), b != [w[0]] { throw fail("bias shape \(b), expected [\(w[0])]") }
             return [Array(x.dropLast()) + [w[0]]]

@@ -348,11 +348,25 @@ final class OnnxImportTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("need 12"), "\($0)")
         }
         // A cycle.
-        let cyc = try modelBytes(nodes: [node("Relu", ["b"], ["a"]), node("Relu", ["a"], ["b"])], inputs: [("x", [2])], outputs: ["a"])
-        XCTAssertThrowsError(try OnnxModel(data: cyc, path: "cycle.onnx")) { XCTAssertTrue("\($0)".contains("cycle"), "\($0)") }
+        func unnamed(_ n: Onnx_NodeProto) -> Onnx_NodeProto { var n = n; n.name = ""; return n }
+        let cyc = try modelBytes(nodes: [unnamed(node("Relu", ["b"], ["a"])), node("Relu", ["a"], ["b"])], inputs: [("x", [2])], outputs: ["a"])
+        XCTAssertThrowsError(try OnnxModel(data: cyc, path: "cycle.onnx")) {
+            // Unnamed nodes (as exporters often leave them) are named by op, place and outputs.
+            XCTAssertTrue("\($0)".contains("cycle through unnamed Relu node #0 of the file writing 'a', node 'b' (Relu)"), "\($0)")
+        }
+        // A shape error names the node once, with its op.
+        let narrow = floatTensor("w", dims: [2, 5, 1, 1], values: (0..<10).map(Float.init))
+        let badConv = try modelBytes(nodes: [node("Conv", ["x", "w"], ["y"], name: "stem.conv")], inputs: [("x", [1, 3, 4, 4])],
+                                     outputs: ["y"], initializers: [narrow])
+        XCTAssertThrowsError(try OnnxModel(data: badConv, path: "conv.onnx").graph()) {
+            XCTAssertTrue("\($0)".contains("conv.onnx: node 'stem.conv' (Conv): conv: input has 3 channels, weight expects 5"), "\($0)")
+            XCTAssertEqual("\($0)".components(separatedBy: "stem.conv").count, 2, "\($0)")
+        }
         // A missing initializer.
-        let missing = try modelBytes(nodes: [node("Add", ["x", "nowhere"], ["y"])], inputs: [("x", [2])], outputs: ["y"])
-        XCTAssertThrowsError(try OnnxModel(data: missing, path: "missing.onnx")) { XCTAssertTrue("\($0)".contains("'nowhere'"), "\($0)") }
+        let missing = try modelBytes(nodes: [unnamed(node("Add", ["x", "nowhere"], ["y"]))], inputs: [("x", [2])], outputs: ["y"])
+        XCTAssertThrowsError(try OnnxModel(data: missing, path: "missing.onnx")) {
+            XCTAssertTrue("\($0)".contains("'nowhere' (used by unnamed Add node #0 of the file writing 'y')"), "\($0)")
+        }
         // Hostile shapes computed at import.
         var shapeT = Onnx_TensorProto(); shapeT.name = "s"; shapeT.dims = [3]; shapeT.dataType = 7; shapeT.int64Data = [1 << 40, 1 << 40, 1 << 40]
         let bigExpand = try modelBytes(nodes: [node("Expand", ["x", "s"], ["y"])], inputs: [("x", [1])], outputs: ["y"], initializers: [shapeT])

@@ -48,7 +48,7 @@ final class GraphTests: XCTestCase {
         _ = b.add("layer1.0.conv1", .conv2d(Conv2DAttributes(kernel: (3, 3))), x, w, nil)
         let g = b.build(outputs: [])
         XCTAssertThrowsError(try g.inferShapes(inputShapes: ["x": [1, 64, 8, 8]])) { error in
-            XCTAssertEqual("\(error)", "node 'layer1.0.conv1': conv 'layer1.0.conv1': input has 64 channels, weight expects 3")
+            XCTAssertEqual("\(error)", "node 'layer1.0.conv1': conv: input has 64 channels, weight expects 3")
         }
         XCTAssertThrowsError(try g.inferShapes(inputShapes: ["x": [1, 64, 8]])) { error in
             XCTAssertTrue("\(error)".contains("input 'x' must have rank 4"), "\(error)")

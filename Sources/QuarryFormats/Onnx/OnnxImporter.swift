@@ -137,7 +137,10 @@ final class OnnxImporter {
                 unsupported.append("\(nodeName) (\(opLabel)): \(u.reason)")
                 poisoned.formUnion(proto.output)
             } catch let e as QuarryError {
-                throw QuarryError.file(path: model.path, message: "node '\(nodeName)' (\(opLabel)): \(e.description)")
+                // A shape error names its node already: name it once.
+                var detail = e.description
+                if case .shapeMismatch(let node, let message) = e, node == nodeName { detail = message }
+                throw QuarryError.file(path: model.path, message: "node '\(nodeName)' (\(opLabel)): \(detail)")
             }
         }
     }

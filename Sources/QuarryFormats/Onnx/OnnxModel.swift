@@ -134,13 +134,21 @@ public final class OnnxModel: @unchecked Sendable {
         for o in outputs where !Set(names).contains(o) { throw fail("graph output '\(o)' is produced by no node") }
     }
 
+    /// A node as an error names it: its name and op, or for an unnamed node (exporters often leave
+    /// them so) its op, its place in the file and what it writes.
+    static func label(_ n: Onnx_NodeProto, _ index: Int) -> String {
+        if !n.name.isEmpty { return "node '\(n.name)' (\(n.opType))" }
+        let outputs = n.output.filter { !$0.isEmpty }.map { "'\($0)'" }.joined(separator: ", ")
+        return "unnamed \(n.opType) node #\(index) of the file" + (outputs.isEmpty ? "" : " writing \(outputs)")
+    }
+
     /// Nodes in topological order; throws on a cycle, a name defined twice, or a name nobody defines.
     static func sorted(_ nodes: [Onnx_NodeProto], defined: Set<String>, path: String) throws -> [Onnx_NodeProto] {
         var producer: [String: Int] = [:]
         for (i, n) in nodes.enumerated() {
             for o in n.output where !o.isEmpty {
                 if producer[o] != nil || defined.contains(o) {
-                    throw QuarryError.file(path: path, message: "tensor '\(o)' is defined more than once (node '\(n.name)')")
+                    throw QuarryError.file(path: path, message: "tensor '\(o)' is defined more than once (\(label(n, i)))")
                 }
                 producer[o] = i
             }
@@ -151,7 +159,7 @@ public final class OnnxModel: @unchecked Sendable {
         var missing: [String] = []
         for (k, n) in nodes.enumerated() {
             for i in operands[k].sorted() where !i.isEmpty && producer[i] == nil && !defined.contains(i) {
-                missing.append("'\(i)' (used by node '\(n.name)' \(n.opType))")
+                missing.append("'\(i)' (used by \(label(n, k)))")
             }
         }
         if !missing.isEmpty {
@@ -175,8 +183,8 @@ public final class OnnxModel: @unchecked Sendable {
             }
         }
         if order.count < nodes.count {
-            let stuck = (0..<nodes.count).filter { indegree[$0] > 0 }.prefix(10).map { "'\(nodes[$0].name)' (\(nodes[$0].opType))" }
-            throw QuarryError.file(path: path, message: "the graph has a cycle through nodes " + stuck.joined(separator: ", "))
+            let stuck = (0..<nodes.count).filter { indegree[$0] > 0 }.prefix(10).map { label(nodes[$0], $0) }
+            throw QuarryError.file(path: path, message: "the graph has a cycle through " + stuck.joined(separator: ", "))
         }
         return order.map { nodes[$0] }
     }
