@@ -204,6 +204,15 @@ extension Tensor {
         for i in 0..<t.count { t.storage.pointer[i] = Float.random(in: range, using: &rng) }
         return t
     }
+
+    /// The same values for the seeded generator, with the generator's type known here: the generic
+    /// version is not specialised across modules, and filling `bench gemm`'s three 2048 x 2048
+    /// operands through witness tables took longer than the timed GEMMs (a sixth of its samples).
+    public static func random(shape: [Int], in range: ClosedRange<Float> = -1...1, using rng: inout SeededGenerator) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        for i in 0..<t.count { t.storage.pointer[i] = Float.random(in: range, using: &rng) }
+        return t
+    }
 }
 
 extension Tensor {
