@@ -202,6 +202,25 @@ static inline __attribute__((always_inline)) void tile_bf16(const int ROWS, cons
             finish_avx512((vf_avx512)acc[r][v], c + (long)r * ldc + 16 * v, &e, r, 16 * v, lo, hi);
 }
 
+/// The bf16 peak loop: vdpbf16ps on 24 independent chains (more than latency x pipes on any
+/// core so far), each adding 2 x (1 x 2^-10) per lane and iteration: 1.0 and 2^-10 are exact in
+/// bf16 and the sums in fp32 up to 2^23 x 2^-9 (iterations past that lose the exactness, not the
+/// timing). Returns the sum of the first lanes, so the work cannot be dropped.
+static float bf16_peak_loop(long iterations)
+{
+    const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3f80), step = (__m512bh)_mm512_set1_epi16(0x3a80);
+    __m512 acc[24];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < 24; i++) acc[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < iterations; it++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 24; i++) acc[i] = _mm512_dpbf16_ps(acc[i], one, step);
+    }
+    float total = 0;
+    for (int i = 0; i < 24; i++) total += _mm512_cvtss_f32(acc[i]);
+    return total;
+}
+
 static void gemm_tile_bf16(int rows, int cols, long kc, const unsigned short *a, const unsigned short *b, float *c,
                            long ldc, const quarry_tile_epilogue *e)
 {
@@ -647,3 +666,14 @@ float quarry_fma_peak_loop(long iterations, float seed)
 }
 
 long quarry_fma_peak_flops_per_iteration(void) { return variants[quarry_active_isa()].peak_flops; }
+
+float quarry_bf16_peak_loop(long iterations)
+{
+#if defined(__x86_64__) && defined(__clang__)
+    if (quarry_bf16_available()) return bf16_peak_loop(iterations);
+#endif
+    (void)iterations;
+    return 0.0f;
+}
+
+long quarry_bf16_peak_flops_per_iteration(void) { return quarry_bf16_available() ? 24 * 32 * 2 : 0; }

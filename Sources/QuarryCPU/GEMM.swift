@@ -65,6 +65,19 @@ public enum CPUGEMMPrecision {
         !bf16Available ? nil : quarry_amx_available() != 0 ? "amx" : "vdpbf16ps"
     }
 
+    /// Where bf16 runs on vdpbf16ps and that runs slower than the fp32 FMAs (measured once per
+    /// process on one thread, about a third of a second): a note saying so with both rates, for a
+    /// run asked to use bf16. The run stays in bf16 as asked (no silent change of arithmetic).
+    public static let bf16SlowerThanFP32Note: String? = {
+        guard bf16Kernel == "vdpbf16ps" else { return nil }
+        let one = CPUThreads(count: 1)
+        guard let bf16 = measureBF16PeakGFLOPS(threads: one, seconds: 0.05) else { return nil }
+        let fp32 = measureFP32PeakGFLOPS(threads: one, seconds: 0.05)
+        guard bf16 < fp32 else { return nil }
+        return String(format: "note: bf16 runs on vdpbf16ps here, which this CPU executes at %.2fx the rate of its fp32 FMAs (%.0f against %.0f GFLOP/s on one thread): fp32 is faster on this host, and more accurate",
+                      bf16 / fp32, bf16, fp32)
+    }()
+
     /// Runs `body` with the AMX kernel on or off (the tests reach both bf16 kernels on AMX hosts).
     static func withAMX<R>(_ on: Bool, _ body: () throws -> R) rethrows -> R {
         let was = quarry_amx_enable(on ? 1 : 0)

@@ -19,13 +19,35 @@ private final class PeakSink: @unchecked Sendable {
 /// (CQuarryKernels: AVX-512, AVX2 + FMA or the baseline, as chosen at run time), so the peak is the
 /// one the kernels in use can reach.
 public func measureFP32PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -> Double {
+    measurePeak(threads: threads, seconds: seconds, flopsPerIteration: quarry_fma_peak_flops_per_iteration()) {
+        quarry_fma_peak_loop($0, Float($1))
+    }
+}
+
+/// The bf16 dot product's throughput (vdpbf16ps, the bf16 GEMM's instruction where the host has no
+/// AMX) on every thread at once, in GFLOP/s-equivalent (a pair of multiply-adds = 4 flops), measured
+/// like the fp32 peak; nil where bf16 is not available. Zen 4 runs it at about twice the fp32 FMA
+/// rate; an Emerald Rapids guest without AMX at half of it (84-86 against 168-176 GFLOP/s on one
+/// thread), so there `--precision bf16` is slower than fp32.
+public func measureBF16PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -> Double? {
+    let flops = quarry_bf16_peak_flops_per_iteration()
+    guard flops > 0 else { return nil }
+    return measurePeak(threads: threads, seconds: seconds, flopsPerIteration: flops) { iterations, _ in
+        quarry_bf16_peak_loop(iterations)
+    }
+}
+
+/// Times `loop(iterations, thread)` on every thread at once: the iteration count doubled until a run
+/// takes a quarter of `seconds`, then the best of three runs of four times that.
+private func measurePeak(threads: CPUThreads, seconds: Double, flopsPerIteration: Int,
+                         _ loop: @escaping (Int, Int) -> Float) -> Double {
     let sink = PeakSink(threads.count)
     func run(iterations: Int) -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
         sink.values.withUnsafeMutableBufferPointer { out in
             let out = out.baseAddress!
             // Every thread on a core of its own (Dispatch's pool once ran both on one core).
-            threads.parallelFor(threads.count) { t in out[t] = quarry_fma_peak_loop(iterations, Float(t)) }
+            threads.parallelFor(threads.count) { t in out[t] = loop(iterations, t) }
         }
         return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
@@ -34,7 +56,7 @@ public func measureFP32PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -
     let target = Int(Double(iterations) * 4)
     var best = Double.infinity
     for _ in 0..<3 { best = min(best, run(iterations: target)) }
-    let flops = Double(target) * Double(quarry_fma_peak_flops_per_iteration()) * Double(threads.count)
+    let flops = Double(target) * Double(flopsPerIteration) * Double(threads.count)
     return flops / best * 1e-9
 }
 

@@ -66,7 +66,10 @@ public func resolvePrecision(_ spec: String, on devices: [Device]) throws -> Pre
         }
     }
     // The CPU's GEMM precision is process-wide (CPUGEMMPrecision): set it from this run's choice.
-    if devices.contains(where: { $0 is CPUDevice }) { try CPUGEMMPrecision.set(precision) }
+    if devices.contains(where: { $0 is CPUDevice }) {
+        try CPUGEMMPrecision.set(precision)
+        if precision == .bf16, let note = CPUGEMMPrecision.bf16SlowerThanFP32Note { printError(note) }
+    }
     return precision
 }
 
@@ -74,17 +77,22 @@ public func resolvePrecision(_ spec: String, on devices: [Device]) throws -> Pre
 public struct DeviceLimits: Sendable {
     public var peakGFLOPS: Double
     public var bandwidthGBps: Double
-    public init(peakGFLOPS: Double, bandwidthGBps: Double) {
+    /// The CPU's bf16 dot-product peak (vdpbf16ps), GFLOP/s-equivalent; nil where it has no bf16
+    /// or the bf16 GEMM runs on AMX tiles instead.
+    public var bf16PeakGFLOPS: Double?
+    public init(peakGFLOPS: Double, bandwidthGBps: Double, bf16PeakGFLOPS: Double? = nil) {
         self.peakGFLOPS = peakGFLOPS
         self.bandwidthGBps = bandwidthGBps
+        self.bf16PeakGFLOPS = bf16PeakGFLOPS
     }
 }
 
 /// Measures `device`'s limits: an FMA loop and a streaming kernel (takes seconds).
 public func measureLimits(_ device: Device) throws -> DeviceLimits {
     if let cpu = device as? CPUDevice {
+        let bf16 = CPUGEMMPrecision.bf16Kernel == "vdpbf16ps" ? measureBF16PeakGFLOPS(threads: cpu.threads) : nil
         return DeviceLimits(peakGFLOPS: measureFP32PeakGFLOPS(threads: cpu.threads),
-                            bandwidthGBps: measureMemoryBandwidthGBps(threads: cpu.threads))
+                            bandwidthGBps: measureMemoryBandwidthGBps(threads: cpu.threads), bf16PeakGFLOPS: bf16)
     }
     guard let cl = device as? OpenCLDevice else { throw RuntimeError(message: "\(device.info.spec): no way to measure its limits") }
     return DeviceLimits(peakGFLOPS: try cl.measurePeakGFLOPS(), bandwidthGBps: try cl.measureBandwidthGBps())

@@ -18,7 +18,7 @@ struct DevicesCommand: ParsableCommand {
               quarry devices --probe --json
             """)
 
-    @Flag(name: .long, help: "Measure each device's fp32 peak and memory bandwidth (takes seconds).")
+    @Flag(name: .long, help: "Measure each device's fp32 peak, memory bandwidth and (CPUs whose bf16 runs on vdpbf16ps) bf16 peak (takes seconds).")
     var probe = false
 
     @Flag(name: .long, help: "Print one JSON array instead of a table.")
@@ -63,6 +63,7 @@ struct DevicesCommand: ParsableCommand {
                     let limits = try measureLimits(d)
                     e["peak_gflops"] = .number(limits.peakGFLOPS)
                     e["bandwidth_gbps"] = .number(limits.bandwidthGBps)
+                    if let bf16 = limits.bf16PeakGFLOPS { e["bf16_peak_gflops"] = .number(bf16) }
                 } catch {
                     e["probe_error"] = .string("\(error)")
                 }
@@ -83,7 +84,10 @@ struct DevicesCommand: ParsableCommand {
                     print("\tGEMM schedule \(s): \(src)")
                 }
                 if let p = e["peak_gflops"]?.number, let b = e["bandwidth_gbps"]?.number {
-                    print(String(format: "\tmeasured: fp32 peak %.1f GFLOP/s, memory bandwidth %.1f GB/s", p, b))
+                    let bf16 = e["bf16_peak_gflops"]?.number.map {
+                        String(format: ", bf16 (vdpbf16ps) peak %.1f GFLOP/s-equivalent (%.2fx fp32)", $0, $0 / p)
+                    } ?? ""
+                    print(String(format: "\tmeasured: fp32 peak %.1f GFLOP/s", p) + bf16 + String(format: ", memory bandwidth %.1f GB/s", b))
                 }
                 if case .string(let err)? = e["probe_error"] { print("\tprobe failed: \(err)") }
             }

@@ -1,3 +1,4 @@
+import CQuarryKernels
 import Foundation
 import Quarry
 @testable import QuarryCPU
@@ -240,6 +241,22 @@ final class GEMMTests: XCTestCase {
     func testPeakMeasurementIsPositive() {
         let peak = measureFP32PeakGFLOPS(threads: CPUThreads(count: 1), seconds: 0.02)
         XCTAssert(peak > 0 && peak.isFinite, "peak \(peak)")
+    }
+
+    /// The bf16 peak loop runs every iteration on every chain: its result is exact (276 + 24 n 2^-9),
+    /// so a loop cut short or a chain dropped changes it. Without bf16 there is no figure.
+    func testBF16PeakLoopDoesItsIterations() {
+        guard quarry_bf16_peak_flops_per_iteration() > 0 else {
+            XCTAssertNil(measureBF16PeakGFLOPS(threads: CPUThreads(count: 1), seconds: 0.01))
+            XCTAssertEqual(quarry_bf16_peak_loop(100), 0)
+            return
+        }
+        XCTAssertEqual(quarry_bf16_peak_flops_per_iteration(), 24 * 32 * 2)
+        for n in [0, 1, 7, 1000, 100_003] {
+            XCTAssertEqual(quarry_bf16_peak_loop(n), 276 + Float(24 * n) / 512, "\(n) iterations")
+        }
+        let peak = measureBF16PeakGFLOPS(threads: CPUThreads(count: 1), seconds: 0.02)
+        XCTAssert(peak.map { $0 > 0 && $0.isFinite } == true, "bf16 peak \(String(describing: peak))")
     }
 }
 

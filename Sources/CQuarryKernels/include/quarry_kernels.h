@@ -219,6 +219,14 @@ float quarry_fma_peak_loop(long iterations, float seed);
 /// Floating-point operations of one iteration of `quarry_fma_peak_loop` at the active level.
 long quarry_fma_peak_flops_per_iteration(void);
 
+/// The same for the bf16 dot product (vdpbf16ps, 24 chains; each instruction is 32 multiply-adds,
+/// 64 flops): returns 276 + 24 x iterations x 2^-9 while that is exact in fp32, and 0 where
+/// quarry_bf16_available() is not. The loop is the one the vdpbf16ps GEMM kernel runs on.
+float quarry_bf16_peak_loop(long iterations);
+
+/// Flops of one iteration of `quarry_bf16_peak_loop` (0 where bf16 is not available).
+long quarry_bf16_peak_flops_per_iteration(void);
+
 #ifdef __cplusplus
 }
 #endif
