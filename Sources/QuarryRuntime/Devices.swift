@@ -87,6 +87,20 @@ public struct DeviceLimits: Sendable {
     }
 }
 
+extension DeviceLimits {
+    /// The compute peak a run in `precision` is read against: the bf16 dot product's where the
+    /// CPU's bf16 GEMM runs on vdpbf16ps (half the fp32 FMA rate on some Intel hosts, twice it on
+    /// Zen 4), else the fp32 FMA peak (AMX's is not measured: a bf16 run on AMX reads against fp32's).
+    public func computePeak(_ precision: Precision) -> Double {
+        precision == .bf16 ? bf16PeakGFLOPS ?? peakGFLOPS : peakGFLOPS
+    }
+
+    /// These limits with the compute peak of `precision` in place of the fp32 one.
+    public func reading(_ precision: Precision) -> DeviceLimits {
+        DeviceLimits(peakGFLOPS: computePeak(precision), bandwidthGBps: bandwidthGBps, bf16PeakGFLOPS: bf16PeakGFLOPS)
+    }
+}
+
 /// Measures `device`'s limits: an FMA loop and a streaming kernel (takes seconds).
 public func measureLimits(_ device: Device) throws -> DeviceLimits {
     if let cpu = device as? CPUDevice {

@@ -138,16 +138,22 @@ extension BenchGEMMCommand {
         let device = devices[0]
         guard m > 0, n > 0, k > 0 else { throw RuntimeError(message: "--m, --n and --k must be positive") }
         let figures: (seconds: Double, gflops: Double, peak: Double)
+        var peakLabel = "fp32"
         switch device {
         case let cpu as CPUDevice:
-            let peak = measureFP32PeakGFLOPS(threads: cpu.threads)
+            let bf16 = Precision(rawValue: options.deviceOptions.precision.lowercased()) == .bf16
+                && CPUGEMMPrecision.bf16Kernel == "vdpbf16ps"
+            let bf16Peak = bf16 ? measureBF16PeakGFLOPS(threads: cpu.threads) : nil
+            if bf16Peak != nil { peakLabel = "bf16" }
+            let peak = bf16Peak ?? measureFP32PeakGFLOPS(threads: cpu.threads)
             let r = QuarryCPU.benchmarkGEMM(m: m, n: n, k: k, threads: cpu.threads.count)
             figures = (r.seconds, r.gflops, peak)
         default:
             figures = try benchmarkOpenCLGEMM(device, m: m, n: n, k: k)
         }
-        print(String(format: "gemm %dx%dx%d on %@: %.3f ms, %.1f GFLOP/s, %.0f%% of the measured %.1f GFLOP/s peak",
-                     m, n, k, device.info.spec, figures.seconds * 1e3, figures.gflops, 100 * figures.gflops / figures.peak, figures.peak))
+        print(String(format: "gemm %dx%dx%d on %@: %.3f ms, %.1f GFLOP/s, %.0f%% of the measured %.1f GFLOP/s %@ peak",
+                     m, n, k, device.info.spec, figures.seconds * 1e3, figures.gflops, 100 * figures.gflops / figures.peak, figures.peak,
+                     peakLabel))
         return [
             "target": "gemm", "device": .string(device.info.spec), "device_name": .string(device.info.name),
             "m": .number(Double(m)), "n": .number(Double(n)), "k": .number(Double(k)),

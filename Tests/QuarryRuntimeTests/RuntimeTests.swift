@@ -241,3 +241,16 @@ final class BatchAxisTests: XCTestCase {
         }
     }
 }
+
+final class DeviceLimitsTests: XCTestCase {
+    /// A bf16 run reads against the bf16 peak where one was measured (vdpbf16ps), else fp32's.
+    func testRunsReadAgainstThePeakOfTheirPrecision() {
+        let measured = DeviceLimits(peakGFLOPS: 340, bandwidthGBps: 28, bf16PeakGFLOPS: 170)
+        XCTAssertEqual(measured.computePeak(.fp32), 340)
+        XCTAssertEqual(measured.computePeak(.bf16), 170)
+        XCTAssertEqual(measured.reading(.bf16).peakGFLOPS, 170)
+        XCTAssertEqual(measured.reading(.bf16).bandwidthGBps, 28)
+        XCTAssertEqual(measured.reading(.fp32).peakGFLOPS, 340)
+        XCTAssertEqual(DeviceLimits(peakGFLOPS: 340, bandwidthGBps: 28).computePeak(.bf16), 340)
+    }
+}
