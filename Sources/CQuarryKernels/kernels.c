@@ -53,6 +53,7 @@ static void window_row_generic(const float *row, long width, long first, long st
 }
 
 #if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
 
 // x86-64-v4's vector subset. Zen 4 splits 512-bit operations into two 256-bit halves, but the
 // 32 registers still hold the 12 x 32 tile that 16 ymm registers cannot.
