@@ -67,7 +67,7 @@ struct ModelBench {
         let workers = try devices.map { d in try compile?(d, outputs) ?? d.compile(graph, outputs: outputs) }
         // Read against the peak of the arithmetic in use (bf16's where the CPU runs it on vdpbf16ps).
         let precision = Precision(rawValue: deviceOptions.precision.lowercased()) ?? .fp32
-        let limits = try devices.map { try measureLimits($0).reading(precision) }
+        let limits = try devices.map { try measureLimits($0, bf16: precision == .bf16).reading(precision) }
         let peak = limits.reduce(0) { $0 + $1.peakGFLOPS }
         let peakLabel = precision == .bf16 && limits.contains(where: { $0.bf16PeakGFLOPS != nil }) ? "bf16" : "fp32"
         let compiled = workers[0]
