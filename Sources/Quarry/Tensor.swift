@@ -196,21 +196,16 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 }
 
 extension Tensor {
-    /// Uniform values in [low, high), reproducible from the generator's seed.
+    /// Uniform values in [low, high), reproducible from the generator's seed. Inlinable, so that a
+    /// caller in another module with a concrete generator gets it specialised: through witness
+    /// tables, filling `bench gemm`'s three 2048 x 2048 operands took longer than the timed GEMMs.
+    @inlinable
     public static func random<G: RandomNumberGenerator>(
         shape: [Int], in range: ClosedRange<Float> = -1...1, using rng: inout G
     ) -> Tensor {
         let t = Tensor(uninitializedShape: shape)
-        for i in 0..<t.count { t.storage.pointer[i] = Float.random(in: range, using: &rng) }
-        return t
-    }
-
-    /// The same values for the seeded generator, with the generator's type known here: the generic
-    /// version is not specialised across modules, and filling `bench gemm`'s three 2048 x 2048
-    /// operands through witness tables took longer than the timed GEMMs (a sixth of its samples).
-    public static func random(shape: [Int], in range: ClosedRange<Float> = -1...1, using rng: inout SeededGenerator) -> Tensor {
-        let t = Tensor(uninitializedShape: shape)
-        for i in 0..<t.count { t.storage.pointer[i] = Float.random(in: range, using: &rng) }
+        let p = t.storage.pointer
+        for i in 0..<t.count { p[i] = Float.random(in: range, using: &rng) }
         return t
     }
 }

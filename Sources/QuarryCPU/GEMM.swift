@@ -69,7 +69,6 @@ public enum CPUGEMMPrecision {
     /// process on one thread, about a third of a second): a note saying so with both rates, for a
     /// run asked to use bf16. The run stays in bf16 as asked (no silent change of arithmetic).
     public static let bf16SlowerThanFP32Note: String? = {
-        guard bf16Kernel == "vdpbf16ps" else { return nil }
         let one = CPUThreads(count: 1)
         guard let bf16 = measureBF16PeakGFLOPS(threads: one, seconds: 0.05) else { return nil }
         let fp32 = measureFP32PeakGFLOPS(threads: one, seconds: 0.05)

@@ -24,14 +24,14 @@ public func measureFP32PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -
     }
 }
 
-/// The bf16 dot product's throughput (vdpbf16ps, the bf16 GEMM's instruction where the host has no
-/// AMX) on every thread at once, in GFLOP/s-equivalent (a pair of multiply-adds = 4 flops), measured
-/// like the fp32 peak; nil where bf16 is not available. Zen 4 runs it at about twice the fp32 FMA
-/// rate; an Emerald Rapids guest without AMX at half of it (84-86 against 168-176 GFLOP/s on one
-/// thread), so there `--precision bf16` is slower than fp32.
+/// The bf16 dot product's throughput (vdpbf16ps) on every thread at once, in GFLOP/s-equivalent (a
+/// pair of multiply-adds = 4 flops), measured like the fp32 peak: the limit of the bf16 GEMM where
+/// it runs on that instruction; nil where it does not (no bf16, or AMX tiles instead). Zen 4 runs
+/// it at about twice the fp32 FMA rate; an Emerald Rapids guest without AMX at half of it (84-86
+/// against 168-176 GFLOP/s on one thread), so there `--precision bf16` is slower than fp32.
 public func measureBF16PeakGFLOPS(threads: CPUThreads, seconds: Double = 0.25) -> Double? {
     let flops = quarry_bf16_peak_flops_per_iteration()
-    guard flops > 0 else { return nil }
+    guard flops > 0, CPUGEMMPrecision.bf16Kernel == "vdpbf16ps" else { return nil }
     return measurePeak(threads: threads, seconds: seconds, flopsPerIteration: flops) { iterations, _ in
         quarry_bf16_peak_loop(iterations)
     }

@@ -105,7 +105,7 @@ extension DeviceLimits {
 /// `bf16` a CPU's vdpbf16ps loop where its bf16 GEMM runs on that instruction.
 public func measureLimits(_ device: Device, bf16 measureBF16: Bool = true) throws -> DeviceLimits {
     if let cpu = device as? CPUDevice {
-        let bf16 = measureBF16 && CPUGEMMPrecision.bf16Kernel == "vdpbf16ps" ? measureBF16PeakGFLOPS(threads: cpu.threads) : nil
+        let bf16 = measureBF16 ? measureBF16PeakGFLOPS(threads: cpu.threads) : nil
         return DeviceLimits(peakGFLOPS: measureFP32PeakGFLOPS(threads: cpu.threads),
                             bandwidthGBps: measureMemoryBandwidthGBps(threads: cpu.threads), bf16PeakGFLOPS: bf16)
     }

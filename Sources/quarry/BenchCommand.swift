@@ -142,7 +142,6 @@ extension BenchGEMMCommand {
         switch device {
         case let cpu as CPUDevice:
             let bf16 = Precision(rawValue: options.deviceOptions.precision.lowercased()) == .bf16
-                && CPUGEMMPrecision.bf16Kernel == "vdpbf16ps"
             let bf16Peak = bf16 ? measureBF16PeakGFLOPS(threads: cpu.threads) : nil
             if bf16Peak != nil { peakLabel = "bf16" }
             let peak = bf16Peak ?? measureFP32PeakGFLOPS(threads: cpu.threads)

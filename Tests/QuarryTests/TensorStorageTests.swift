@@ -100,8 +100,9 @@ final class TensorAxisMoveTests: XCTestCase {
 }
 
 final class TensorRandomTests: XCTestCase {
-    /// The seeded generator's own `random` gives the generic version's values, element for element
-    /// (tests and benchmarks reproduce inputs from seeds through either).
+    /// `random` called with the concrete generator (specialised and inlined at the call) gives the
+    /// values of the unspecialised generic path, element for element (tests and benchmarks
+    /// reproduce inputs from seeds through either).
     func testSeededRandomMatchesTheGenericFill() {
         func generic<G: RandomNumberGenerator>(_ rng: inout G, _ range: ClosedRange<Float>) -> Tensor {
             Tensor.random(shape: [3, 1001], in: range, using: &rng)
