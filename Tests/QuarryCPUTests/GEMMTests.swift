@@ -172,6 +172,17 @@ final class GEMMTests: XCTestCase {
             run(t, &rng)
         }
         run(Case(m: 13, n: 2100, k: 40, threads: 2, bInPlace: true), &rng)
+        // One K block read in place runs each row tile across a run of panels (a quarter of L2's
+        // worth): at the deepest single block, the fewest panels a run, two runs and a short third
+        // one ending in a partial panel.
+        for (m, threads, less) in [(40, 1, 0), (29, 2, 3)] {
+            let k = GEMMBlocking.kc - less
+            let runColumns = sweepPanels(direct: true, first: true, last: true, kcb: k) * GEMMBlocking.nr
+            XCTAssertLessThan(runColumns, GEMMBlocking.nc, "one run of panels covers the NC block")
+            var t = Case(m: m, n: 2 * runColumns + 45, k: k, threads: threads, bInPlace: true)
+            t.bias = .rows; t.activation = .relu; t.padB = 3
+            run(t, &rng)
+        }
     }
 
     func testEmptyDepthGivesBiasOnly() {
