@@ -12,8 +12,9 @@
 
 // quarry_im2col_line's walk over the output pixels j0 ..< j0 + cols (across images, row by
 // output row), one window row per output-row segment; `row_fn` copies it: row[first + t * stride]
-// for t < count, zero where the index falls outside 0 ..< width. Each level passes its own.
-typedef void (*window_row_fn)(const float *row, long width, long first, long stride, long count, float *dst);
+// for lo <= t < hi, zero for the other t < count (lo and hi from window_bounds, the indices that
+// fall inside the row). Each level passes its own.
+typedef void (*window_row_fn)(const float *row, long first, long stride, long lo, long hi, long count, float *dst);
 
 /// The t range [lo, hi) of a window row whose indices first + t * stride fall inside 0 ..< width.
 static inline __attribute__((always_inline)) void window_bounds(long width, long first, long stride, long count,
@@ -33,20 +34,29 @@ static inline __attribute__((always_inline)) void im2col_walk(window_row_fn row_
     const long pixels = g->out_height * g->out_width, plane_size = g->height * g->width;
     long n = j0 / pixels, oy = (j0 % pixels) / g->out_width, ox = j0 % g->out_width;
     const float *plane = image + n * g->image_stride + c * plane_size;
+    // Every whole output row has the same window bounds: found once, not with two divisions per
+    // segment (a stride-2 3x3 layer at 28x28 has 28-float segments, where they cost as much as
+    // the copy).
+    long row_lo, row_hi;
+    window_bounds(g->width, col_offset, g->stride_w, g->out_width, &row_lo, &row_hi);
     for (long q = 0; q < cols;) {
         if (oy == g->out_height) { n++; oy = 0; plane = image + n * g->image_stride + c * plane_size; }
         const long len = g->out_width - ox < cols - q ? g->out_width - ox : cols - q;
         const long iy = oy * g->stride_h + row_offset;
-        if (iy < 0 || iy >= g->height) row_fn(plane, 0, 0, 1, len, line + q);
-        else row_fn(plane + iy * g->width, g->width, ox * g->stride_w + col_offset, g->stride_w, len, line + q);
+        if (iy < 0 || iy >= g->height) {
+            row_fn(plane, 0, 1, 0, 0, len, line + q);
+        } else {
+            const long first = ox * g->stride_w + col_offset;
+            long lo = row_lo, hi = row_hi;
+            if (ox != 0 || len != g->out_width) window_bounds(g->width, first, g->stride_w, len, &lo, &hi);
+            row_fn(plane + iy * g->width, first, g->stride_w, lo, hi, len, line + q);
+        }
         q += len; oy++; ox = 0;
     }
 }
 
-static void window_row_generic(const float *row, long width, long first, long stride, long count, float *dst)
+static void window_row_generic(const float *row, long first, long stride, long lo, long hi, long count, float *dst)
 {
-    long lo, hi;
-    window_bounds(width, first, stride, count, &lo, &hi);
     for (long t = 0; t < lo; t++) dst[t] = 0.0f;
     for (long t = lo; t < hi; t++) dst[t] = row[first + t * stride];
     for (long t = hi; t < count; t++) dst[t] = 0.0f;
@@ -86,10 +96,8 @@ static void window_row_generic(const float *row, long width, long first, long st
 /// The window row of quarry_im2col_line with 16-lane masked loads and stores: stride 1 copies,
 /// stride 2 takes the even lanes of two loads; segments of a few dozen floats end in one masked
 /// step instead of a scalar tail.
-static inline void window_row_avx512(const float *row, long width, long first, long stride, long count, float *dst)
+static inline void window_row_avx512(const float *row, long first, long stride, long lo, long hi, long count, float *dst)
 {
-    long lo, hi;
-    window_bounds(width, first, stride, count, &lo, &hi);
     for (long t = 0; t < lo; t += 16) {
         const long n = lo - t < 16 ? lo - t : 16;
         _mm512_mask_storeu_ps(dst + t, (__mmask16)((1u << n) - 1), _mm512_setzero_ps());

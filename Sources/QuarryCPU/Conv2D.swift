@@ -10,6 +10,7 @@
 // A transposed convolution is the GEMM cols[O/g*kh*kw, H*W] = W^T x x, then col2im scatters the
 // columns into the output.
 
+import CCPUHints
 import CQuarryKernels
 import Foundation
 import Quarry
@@ -51,9 +52,19 @@ struct Im2ColSource: GEMMSourceB {
             var geometry = quarry_im2col_geometry(height: g.height, width: g.width, out_height: g.outHeight,
                                                   out_width: g.outWidth, stride_h: g.strideH, stride_w: g.strideW,
                                                   image_stride: imageStride)
+            let planeFloats = g.height * g.width, planeLines = (planeFloats + 15) / 16
+            let firstImage = image + (j0 / (g.outHeight * g.outWidth)) * imageStride
             for kk in 0..<kc {
                 let r = k0 + kk
-                let c = r / khw, ky = (r % khw) / g.kernelW, kx = r % g.kernelW
+                let c = r / khw, tap = r % khw, ky = tap / g.kernelW, kx = r % g.kernelW
+                // The next channel's plane, a share per tap of this one: its lines come from L3
+                // (the image no longer fits L2 beside the packed block) and stalled the copies.
+                if c + 1 < g.channels {
+                    let next = firstImage + (c + 1) * planeFloats
+                    for line in (planeLines * tap / khw)..<(planeLines * (tap + 1) / khw) {
+                        quarry_prefetch_for_read(next + line * 16)
+                    }
+                }
                 quarry_im2col_line(image, &geometry, c, ky * g.dilationH - g.padTop, kx * g.dilationW - g.padLeft,
                                    j0, cols, line)
                 for panel in 0..<panels {
