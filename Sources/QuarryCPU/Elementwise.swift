@@ -288,9 +288,9 @@ func reducePass(
             d.update(from: s, count: w)
             for l in 1..<max(len, 1) {
                 if isMax {
-                    combine(d, s + l * inner, w) { $0.replacing(with: $1, where: $1 .> $0) } scalar: { Swift.max($0, $1) }
+                    combineMax(d, s + l * inner, w)
                 } else {
-                    combine(d, s + l * inner, w) { $0 + $1 } scalar: { $0 + $1 }
+                    combineSum(d, s + l * inner, w)
                 }
             }
             if scale != 1 { affine(UnsafePointer(d), d, w, scale, 0) }

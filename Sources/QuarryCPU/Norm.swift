@@ -94,7 +94,7 @@ extension CPUKernels {
                         let s = src + o * len * inner + b0, d = dst + o * len * inner + b0
                         mx.update(from: s, count: w)
                         for k in 1..<max(len, 1) {
-                            combine(mx, s + k * inner, w) { $0.replacing(with: $1, where: $1 .> $0) } scalar: { Swift.max($0, $1) }
+                            combineMax(mx, s + k * inner, w)
                         }
                         sum.initialize(repeating: 0, count: w)
                         for k in 0..<len {
@@ -124,7 +124,7 @@ extension CPUKernels {
                         } else {
                             for i in 0..<w { sum[i] = 1 / sum[i] }
                             for k in 0..<len {
-                                combine(d + k * inner, sum, w) { $0 * $1 } scalar: { $0 * $1 }
+                                combineProduct(d + k * inner, sum, w)
                             }
                         }
                     }

@@ -93,9 +93,9 @@ struct PoolGeometry {
                 if rowsUsed == 0 {
                     row.update(from: s, count: inW)
                 } else if isMax {
-                    combine(row, s, inW) { $0.replacing(with: $1, where: $1 .> $0) } scalar: { Swift.max($0, $1) }
+                    combineMax(row, s, inW)
                 } else {
-                    combine(row, s, inW) { $0 + $1 } scalar: { $0 + $1 }
+                    combineSum(row, s, inW)
                 }
                 rowsUsed += 1
             }
@@ -175,17 +175,42 @@ func evenLanes(_ p: UnsafePointer<Float>) -> V16 {
     V16(lowHalf: load16(p).evenHalf, highHalf: load16(p + 16).evenHalf)
 }
 
+// Element-wise row combines (pooling's pass 1, reductions, softmax), one function each: written
+// as one function taking the operation as closures, the vector closure was not inlined and cost
+// a call per 16 floats.
+
+/// dst[i] = max(dst[i], src[i]) for i < n.
 @inline(__always)
-func combine(
-    _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int,
-    _ f: (V16, V16) -> V16, scalar g: (Float, Float) -> Float
-) {
+func combineMax(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
     var i = 0
     while i + 16 <= n {
-        store16(f(load16(dst + i), load16(src + i)), dst + i)
+        let a = load16(dst + i), b = load16(src + i)
+        store16(a.replacing(with: b, where: b .> a), dst + i)
         i += 16
     }
-    while i < n { dst[i] = g(dst[i], src[i]); i += 1 }
+    while i < n { dst[i] = Swift.max(dst[i], src[i]); i += 1 }
+}
+
+/// dst[i] += src[i] for i < n.
+@inline(__always)
+func combineSum(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n {
+        store16(load16(dst + i) + load16(src + i), dst + i)
+        i += 16
+    }
+    while i < n { dst[i] += src[i]; i += 1 }
+}
+
+/// dst[i] *= src[i] for i < n.
+@inline(__always)
+func combineProduct(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n {
+        store16(load16(dst + i) * load16(src + i), dst + i)
+        i += 16
+    }
+    while i < n { dst[i] *= src[i]; i += 1 }
 }
 
 /// Sum of `n` floats with four vector accumulators.
