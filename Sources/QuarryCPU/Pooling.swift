@@ -110,7 +110,11 @@ struct PoolGeometry {
                 // Stride 2: the even lanes of 32 consecutive floats are 16 window starts.
                 var ox = interiorW.lowerBound
                 let rows = Float(countIncludePad ? padRows : rowsUsed)
-                while ox + 16 <= interiorW.upperBound {
+                // The last vector ends at the interior's end, overlapping the one before (the
+                // same values written twice) rather than leaving up to 15 columns to the scalar
+                // path: ResNet-50's 56 output columns left 7 of them.
+                while ox < interiorW.upperBound && interiorW.count >= 16 {
+                    ox = min(ox, interiorW.upperBound - 16)
                     let base = row + 2 * ox - pl
                     var acc = evenLanes(base)
                     for kx in 1..<max(kw, 1) {
@@ -125,7 +129,8 @@ struct PoolGeometry {
                 scalarColumns(row, d, oy: oy, columns: ox..<outW, padRows: padRows, rowsUsed: rowsUsed, isMax: isMax)
             } else if sw == 1 && !interiorW.isEmpty {
                 var ox = interiorW.lowerBound
-                while ox + 16 <= interiorW.upperBound {
+                while ox < interiorW.upperBound && interiorW.count >= 16 {
+                    ox = min(ox, interiorW.upperBound - 16)
                     let base = row + ox - pl
                     var acc = load16(base)
                     for kx in 1..<max(kw, 1) {
