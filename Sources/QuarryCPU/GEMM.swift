@@ -280,14 +280,18 @@ protocol GEMMSourceB {
     /// Where the micro-kernel may read B's full panels in place: element (k0 + k, j0 + j) at
     /// base[k * ld + j]; nil when B must be packed.
     func directB(k0: Int, j0: Int) -> (base: UnsafePointer<Float>, ld: Int)?
+    /// Whether each row tile crosses a run of packed panels (see `sweepPanels`).
+    var sweepsPackedPanels: Bool { get }
 }
 
 extension GEMMSourceB {
     func directB(k0: Int, j0: Int) -> (base: UnsafePointer<Float>, ld: Int)? { nil }
+    var sweepsPackedPanels: Bool { false }
 }
 
 extension PackedMatrix: GEMMSourceA, GEMMSourceB {
     var isPrepacked: Bool { true }
+    var sweepsPackedPanels: Bool { true }
     @inline(__always)
     func blockA(i0: Int, rows: Int, k0: Int, kc: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
         block(o0: i0, k0: k0, kc: kc)
@@ -306,6 +310,7 @@ extension PackedMatrix: GEMMSourceA, GEMMSourceB {
 
 /// A strided row-major matrix, possibly transposed.
 struct DenseOperand: GEMMSourceA, GEMMSourceB {
+    var sweepsPackedPanels: Bool { true }
     let base: UnsafePointer<Float>
     let ld: Int
     let transposed: Bool
@@ -484,7 +489,7 @@ func gemmRegion<A: GEMMSourceA, B: GEMMSourceB>(
             while ic < m1 {
                 let mcb = min(GEMMBlocking.mc, m1 - ic)
                 let aBlock = a.blockA(i0: ic, rows: mcb, k0: pc, kc: kcb, scratch: scratchA)
-                let sweep = sweepPanels(direct: direct != nil, first: first, last: last, kcb: kcb)
+                let sweep = sweepPanels(direct: direct != nil, packedSweeps: b.sweepsPackedPanels, first: first, last: last, kcb: kcb)
                 @inline(__always)
                 func runTile(_ ir: Int, _ jr: Int) {
                     let cols = min(nr, ncb - jr)
@@ -793,17 +798,21 @@ func edgeTile(c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, cols: Int, _ 
 }
 
 /// How many B panels a row tile runs across before the next row tile starts, for one K block.
-/// Normally one: each B panel stays in L1 while every row tile of the A block passes over it. But
-/// a B read in place in one K block (a 1x1 convolution's image planes, K up to KC) is cheap to
-/// keep in L2, and then each row tile taking a run of panels writes C as a few long rows
-/// (MR output planes) instead of 12 x 32 floats in each of all M planes per panel, which the
-/// prefetchers cannot follow. The run is the panels whose K rows fill a quarter of L2.
-/// ResNet-50 batch 8 on the Emerald Rapids host, per-layer minima alternated over 4 rounds:
-/// 64->256 at 56x56 4.2-4.4 -> 3.3-3.4 ms, 128->512 at 28x28 3.1-3.2 -> 2.8-2.9 ms, the layers
-/// with K = 256 level.
+/// With runs of one panel, each B panel stays in cache while every row tile of the A block passes
+/// over it. With longer runs each row tile's A panel stays in L1 while it crosses the run's B
+/// panels, held in L2 (the run is the panels whose K rows fill a quarter of it):
+/// - a B read in place in one K block (a 1x1 convolution's image planes, K up to KC): each row
+///   tile then writes C as MR long rows instead of 12 x 32 floats in each of all M output planes
+///   per panel, which the prefetchers cannot follow. ResNet-50 batch 8 on the Emerald Rapids
+///   host, per-layer minima alternated over 4 rounds: 64->256 at 56x56 4.2-4.4 -> 3.3-3.4 ms,
+///   128->512 at 28x28 3.1-3.2 -> 2.8-2.9 ms, the layers with K = 256 level; with K over KC,
+///   level, so those keep runs of one;
+/// - packed matrices (dense layers, matrix products: `sweepsPackedPanels`): SGEMM 2048^3 on one
+///   thread 141.8-149.5 -> 153.2-153.7 GFLOP/s alternated. Not the Winograd products (VGG16's
+///   512-channel 3x3 layers went 15% slower) nor the im2col panels (level).
 @inline(__always)
-func sweepPanels(direct: Bool, first: Bool, last: Bool, kcb: Int) -> Int {
-    guard direct && first && last else { return 1 }
+func sweepPanels(direct: Bool, packedSweeps: Bool, first: Bool, last: Bool, kcb: Int) -> Int {
+    if direct ? !(first && last) : !packedSweeps { return 1 }
     return max(1, sweepBudgetBytes / (kcb * GEMMBlocking.nr * MemoryLayout<Float>.size))
 }
 

@@ -177,10 +177,26 @@ final class GEMMTests: XCTestCase {
         // one ending in a partial panel.
         for (m, threads, less) in [(40, 1, 0), (29, 2, 3)] {
             let k = GEMMBlocking.kc - less
-            let runColumns = sweepPanels(direct: true, first: true, last: true, kcb: k) * GEMMBlocking.nr
+            let runColumns = sweepPanels(direct: true, packedSweeps: false, first: true, last: true, kcb: k) * GEMMBlocking.nr
             XCTAssertLessThan(runColumns, GEMMBlocking.nc, "one run of panels covers the NC block")
             var t = Case(m: m, n: 2 * runColumns + 45, k: k, threads: threads, bInPlace: true)
             t.bias = .rows; t.activation = .relu; t.padB = 3
+            run(t, &rng)
+        }
+    }
+
+    /// Packed B (packed per block, or prepacked) crossed in runs of panels by each row tile: K
+    /// over several KC blocks (C accumulated), runs ending short and in a partial panel.
+    func testPackedPanelsInRuns() {
+        var rng = makeTestRNG()
+        let runColumns = sweepPanels(direct: false, packedSweeps: true, first: true, last: true, kcb: GEMMBlocking.kc)
+            * GEMMBlocking.nr
+        XCTAssertLessThan(runColumns, GEMMBlocking.nc, "one run of panels covers the NC block")
+        for trial in 0..<4 {
+            var t = Case(m: 25 + trial * 7, n: 2 * runColumns + 45 + trial, k: GEMMBlocking.kc * 2 + 5 - trial, threads: 1 + trial % 2)
+            t.packB = trial % 2 == 0
+            t.packA = trial >= 2
+            t.bias = .columns; t.activation = trial == 3 ? .relu6 : nil; t.padC = trial % 3
             run(t, &rng)
         }
     }
