@@ -63,6 +63,7 @@ static void window_row_generic(const float *row, long first, long stride, long l
 }
 
 #if defined(__x86_64__) && defined(__clang__)
+// The intrinsics of every x86-64 section below (the variants' gathers, im2col, bf16, AMX).
 #include <immintrin.h>
 
 // x86-64-v4's vector subset. Zen 4 splits 512-bit operations into two 256-bit halves, but the
@@ -91,7 +92,6 @@ static void window_row_generic(const float *row, long first, long stride, long l
 #pragma clang attribute pop
 
 // The im2col row copy on AVX-512 (F/BW/DQ/VL, the level's own features).
-#include <immintrin.h>
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
 /// The window row of quarry_im2col_line with 16-lane masked loads and stores: stride 1 copies,
 /// stride 2 takes the even lanes of two loads; segments of a few dozen floats end in one masked
@@ -140,7 +140,6 @@ static void im2col_line_avx512(const float *image, const quarry_im2col_geometry 
 
 // bf16 on AVX512_BF16: vdpbf16ps multiplies pairs of bf16 and adds both products to fp32 lanes,
 // twice the multiply-adds of an fp32 FMA per instruction (measured on Zen 4: 2.2x the FMA loop).
-#include <immintrin.h>
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
 
 // Interleaves two rows of 16 bf16 (the low and high halves of a vcvtne2ps2bf16 result) into 16
