@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "QuarryCLITests", dependencies: ["quarry", "Quarry", "QuarryCPU", "QuarryModels", "QuarryFormats", "QuarryTestSupport"]),
         .testTarget(name: "QuarryRuntimeTests", dependencies: ["QuarryRuntime", "Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryModels", "QuarryFormats", "QuarryTestSupport"]),
         .testTarget(name: "QuarryConformanceTests", dependencies: ["QuarryConformance", "Quarry", "QuarryCPU", "QuarryOpenCL"]),
-        .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryFormats", "QuarryModels"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "QuarryFormatsTests", dependencies: ["Quarry", "QuarryCPU", "QuarryOpenCL", "QuarryFormats", "QuarryModels", "CImageCodecs"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]
 )

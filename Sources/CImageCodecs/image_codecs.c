@@ -394,14 +394,20 @@ static int decode_webp(const uint8_t *data, size_t size, size_t max_pixels, qic_
     return 0;
 }
 
-int qic_decode_scaled(const uint8_t *data, size_t size, size_t max_pixels, int min_short_side,
-                      qic_image *out, char error[QIC_ERROR_CAPACITY]) {
+static int decode_any(const uint8_t *data, size_t size, size_t max_pixels, int min_short_side,
+                      int allow_eighth, qic_image *out, char error[QIC_ERROR_CAPACITY]) {
     memset(out, 0, sizeof *out);
     error[0] = '\0';
     const qic_format format = qic_detect_format(data, size);
     out->format = format;
     switch (format) {
-    case QIC_FORMAT_JPEG: return decode_jpeg(data, size, max_pixels, min_short_side, out, error);
+    case QIC_FORMAT_JPEG:
+        // At 1/8 scale libjpeg's time is nearly all Huffman decoding, which jpeg_eighth.c does
+        // faster; it declines anything unusual, and libjpeg decodes (or reports) that.
+        if (allow_eighth && min_short_side > 0 &&
+            qic_jpeg_decode_eighth(data, size, max_pixels, min_short_side, out))
+            return 0;
+        return decode_jpeg(data, size, max_pixels, min_short_side, out, error);
     case QIC_FORMAT_PNG: return decode_png(data, size, max_pixels, out, error);
     case QIC_FORMAT_WEBP: return decode_webp(data, size, max_pixels, out, error);
     case QIC_FORMAT_UNKNOWN:
@@ -415,6 +421,16 @@ int qic_decode_scaled(const uint8_t *data, size_t size, size_t max_pixels, int m
                  "%s images are not supported (only JPEG, PNG and WebP)", qic_format_name(format));
         return -1;
     }
+}
+
+int qic_decode_scaled(const uint8_t *data, size_t size, size_t max_pixels, int min_short_side,
+                      qic_image *out, char error[QIC_ERROR_CAPACITY]) {
+    return decode_any(data, size, max_pixels, min_short_side, 1, out, error);
+}
+
+int qic_decode_scaled_libjpeg(const uint8_t *data, size_t size, size_t max_pixels,
+                              int min_short_side, qic_image *out, char error[QIC_ERROR_CAPACITY]) {
+    return decode_any(data, size, max_pixels, min_short_side, 0, out, error);
 }
 
 int qic_decode(const uint8_t *data, size_t size, size_t max_pixels, qic_image *out,
