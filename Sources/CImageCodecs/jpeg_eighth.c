@@ -69,6 +69,7 @@ typedef struct {
     const uint8_t *data;
     size_t size;
     size_t max_pixels;
+    int min_short_side;               // the caller's target: 1/8 must reach it
     int width, height, count;
     int h_max, v_max;
     component comp[MAX_COMPONENTS];
@@ -170,6 +171,10 @@ static int read_headers(frame *f) {
             f->count = s[5];
             if (f->height == 0 || f->width == 0) return 0;  // DNL-defined height: not handled
             if (f->height > 65500 || f->width > 65500) return 0;  // libjpeg's JPEG_MAX_DIMENSION
+            // Smaller photos decode at a larger scale: decline before building any table (the
+            // frame header usually precedes the Huffman tables).
+            const int shorter = f->width < f->height ? f->width : f->height;
+            if ((shorter + 7) / 8 < f->min_short_side) return 0;
             if ((f->count != 1 && f->count != 3) || body != 6 + 3 * (size_t)f->count) return 0;
             for (int c = 0; c < f->count; c++) {
                 component *cp = &f->comp[c];
@@ -556,12 +561,12 @@ int qic_jpeg_decode_eighth(const uint8_t *data, size_t size, size_t max_pixels, 
     f->data = data;
     f->size = size;
     f->max_pixels = max_pixels;
+    f->min_short_side = min_short_side;
     int handled = 0;
     uint8_t *clean = NULL, *pixels = NULL, *samples = NULL;
     size_t *starts = NULL;
     if (!read_headers(f) || !colour_handled(f) || !plan_geometry(f)) goto done;
     const int out_wide = (f->width + 7) / 8, out_high = (f->height + 7) / 8;
-    if ((out_wide < out_high ? out_wide : out_high) < min_short_side) goto done;
     for (int c = 0; c < f->count; c++) {
         component *cp = &f->comp[c];
         cp->plane = malloc((size_t)cp->plane_wide * (size_t)cp->plane_high * sizeof(int32_t));

@@ -372,8 +372,8 @@ typedef void (*winograd_input_fn)(const float *, const quarry_winograd_geometry 
 typedef void (*winograd_output_fn)(const float *, float *, const quarry_winograd_geometry *, long, long, long, long, long,
                                    const float *, int, float, float);
 typedef void (*resample_v_fn)(const unsigned char *, long, const int *, long, int, unsigned char *);
-typedef void (*resample_h_fn)(const unsigned char *, unsigned char *, long, const int *, long, const int *, const int *,
-                              long, int);
+typedef void (*resample_h_fn)(const unsigned char *, long, long, long, unsigned char *, long, long, const int *, long,
+                              const int *, const int *, long, int);
 typedef void (*depthwise3x3_fn)(const quarry_dw3x3_plane *, long, long, int, const float *, const float *, float, float,
                                 float, float *);
 
@@ -398,10 +398,10 @@ struct variant {
 };
 
 static const struct variant variants[] = {
-    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline, resample_vertical_u8_baseline, resample_horizontal_u8_baseline, winograd_input_baseline, winograd_output_baseline, rows_to_planes_baseline, planes_to_padded_baseline, pack_b_baseline},
+    [QUARRY_ISA_BASELINE] = {gemm_tile_baseline, multiply_accumulate_baseline, lstm_cell16_baseline, depthwise3x3_rows_baseline, few_channel_rows_baseline, transpose16_baseline, depthwise_interleaved_pixels_baseline, fma_peak_loop_baseline, 12 * 4 * 2, activate_baseline, resample_vertical_u8_baseline, resample_horizontal_rows_u8_baseline, winograd_input_baseline, winograd_output_baseline, rows_to_planes_baseline, planes_to_padded_baseline, pack_b_baseline},
 #if defined(__x86_64__) && defined(__clang__)
-    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2, resample_vertical_u8_avx2, resample_horizontal_u8_avx2, winograd_input_avx2, winograd_output_avx2, rows_to_planes_avx2, planes_to_padded_avx2, pack_b_avx2},
-    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512, resample_vertical_u8_avx512, resample_horizontal_u8_avx512, winograd_input_avx512, winograd_output_avx512, rows_to_planes_avx512, planes_to_padded_avx512, pack_b_avx512},
+    [QUARRY_ISA_AVX2] = {gemm_tile_avx2, multiply_accumulate_avx2, lstm_cell16_avx2, depthwise3x3_rows_avx2, few_channel_rows_avx2, transpose16_avx2, depthwise_interleaved_pixels_avx2, fma_peak_loop_avx2, 12 * 8 * 2, activate_avx2, resample_vertical_u8_avx2, resample_horizontal_rows_u8_avx2, winograd_input_avx2, winograd_output_avx2, rows_to_planes_avx2, planes_to_padded_avx2, pack_b_avx2},
+    [QUARRY_ISA_AVX512] = {gemm_tile_avx512, multiply_accumulate_avx512, lstm_cell16_avx512, depthwise3x3_rows_avx512, few_channel_rows_avx512, transpose16_avx512, depthwise_interleaved_pixels_avx512, fma_peak_loop_avx512, 12 * 16 * 2, activate_avx512, resample_vertical_u8_avx512, resample_horizontal_rows_u8_avx512, winograd_input_avx512, winograd_output_avx512, rows_to_planes_avx512, planes_to_padded_avx512, pack_b_avx512},
 #endif
 };
 
@@ -588,11 +588,12 @@ void quarry_resample_vertical_u8(const unsigned char *first, long row_bytes, con
     variants[quarry_active_isa()].resample_vertical_u8(first, row_bytes, w, count, bits, line);
 }
 
-void quarry_resample_horizontal_u8(const unsigned char *src, unsigned char *out, long columns, const int *weights,
-                                   long stride, const int *firsts, const int *counts, long last_readable, int bits)
+void quarry_resample_horizontal_rows_u8(const unsigned char *src, long src_stride, long rows, long last_row_readable,
+                                        unsigned char *out, long out_stride, long columns, const int *weights,
+                                        long stride, const int *firsts, const int *counts, long width, int bits)
 {
-    variants[quarry_active_isa()].resample_horizontal_u8(src, out, columns, weights, stride, firsts, counts,
-                                                         last_readable, bits);
+    variants[quarry_active_isa()].resample_horizontal_u8(src, src_stride, rows, last_row_readable, out, out_stride,
+                                                         columns, weights, stride, firsts, counts, width, bits);
 }
 
 void quarry_activate(int kind, float *p, long n)

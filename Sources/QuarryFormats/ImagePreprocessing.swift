@@ -275,7 +275,7 @@ private let resamplePrecisionBits = 22
 /// Two separable passes, as Pillow runs them: horizontal first (over the source rows the vertical
 /// pass reads and the columns the crop keeps), rounded to 8 bits, then vertical, rounded to 8 bits
 /// again and looked up in the table straight into the output planes. The horizontal pass works on
-/// a pixel's three channels (and one spare lane) as one 4-lane vector a tap; the vertical pass on
+/// four neighbouring output pixels' channels as one 16-lane vector a tap (two in 8 lanes); the vertical pass on
 /// 16 bytes of a row at a time, both in CQuarryKernels (per instruction-set level: their 32-bit
 /// vector multiplies are emulated in the SSE2 that Swift code gets in a plain build). The weights are Pillow's 22-bit fixed-point ones, precomputed per
 /// output position, so the result equals Pillow's to the byte.
@@ -293,9 +293,8 @@ private func resample8(
     let sourceRows = vertical?.inputSpan ?? rows
     let rowBytes = r.columns * 3
 
-    // Horizontal pass. One spare byte at the end: each pixel is stored as a 4-byte vector whose
-    // last lane the next pixel overwrites.
-    let temp = UnsafeMutablePointer<UInt8>.allocate(capacity: sourceRows.count * rowBytes + 1)
+    // Horizontal pass.
+    let temp = UnsafeMutablePointer<UInt8>.allocate(capacity: sourceRows.count * rowBytes)
     defer { temp.deallocate() }
     if needHorizontal {
         let taps = ResampleTaps(inputSize: width, outputSize: g.resizedWidth, outputs: columns)
@@ -303,13 +302,12 @@ private func resample8(
         k.withUnsafeBufferPointer { kk in
             taps.first.withUnsafeBufferPointer { firsts in
                 taps.count.withUnsafeBufferPointer { counts in
-                    for (i, y) in sourceRows.enumerated() {
-                        // A 4-byte load of the image's very last pixel would read past the buffer.
-                        quarry_resample_horizontal_u8(
-                            source + y * width * 3, temp + i * rowBytes, r.columns, kk.baseAddress!, taps.stride,
-                            firsts.baseAddress!, counts.baseAddress!, y < height - 1 ? width : width - 1,
-                            Int32(resamplePrecisionBits))
-                    }
+                    // A 4-byte load of the image's very last pixel would read past the buffer.
+                    let lastRow = sourceRows.upperBound - 1
+                    quarry_resample_horizontal_rows_u8(
+                        source + sourceRows.lowerBound * width * 3, width * 3, sourceRows.count,
+                        lastRow < height - 1 ? width : width - 1, temp, rowBytes, r.columns, kk.baseAddress!,
+                        taps.stride, firsts.baseAddress!, counts.baseAddress!, width, Int32(resamplePrecisionBits))
                 }
             }
         }

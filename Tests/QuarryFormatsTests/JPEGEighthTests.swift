@@ -297,8 +297,9 @@ final class JPEGEighthTests: XCTestCase {
                         var error = [CChar](repeating: 0, count: Int(QIC_ERROR_CAPACITY))
                         _ = qic_decode_scaled_libjpeg(damaged, damaged.count, pixelBound, 1, &image, &error)
                         let path = NSTemporaryDirectory() + "quarry-eighth-accepted.jpg"
-                        FileManager.default.createFile(atPath: path, contents: Data(damaged))
-                        XCTFail("\(layout): accepted here, but libjpeg says \(String(cString: error)) (written to \(path))")
+                        _ = FileManager.default.createFile(atPath: path, contents: Data(damaged))
+                        let message = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                        XCTFail("\(layout): accepted here, but libjpeg says \(message) (written to \(path))")
                     }
                 } else {
                     declined += 1

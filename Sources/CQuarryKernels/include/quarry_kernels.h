@@ -203,13 +203,16 @@ void quarry_activate(int kind, float *p, long n);
 
 /// The 8-bit resize's passes (Pillow's fixed-point taps, `bits` fractional bits): the vertical
 /// one sums `count` rows of `row_bytes` bytes from `first` on, weighted by w; the horizontal one
-/// makes `columns` RGB pixels of out from taps at firsts[x] ... + counts[x] of src, weights
-/// `stride` apart per pixel, loading 4 bytes a tap below pixel `last_readable` (out needs one
-/// spare byte). Both round, shift and clamp to 0...255 as Pillow does.
+/// makes `columns` RGB pixels of each of `rows` rows (src and out `src_stride` and `out_stride`
+/// bytes apart) from taps at firsts[x] ... + counts[x] of the row, weights `stride` apart per pixel
+/// and zero past counts[x]. It loads 4 bytes a tap below pixel `width` of a row (below
+/// `last_row_readable` in the last row, where the buffer may end). Both round, shift and clamp to
+/// 0...255 as Pillow does.
 void quarry_resample_vertical_u8(const unsigned char *first, long row_bytes, const int *w, long count, int bits,
                                  unsigned char *line);
-void quarry_resample_horizontal_u8(const unsigned char *src, unsigned char *out, long columns, const int *weights,
-                                   long stride, const int *firsts, const int *counts, long last_readable, int bits);
+void quarry_resample_horizontal_rows_u8(const unsigned char *src, long src_stride, long rows, long last_row_readable,
+                                        unsigned char *out, long out_stride, long columns, const int *weights,
+                                        long stride, const int *firsts, const int *counts, long width, int bits);
 
 /// The peak measurement's loop: multiply-adds on twelve independent vector chains, `iterations`
 /// times, in the active level's widest vectors (fused where the level has FMA). Returns a value
