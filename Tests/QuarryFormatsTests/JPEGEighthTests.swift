@@ -167,15 +167,20 @@ final class JPEGEighthTests: XCTestCase {
             optimize: Bool.random(using: &rng))
     }
 
+    /// A random layout and a photo-like JPEG of it.
+    private func randomJPEG(_ rng: inout SeededGenerator) throws -> (JPEGLayout, [UInt8]) {
+        let layout = randomLayout(&rng)
+        let pixels = photoPixels(width: layout.width, height: layout.height, channels: layout.channels, rng: &rng)
+        return (layout, try encodeJPEG(pixels, layout))
+    }
+
     /// Every baseline layout is handled, and its pixels are the reference's within rounding: the
     /// reader rounds chroma before colour conversion (half a level, times at most 1.772), and the
     /// conversion once more.
     func testMatchesTheDCReferenceOnRandomLayouts() throws {
         var rng = seeded(#function)
         for _ in 0..<48 {
-            let layout = randomLayout(&rng)
-            let bytes = try encodeJPEG(
-                photoPixels(width: layout.width, height: layout.height, channels: layout.channels, rng: &rng), layout)
+            let (layout, bytes) = try randomJPEG(&rng)
             guard let got = eighth(bytes) else {
                 XCTFail("\(layout): declined")
                 continue
@@ -200,9 +205,7 @@ final class JPEGEighthTests: XCTestCase {
     func testAgreesWithLibjpegsEighth() throws {
         var rng = seeded(#function)
         for _ in 0..<24 {
-            let layout = randomLayout(&rng)
-            let bytes = try encodeJPEG(
-                photoPixels(width: layout.width, height: layout.height, channels: layout.channels, rng: &rng), layout)
+            let (layout, bytes) = try randomJPEG(&rng)
             guard let got = eighth(bytes), let want = libjpegScaled(bytes) else {
                 XCTFail("\(layout): a decoder failed")
                 continue
