@@ -97,9 +97,10 @@ public struct Extraction {
         // is drawn), run sorted by length, written back in input order.
         let texts = try loaded.text.flatMap { try textInputs(for: $0) }
         var graph = loaded.graph
-        if graph.parameters.values.contains(where: { $0.value == nil }) {
-            graph.materializeParameters(seed: 0)
-            if !quiet { printError("note: \(loaded.name) has no weights given: features come from untrained, seeded random weights") }
+        // Drawn below, once the decode workers have started on the first batches.
+        let seededWeights = graph.parameters.values.contains(where: { $0.value == nil })
+        if seededWeights, !quiet {
+            printError("note: \(loaded.name) has no weights given: features come from untrained, seeded random weights")
         }
         let layers = layer.isEmpty ? loaded.featureLayers : layer
         _ = try graph.pruned(to: layers)  // names every unknown layer before any work
@@ -127,17 +128,6 @@ public struct Extraction {
 
         let devices = try resolveDevices(device, cpuThreads: cpuThreads)
         _ = try resolvePrecision(precision, on: devices)
-        // Each device compiles its own copy (an ONNX model once per distinct batch shape, so its
-        // micro-batches keep a fixed size). One device runs each batch whole.
-        var compileable = loaded
-        compileable.graph = graph
-        let workers = try devices.map { try compileable.compile(on: $0, outputs: layers) }
-        let fixed: Int? = microBatch
-            ?? (devices.count == 1 ? batch : (loaded.onnx != nil ? max(1, batch / devices.count) : nil))
-        let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: fixed))
-        let interrupt = InterruptWatch(scheduler: scheduler, watching: stopsOnSignals)
-        let progress = Progress(total: items.count, label: "extract \(loaded.name)", quiet: quiet)
-        progress.advance(by: progressState.processed, failed: progressState.failed.count)
 
         // Chunks are read (decoded, checked) ahead of the devices by the scheduler's iterator and
         // written in order as their batches come back; the devices stream from one batch to the
@@ -166,6 +156,20 @@ public struct Extraction {
             makeTensor: mappedPool.map { pool in { try pool.tensor(shape: $0) } })
         var readUpTo = progressState.processed
         defer { pipeline?.cancel() }
+
+        // While the workers decode the first batches: the seeded weights (ResNet-50's take about a
+        // second on one core) and each device's compiled copy (an ONNX model once per distinct
+        // batch shape, so its micro-batches keep a fixed size). One device runs each batch whole.
+        if seededWeights { graph.materializeParameters(seed: 0) }
+        var compileable = loaded
+        compileable.graph = graph
+        let workers = try devices.map { try compileable.compile(on: $0, outputs: layers) }
+        let fixed: Int? = microBatch
+            ?? (devices.count == 1 ? batch : (loaded.onnx != nil ? max(1, batch / devices.count) : nil))
+        let scheduler = Scheduler(workers: workers, options: SchedulerOptions(microBatch: fixed))
+        let interrupt = InterruptWatch(scheduler: scheduler, watching: stopsOnSignals)
+        let progress = Progress(total: items.count, label: "extract \(loaded.name)", quiet: quiet)
+        progress.advance(by: progressState.processed, failed: progressState.failed.count)
         /// The next chunk's feed, or nil at the end, on an interrupt or on a --strict failure.
         func readNext() throws -> [String: Tensor]? {
             while true {
