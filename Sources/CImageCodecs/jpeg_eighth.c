@@ -265,11 +265,12 @@ static int read_headers(frame *f) {
 }
 
 // The colour space libjpeg would infer, reduced to "YCbCr or grey, which this reader converts"
-// against everything else.
+// against everything else. An Adobe marker that does not say YCbCr declines, JFIF or not, so that
+// the order in which libjpeg weighs the two markers never matters.
 static int colour_handled(const frame *f) {
     if (f->count == 1) return 1;
-    if (f->saw_jfif) return 1;
     if (f->saw_adobe) return f->adobe_transform == 1;
+    if (f->saw_jfif) return 1;
     return !(f->comp[0].id == 'R' && f->comp[1].id == 'G' && f->comp[2].id == 'B');
 }
 

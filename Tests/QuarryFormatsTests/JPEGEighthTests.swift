@@ -251,6 +251,13 @@ final class JPEGEighthTests: XCTestCase {
             let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: imageFixture(name))))
             XCTAssertNil(eighth(bytes), name)
         }
+        // An Adobe marker saying RGB (transform 0), or an unknown transform, goes to libjpeg; one
+        // saying YCbCr (1) does not.
+        for (transform, handled) in [(UInt8(0), false), (1, true), (2, false)] {
+            let adobe: [UInt8] = [0xFF, 0xEE, 0x00, 0x0E] + Array("Adobe".utf8) + [0x00, 0x64, 0, 0, 0, 0, transform]
+            let marked = Array(baseline[0..<2]) + adobe + Array(baseline[2...])
+            XCTAssertEqual(eighth(marked) != nil, handled, "Adobe transform \(transform)")
+        }
         for cut in stride(from: 0, to: baseline.count - 1, by: 37) {
             XCTAssertNil(eighth(Array(baseline[0..<cut])), "cut at \(cut)")
         }
