@@ -186,6 +186,9 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var state: UInt64
     public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    /// Where the generator would be after `draws` calls of next(): SplitMix64's state moves by a
+    /// constant step a draw.
+    public mutating func advance(by draws: UInt64) { state = state &+ draws &* 0x9E37_79B9_7F4A_7C15 }
     public mutating func next() -> UInt64 {
         state = state &+ 0x9E37_79B9_7F4A_7C15
         var z = state
