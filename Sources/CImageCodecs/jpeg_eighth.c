@@ -20,7 +20,6 @@
 // its own way. So this reader never has to produce an error message.
 #include "image_codecs.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +73,7 @@ typedef struct {
     int min_short_side;               // the caller's target: 1/8 must reach it
     int width, height, count;
     int h_max, v_max;
+    int mcu_wide, mcu_high;           // MCUs of the scan (blocks, for one component)
     component comp[MAX_COMPONENTS];
     int scan_order[MAX_COMPONENTS];   // frame component index for each scan component
     int scan_count;
@@ -292,8 +292,8 @@ static int plan_geometry(frame *f) {
     int blocks_per_mcu = 0;
     for (int c = 0; c < f->count; c++) blocks_per_mcu += f->comp[c].h * f->comp[c].v;
     if (f->count > 1 && blocks_per_mcu > 10) return 0;  // more blocks an MCU than JPEG allows
-    const int mcu_wide = (f->width + 8 * f->h_max - 1) / (8 * f->h_max);
-    const int mcu_high = (f->height + 8 * f->v_max - 1) / (8 * f->v_max);
+    f->mcu_wide = (f->width + 8 * f->h_max - 1) / (8 * f->h_max);
+    f->mcu_high = (f->height + 8 * f->v_max - 1) / (8 * f->v_max);
     for (int c = 0; c < f->count; c++) {
         component *cp = &f->comp[c];
         const int fx = f->h_max / cp->h, fy = f->v_max / cp->v;
@@ -303,13 +303,10 @@ static int plan_geometry(frame *f) {
         const int samples_high = (int)(((long)f->height * cp->v + f->v_max - 1) / f->v_max);
         cp->blocks_wide = (samples_wide + 7) / 8;
         cp->blocks_high = (samples_high + 7) / 8;
-        if (f->count == 1) {
-            cp->plane_wide = cp->blocks_wide;
-            cp->plane_high = cp->blocks_high;
-        } else {
-            cp->plane_wide = mcu_wide * cp->h;
-            cp->plane_high = mcu_high * cp->v;
-        }
+        // One component (h = v = 1 here) has an MCU a block, the image's blocks; several are
+        // coded in whole MCUs.
+        cp->plane_wide = f->mcu_wide * cp->h;
+        cp->plane_high = f->mcu_high * cp->v;
     }
     return 1;
 }
@@ -513,9 +510,7 @@ static void ycc_to_rgb(const uint8_t *y, const uint8_t *cb, const uint8_t *cr, s
 
 static int decode_scan(frame *f, const uint8_t *clean, size_t clean_length, const size_t *starts,
                        size_t start_count) {
-    const int single = f->count == 1;
-    const int mcu_wide = single ? f->comp[0].plane_wide : f->comp[0].plane_wide / f->comp[0].h;
-    const int mcu_high = single ? f->comp[0].plane_high : f->comp[0].plane_high / f->comp[0].v;
+    const int mcu_wide = f->mcu_wide, mcu_high = f->mcu_high;
     const size_t mcus = (size_t)mcu_wide * (size_t)mcu_high;
     const size_t interval = f->restart_interval ? f->restart_interval : mcus;
     if ((mcus + interval - 1) / interval != start_count) return 0;
@@ -575,8 +570,7 @@ int qic_jpeg_decode_eighth(const uint8_t *data, size_t size, size_t max_pixels, 
         cp->plane = malloc((size_t)cp->plane_wide * (size_t)cp->plane_high * sizeof(int32_t));
         if (cp->plane == NULL) goto done;
     }
-    const size_t mcus = (size_t)f->comp[0].plane_wide * (size_t)f->comp[0].plane_high /
-                        (size_t)(f->count == 1 ? 1 : f->comp[0].h * f->comp[0].v);
+    const size_t mcus = (size_t)f->mcu_wide * (size_t)f->mcu_high;
     const size_t max_starts = f->restart_interval ? mcus / f->restart_interval + 1 : 1;
     clean = malloc(size - f->scan_start + PAD_BYTES);
     starts = malloc(max_starts * sizeof *starts);
@@ -590,17 +584,15 @@ int qic_jpeg_decode_eighth(const uint8_t *data, size_t size, size_t max_pixels, 
     if (end + 1 >= size || data[end + 1] != 0xD9) goto done;
     if (!decode_scan(f, clean, (size_t)clean_length, starts, start_count)) goto done;
 
+    // Grey samples are the pixels; colour goes through planes of Y, Cb and Cr.
     const size_t plane = (size_t)out_wide * (size_t)out_high;
-    samples = malloc(plane * (size_t)f->count);
     pixels = malloc(plane * (size_t)f->count);
+    samples = f->count == 1 ? pixels : malloc(plane * (size_t)f->count);
     if (samples == NULL || pixels == NULL) goto done;
     for (int c = 0; c < f->count; c++)
         if (!component_samples(f, &f->comp[c], out_wide, out_high, samples + plane * (size_t)c))
             goto done;
-    if (f->count == 1)
-        memcpy(pixels, samples, plane);
-    else
-        ycc_to_rgb(samples, samples + plane, samples + 2 * plane, plane, pixels);
+    if (f->count == 3) ycc_to_rgb(samples, samples + plane, samples + 2 * plane, plane, pixels);
     out->width = out_wide;
     out->height = out_high;
     out->channels = f->count;
@@ -609,6 +601,7 @@ int qic_jpeg_decode_eighth(const uint8_t *data, size_t size, size_t max_pixels, 
     out->format = QIC_FORMAT_JPEG;
     out->source_width = f->width;
     out->source_height = f->height;
+    if (samples == pixels) samples = NULL;  // grey: the caller owns them now
     pixels = NULL;
     handled = 1;
 done:
@@ -616,7 +609,7 @@ done:
     free(f);
     free(clean);
     free(starts);
-    free(samples);
+    if (samples != pixels) free(samples);
     free(pixels);
     return handled;
 }

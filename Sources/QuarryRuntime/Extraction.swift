@@ -157,8 +157,8 @@ public struct Extraction {
         var readUpTo = progressState.processed
         defer { pipeline?.cancel() }
 
-        // While the workers decode the first batches: the seeded weights (ResNet-50's take about a
-        // second on one core) and each device's compiled copy (an ONNX model once per distinct
+        // While the workers decode the first batches: the seeded weights (ResNet-50's 25M values)
+        // and each device's compiled copy (an ONNX model once per distinct
         // batch shape, so its micro-batches keep a fixed size). One device runs each batch whole.
         if seededWeights { graph.materializeParameters(seed: 0) }
         var compileable = loaded
